@@ -1,0 +1,36 @@
+# Helpers shared by every joblet target.
+
+# Warnings and sanitizers apply to joblet's own code only: they are PRIVATE so
+# nothing is pushed onto a consumer's build.
+function(joblet_compile_options target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
+                                           -Wno-sign-conversion -Wnon-virtual-dtor)
+  if(JOBLET_WARNINGS_AS_ERRORS)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+if(JOBLET_SANITIZE)
+  # Sanitizers must cover every object of the process that joblet owns, tests included,
+  # so they are set directory-wide rather than per target.
+  add_compile_options(-fsanitize=${JOBLET_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${JOBLET_SANITIZE})
+endif()
+
+# joblet_module(NAME SOURCES... [DEPENDS targets...]) declares the library of one folder:
+# target joblet_<NAME>, alias joblet::<NAME>, public headers in <folder>/include.
+function(joblet_module name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPENDS;PRIVATE_DEPENDS" ${ARGN})
+  add_library(joblet_${name} STATIC ${ARG_SOURCES})
+  add_library(joblet::${name} ALIAS joblet_${name})
+  set_target_properties(joblet_${name} PROPERTIES EXPORT_NAME ${name} OUTPUT_NAME joblet_${name})
+  target_include_directories(joblet_${name} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_link_libraries(joblet_${name} PUBLIC ${ARG_DEPENDS} PRIVATE ${ARG_PRIVATE_DEPENDS})
+  target_compile_features(joblet_${name} PUBLIC cxx_std_20)
+  joblet_compile_options(joblet_${name})
+  install(TARGETS joblet_${name} EXPORT joblet-targets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(DIRECTORY include/joblet DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endfunction()

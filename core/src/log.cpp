@@ -1,0 +1,81 @@
+#include "joblet/detail/log.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <mutex>
+#include <unordered_set>
+
+#include "joblet/detail/env.hpp"
+
+namespace joblet {
+namespace {
+
+std::mutex g_mutex;
+std::string g_identity;
+
+std::string pattern() {
+  std::string prefix = g_identity.empty() ? std::string("[joblet %l]") : "[joblet %l " + g_identity + "]";
+  return prefix + " %v";
+}
+
+std::shared_ptr<spdlog::logger> make_logger() {
+  if (auto existing = spdlog::get("joblet")) return existing;
+  auto created = spdlog::stderr_color_mt("joblet");
+  created->set_pattern(pattern());
+  spdlog::level::level_enum level = spdlog::level::warn;
+  if (auto name = detail::env_string("JOBLET_LOG_LEVEL")) {
+    level = spdlog::level::from_str(*name);
+    // from_str maps unknown names to off; a typo must not silence warnings.
+    if (level == spdlog::level::off && *name != "off") {
+      level = spdlog::level::warn;
+      created->warn("JOBLET_LOG_LEVEL='{}' is not a level; use trace, debug, info, warn, error, critical or off",
+                    *name);
+    }
+  }
+  created->set_level(level);
+  created->flush_on(spdlog::level::warn);
+  return created;
+}
+
+}  // namespace
+
+std::shared_ptr<spdlog::logger> logger() {
+  static std::shared_ptr<spdlog::logger> instance = [] {
+    std::lock_guard lock(g_mutex);
+    return make_logger();
+  }();
+  return instance;
+}
+
+void set_log_identity(std::string_view identity) {
+  std::lock_guard lock(g_mutex);
+  g_identity = identity;
+  logger()->set_pattern(pattern());
+}
+
+namespace detail {
+namespace {
+// Pointers, so that a forked child can replace a mutex another thread held at fork time.
+std::mutex* g_first_time_mutex = new std::mutex;
+}  // namespace
+
+bool first_time(const std::string& key) {
+  static auto* seen = new std::unordered_set<std::string>();
+  std::lock_guard lock(*g_first_time_mutex);
+  return seen->insert(key).second;
+}
+
+void reinitialize_after_fork() {
+  // Only the forking thread exists in the child: any lock another thread held is held forever.
+  // The old objects are leaked on purpose (destroying a locked mutex is undefined).
+  g_first_time_mutex = new std::mutex;
+  new (&g_mutex) std::mutex;
+  auto& sinks = logger()->sinks();
+  auto fresh = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  fresh->set_pattern(pattern());
+  for (auto& sink : sinks) new std::shared_ptr<spdlog::sinks::sink>(sink);  // keep the old sinks alive
+  sinks.assign(1, fresh);
+}
+}  // namespace detail
+
+}  // namespace joblet

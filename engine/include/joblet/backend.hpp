@@ -1,0 +1,190 @@
+#pragma once
+// The backend interface. A backend is a scheduler of task indices 0..n-1 plus, when its
+// workers live in other processes, a transport for their outcomes as bytes. It never sees a
+// C++ type: the Parallel front end owns the tasks, the result slots, ordering, generators,
+// progress and the error policy, once, for every backend.
+//
+// To add a backend, implement Backend and Run, and register a factory under a new name:
+//   joblet::register_backend("mine", [] { return std::make_unique<MyBackend>(); });
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "joblet/error.hpp"
+
+namespace joblet {
+
+// Task indices [begin, end).
+struct IndexRange {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+  std::size_t size() const noexcept { return end - begin; }
+  bool empty() const noexcept { return begin >= end; }
+};
+
+// Where a worker records the task it is running, so a backend can enforce timeouts and name
+// the task a dead worker was running. index is -1 between tasks.
+struct RunningTask {
+  std::atomic<std::int64_t> index{-1};
+  std::atomic<std::int64_t> started_ns{0};  // steady_clock, shared by every process of the machine
+};
+
+// What a call asks of its backend.
+struct JobSettings {
+  int n_workers = 1;
+  std::size_t batch_size = 0;                            // 0: adapt to task duration
+  std::optional<std::chrono::nanoseconds> timeout;       // per task
+  bool keep_going = false;                               // a failure does not cancel the rest
+  int cpu_budget = 1;                                    // CPUs the whole call may use
+  std::optional<std::size_t> pre_dispatch;               // lazy input window; unset: read all first
+};
+
+// One parallel call as a backend sees it. Thread-safe where noted.
+class Job {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit Job(JobSettings settings) : settings_(std::move(settings)) {}
+  virtual ~Job() = default;
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  const JobSettings& settings() const noexcept { return settings_; }
+
+  // --- tasks ------------------------------------------------------------------------------
+  // Tasks read from the input so far (all of them once input_complete()).
+  std::size_t size() const noexcept { return size_.load(std::memory_order_acquire); }
+  bool input_complete() const noexcept { return input_complete_.load(std::memory_order_acquire); }
+  // Thread-safe: the next at most `count` unclaimed indices; empty when none are left or the
+  // job is cancelled. Reads more of a lazy input as needed, one thread at a time.
+  IndexRange claim(std::size_t count);
+  // Unclaimed tasks, for balancing batch sizes; an estimate while the input is lazy.
+  std::size_t unclaimed() const noexcept;
+  // Thread-safe: runs these tasks in this process and records each outcome; stops at the
+  // first index reached after cancel(). Keeps `tracker` (if given) up to date. Never throws.
+  void run(IndexRange range, RunningTask* tracker = nullptr);
+  // For backends whose workers are other processes: runs one task here and appends its
+  // outcome (value or error) as bytes for complete_encoded() on the other side.
+  virtual void run_encoded(std::size_t index, std::string& out) noexcept = 0;
+  // Records an outcome made by run_encoded() in another process (at `where`).
+  void complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where);
+  // Records that a task failed outside its own code (timeout, worker died). Returns false and
+  // changes nothing when the task already has an outcome.
+  bool complete_failed(std::size_t index, std::exception_ptr error);
+  // Whether results can cross a process boundary, and their type for error messages.
+  virtual bool results_encodable() const noexcept = 0;
+  virtual std::string result_type_name() const = 0;
+
+  // --- outcomes ---------------------------------------------------------------------------
+  bool finished(std::size_t index) const noexcept { return state(index) >= kSucceeded; }
+  bool failed(std::size_t index) const noexcept { return state(index) == kFailed; }
+  virtual std::exception_ptr error(std::size_t index) const = 0;
+  // An exception thrown while reading the input range; the call rethrows it.
+  std::exception_ptr input_error() const;
+
+  // --- cancellation -----------------------------------------------------------------------
+  void cancel() noexcept { cancelled_.store(true, std::memory_order_release); }
+  bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+
+  // --- waking the caller (the front end's thread) -----------------------------------------
+  // Whether the caller wants waking for every outcome (generators) or only when the last
+  // task finished or one failed (lists: fewer wake-ups, less overhead per task).
+  void set_wake_on_each_outcome(bool each) noexcept { wake_each_.store(each, std::memory_order_relaxed); }
+  // Blocks until outcomes were recorded that drain_outcomes() has not taken, or `deadline`.
+  bool wait_for_outcomes(Clock::time_point deadline);
+  // Moves the indices recorded since the last call into `out` (appending).
+  void drain_outcomes(std::vector<IndexRange>& out);
+  // Wakes a caller blocked in wait_for_outcomes() (after cancel(), or a failure with no outcome).
+  void wake_caller();
+
+ protected:
+  static constexpr std::uint8_t kPending = 0, kWriting = 1, kSucceeded = 2, kFailed = 3;
+
+  // --- what the typed front end provides ---
+  // Reads the input until `count` tasks exist or it ends; returns the new size. Called with
+  // the input lock held; may throw (the exception fails the call).
+  virtual std::size_t read_input(std::size_t count, bool& exhausted) = 0;
+  // Runs task `index`; returns whether its outcome was recorded by this call (false when a
+  // timeout or worker death recorded one first).
+  virtual bool run_task(std::size_t index) noexcept = 0;
+  virtual bool store_encoded(std::size_t index, std::span<const std::byte> value) = 0;
+  virtual bool store_error(std::size_t index, std::exception_ptr error) = 0;
+  virtual std::uint8_t state(std::size_t index) const noexcept = 0;
+
+  // For typed jobs constructed with their whole input already read.
+  void set_complete_input(std::size_t size) noexcept;
+  // Hands finished indices to the caller's thread.
+  void publish(IndexRange range, bool any_failed);
+
+ private:
+  JobSettings settings_;
+  std::atomic<std::size_t> size_{0};
+  std::atomic<bool> input_complete_{false};
+  std::atomic<std::size_t> next_{0};
+  std::atomic<bool> cancelled_{false};
+  std::mutex input_mutex_;
+  std::exception_ptr input_error_;
+
+  std::mutex outcomes_mutex_;
+  std::condition_variable outcomes_ready_;
+  std::vector<IndexRange> published_;
+  std::size_t published_count_ = 0;
+  bool caller_waiting_ = false;
+  bool wake_requested_ = false;
+  std::atomic<bool> wake_each_{true};
+};
+
+// One call being executed by a backend.
+class Run {
+ public:
+  virtual ~Run() = default;
+  // Makes progress until an outcome is recorded or `deadline` passes. Backends that run
+  // tasks in the caller's thread run them here; others wait, enforce the per-task timeout
+  // and detect dead workers.
+  virtual void wait(Job::Clock::time_point deadline) = 0;
+  // Starts no more tasks and stops workers (processes are killed). The destructor then
+  // returns once no worker runs a task of this call, except tasks abandoned after a timeout.
+  virtual void cancel() noexcept = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Workers that n_jobs (non-zero; negative counts from the CPUs, see effective_n_jobs) means.
+  virtual int effective_n_jobs(int n_jobs) const;
+  // The n_jobs a call gets when neither it nor a scope sets one (joblib: 1).
+  virtual int default_n_jobs() const { return 1; }
+  // Tasks run in the caller's memory (required by Require::sharedmem).
+  virtual bool shares_memory() const noexcept = 0;
+  // Every task must be read before the run starts (fork and MPI backends).
+  virtual bool needs_all_tasks() const noexcept { return false; }
+  // Whether one worker means a plain loop in the caller (true for every backend whose
+  // workers are local; false for MPI, where one worker is still a rank to coordinate).
+  virtual bool sequential_when_one_worker() const noexcept { return true; }
+  virtual std::unique_ptr<Run> start(std::shared_ptr<Job> job) = 0;
+};
+
+using BackendFactory = std::function<std::unique_ptr<Backend>()>;
+
+// Registers a backend under `name`. Throws ConfigError when the name is taken or empty.
+void register_backend(const std::string& name, BackendFactory factory);
+// The registered names, sorted.
+std::vector<std::string> backend_names();
+// A new instance of the named backend; ConfigError listing the registered names when unknown.
+std::unique_ptr<Backend> make_backend(const std::string& name);
+// The backend used when nothing names one ("threads" unless a launcher chose another).
+std::string default_backend();
+void set_default_backend(const std::string& name);
+
+}  // namespace joblet

@@ -1,0 +1,63 @@
+#pragma once
+// The non-template half of a parallel call, compiled once: turning a Config into decisions
+// (CallPlan), and driving a started call (CallDriver) for the typed front end in parallel.hpp.
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "joblet/backend.hpp"
+#include "joblet/config.hpp"
+#include "joblet/progress.hpp"
+
+namespace joblet::detail {
+
+class ProgressReporter;
+
+// A Config with every choice made: which backend, how many workers, what to report.
+struct CallPlan {
+  std::string backend_name;
+  std::shared_ptr<Backend> backend;
+  JobSettings settings;
+  int verbose = 0;
+  std::function<void(const Progress&)> progress;
+};
+
+// Resolves `explicit_config` against the enclosing scopes, JOBLET_* variables and defaults.
+// Throws ConfigError for invalid values.
+CallPlan plan_call(const Config& explicit_config);
+
+// Drives one started call from the caller's thread: waits for outcomes, reports progress and
+// applies the error policy. Destroying it before the call finished cancels the call.
+class CallDriver {
+ public:
+  CallDriver(std::shared_ptr<Job> job, const CallPlan& plan);
+  ~CallDriver();
+  CallDriver(const CallDriver&) = delete;
+  CallDriver& operator=(const CallDriver&) = delete;
+
+  // Waits until more tasks finished and appends their indices to `finished`. Returns false,
+  // appending nothing, once every task has finished. Unless the call keeps going, rethrows
+  // the first failure (after cancelling the rest).
+  bool advance(std::vector<std::size_t>& finished);
+  // Stops the call: no new task starts and workers stop (see Run::cancel).
+  void cancel() noexcept;
+
+ private:
+  bool all_finished() const noexcept;
+  void report(bool finished);
+
+  std::shared_ptr<Job> job_;
+  bool keep_going_;
+  std::unique_ptr<Run> run_;
+  std::unique_ptr<ProgressReporter> reporter_;
+  std::vector<IndexRange> drained_;
+  std::size_t done_ = 0;
+  std::size_t failed_ = 0;
+  std::exception_ptr failure_;
+  bool reported_end_ = false;
+};
+
+}  // namespace joblet::detail

@@ -1,0 +1,46 @@
+#pragma once
+// Outcome<R>: what one task produced — its value or its error. Parallel returns outcomes
+// instead of throwing when asked to keep going (return_as::list.keep_going()).
+
+#include <exception>
+#include <string>
+#include <utility>
+#include <variant>
+
+#include "joblet/error.hpp"
+
+namespace joblet {
+
+template <class R>
+class Outcome {
+ public:
+  Outcome(R value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  Outcome(std::exception_ptr error) : state_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
+
+  bool ok() const noexcept { return state_.index() == 0; }
+  explicit operator bool() const noexcept { return ok(); }
+
+  // The value; rethrows the task's error when there is none.
+  R& value() & {
+    if (!ok()) std::rethrow_exception(error());
+    return std::get<0>(state_);
+  }
+  const R& value() const& {
+    if (!ok()) std::rethrow_exception(error());
+    return std::get<0>(state_);
+  }
+  R&& value() && {
+    if (!ok()) std::rethrow_exception(error());
+    return std::move(std::get<0>(state_));
+  }
+
+  // The error; null when the task succeeded. Rethrow it to inspect its type.
+  std::exception_ptr error() const noexcept { return ok() ? nullptr : std::get<1>(state_); }
+  // The error's message, or an empty string when the task succeeded.
+  std::string error_message() const { return ok() ? std::string() : detail::describe_exception(error()); }
+
+ private:
+  std::variant<R, std::exception_ptr> state_;
+};
+
+}  // namespace joblet

@@ -1,0 +1,237 @@
+#pragma once
+// Parallel: joblib's Parallel in C++.
+//
+//   std::vector<double> out = joblet::Parallel({.n_jobs = -1})(
+//       params | std::views::transform([](const Params& p) { return joblet::delayed(simulate, p); }));
+//
+// The argument is any input range of tasks (callables taking no arguments). Results come
+// back in input order as a std::vector, or, with a return_as tag, as a generator that yields
+// them in order or as they finish. The first failing task cancels the rest and its exception
+// is rethrown here; return_as::*.keep_going() returns every task's Outcome instead.
+
+#include <cstddef>
+#include <deque>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "joblet/config.hpp"
+#include "joblet/delayed.hpp"
+#include "joblet/detail/call.hpp"
+#include "joblet/detail/typed_job.hpp"
+#include "joblet/outcome.hpp"
+
+namespace joblet {
+
+namespace detail {
+enum class Shape { list, generator, generator_unordered };
+}
+
+// How a call returns its results (joblib's return_as). Tags: return_as::list (default),
+// return_as::generator, return_as::generator_unordered; append .keep_going() to get every
+// task's Outcome instead of an exception at the first failure.
+template <detail::Shape S, bool KeepGoing>
+struct ReturnAs {
+  constexpr ReturnAs<S, true> keep_going() const noexcept { return {}; }
+};
+
+namespace return_as {
+inline constexpr ReturnAs<detail::Shape::list, false> list{};
+inline constexpr ReturnAs<detail::Shape::generator, false> generator{};
+inline constexpr ReturnAs<detail::Shape::generator_unordered, false> generator_unordered{};
+}  // namespace return_as
+
+// What an unordered generator yields: the task's index in the input, and its result.
+template <class R>
+struct Indexed {
+  std::size_t index;
+  R value;
+};
+
+// An input range over the results of a running call, produced as they are ready. Destroying
+// it before the end cancels the tasks not yet started (and stops worker processes).
+template <class Job, detail::Shape S, bool KeepGoing>
+class Generator {
+  using Value = typename Job::Value;
+  using Item = std::conditional_t<KeepGoing, Outcome<Value>, Value>;
+
+ public:
+  using value_type = std::conditional_t<S == detail::Shape::generator_unordered, Indexed<Item>, Item>;
+
+  class iterator {
+   public:
+    using value_type = Generator::value_type;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(Generator* owner) : owner_(owner) {}
+    value_type& operator*() const { return *owner_->current_; }
+    value_type* operator->() const { return &*owner_->current_; }
+    iterator& operator++() {
+      owner_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.owner_->done_; }
+
+   private:
+    Generator* owner_ = nullptr;
+  };
+
+  Generator(std::shared_ptr<Job> job, const detail::CallPlan& plan)
+      : job_(job), driver_(std::make_unique<detail::CallDriver>(std::move(job), plan)) {}
+
+  // Starts reading results; call once.
+  iterator begin() {
+    if (!started_) {
+      started_ = true;
+      advance();
+    }
+    return iterator(this);
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+  // Stops the call now instead of at destruction.
+  void cancel() noexcept {
+    if (driver_) driver_->cancel();
+  }
+
+ private:
+  void advance() {
+    current_.reset();
+    if constexpr (S == detail::Shape::generator) {
+      for (;;) {
+        if (next_ < job_->size() && job_->finished(next_)) {
+          const std::size_t index = next_++;
+          if constexpr (KeepGoing) {
+            current_.emplace(job_->take_outcome(index));
+          } else {
+            if (job_->failed(index)) {
+              driver_->cancel();
+              std::rethrow_exception(job_->error(index));
+            }
+            current_.emplace(job_->take_value(index));
+          }
+          return;
+        }
+        if (job_->input_complete() && next_ >= job_->size()) {
+          finish();
+          return;
+        }
+        finished_.clear();
+        driver_->advance(finished_);
+      }
+    } else {
+      while (ready_.empty()) {
+        finished_.clear();
+        if (!driver_->advance(finished_)) {
+          finish();
+          return;
+        }
+        ready_.insert(ready_.end(), finished_.begin(), finished_.end());
+      }
+      const std::size_t index = ready_.front();
+      ready_.pop_front();
+      if constexpr (KeepGoing) {
+        current_.emplace(value_type{index, job_->take_outcome(index)});
+      } else {
+        current_.emplace(value_type{index, job_->take_value(index)});
+      }
+    }
+  }
+
+  void finish() {
+    done_ = true;
+    std::vector<std::size_t> rest;
+    while (driver_->advance(rest)) rest.clear();  // reports the end of the call
+  }
+
+  std::shared_ptr<Job> job_;
+  std::unique_ptr<detail::CallDriver> driver_;
+  std::optional<value_type> current_;
+  std::vector<std::size_t> finished_;
+  std::deque<std::size_t> ready_;
+  std::size_t next_ = 0;
+  bool started_ = false;
+  bool done_ = false;
+};
+
+class Parallel {
+ public:
+  // Resolves the config now against the enclosing ParallelConfig scopes and JOBLET_*
+  // variables (as joblib's Parallel does when constructed). Throws ConfigError.
+  explicit Parallel(const Config& config = {}) : plan_(detail::plan_call(config)) {}
+
+  // Runs every task and returns their results in input order.
+  template <std::ranges::input_range Tasks>
+  auto operator()(Tasks&& tasks) {
+    return (*this)(std::forward<Tasks>(tasks), return_as::list);
+  }
+
+  template <std::ranges::input_range Tasks, detail::Shape S, bool KeepGoing>
+  auto operator()(Tasks&& tasks, ReturnAs<S, KeepGoing>) {
+    using View = std::views::all_t<Tasks>;
+    using Job = detail::TypedJob<View>;
+    using Value = typename Job::Value;
+    JobSettings settings = plan_.settings;
+    settings.keep_going = KeepGoing;
+    const bool read_all = !settings.pre_dispatch.has_value();
+    auto job = std::make_shared<Job>(std::views::all(std::forward<Tasks>(tasks)), settings, read_all);
+
+    if constexpr (S == detail::Shape::list) {
+      {
+        detail::CallDriver driver(job, plan_);
+        std::vector<std::size_t> finished;
+        while (driver.advance(finished)) finished.clear();
+      }
+      using Item = std::conditional_t<KeepGoing, Outcome<Value>, Value>;
+      using Result = std::invoke_result_t<std::ranges::range_reference_t<View>>;
+      if constexpr (std::is_void_v<Result> && !KeepGoing) {
+        return;
+      } else {
+        std::vector<Item> results;
+        results.reserve(job->size());
+        for (std::size_t index = 0; index < job->size(); ++index) {
+          if constexpr (KeepGoing) {
+            results.push_back(job->take_outcome(index));
+          } else {
+            results.push_back(job->take_value(index));
+          }
+        }
+        return results;
+      }
+    } else {
+      return Generator<Job, S, KeepGoing>(std::move(job), plan_);
+    }
+  }
+
+  // The backend calls run on, after n_jobs == 1 and the other rules were applied.
+  const std::string& backend_name() const noexcept { return plan_.backend_name; }
+  // The number of workers calls get.
+  int n_workers() const noexcept { return plan_.settings.n_workers; }
+
+ private:
+  detail::CallPlan plan_;
+};
+
+// joblet::map(f, inputs): Parallel(config)(delayed(f, x) for x in inputs), results in order.
+template <class F, std::ranges::input_range Inputs>
+auto map(F&& f, Inputs&& inputs, const Config& config = {}) {
+  auto tasks = std::forward<Inputs>(inputs) | std::views::transform([&f](auto&& input) {
+                 // Inputs held by a container are used in place; computed ones are kept by value.
+                 if constexpr (std::is_lvalue_reference_v<decltype(input)>) {
+                   return [&f, pointer = std::addressof(input)] { return std::invoke(f, *pointer); };
+                 } else {
+                   return [&f, value = std::remove_cvref_t<decltype(input)>(std::forward<decltype(input)>(input))] {
+                     return std::invoke(f, value);
+                   };
+                 }
+               });
+  return Parallel(config)(std::move(tasks));
+}
+
+}  // namespace joblet

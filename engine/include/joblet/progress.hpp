@@ -1,0 +1,22 @@
+#pragma once
+// Progress of one parallel call, as given to a progress callback and drawn by verbose output.
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+namespace joblet {
+
+struct Progress {
+  std::size_t done = 0;                 // tasks finished (successfully or not)
+  std::size_t failed = 0;               // of which failed
+  std::optional<std::size_t> total;     // unknown while a lazy input is still being read
+  double elapsed_seconds = 0;
+  double tasks_per_second = 0;          // over the whole call so far
+  std::optional<double> eta_seconds;    // when total is known and some tasks are done
+  bool finished = false;                // the last report of the call
+  std::string_view backend;
+  int n_workers = 0;
+};
+
+}  // namespace joblet

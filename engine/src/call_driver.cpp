@@ -1,0 +1,75 @@
+#include "joblet/detail/call.hpp"
+#include "progress_reporter.hpp"
+
+namespace joblet::detail {
+
+CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan)
+    : job_(std::move(job)),
+      keep_going_(job_->settings().keep_going),
+      reporter_(std::make_unique<ProgressReporter>(plan.verbose, plan.progress, plan.backend_name,
+                                                   job_->settings().n_workers)) {
+  job_->set_wake_on_each_outcome(plan.verbose > 0 || plan.progress != nullptr);
+  if (!all_finished()) run_ = plan.backend->start(job_);  // an empty input needs no workers
+}
+
+CallDriver::~CallDriver() {
+  if (run_ && !all_finished()) cancel();
+  run_.reset();  // waits for running in-process tasks, reaps worker processes
+}
+
+void CallDriver::cancel() noexcept {
+  job_->cancel();
+  if (run_) run_->cancel();
+}
+
+bool CallDriver::all_finished() const noexcept { return job_->input_complete() && done_ >= job_->size(); }
+
+void CallDriver::report(bool finished) {
+  if (reported_end_) return;
+  reported_end_ = finished;
+  const auto total = job_->input_complete() ? std::optional<std::size_t>(job_->size()) : std::nullopt;
+  reporter_->update(done_, failed_, total, finished);
+}
+
+bool CallDriver::advance(std::vector<std::size_t>& finished) {
+  const std::size_t before = finished.size();
+  for (;;) {
+    if (failure_ && !keep_going_) std::rethrow_exception(failure_);
+    if (all_finished()) {
+      report(true);
+      return false;
+    }
+    run_->wait(Job::Clock::now() + reporter_->interval());
+    drained_.clear();
+    job_->drain_outcomes(drained_);
+    for (const IndexRange& range : drained_) {
+      for (std::size_t index = range.begin; index < range.end; ++index) {
+        finished.push_back(index);
+        ++done_;
+        if (job_->failed(index)) {
+          ++failed_;
+          if (!failure_) failure_ = job_->error(index);
+        }
+      }
+    }
+    // The input range itself failed: there is nothing to keep going with.
+    if (auto input_error = job_->input_error()) {
+      failure_ = input_error;
+      cancel();
+      report(true);
+      std::rethrow_exception(failure_);
+    }
+    if (failure_ && !keep_going_) {
+      cancel();
+      report(true);
+      std::rethrow_exception(failure_);
+    }
+    if (finished.size() > before) {
+      report(all_finished());
+      return true;
+    }
+    report(false);
+  }
+}
+
+}  // namespace joblet::detail

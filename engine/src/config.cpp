@@ -1,0 +1,141 @@
+// Config scopes and call planning: which backend and how many workers a call gets.
+#include <chrono>
+
+#include "joblet/config.hpp"
+#include "joblet/cpu.hpp"
+#include "joblet/detail/call.hpp"
+#include "joblet/detail/env.hpp"
+#include "joblet/detail/log.hpp"
+#include "worker_context.hpp"
+
+namespace joblet {
+namespace {
+thread_local const ParallelConfig* t_innermost = nullptr;
+
+template <class T>
+void fill(std::optional<T>& field, const std::optional<T>& outer) {
+  if (!field) field = outer;
+}
+}  // namespace
+
+Config Config::merged_over(const Config& outer) const {
+  Config merged = *this;
+  fill(merged.n_jobs, outer.n_jobs);
+  fill(merged.backend, outer.backend);
+  fill(merged.verbose, outer.verbose);
+  fill(merged.timeout, outer.timeout);
+  fill(merged.batch_size, outer.batch_size);
+  fill(merged.pre_dispatch, outer.pre_dispatch);
+  fill(merged.prefer, outer.prefer);
+  fill(merged.require, outer.require);
+  if (!merged.progress) merged.progress = outer.progress;
+  return merged;
+}
+
+ParallelConfig::ParallelConfig(Config config)
+    : merged_(t_innermost ? config.merged_over(t_innermost->merged_) : std::move(config)), outer_(t_innermost) {
+  t_innermost = this;
+}
+
+ParallelConfig::~ParallelConfig() { t_innermost = outer_; }
+
+Config current_config() {
+  Config config = t_innermost ? t_innermost->merged_ : Config{};
+  if (!config.n_jobs) {
+    if (auto n = detail::env_integer("JOBLET_N_JOBS")) {
+      if (*n == 0 || *n > 1'000'000 || *n < -1'000'000) {
+        throw ConfigError("JOBLET_N_JOBS=" + std::to_string(*n) +
+                          " is not valid: use -1 for all CPUs, a positive count, or unset it");
+      }
+      config.n_jobs = static_cast<int>(*n);
+    }
+  }
+  if (!config.backend) config.backend = detail::env_string("JOBLET_BACKEND");
+  return config;
+}
+
+namespace detail {
+
+CallPlan plan_call(const Config& explicit_config) {
+  const Config config = explicit_config.merged_over(current_config());
+
+  if (config.n_jobs && *config.n_jobs == 0) {
+    throw ConfigError("n_jobs == 0 is not valid: use 1 to run tasks one after the other in the caller, "
+                      "-1 for all CPUs, or a positive number of workers");
+  }
+  if (config.verbose && *config.verbose < 0) {
+    throw ConfigError("verbose = " + std::to_string(*config.verbose) + " is not valid: use 0 (silent) or more");
+  }
+  if (config.timeout && !(config.timeout->count() > 0)) {
+    throw ConfigError("timeout must be positive (got " + std::to_string(config.timeout->count()) +
+                      " s); leave it unset for no timeout");
+  }
+  if (config.pre_dispatch && *config.pre_dispatch == 0) {
+    throw ConfigError("pre_dispatch = 0 is not valid: give how many tasks to read ahead (at least 1), or leave "
+                      "it unset to read the whole input first");
+  }
+
+  CallPlan plan;
+  // Which backend: a name wins; otherwise the preference; otherwise the default.
+  if (config.backend) {
+    plan.backend_name = *config.backend;
+  } else if (config.prefer) {
+    plan.backend_name = *config.prefer == Prefer::processes ? "processes" : "threads";
+  } else {
+    plan.backend_name = default_backend();
+  }
+  plan.backend = make_backend(plan.backend_name);
+
+  if (config.require == Require::sharedmem && !plan.backend->shares_memory()) {
+    if (explicit_config.backend) {
+      throw ConfigError("require = sharedmem cannot be met by backend '" + plan.backend_name +
+                        "', whose workers do not share the caller's memory; use backend \"threads\" or drop "
+                        "the requirement");
+    }
+    plan.backend_name = "threads";
+    plan.backend = make_backend(plan.backend_name);
+  }
+
+  const int n_jobs = config.n_jobs.value_or(plan.backend->default_n_jobs());
+  plan.settings.n_workers = plan.backend->effective_n_jobs(n_jobs);
+  plan.settings.cpu_budget = cpu_budget();
+  plan.settings.batch_size = config.batch_size.value_or(auto_batch_size);
+  if (config.timeout) {
+    plan.settings.timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(*config.timeout);
+  }
+  plan.settings.pre_dispatch = config.pre_dispatch;
+  plan.verbose = config.verbose.value_or(0);
+  plan.progress = config.progress;
+
+  // One worker is a plain loop in the caller, except that enforcing a timeout needs the
+  // caller free to watch the clock, which one worker (thread or process) gives.
+  if (plan.settings.n_workers == 1 && plan.backend->sequential_when_one_worker() &&
+      plan.backend_name != "sequential" && !plan.settings.timeout) {
+    plan.backend_name = "sequential";
+    plan.backend = make_backend(plan.backend_name);
+  }
+  // A child forked after oneTBB started its threads cannot use oneTBB.
+  if (plan.backend_name == "threads" && in_forked_worker() && tbb_started()) {
+    if (first_time("threads-in-forked-worker")) {
+      log().info("a parallel call inside a process worker runs sequentially: oneTBB cannot start threads in "
+                 "a child forked after the parent started its own");
+    }
+    plan.backend_name = "sequential";
+    plan.backend = make_backend(plan.backend_name);
+  }
+  if (plan.backend_name == "sequential" && plan.settings.timeout && first_time("sequential-timeout")) {
+    log().warn("the sequential backend runs tasks in the caller's own thread and cannot enforce timeout; use "
+               "backend \"threads\" or \"processes\" to have it enforced");
+  }
+  if (plan.settings.pre_dispatch && plan.backend->needs_all_tasks()) {
+    if (first_time("pre_dispatch-" + plan.backend_name)) {
+      log().info("pre_dispatch is ignored by backend '{}': its workers need every task before they start",
+                 plan.backend_name);
+    }
+    plan.settings.pre_dispatch.reset();
+  }
+  return plan;
+}
+
+}  // namespace detail
+}  // namespace joblet

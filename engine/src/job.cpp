@@ -1,0 +1,164 @@
+#include <algorithm>
+#include <utility>
+
+#include "joblet/backend.hpp"
+#include "joblet/codec.hpp"
+
+namespace joblet {
+
+namespace {
+// Outcome bytes (run_encoded -> complete_encoded) start with one of these.
+constexpr std::byte kValueOutcome{0};
+constexpr std::byte kErrorOutcome{1};
+}  // namespace
+
+IndexRange Job::claim(std::size_t count) {
+  count = std::max<std::size_t>(count, 1);
+  if (cancelled()) return {};
+  if (!input_complete()) {
+    // A lazy input is read one thread at a time, and claims are taken under the same lock
+    // so that no claim can run past what has been read.
+    std::lock_guard lock(input_mutex_);
+    if (!input_complete()) {
+      const std::size_t next = next_.load(std::memory_order_relaxed);
+      const std::size_t wanted = next + count + settings_.pre_dispatch.value_or(0);
+      if (size() < wanted) {
+        bool exhausted = false;
+        try {
+          size_.store(read_input(wanted, exhausted), std::memory_order_release);
+        } catch (...) {
+          input_error_ = std::current_exception();
+          exhausted = true;
+          cancel();
+        }
+        if (exhausted) input_complete_.store(true, std::memory_order_release);
+        if (input_error_) wake_caller();
+      }
+      if (cancelled()) return {};
+      const std::size_t available = size();
+      if (next >= available) return {};
+      const std::size_t end = std::min(next + count, available);
+      next_.store(end, std::memory_order_relaxed);
+      return {next, end};
+    }
+  }
+  const std::size_t begin = next_.fetch_add(count, std::memory_order_relaxed);
+  const std::size_t total = size();
+  if (begin >= total) return {};
+  return {begin, std::min(begin + count, total)};
+}
+
+std::size_t Job::unclaimed() const noexcept {
+  const std::size_t total = size();
+  const std::size_t next = std::min(next_.load(std::memory_order_relaxed), total);
+  // While a lazy input is being read its end is unknown: assume plenty is left.
+  return input_complete() ? total - next : std::max<std::size_t>(total - next, 1) * 4;
+}
+
+void Job::run(IndexRange range, RunningTask* tracker) {
+  std::size_t first_unpublished = range.begin;
+  std::size_t index = range.begin;
+  bool any_failed = false;
+  for (; index < range.end; ++index) {
+    if (cancelled()) break;
+    if (tracker != nullptr) {
+      tracker->started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+      tracker->index.store(static_cast<std::int64_t>(index), std::memory_order_release);
+    }
+    const bool recorded = run_task(index);
+    if (recorded) {
+      any_failed = any_failed || failed(index);
+    } else {
+      // A timeout already recorded this task's outcome: publish around it.
+      if (first_unpublished < index) publish({first_unpublished, index}, any_failed);
+      first_unpublished = index + 1;
+      any_failed = false;
+    }
+  }
+  if (tracker != nullptr) tracker->index.store(-1, std::memory_order_release);
+  if (first_unpublished < index) publish({first_unpublished, index}, any_failed);
+}
+
+void Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where) {
+  bool recorded = false;
+  bool is_failure = true;
+  try {
+    if (outcome.empty()) throw SerializationError("a worker sent an empty outcome", ErrorSite::here(index));
+    if (outcome.front() == kValueOutcome) {
+      recorded = store_encoded(index, outcome.subspan(1));
+      is_failure = false;
+    } else {
+      auto [type, message] = decode<std::pair<std::string, std::string>>(outcome.subspan(1));
+      recorded = store_error(index, std::make_exception_ptr(TaskError(type, message, where)));
+    }
+  } catch (const SerializationError& e) {
+    recorded = store_error(
+        index, std::make_exception_ptr(SerializationError(
+                   "the result of the task could not be decoded (" + e.message() + ")", ErrorSite::here(index))));
+    is_failure = true;
+  }
+  if (recorded) publish({index, index + 1}, is_failure);
+}
+
+bool Job::complete_failed(std::size_t index, std::exception_ptr error) {
+  if (!store_error(index, std::move(error))) return false;
+  publish({index, index + 1}, true);
+  return true;
+}
+
+std::exception_ptr Job::input_error() const {
+  // Written under the input lock before input_complete_ is released; read after it is seen.
+  return input_complete() ? input_error_ : nullptr;
+}
+
+void Job::set_complete_input(std::size_t size) noexcept {
+  size_.store(size, std::memory_order_release);
+  input_complete_.store(true, std::memory_order_release);
+}
+
+void Job::publish(IndexRange range, bool any_failed) {
+  bool wake = false;
+  {
+    std::lock_guard lock(outcomes_mutex_);
+    if (!published_.empty() && published_.back().end == range.begin) {
+      published_.back().end = range.end;
+    } else {
+      published_.push_back(range);
+    }
+    published_count_ += range.size();
+    // Lists only need the caller when everything is done or something failed: skipping the
+    // other wake-ups keeps the per-task cost of tiny tasks low. The caller also wakes on its
+    // own deadline to draw progress.
+    wake = caller_waiting_ && (wake_each_.load(std::memory_order_relaxed) || any_failed || cancelled() ||
+                               !input_complete() || published_count_ >= size());
+  }
+  if (wake) outcomes_ready_.notify_one();
+}
+
+void Job::wake_caller() {
+  {
+    std::lock_guard lock(outcomes_mutex_);
+    wake_requested_ = true;
+  }
+  outcomes_ready_.notify_one();
+}
+
+bool Job::wait_for_outcomes(Clock::time_point deadline) {
+  std::unique_lock lock(outcomes_mutex_);
+  while (published_.empty() && !wake_requested_) {
+    if (Clock::now() >= deadline) return false;
+    caller_waiting_ = true;
+    outcomes_ready_.wait_until(lock, deadline);
+    caller_waiting_ = false;
+  }
+  wake_requested_ = false;
+  return !published_.empty();
+}
+
+void Job::drain_outcomes(std::vector<IndexRange>& out) {
+  std::lock_guard lock(outcomes_mutex_);
+  out.insert(out.end(), published_.begin(), published_.end());
+  published_.clear();
+}
+
+}  // namespace joblet

@@ -1,0 +1,48 @@
+#pragma once
+// Progress output of one call: a live bar on a terminal, periodic lines in logs (Slurm output
+// files), and the user's callback. Written to stderr: stdout belongs to the program.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "joblet/progress.hpp"
+
+namespace joblet::detail {
+
+class ProgressReporter {
+ public:
+  ProgressReporter(int verbose, std::function<void(const Progress&)> callback, std::string backend, int n_workers,
+                   int fd = STDERR_FILENO);
+  // Reports the current counts; draws or prints when due. `finished` marks the last report.
+  void update(std::size_t done, std::size_t failed, std::optional<std::size_t> total, bool finished);
+  // How long the caller may wait before the next update is worth making.
+  std::chrono::milliseconds interval() const noexcept;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  void write_text(const std::string& text) const;
+  std::string bar(const Progress& progress) const;
+  std::string line(const Progress& progress) const;
+
+  int verbose_;
+  std::function<void(const Progress&)> callback_;
+  std::string backend_;
+  int n_workers_;
+  int fd_;
+  bool terminal_;
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_output_ = start_;
+  std::size_t last_done_ = static_cast<std::size_t>(-1);
+};
+
+// "12.3s", "2m03s", "1h02m": durations as a person reads them in a log.
+std::string human_duration(double seconds);
+// "950", "12.3k", "4.1M": rates and counts.
+std::string human_count(double value);
+
+}  // namespace joblet::detail

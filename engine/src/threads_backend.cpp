@@ -1,0 +1,214 @@
+// threads: oneTBB worker threads in a task_arena of n_jobs slots. Workers claim batches of
+// indices and write results straight into their slots; nothing is serialized.
+//
+// The calling thread stays free to wait, yield generator results, draw progress and watch
+// timeouts. A call made from inside a task of another call runs batches in the calling thread
+// too, so nested calls never block a oneTBB thread waiting for others.
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/info.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <fmt/format.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+
+#include "backends.hpp"
+#include "worker_context.hpp"
+
+namespace joblet::detail {
+namespace {
+
+// Each claim should take about this long: the claim and publish cost (~0.2 µs) then stays
+// around 1 % of the work while the last batches remain short enough to balance.
+constexpr auto kBatchTarget = std::chrono::microseconds(20);
+// If no oneTBB thread picked up work by then (all busy elsewhere, or a global_control limit),
+// the caller runs batches itself so that the call always progresses.
+constexpr auto kHelpAfter = std::chrono::milliseconds(50);
+
+thread_local bool t_in_threads_worker = false;
+
+// Arenas are cached per concurrency and never destroyed: a thread abandoned after a timeout
+// may still be running a task in one when the program exits.
+tbb::task_arena& arena_for(int concurrency) {
+  static std::mutex mutex;
+  static auto* arenas = new std::map<int, tbb::task_arena*>();
+  static tbb::global_control* limit = nullptr;
+  static int limit_value = 0;
+  std::lock_guard lock(mutex);
+  // oneTBB starts at most default_concurrency - 1 worker threads; an arena of n slots with
+  // none reserved for the caller needs n, so the global limit is raised when needed.
+  const int wanted = concurrency + 1;
+  if (wanted > limit_value && wanted > static_cast<int>(tbb::info::default_concurrency())) {
+    auto* raised = new tbb::global_control(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(wanted));
+    delete limit;
+    limit = raised;
+    limit_value = wanted;
+  }
+  tbb::task_arena*& arena = (*arenas)[concurrency];
+  if (arena == nullptr) {
+    arena = new tbb::task_arena(concurrency, 0);
+    arena->initialize();
+  }
+  note_tbb_started();
+  return *arena;
+}
+
+struct alignas(64) WorkerSlot : RunningTask {
+  std::atomic<std::int64_t> abandoned{-1};  // the task index the caller stopped waiting for
+};
+
+// Everything a worker loop touches; kept alive by every loop, queued or running.
+struct SharedState {
+  std::shared_ptr<Job> job;
+  int n_workers;
+  int budget_per_worker;
+  std::vector<WorkerSlot> slots;  // one per worker, plus one for the caller
+  std::atomic<int> started{0};
+  std::mutex mutex;
+  std::condition_variable loop_exited;
+  int active = 0;  // loops running now
+
+  SharedState(std::shared_ptr<Job> j, int workers)
+      : job(std::move(j)),
+        n_workers(workers),
+        budget_per_worker(std::max(1, job->settings().cpu_budget / workers)),
+        slots(static_cast<std::size_t>(workers) + 1) {}
+
+  bool tracks_tasks() const noexcept { return job->settings().timeout.has_value(); }
+
+  // Runs batches until none is left (or just one); returns whether it ran any. `slot`
+  // records the running task for timeouts.
+  bool run_batches(int slot, bool one_batch_only) {
+    BatchSizer sizer(job->settings().batch_size, kBatchTarget, n_workers);
+    RunningTask* tracker = tracks_tasks() ? &slots[static_cast<std::size_t>(slot)] : nullptr;
+    bool ran = false;
+    do {
+      const IndexRange range = job->claim(sizer.next(job->unclaimed()));
+      if (range.empty()) return ran;
+      const auto start = Job::Clock::now();
+      job->run(range, tracker);
+      sizer.observe(range.size(), Job::Clock::now() - start);
+      ran = true;
+    } while (!one_batch_only);
+    return ran;
+  }
+
+  void worker_loop(int slot) {
+    {
+      std::lock_guard lock(mutex);
+      ++active;
+    }
+    started.fetch_add(1, std::memory_order_relaxed);
+    {
+      const bool outer = t_in_threads_worker;
+      t_in_threads_worker = true;
+      CpuBudgetScope budget(budget_per_worker);
+      run_batches(slot, false);
+      t_in_threads_worker = outer;
+    }
+    {
+      std::lock_guard lock(mutex);
+      --active;
+    }
+    loop_exited.notify_all();
+  }
+
+  // Loops still running a task the caller has not given up on.
+  int busy_loops() {
+    int stuck = 0;
+    for (const WorkerSlot& slot : slots) {
+      const auto index = slot.index.load(std::memory_order_acquire);
+      if (index >= 0 && slot.abandoned.load(std::memory_order_relaxed) == index) ++stuck;
+    }
+    return active - stuck;
+  }
+};
+
+class ThreadsRun final : public Run {
+ public:
+  explicit ThreadsRun(std::shared_ptr<Job> job)
+      : nested_(t_in_threads_worker), state_(std::make_shared<SharedState>(job, job->settings().n_workers)) {
+    const int n = state_->n_workers;
+    tbb::task_arena& arena = arena_for(n);
+    // A nested call's caller is itself one of the n workers.
+    for (int worker = nested_ ? 1 : 0; worker < n; ++worker) {
+      arena.enqueue([state = state_, worker] { state->worker_loop(worker); });
+    }
+  }
+
+  ~ThreadsRun() override {
+    std::unique_lock lock(state_->mutex);
+    // Timed-out tasks cannot be stopped; everything else is waited for, so no task of this
+    // call still runs when the call returns.
+    while (state_->busy_loops() > 0) state_->loop_exited.wait_for(lock, std::chrono::milliseconds(50));
+  }
+
+  void wait(Job::Clock::time_point deadline) override {
+    Job& job = *state_->job;
+    const auto now = Job::Clock::now();
+    const bool no_worker_yet = state_->started.load(std::memory_order_relaxed) == 0;
+    if (!job.cancelled() && (nested_ || (no_worker_yet && now - created_ > kHelpAfter))) {
+      CpuBudgetScope budget(state_->budget_per_worker);
+      if (state_->run_batches(state_->n_workers, true)) return;
+    }
+    auto wake = deadline;
+    if (no_worker_yet && !nested_) wake = std::min(wake, created_ + kHelpAfter);
+    if (job.settings().timeout) wake = std::min(wake, next_expiry(now));
+    job.wait_for_outcomes(wake);
+    if (job.settings().timeout) enforce_timeout();
+  }
+
+  void cancel() noexcept override { state_->job->cancel(); }
+
+ private:
+  // When the earliest running task will pass the timeout (a task starting now: now + timeout).
+  Job::Clock::time_point next_expiry(Job::Clock::time_point now) const {
+    const auto timeout = *state_->job->settings().timeout;
+    auto earliest = now + timeout;
+    for (const WorkerSlot& slot : state_->slots) {
+      const auto index = slot.index.load(std::memory_order_acquire);
+      if (index < 0 || slot.abandoned.load(std::memory_order_relaxed) == index) continue;
+      const auto started = Job::Clock::time_point(Job::Clock::duration(slot.started_ns.load(std::memory_order_relaxed)));
+      earliest = std::min(earliest, started + timeout);
+    }
+    return earliest + std::chrono::milliseconds(1);
+  }
+
+  void enforce_timeout() {
+    Job& job = *state_->job;
+    const auto timeout = *job.settings().timeout;
+    const auto now_ns = Job::Clock::now().time_since_epoch().count();
+    for (WorkerSlot& slot : state_->slots) {
+      const auto index = slot.index.load(std::memory_order_acquire);
+      if (index < 0 || slot.abandoned.load(std::memory_order_relaxed) == index) continue;
+      const auto started = slot.started_ns.load(std::memory_order_relaxed);
+      if (slot.index.load(std::memory_order_acquire) != index) continue;  // it moved on meanwhile
+      if (now_ns - started <= timeout.count()) continue;
+      const auto task = static_cast<std::size_t>(index);
+      auto error = std::make_exception_ptr(TimeoutError(
+          fmt::format("task {} ran past the timeout of {:.3g} s; the call stopped waiting for it (a thread cannot "
+                      "be stopped: it finishes the task in the background, and its result is discarded)",
+                      task, std::chrono::duration<double>(timeout).count()),
+          ErrorSite::here(task)));
+      if (job.complete_failed(task, error)) slot.abandoned.store(index, std::memory_order_relaxed);
+    }
+  }
+
+  bool nested_;
+  std::shared_ptr<SharedState> state_;
+  Job::Clock::time_point created_ = Job::Clock::now();
+};
+
+class ThreadsBackend final : public Backend {
+ public:
+  bool shares_memory() const noexcept override { return true; }
+  std::unique_ptr<Run> start(std::shared_ptr<Job> job) override { return std::make_unique<ThreadsRun>(std::move(job)); }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_threads_backend() { return std::make_unique<ThreadsBackend>(); }
+
+}  // namespace joblet::detail

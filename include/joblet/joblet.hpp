@@ -1,0 +1,14 @@
+#pragma once
+// joblet: joblib's Parallel/delayed, Memory and dump/load for C++ and HPC.
+// One header for everything; each concept also has its own header.
+
+#include "joblet/backend.hpp"
+#include "joblet/codec.hpp"
+#include "joblet/config.hpp"
+#include "joblet/cpu.hpp"
+#include "joblet/delayed.hpp"
+#include "joblet/error.hpp"
+#include "joblet/log.hpp"
+#include "joblet/outcome.hpp"
+#include "joblet/parallel.hpp"
+#include "joblet/progress.hpp"

@@ -1,0 +1,85 @@
+#pragma once
+// The one codec: every value that crosses a process boundary or lands on disk is encoded
+// here, with cereal's serialization functions over joblet's binary archives. A type is
+// encodable when cereal can serialize it: arithmetic types, the standard containers whose
+// cereal/types/*.hpp header is included, and classes with a serialize()/save()/load() member
+// or free function. Byte order is the machine's (every HPC platform we target is little-endian).
+
+#include <cereal/types/array.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "joblet/detail/archive.hpp"
+#include "joblet/error.hpp"
+
+namespace cereal {
+// The codec's representation of "no value": a task returning void, an empty alternative.
+template <class Archive>
+void serialize(Archive&, std::monostate&) {}
+}  // namespace cereal
+
+namespace joblet {
+
+template <class T>
+concept Encodable =
+    cereal::traits::is_output_serializable<T, detail::SinkOutputArchive<detail::StringSink>>::value &&
+    cereal::traits::is_input_serializable<T, detail::SpanInputArchive>::value;
+
+// Appends the encoding of `value` to `out`.
+template <Encodable T>
+void encode(const T& value, std::string& out) {
+  detail::StringSink sink{&out};
+  try {
+    detail::SinkOutputArchive<detail::StringSink> archive(sink);
+    archive(value);
+  } catch (const cereal::Exception& e) {
+    throw SerializationError(std::string("cannot encode a value: ") + e.what());
+  }
+}
+
+template <Encodable T>
+std::string encode(const T& value) {
+  std::string out;
+  encode(value, out);
+  return out;
+}
+
+// Decodes a T from exactly `bytes`. Throws SerializationError when the bytes are truncated,
+// carry trailing garbage, or describe more elements than they can hold.
+template <Encodable T>
+T decode(std::span<const std::byte> bytes) {
+  T value{};
+  std::size_t left = 0;
+  try {
+    detail::SpanInputArchive archive(bytes);
+    archive(value);
+    left = archive.remaining();
+  } catch (const cereal::Exception& e) {
+    throw SerializationError(std::string("cannot decode a value: ") + e.what());
+  } catch (const std::length_error& e) {
+    throw SerializationError(std::string("cannot decode a value: ") + e.what());
+  }
+  if (left != 0) {
+    throw SerializationError("cannot decode a value: " + std::to_string(left) +
+                             " bytes are left over, so the bytes do not hold this type");
+  }
+  return value;
+}
+
+template <Encodable T>
+T decode(std::string_view bytes) {
+  return decode<T>(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
+}
+
+}  // namespace joblet
