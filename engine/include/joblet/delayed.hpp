@@ -18,6 +18,8 @@ class Delayed {
   explicit Delayed(G&& f, A&&... args) : function_(std::forward<G>(f)), arguments_(std::forward<A>(args)...) {}
 
   result_type operator()() { return std::apply(function_, arguments_); }
+  // For tasks held in a const container: the function is called with const arguments.
+  decltype(auto) operator()() const { return std::apply(function_, arguments_); }
 
   const F& function() const noexcept { return function_; }
   const std::tuple<Args...>& arguments() const noexcept { return arguments_; }

@@ -76,9 +76,10 @@ class Generator {
       return *this;
     }
     void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.owner_->done_; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
 
    private:
+    bool at_end() const noexcept { return owner_->done_; }
     Generator* owner_ = nullptr;
   };
 

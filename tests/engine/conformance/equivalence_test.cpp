@@ -1,0 +1,175 @@
+// Every backend, every n_jobs and every return_as gives what a plain sequential loop gives.
+#include <gtest/gtest.h>
+#include <joblet/joblet.hpp>
+
+#include <algorithm>
+#include <map>
+#include <ranges>
+#include <string>
+#include <vector>
+
+#include "../support.hpp"
+
+namespace {
+
+struct Sample {
+  int index = 0;
+  std::string label;
+  std::vector<double> values;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(index, label, values);
+  }
+  bool operator==(const Sample&) const = default;
+};
+
+Sample make_sample(int i) {
+  Sample sample{i, "sample-" + std::to_string(i), {}};
+  for (int k = 0; k < i % 7; ++k) sample.values.push_back(i * 0.5 + k);
+  return sample;
+}
+
+auto sample_tasks(int n) {
+  return std::views::iota(0, n) | std::views::transform([](int i) { return joblet::delayed(make_sample, i); });
+}
+
+std::vector<Sample> expected(int n) {
+  std::vector<Sample> out;
+  for (int i = 0; i < n; ++i) out.push_back(make_sample(i));
+  return out;
+}
+
+constexpr int kTasks = 257;  // not a multiple of any batch size
+
+TEST(Equivalence, ListEqualsSequentialLoopForEveryBackendAndNJobs) {
+  for (const auto& backend : joblet::testing::kBackends) {
+    for (int n_jobs : joblet::testing::kNJobs) {
+      SCOPED_TRACE(backend + " n_jobs=" + std::to_string(n_jobs));
+      joblet::Parallel parallel({.n_jobs = n_jobs, .backend = backend});
+      EXPECT_EQ(parallel(sample_tasks(kTasks)), expected(kTasks));
+    }
+  }
+}
+
+TEST(Equivalence, OrderedGeneratorYieldsInInputOrder) {
+  for (const auto& backend : joblet::testing::kBackends) {
+    for (int n_jobs : joblet::testing::kNJobs) {
+      SCOPED_TRACE(backend + " n_jobs=" + std::to_string(n_jobs));
+      std::vector<Sample> got;
+      for (Sample& sample : joblet::Parallel({.n_jobs = n_jobs, .backend = backend})(sample_tasks(kTasks),
+                                                                                   joblet::return_as::generator)) {
+        got.push_back(std::move(sample));
+      }
+      EXPECT_EQ(got, expected(kTasks));
+    }
+  }
+}
+
+TEST(Equivalence, UnorderedGeneratorYieldsEachIndexOnceWithItsResult) {
+  for (const auto& backend : joblet::testing::kBackends) {
+    for (int n_jobs : joblet::testing::kNJobs) {
+      SCOPED_TRACE(backend + " n_jobs=" + std::to_string(n_jobs));
+      std::vector<Sample> got(kTasks);
+      std::vector<int> seen(kTasks, 0);
+      for (auto& [index, sample] : joblet::Parallel({.n_jobs = n_jobs, .backend = backend})(
+               sample_tasks(kTasks), joblet::return_as::generator_unordered)) {
+        ASSERT_LT(index, static_cast<std::size_t>(kTasks));
+        ++seen[index];
+        got[index] = std::move(sample);
+      }
+      EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+      EXPECT_EQ(got, expected(kTasks));
+    }
+  }
+}
+
+TEST(Equivalence, KeepGoingOutcomesHoldEveryValue) {
+  for (const auto& backend : joblet::testing::kBackends) {
+    SCOPED_TRACE(backend);
+    auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = backend})(sample_tasks(kTasks),
+                                                                        joblet::return_as::list.keep_going());
+    ASSERT_EQ(outcomes.size(), static_cast<std::size_t>(kTasks));
+    for (int i = 0; i < kTasks; ++i) {
+      ASSERT_TRUE(outcomes[i].ok());
+      EXPECT_EQ(outcomes[i].value(), make_sample(i));
+    }
+  }
+}
+
+TEST(Equivalence, ExplicitBatchSizesGiveTheSameResults) {
+  for (const auto& backend : joblet::testing::kBackends) {
+    for (std::size_t batch : {1u, 3u, 64u, 10000u}) {
+      SCOPED_TRACE(backend + " batch_size=" + std::to_string(batch));
+      EXPECT_EQ(joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = batch})(sample_tasks(kTasks)),
+                expected(kTasks));
+    }
+  }
+}
+
+TEST(Equivalence, MapAppliesAFunctionToEveryInput) {
+  const std::vector<int> inputs = {5, 3, 9, 1};
+  for (const auto& backend : joblet::testing::kBackends) {
+    SCOPED_TRACE(backend);
+    auto squares = joblet::map([](int x) { return x * x; }, inputs, {.n_jobs = 2, .backend = backend});
+    EXPECT_EQ(squares, (std::vector<int>{25, 9, 81, 1}));
+    auto labels = joblet::map([](int i) { return std::to_string(i); }, std::views::iota(0, 3),
+                              {.n_jobs = 2, .backend = backend});
+    EXPECT_EQ(labels, (std::vector<std::string>{"0", "1", "2"}));
+  }
+}
+
+TEST(Equivalence, TasksReturningVoidAllRun) {
+  for (const auto& backend : {std::string("sequential"), std::string("threads")}) {
+    std::vector<int> hits(50, 0);
+    joblet::Parallel({.n_jobs = 2, .backend = backend})(
+        std::views::iota(0, 50) | std::views::transform([&hits](int i) { return [&hits, i] { hits[i] = 1; }; }));
+    EXPECT_EQ(std::count(hits.begin(), hits.end(), 1), 50) << backend;
+  }
+  // Across processes a void task still reports that it ran.
+  auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes"})(
+      std::views::iota(0, 10) | std::views::transform([](int) { return [] {}; }), joblet::return_as::list.keep_going());
+  EXPECT_EQ(outcomes.size(), 10u);
+  for (auto& outcome : outcomes) EXPECT_TRUE(outcome.ok());
+}
+
+TEST(Equivalence, EmptyInputGivesEmptyResultsWithoutStartingWorkers) {
+  for (const auto& backend : joblet::testing::kBackends) {
+    SCOPED_TRACE(backend);
+    joblet::Parallel parallel({.n_jobs = 2, .backend = backend});
+    EXPECT_TRUE(parallel(sample_tasks(0)).empty());
+    int yielded = 0;
+    for (auto& sample : parallel(sample_tasks(0), joblet::return_as::generator)) {
+      (void)sample;
+      ++yielded;
+    }
+    EXPECT_EQ(yielded, 0);
+  }
+}
+
+TEST(Equivalence, AParallelObjectServesSeveralCalls) {
+  for (const auto& backend : joblet::testing::kBackends) {
+    SCOPED_TRACE(backend);
+    joblet::Parallel parallel({.n_jobs = 2, .backend = backend});
+    for (int round = 0; round < 3; ++round) EXPECT_EQ(parallel(sample_tasks(40 + round)), expected(40 + round));
+  }
+}
+
+TEST(Equivalence, TasksInAContainerAreUsedInPlace) {
+  // Delayed objects held by a vector run without being copied (their results still match).
+  std::vector<joblet::Delayed<Sample (*)(int), int>> tasks;
+  for (int i = 0; i < 30; ++i) tasks.push_back(joblet::delayed(&make_sample, i));
+  for (const auto& backend : joblet::testing::kBackends) {
+    EXPECT_EQ(joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks), expected(30)) << backend;
+  }
+  const auto& constant = tasks;
+  EXPECT_EQ(joblet::Parallel({.n_jobs = 2, .backend = "threads"})(constant), expected(30));
+}
+
+TEST(Equivalence, MoveOnlyResultsComeBackOnThreads) {
+  auto out = joblet::Parallel({.n_jobs = 2, .backend = "threads"})(std::views::iota(0, 20) | std::views::transform([](int i) {
+                                                                    return [i] { return std::make_unique<int>(i); };
+                                                                  }));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(*out[i], i);
+}
+
+}  // namespace

@@ -1,0 +1,197 @@
+// The first failing task cancels the rest and its error reaches the caller; keep_going
+// returns every outcome instead.
+#include <gtest/gtest.h>
+#include <joblet/joblet.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <ranges>
+#include <stdexcept>
+
+#include "../support.hpp"
+
+namespace {
+
+using joblet::testing::sleep_ms;
+
+struct CustomError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+auto tasks_failing_at(int n, int bad) {
+  return std::views::iota(0, n) | std::views::transform([bad](int i) {
+           return [i, bad] {
+             if (i == bad) throw CustomError("task " + std::to_string(i) + " is bad");
+             return i;
+           };
+         });
+}
+
+TEST(Errors, InProcessBackendsRethrowTheOriginalExceptionType) {
+  for (const std::string backend : {"sequential", "threads"}) {
+    SCOPED_TRACE(backend);
+    joblet::Parallel parallel({.n_jobs = 2, .backend = backend});
+    EXPECT_THROW(parallel(tasks_failing_at(100, 37)), CustomError);
+    try {
+      parallel(tasks_failing_at(100, 37));
+    } catch (const CustomError& e) {
+      EXPECT_STREQ(e.what(), "task 37 is bad");
+    }
+  }
+}
+
+TEST(Errors, ProcessesReportTypeMessageIndexAndPid) {
+  try {
+    joblet::Parallel({.n_jobs = 2, .backend = "processes"})(tasks_failing_at(100, 37));
+    FAIL() << "expected a TaskError";
+  } catch (const joblet::TaskError& e) {
+    EXPECT_NE(e.original_type().find("CustomError"), std::string::npos) << e.original_type();
+    EXPECT_EQ(e.original_message(), "task 37 is bad");
+    ASSERT_TRUE(e.site().task_index.has_value());
+    EXPECT_EQ(*e.site().task_index, 37u);
+    EXPECT_GT(e.site().pid, 0);
+    EXPECT_NE(e.site().pid, getpid());
+    EXPECT_NE(std::string(e.what()).find("task 37"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
+TEST(Errors, GeneratorsThrowWhenTheyReachTheFailure) {
+  for (const auto& backend : joblet::testing::kBackends) {
+    SCOPED_TRACE(backend);
+    auto generator = joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks_failing_at(50, 20),
+                                                                         joblet::return_as::generator);
+    int yielded = 0;
+    auto consume = [&] {
+      for (int value : generator) {
+        EXPECT_EQ(value, yielded);
+        ++yielded;
+      }
+    };
+    EXPECT_ANY_THROW(consume());
+    EXPECT_LE(yielded, 20);
+  }
+}
+
+TEST(Errors, AFailureAmongLongTasksReturnsPromptly) {
+  // 40 tasks of 200 ms on 2 workers take 4 s; a failure in the first task must end the call
+  // long before (no new task starts after it). The bound is loose on purpose.
+  for (const std::string backend : {"threads", "processes"}) {
+    SCOPED_TRACE(backend);
+    std::atomic<int> started{0};
+    auto tasks = std::views::iota(0, 40) | std::views::transform([&started](int i) {
+                   return [i, &started] {
+                     started.fetch_add(1);
+                     if (i == 0) throw std::runtime_error("first task fails");
+                     sleep_ms(200);
+                     return i;
+                   };
+                 });
+    const auto begin = std::chrono::steady_clock::now();
+    EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 1})(tasks), std::exception);
+    const auto elapsed = std::chrono::steady_clock::now() - begin;
+    EXPECT_LT(elapsed, std::chrono::milliseconds(2000));
+    if (backend == "threads") EXPECT_LE(started.load(), 4);
+    EXPECT_FALSE(joblet::testing::has_children());
+  }
+}
+
+TEST(Errors, KeepGoingReturnsEveryOutcome) {
+  for (const auto& backend : joblet::testing::kBackends) {
+    SCOPED_TRACE(backend);
+    auto tasks = std::views::iota(0, 60) | std::views::transform([](int i) {
+                   return [i] {
+                     if (i % 7 == 3) throw std::invalid_argument("bad input " + std::to_string(i));
+                     return i * 2;
+                   };
+                 });
+    auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks, joblet::return_as::list.keep_going());
+    ASSERT_EQ(outcomes.size(), 60u);
+    for (int i = 0; i < 60; ++i) {
+      if (i % 7 == 3) {
+        ASSERT_FALSE(outcomes[i].ok()) << i;
+        EXPECT_NE(outcomes[i].error_message().find("bad input " + std::to_string(i)), std::string::npos);
+        if (backend == "processes") {
+          EXPECT_THROW(outcomes[i].value(), joblet::TaskError);
+        } else {
+          EXPECT_THROW(outcomes[i].value(), std::invalid_argument);
+        }
+      } else {
+        ASSERT_TRUE(outcomes[i].ok()) << i;
+        EXPECT_EQ(outcomes[i].value(), i * 2);
+      }
+    }
+  }
+}
+
+TEST(Errors, KeepGoingGeneratorsYieldFailuresInPlace) {
+  auto tasks = std::views::iota(0, 20) | std::views::transform([](int i) {
+                 return [i] {
+                   if (i == 5) throw std::runtime_error("five");
+                   return i;
+                 };
+               });
+  int index = 0;
+  for (auto& outcome : joblet::Parallel({.n_jobs = 2, .backend = "threads"})(
+           tasks, joblet::return_as::generator.keep_going())) {
+    EXPECT_EQ(outcome.ok(), index != 5);
+    ++index;
+  }
+  EXPECT_EQ(index, 20);
+  int failures = 0;
+  for (auto& [i, outcome] : joblet::Parallel({.n_jobs = 2, .backend = "processes"})(
+           tasks, joblet::return_as::generator_unordered.keep_going())) {
+    if (!outcome.ok()) {
+      EXPECT_EQ(i, 5u);
+      ++failures;
+    }
+  }
+  EXPECT_EQ(failures, 1);
+}
+
+struct NotSerializable {
+  int value;
+};
+
+TEST(Errors, ResultsThatCannotCrossProcessesAreRejectedUpFront) {
+  auto tasks = std::views::iota(0, 3) | std::views::transform([](int i) { return [i] { return NotSerializable{i}; }; });
+  try {
+    joblet::Parallel({.n_jobs = 2, .backend = "processes"})(tasks);
+    FAIL() << "expected a ConfigError";
+  } catch (const joblet::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("NotSerializable"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("serialize"), std::string::npos) << e.what();
+  }
+  // The same tasks are fine where nothing is serialized.
+  EXPECT_EQ(joblet::Parallel({.n_jobs = 2, .backend = "threads"})(tasks).size(), 3u);
+}
+
+TEST(Errors, NonStandardExceptionsAreReportedToo) {
+  auto tasks = std::views::iota(0, 4) | std::views::transform([](int i) {
+                 return [i] {
+                   if (i == 2) throw 42;
+                   return i;
+                 };
+               });
+  EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "threads"})(tasks), int);
+  try {
+    joblet::Parallel({.n_jobs = 2, .backend = "processes"})(tasks);
+    FAIL();
+  } catch (const joblet::TaskError& e) {
+    EXPECT_EQ(e.original_type(), "int");
+  }
+}
+
+TEST(Errors, AnInputRangeThatThrowsFailsTheCall) {
+  auto tasks = std::views::iota(0, 100) | std::views::transform([](int i) {
+                 if (i == 42) throw std::out_of_range("no task 42");
+                 return [i] { return i; };
+               });
+  for (const auto& backend : joblet::testing::kBackends) {
+    EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks), std::out_of_range) << backend;
+  }
+  // Read lazily (pre_dispatch), the error surfaces from a worker's read.
+  EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "threads", .pre_dispatch = 4})(tasks), std::out_of_range);
+}
+
+}  // namespace

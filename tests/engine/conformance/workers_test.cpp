@@ -1,0 +1,109 @@
+// Process workers that die (segfault, SIGKILL, abort, exit inside a task) fail the call with
+// an error naming the task and the signal or exit status: never a hang, never a zombie.
+#include <gtest/gtest.h>
+#include <joblet/joblet.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <ranges>
+
+#include "../support.hpp"
+
+namespace {
+
+template <class Kill>
+auto tasks_dying_at(int n, int bad, Kill kill) {
+  return std::views::iota(0, n) | std::views::transform([bad, kill](int i) {
+           return [i, bad, kill] {
+             if (i == bad) kill();
+             return i;
+           };
+         });
+}
+
+void expect_death_reported(const auto& tasks, std::size_t index, int signal, int exit_code, const char* words) {
+  try {
+    joblet::Parallel({.n_jobs = 2, .backend = "processes"})(tasks);
+    FAIL() << "expected WorkerDiedError";
+  } catch (const joblet::WorkerDiedError& e) {
+    EXPECT_EQ(e.site().task_index, index);
+    EXPECT_EQ(e.signal(), signal);
+    EXPECT_EQ(e.exit_code(), exit_code);
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("task " + std::to_string(index)), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(joblet::testing::zombie_children(), 0);
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
+TEST(Workers, SegfaultIsReported) {
+  expect_death_reported(tasks_dying_at(50, 17, [] { std::raise(SIGSEGV); }), 17, SIGSEGV, -1, "SIGSEGV");
+}
+
+TEST(Workers, SigkillIsReportedWithTheOomHint) {
+  expect_death_reported(tasks_dying_at(50, 3, [] { std::raise(SIGKILL); }), 3, SIGKILL, -1, "out-of-memory");
+}
+
+TEST(Workers, AbortIsReported) {
+  expect_death_reported(tasks_dying_at(50, 49, [] { std::abort(); }), 49, SIGABRT, -1, "SIGABRT");
+}
+
+TEST(Workers, ExitInsideATaskIsReportedWithItsStatus) {
+  expect_death_reported(tasks_dying_at(50, 8, [] { std::exit(3); }), 8, 0, 3, "status 3");
+  // exit(0) is a death too: the task never returned.
+  expect_death_reported(tasks_dying_at(50, 9, [] { std::exit(0); }), 9, 0, 0, "status 0");
+}
+
+TEST(Workers, KeepGoingRecordsTheDeathAndFinishesTheOtherTasks) {
+  auto tasks = tasks_dying_at(200, 57, [] { std::raise(SIGSEGV); });
+  auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes", .batch_size = 16})(
+      tasks, joblet::return_as::list.keep_going());
+  ASSERT_EQ(outcomes.size(), 200u);
+  for (int i = 0; i < 200; ++i) {
+    if (i == 57) {
+      ASSERT_FALSE(outcomes[i].ok());
+      EXPECT_THROW(outcomes[i].value(), joblet::WorkerDiedError);
+    } else {
+      ASSERT_TRUE(outcomes[i].ok()) << "task " << i << ": " << outcomes[i].error_message();
+      EXPECT_EQ(outcomes[i].value(), i);
+    }
+  }
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
+TEST(Workers, KeepGoingSurvivesManyDeaths) {
+  auto tasks = tasks_dying_at(30, -1, [] {});
+  auto dying = std::views::iota(0, 30) | std::views::transform([](int i) {
+                 return [i] {
+                   if (i % 3 == 0) std::raise(SIGKILL);
+                   return i;
+                 };
+               });
+  auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes"})(dying, joblet::return_as::list.keep_going());
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(outcomes[i].ok(), i % 3 != 0) << i;
+  (void)tasks;
+}
+
+TEST(Workers, ProcessesSeeTheCallersDataAndOnlyResultsComeBack) {
+  // Workers inherit the caller's memory: a large input is read in place, never sent.
+  std::vector<double> big(1 << 20, 1.5);
+  auto sums = joblet::Parallel({.n_jobs = 2, .backend = "processes"})(
+      std::views::iota(0, 8) | std::views::transform([&big](int i) {
+        return [&big, i] {
+          double sum = 0;
+          for (std::size_t k = static_cast<std::size_t>(i); k < big.size(); k += 8) sum += big[k];
+          return sum;
+        };
+      }));
+  for (double sum : sums) EXPECT_DOUBLE_EQ(sum, 1.5 * (1 << 17));
+}
+
+TEST(Workers, WorkersDoNotSeeWritesToCallerMemory) {
+  // Processes, unlike threads, work on a copy: this is why require = sharedmem exists.
+  std::vector<int> marks(10, 0);
+  joblet::Parallel({.n_jobs = 2, .backend = "processes"})(
+      std::views::iota(0, 10) | std::views::transform([&marks](int i) { return [&marks, i] { return marks[i] = 1; }; }));
+  EXPECT_EQ(std::count(marks.begin(), marks.end(), 1), 0);
+}
+
+}  // namespace
