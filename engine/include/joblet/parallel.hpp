@@ -223,8 +223,9 @@ class Parallel {
 template <class F, std::ranges::input_range Inputs>
 auto map(F&& f, Inputs&& inputs, const Config& config = {}) {
   auto tasks = std::forward<Inputs>(inputs) | std::views::transform([&f](auto&& input) {
-                 // Inputs held by a container are used in place; computed ones are kept by value.
-                 if constexpr (std::is_lvalue_reference_v<decltype(input)>) {
+                 // Inputs held by a container are used in place; computed ones, and those of
+                 // single-pass ranges (which may reuse one object), are kept by value.
+                 if constexpr (std::is_lvalue_reference_v<decltype(input)> && std::ranges::forward_range<Inputs>) {
                    return [&f, pointer = std::addressof(input)] { return std::invoke(f, *pointer); };
                  } else {
                    return [&f, value = std::remove_cvref_t<decltype(input)>(std::forward<decltype(input)>(input))] {

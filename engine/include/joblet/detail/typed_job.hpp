@@ -30,8 +30,10 @@ template <class View>
 class TypedJob final : public Job {
   using Reference = std::ranges::range_reference_t<View>;
   using Task = std::remove_cvref_t<Reference>;
-  // Tasks the range holds in stable storage (a container) are used in place, not copied.
-  static constexpr bool kInPlace = std::is_lvalue_reference_v<Reference>;
+  // Tasks the range holds in stable storage (a container) are used in place, not copied. Only
+  // forward ranges promise that: an input-only range may hand out a reference to one object
+  // that it overwrites as it advances (std::views::istream does).
+  static constexpr bool kInPlace = std::is_lvalue_reference_v<Reference> && std::ranges::forward_range<View>;
   using TaskRef = std::conditional_t<kInPlace, Reference, Task&>;
   static_assert(std::is_invocable_v<TaskRef>,
                 "the elements of the range given to Parallel must be tasks: callables taking no arguments, "

@@ -1,0 +1,94 @@
+// How the input range is read: one thread at a time, in order, lazily with pre_dispatch.
+#include <gtest/gtest.h>
+#include <joblet/joblet.hpp>
+
+#include <atomic>
+#include <list>
+#include <ranges>
+#include <sstream>
+
+#include "../support.hpp"
+
+namespace {
+
+// An input range that is not thread-safe: it detects any concurrent use, and yields tasks in
+// the order it is read.
+class FragileSource {
+ public:
+  struct Task {
+    int value;
+    int operator()() const { return value * 3; }
+  };
+  class iterator {
+   public:
+    using value_type = Task;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(FragileSource* source) : source_(source) {}
+    Task operator*() const { return Task{source_->current_}; }
+    iterator& operator++() {
+      if (source_->busy_.exchange(true)) source_->overlaps_.fetch_add(1);
+      joblet::testing::sleep_ms(0);
+      ++source_->current_;  // deliberately unsynchronised
+      source_->busy_.store(false);
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return source_->current_ >= source_->end_; }
+
+   private:
+    FragileSource* source_ = nullptr;
+  };
+  explicit FragileSource(int end) : end_(end) {}
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+  int overlaps() const { return overlaps_.load(); }
+  int read() const { return current_; }
+
+ private:
+  int current_ = 0;
+  int end_;
+  std::atomic<bool> busy_{false};
+  std::atomic<int> overlaps_{0};
+};
+
+TEST(Input, ANonThreadSafeRangeIsReadByOneThreadAtATime) {
+  for (std::optional<std::size_t> pre_dispatch : {std::optional<std::size_t>{}, std::optional<std::size_t>{3}}) {
+    for (const auto& backend : joblet::testing::kBackends) {
+      SCOPED_TRACE(backend + (pre_dispatch ? " lazy" : " eager"));
+      FragileSource source(500);
+      auto out = joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 1, .pre_dispatch = pre_dispatch})(source);
+      ASSERT_EQ(out.size(), 500u);
+      for (int i = 0; i < 500; ++i) EXPECT_EQ(out[i], 3 * i);
+      EXPECT_EQ(source.overlaps(), 0);
+    }
+  }
+}
+
+TEST(Input, PreDispatchReadsTheInputLazily) {
+  // With pre_dispatch the input is read as workers need tasks, not all up front.
+  FragileSource source(100000);
+  auto generator = joblet::Parallel({.n_jobs = 2, .backend = "threads", .pre_dispatch = 8})(
+      source, joblet::return_as::generator);
+  auto it = generator.begin();
+  EXPECT_EQ(*it, 0);
+  EXPECT_LT(source.read(), 100000);
+}
+
+TEST(Input, AnInputRangeWithoutSizeWorks) {
+  std::istringstream text("3 1 4 1 5 9 2 6");
+  auto numbers = std::views::istream<int>(text);
+  auto out = joblet::map([](int x) { return x + 1; }, numbers, {.n_jobs = 2, .backend = "threads"});
+  EXPECT_EQ(out, (std::vector<int>{4, 2, 5, 2, 6, 10, 3, 7}));
+}
+
+TEST(Input, AListOfTasksWorks) {
+  std::list<std::function<int()>> tasks;
+  for (int i = 0; i < 10; ++i) tasks.emplace_back([i] { return i; });
+  for (const auto& backend : joblet::testing::kBackends) {
+    auto out = joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks);
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(out[i], i) << backend;
+  }
+}
+
+}  // namespace
