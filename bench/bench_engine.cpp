@@ -57,32 +57,26 @@ template <class Duration, class MakeTask>
 double efficiency(const joblet::Config& config, int workers, const std::vector<Duration>& durations,
                   MakeTask make_task) {
   const auto start = Clock::now();
-  const auto results = joblet::Parallel(config)(tasks(durations.size(), [&](std::size_t i) { return make_task(durations[i]); }));
+  const auto results =
+      joblet::Parallel(config)(tasks(durations.size(), [&](std::size_t i) { return make_task(durations[i]); }));
   const double elapsed = seconds_since(start);
   check(results.size() == durations.size(), "result count");
   return total_seconds(durations) / workers / elapsed;
 }
 
-// Speedup of `workers` CPU-bound tasks over running them one after the other, both timed here.
+// Speedup of one CPU-bound task per worker over running them one after the other.
 double cpu_speedup(const joblet::Config& config, int workers, double task_seconds, const std::string& system) {
-  const std::uint64_t iterations = calibrate_cpu_kernel(task_seconds);
-  std::vector<std::uint64_t> expected;
-  const auto sequential_start = Clock::now();
-  for (int k = 0; k < workers; ++k) expected.push_back(cpu_kernel(iterations, static_cast<std::uint64_t>(k + 1)));
-  const double sequential = seconds_since(sequential_start);
-
-  const auto parallel_start = Clock::now();
-  const std::vector<std::uint64_t> results = joblet::Parallel(config)(tasks(
-      static_cast<std::size_t>(workers),
-      [iterations](std::size_t k) { return joblet::delayed(cpu_kernel, iterations, static_cast<std::uint64_t>(k + 1)); }));
-  const double parallel = seconds_since(parallel_start);
-  check(results == expected, "cpu: results differ from the sequential run");
+  const CpuSpeedup m = measure_cpu_speedup(workers, task_seconds, [&](std::uint64_t iterations) {
+    return joblet::Parallel(config)(tasks(static_cast<std::size_t>(workers), [iterations](std::size_t k) {
+      return joblet::delayed(cpu_kernel, iterations, static_cast<std::uint64_t>(k + 1));
+    }));
+  });
   note("cpu joblet-%s: %llu iterations, sequential %.3f s, parallel %.3f s", system.c_str(),
-       static_cast<unsigned long long>(iterations), sequential, parallel);
-  return sequential / parallel;
+       static_cast<unsigned long long>(m.iterations), m.sequential, m.parallel);
+  return m.speedup();
 }
 
-int run(const Options& options) {
+bool run(const Options& options) {
   const Sizes s = sizes(options.quick);
   const std::string system = "joblet-" + options.system;
   joblet::Config config{.n_jobs = options.workers, .backend = options.system};
@@ -109,20 +103,11 @@ int run(const Options& options) {
     });
     print_measurement(w, system, value, "efficiency");
   } else {
-    std::fprintf(stderr, "bench_engine: unknown workload '%s'\nusage: bench_engine %s\n", w.c_str(), kUsage);
-    return 2;
+    return false;
   }
-  return 0;
+  return true;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const Options options = parse_options(argc, argv, kUsage);
-  try {
-    return run(options);
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "bench_engine: %s %s: %s\n", options.workload.c_str(), options.system.c_str(), error.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return bench_main(argc, argv, kUsage, run); }

@@ -177,23 +177,8 @@ double spin_round_trip_us(std::size_t n) {
 
 // ---- cpu --------------------------------------------------------------------------------------
 
-struct CpuRuns {
-  std::uint64_t iterations;
-  std::vector<std::uint64_t> expected;
-  double sequential;
-};
-
-CpuRuns cpu_sequential(int workers, double task_seconds) {
-  CpuRuns runs{calibrate_cpu_kernel(task_seconds), {}, 0};
-  const auto start = Clock::now();
-  for (int k = 0; k < workers; ++k) runs.expected.push_back(cpu_kernel(runs.iterations, static_cast<std::uint64_t>(k + 1)));
-  runs.sequential = seconds_since(start);
-  return runs;
-}
-
-// Seconds for `workers` forked processes to run one kernel each and send back its result.
-double forked_cpu_seconds(const CpuRuns& runs, int workers) {
-  const auto start = Clock::now();
+// Results of `workers` forked processes running one kernel each (fork and reaping included).
+std::vector<std::uint64_t> forked_cpu_kernels(std::uint64_t iterations, int workers) {
   std::vector<pid_t> children;
   std::vector<int> reads;
   for (int k = 0; k < workers; ++k) {
@@ -202,24 +187,31 @@ double forked_cpu_seconds(const CpuRuns& runs, int workers) {
     const pid_t child = fork();
     if (child < 0) fail_errno("fork");
     if (child == 0) {
-      const std::uint64_t result = cpu_kernel(runs.iterations, static_cast<std::uint64_t>(k + 1));
+      const std::uint64_t result = cpu_kernel(iterations, static_cast<std::uint64_t>(k + 1));
       _exit(::write(fds[1], &result, sizeof result) == sizeof result ? 0 : 1);
     }
     close(fds[1]);
     children.push_back(child);
     reads.push_back(fds[0]);
   }
-  for (int k = 0; k < workers; ++k) {
+  std::vector<std::uint64_t> results;
+  for (int fd : reads) {
     std::uint64_t result = 0;
-    check(read_exact(reads[static_cast<std::size_t>(k)], &result, sizeof result), "cpu: child result");
-    check(result == runs.expected[static_cast<std::size_t>(k)], "cpu: child result value");
-    close(reads[static_cast<std::size_t>(k)]);
+    check(read_exact(fd, &result, sizeof result), "cpu: a child sent no result");
+    results.push_back(result);
+    close(fd);
   }
   for (pid_t child : children) waitpid(child, nullptr, 0);
-  return seconds_since(start);
+  return results;
 }
 
-int run(const Options& options) {
+void print_cpu(const std::string& name, const CpuSpeedup& m) {
+  note("cpu %s: %llu iterations, sequential %.3f s, parallel %.3f s", name.c_str(),
+       static_cast<unsigned long long>(m.iterations), m.sequential, m.parallel);
+  print_measurement("cpu", name, m.speedup(), "speedup");
+}
+
+bool run(const Options& options) {
   const Sizes s = sizes(options.quick);
   const std::string& w = options.workload;
   const std::string& system = options.system;
@@ -229,7 +221,8 @@ int run(const Options& options) {
 
   if (system == "tbb" && tiny) {
     std::vector<std::int64_t> out(s.tiny_tasks, -1);
-    const double elapsed = tbb_seconds(workers, s.tiny_tasks, [&out](std::size_t i) { out[i] = static_cast<std::int64_t>(i); });
+    const double elapsed =
+        tbb_seconds(workers, s.tiny_tasks, [&out](std::size_t i) { out[i] = static_cast<std::int64_t>(i); });
     for (std::size_t i = 0; i < out.size(); ++i) check(out[i] == static_cast<std::int64_t>(i), "tbb: result value");
     print_measurement(w, name, elapsed / static_cast<double>(s.tiny_tasks) * 1e6, "us");
   } else if (system == "tbb" && w == "sleep10ms") {
@@ -241,40 +234,26 @@ int run(const Options& options) {
         w == "skewed" ? skewed_durations(s) : std::vector<std::chrono::microseconds>(s.busy_tasks, s.busy_each);
     print_measurement(w, name, tbb_efficiency(workers, durations, [](auto d) { spin_for(d); }), "efficiency");
   } else if (system == "tbb" && w == "cpu") {
-    const CpuRuns runs = cpu_sequential(workers, s.cpu_seconds);
-    std::vector<std::uint64_t> results(static_cast<std::size_t>(workers));
-    const double parallel = tbb_seconds(workers, results.size(), [&](std::size_t k) {
-      results[k] = cpu_kernel(runs.iterations, static_cast<std::uint64_t>(k + 1));
-    });
-    check(results == runs.expected, "tbb: cpu results");
-    note("cpu tbb-raw: sequential %.3f s, parallel %.3f s", runs.sequential, parallel);
-    print_measurement(w, name, runs.sequential / parallel, "speedup");
+    print_cpu(name, measure_cpu_speedup(workers, s.cpu_seconds, [workers](std::uint64_t iterations) {
+                std::vector<std::uint64_t> results(static_cast<std::size_t>(workers));
+                tbb_seconds(workers, results.size(),
+                            [&](std::size_t k) { results[k] = cpu_kernel(iterations, k + 1); });
+                return results;
+              }));
   } else if (system == "pipe" && tiny) {
     print_measurement(w, name, pipe_round_trip_us(s.tiny_tasks), "us");
   } else if (system == "spin" && tiny) {
     print_measurement(w, name, spin_round_trip_us(s.tiny_tasks), "us");
   } else if (system == "cpu" && w == "cpu") {
-    const CpuRuns runs = cpu_sequential(workers, s.cpu_seconds);
-    const double parallel = forked_cpu_seconds(runs, workers);
-    note("cpu cpu-raw: %llu iterations, sequential %.3f s, parallel %.3f s",
-         static_cast<unsigned long long>(runs.iterations), runs.sequential, parallel);
-    print_measurement(w, name, runs.sequential / parallel, "speedup");
+    print_cpu(name, measure_cpu_speedup(workers, s.cpu_seconds, [workers](std::uint64_t iterations) {
+                return forked_cpu_kernels(iterations, workers);
+              }));
   } else {
-    std::fprintf(stderr, "bench_raw: no system '%s' for workload '%s'\nusage: bench_raw %s\n", system.c_str(), w.c_str(),
-                 kUsage);
-    return 2;
+    return false;
   }
-  return 0;
+  return true;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const Options options = parse_options(argc, argv, kUsage);
-  try {
-    return run(options);
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "bench_raw: %s %s: %s\n", options.workload.c_str(), options.system.c_str(), error.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return bench_main(argc, argv, kUsage, run); }

@@ -126,12 +126,25 @@ def efficiency(backend, workers, task, arguments):
 
 
 def cpu_speedup(backend, workers, task_seconds):
+    """As measure_cpu_speedup() in C++: half of the sequential runs before the parallel one and
+    half after, so that a steady drift of the CPU speed cancels out."""
     iterations = calibrate_cpu_kernel(task_seconds)
-    start = time.perf_counter()
-    expected = [cpu_kernel(iterations, k + 1) for k in range(workers)]
-    sequential = time.perf_counter() - start
+    expected = [None] * workers
+    sequential = 0.0
+
+    def run_sequential(k):
+        nonlocal sequential
+        start = time.perf_counter()
+        expected[k] = cpu_kernel(iterations, k + 1)
+        sequential += time.perf_counter() - start
+
+    half = (workers + 1) // 2
+    for k in range(half):
+        run_sequential(k)
     warm_up(backend, workers)
     parallel, results = timed_call(backend, workers, (delayed(cpu_kernel)(iterations, k + 1) for k in range(workers)))
+    for k in range(half, workers):
+        run_sequential(k)
     if results != expected:
         raise SystemExit("joblib_bench: cpu results differ from the sequential run")
     note(f"cpu joblib-{backend}: {iterations} iterations, sequential {sequential:.3f} s, parallel {parallel:.3f} s")

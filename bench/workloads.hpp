@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -56,15 +57,36 @@ inline Options parse_options(int argc, char** argv, std::string_view usage) {
     } else if (arg == "--quick") {
       options.quick = true;
     } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: %.*s %.*s\n", static_cast<int>(program.size()), program.data(), static_cast<int>(usage.size()),
-                  usage.data());
+      std::printf("usage: %.*s %.*s\n", static_cast<int>(program.size()), program.data(),
+                  static_cast<int>(usage.size()), usage.data());
       std::exit(0);
     } else {
       usage_error(program, usage, "unknown argument " + std::string(arg));
     }
   }
-  if (options.workload.empty() || options.system.empty()) usage_error(program, usage, "--workload and --system are required");
+  if (options.workload.empty() || options.system.empty())
+    usage_error(program, usage, "--workload and --system are required");
   return options;
+}
+
+// The main() of a bench program. `run(options)` measures and prints; it returns false when it
+// has no such workload and system. Exit status: 0 measured, 1 failed (a wrong result, a
+// system call error), 2 bad arguments.
+template <class Run>
+int bench_main(int argc, char** argv, std::string_view usage, Run run) {
+  const Options options = parse_options(argc, argv, usage);
+  std::string_view program = argv[0];
+  program = program.substr(program.rfind('/') + 1);
+  try {
+    if (!run(options)) {
+      usage_error(program, usage, "nothing to run for --workload " + options.workload + " --system " + options.system);
+    }
+    return 0;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "%.*s: %s %s: %s\n", static_cast<int>(program.size()), program.data(),
+                 options.workload.c_str(), options.system.c_str(), error.what());
+    return 1;
+  }
 }
 
 // ---- output ---------------------------------------------------------------------------------
@@ -108,7 +130,8 @@ struct Sizes {
 };
 
 inline Sizes sizes(bool quick) {
-  if (quick) return Sizes{.tiny_tasks = 5000, .sleep_tasks = 50, .cpu_seconds = 0.25, .busy_tasks = 2500, .skewed_tasks = 500};
+  if (quick)
+    return Sizes{.tiny_tasks = 5000, .sleep_tasks = 50, .cpu_seconds = 0.25, .busy_tasks = 2500, .skewed_tasks = 500};
   return Sizes{.tiny_tasks = 20000, .sleep_tasks = 200, .cpu_seconds = 1.0, .busy_tasks = 10000, .skewed_tasks = 2000};
 }
 
@@ -146,6 +169,36 @@ inline std::uint64_t calibrate_cpu_kernel(double seconds) {
     if (elapsed >= 0.1) return static_cast<std::uint64_t>(static_cast<double>(iterations) * seconds / elapsed);
     iterations *= 2;
   }
+}
+
+struct CpuSpeedup {
+  std::uint64_t iterations;  // of cpu_kernel per task
+  double sequential;         // seconds for the tasks one after the other
+  double parallel;           // seconds for the parallel run
+  double speedup() const { return sequential / parallel; }
+};
+
+// Times `workers` kernel tasks run one after the other and `run_parallel(iterations)` running
+// them at once (it returns each task's result, checked against the sequential ones). Half of
+// the sequential tasks run before the parallel run and half after it, so that a steady drift
+// of the CPU speed cancels out of the ratio.
+template <class RunParallel>
+CpuSpeedup measure_cpu_speedup(int workers, double task_seconds, RunParallel run_parallel) {
+  CpuSpeedup m{calibrate_cpu_kernel(task_seconds), 0, 0};
+  std::vector<std::uint64_t> expected(static_cast<std::size_t>(workers));
+  auto run_sequential = [&](std::size_t k) {
+    const auto start = Clock::now();
+    expected[k] = cpu_kernel(m.iterations, k + 1);
+    m.sequential += seconds_since(start);
+  };
+  const std::size_t half = (expected.size() + 1) / 2;
+  for (std::size_t k = 0; k < half; ++k) run_sequential(k);
+  const auto start = Clock::now();
+  const std::vector<std::uint64_t> results = run_parallel(m.iterations);
+  m.parallel = seconds_since(start);
+  for (std::size_t k = half; k < expected.size(); ++k) run_sequential(k);
+  check(results == expected, "cpu: the parallel results differ from the sequential ones");
+  return m;
 }
 
 // The skewed workload's task durations: 1 % long, the rest short, in a deterministic shuffle
