@@ -1,0 +1,128 @@
+#pragma once
+// The non-template half of a cached function (memory.cpp): everything that does not depend on
+// the function's or the arguments' types. CachedFunction (memory.hpp) hashes, encodes and
+// decodes; this finds, claims, stores, counts and warns.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <typeinfo>
+
+#include "joblet/hash.hpp"
+#include "joblet/store.hpp"
+
+namespace joblet {
+
+// Counts for one cached function, or (from Memory) for all of them. Counted in this process
+// only: calls made in forked workers count there.
+struct CacheStatistics {
+  std::uint64_t hits = 0;    // results loaded from the cache (including ones another process computed)
+  std::uint64_t misses = 0;  // results computed (including forced call()s and calls without a cache)
+  std::uint64_t waits = 0;   // hits that waited for another process's computation (compute-once)
+  std::uint64_t corrupt_entries = 0;   // entries found unreadable, then recomputed and replaced
+  std::uint64_t rejected_entries = 0;  // entries the validation callback (or expires_after) refused
+  std::uint64_t store_failures = 0;    // computed results that could not be written (and were returned)
+  std::chrono::duration<double> compute_time{0};  // running the function, over all misses
+  std::chrono::duration<double> hit_time{0};      // hashing, reading and decoding, over all hits
+};
+
+// One call of a cached function, as reported to CacheOptions::on_call.
+struct CallReport {
+  Hash128 key{};
+  bool hit = false;
+  bool waited = false;                         // a hit that waited for another process (compute-once)
+  std::chrono::duration<double> duration{0};   // this call, end to end
+  std::chrono::duration<double> computed_in{0};  // running the function: now on a miss, originally on a hit
+};
+
+// Decides whether a found entry may be used; false recomputes it (joblib's cache_validation_callback).
+using ValidationCallback = std::function<bool(const EntryMetadata&)>;
+
+struct CacheOptions {
+  // The function's version: part of every key, so changing it stops old entries from being used.
+  // They stay on disk until pruned (`joblet cache prune`, Memory::reduce_size): a call never
+  // deletes entries as a side effect.
+  std::string version{};
+  // Also key on this program's build id (the GNU build-id note of the executable; without one,
+  // a hash of the executable file): every rebuild starts afresh. Off by default.
+  bool salt_with_build_id = false;
+  // Overrides MemoryOptions::compute_once for this function.
+  std::optional<bool> compute_once{};
+  // Called on every found entry; returning false recomputes and replaces it.
+  ValidationCallback validate{};
+  // Called after every call, in the calling thread: per-call duration and hit or miss.
+  std::function<void(const CallReport&)> on_call{};
+};
+
+struct MemoryOptions {
+  StoreOptions store{};
+  // The first process to miss a key computes it while the others wait for its result (see
+  // Store::claim). Off by default: one process gains nothing from it. Across MPI ranks it pays.
+  bool compute_once = false;
+  LockOptions lock{};
+};
+
+namespace detail {
+
+struct MemoryState;
+struct Counters;
+
+class FunctionCache {
+ public:
+  FunctionCache(std::shared_ptr<MemoryState> memory, std::string name, std::string version, CacheOptions options);
+  ~FunctionCache();
+  FunctionCache(const FunctionCache&) = delete;
+  FunctionCache& operator=(const FunctionCache&) = delete;
+
+  bool enabled() const noexcept;
+  const std::string& name() const noexcept { return name_; }
+  const std::string& version() const noexcept { return version_; }
+  // A hasher already fed the key's domain, the function's name and its version.
+  const Hasher& key_prefix() const noexcept { return key_prefix_; }
+
+  // A usable entry: found, verified and accepted by the validation callback. With compute-once,
+  // otherwise the lock to compute it under (or an entry another process computed meanwhile).
+  // Corrupt and rejected entries count as misses, with one warning per corrupt entry.
+  Claim claim(const Hash128& key) const;
+  // The entry's bytes did not decode to the result type.
+  void report_undecodable(const Hash128& key, const std::string& why) const;
+  // Stores a computed value; failing to is a warning, never an exception: the caller's
+  // result is never lost because the cache failed.
+  void publish(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
+               std::chrono::duration<double> computed_in, std::span<const std::byte> payload) const noexcept;
+  void report_unencodable(const Hash128& key, const std::string& why) const noexcept;
+  void record(const CallReport& report) const;
+
+  bool contains(const Hash128& key) const;
+  bool forget(const Hash128& key) const;
+  std::size_t clear() const;
+  CacheStatistics statistics() const;
+  std::optional<std::filesystem::path> location() const;
+
+ private:
+  std::shared_ptr<MemoryState> memory_;
+  std::string name_;
+  std::string version_;
+  CacheOptions options_;
+  bool compute_once_;
+  Hasher key_prefix_;
+  std::unique_ptr<Counters> counters_;
+};
+
+// The build id of this program's executable, as hex (see CacheOptions::salt_with_build_id).
+const std::string& build_id();
+
+// Loads what a ShelvedResult refers to; throws StorageError naming what to do when it is gone.
+StoredEntry load_shelved(const std::string& location, const std::string& function, const Hash128& key);
+void clear_shelved(const std::string& location, const std::string& function, const Hash128& key);
+
+// A short description of an argument for the entry's metadata.
+std::string describe_value(const std::type_info& type, const std::string& value_text);
+std::string quote_for_summary(std::string_view text);
+
+}  // namespace detail
+}  // namespace joblet

@@ -1,0 +1,387 @@
+#pragma once
+// Memory: joblib's disk memoization cache, in C++, on a filesystem that every process, rank, job
+// and rerun shares.
+//
+//   joblet::Memory memory("/scratch/me/joblet-cache");
+//   auto cached = memory.cache("simulate", simulate, {.version = "2"});
+//   double y = cached(params);                     // computed once, then loaded
+//
+//   // Arguments left out of the key (joblib's ignore=[...]), by position:
+//   auto fit = memory.cache("fit", fit_model, joblet::ignore_args<2>, {.version = "1"});
+//
+//   // The version follows the lambda's source text: editing the lambda invalidates its entries.
+//   auto square = memory.cache("square", JOBLET_SOURCE_VERSIONED([](int x) { return x * x; }));
+//
+// A call hashes the function's name and version with its arguments (XXH3-128 over the codec's
+// encoding, see hash.hpp), looks the key up in the store (store.hpp), and on a miss runs the
+// function and stores its result. Exceptions are never cached. Arguments must be hashable
+// (encodable by the codec) unless ignored; results must be encodable (joblet::Encodable).
+// A failure to write the cache (a full disk, a read-only directory) is a warning: the computed
+// result is returned all the same. A CachedFunction is cheap to copy and safe to call from
+// many threads and processes at once.
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include "joblet/codec.hpp"
+#include "joblet/detail/function_cache.hpp"
+#include "joblet/detail/signature.hpp"
+#include "joblet/error.hpp"
+#include "joblet/hash.hpp"
+#include "joblet/store.hpp"
+
+namespace joblet {
+
+// Argument positions (0-based) left out of the key: `memory.cache("f", f, joblet::ignore_args<1, 2>)`.
+// Ignored arguments need not be hashable (a logger, an output stream, a verbosity level).
+template <std::size_t... Positions>
+struct IgnoreArgs {
+  template <std::size_t I>
+  static constexpr bool contains = ((I == Positions) || ...);
+};
+template <std::size_t... Positions>
+inline constexpr IgnoreArgs<Positions...> ignore_args{};
+
+// A function with the source text it was written as; made by JOBLET_SOURCE_VERSIONED.
+template <class F>
+struct SourceVersioned {
+  F function;
+  std::string_view source;
+};
+template <class F>
+SourceVersioned(F, std::string_view) -> SourceVersioned<F>;
+
+// JOBLET_SOURCE_VERSIONED(lambda): the lambda, versioned by its own source text as the
+// preprocessor spells it (comments dropped, runs of whitespace made one space). Any edit of the
+// lambda's text gives it a new version, so its old entries are no longer used. Edits to what
+// the lambda calls are not seen: give those functions explicit versions.
+#define JOBLET_SOURCE_VERSIONED(...) (::joblet::SourceVersioned{__VA_ARGS__, #__VA_ARGS__})
+
+// A validation callback refusing entries created longer ago than `age` (joblib's expires_after).
+ValidationCallback expires_after(std::chrono::duration<double> age);
+
+// A small, serializable reference to a stored result (joblib's MemorizedResult): pass it to
+// another process or rank and get() the value there. With a Memory that does not cache, it
+// holds the value itself.
+template <class R>
+class ShelvedResult {
+ public:
+  ShelvedResult() = default;
+  ShelvedResult(std::string location, std::string function, Hash128 key)
+      : location_(std::move(location)), function_(std::move(function)), key_(key) {}
+  explicit ShelvedResult(R value) : value_(std::move(value)) {}
+
+  // Loads the value; throws StorageError when it was cleared or pruned meanwhile.
+  R get() const {
+    if (value_) return *value_;
+    const StoredEntry entry = detail::load_shelved(location_, function_, key_);
+    try {
+      return decode<R>(entry.payload());
+    } catch (const SerializationError& e) {
+      throw StorageError("the shelved result of '" + function_ + "' in " + location_ +
+                         " does not decode as the requested type (" + e.message() +
+                         "); get() it with the cached function's result type");
+    }
+  }
+  // Removes the stored value from the cache.
+  void clear() const {
+    if (!value_) detail::clear_shelved(location_, function_, key_);
+  }
+  const Hash128& key() const noexcept { return key_; }
+  const std::string& function() const noexcept { return function_; }
+  const std::string& location() const noexcept { return location_; }
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(location_, function_, key_, value_);
+  }
+
+ private:
+  std::string location_;
+  std::string function_;
+  Hash128 key_;
+  std::optional<R> value_;
+};
+
+namespace detail {
+template <class T>
+inline constexpr bool is_source_versioned = false;
+template <class F>
+inline constexpr bool is_source_versioned<SourceVersioned<F>> = true;
+template <class T>
+concept IsSourceVersioned = is_source_versioned<T>;
+}  // namespace detail
+
+template <class F, class Ignore = IgnoreArgs<>>
+class CachedFunction;
+
+// A cached function: call it like the function. Returned by Memory::cache.
+template <class F, std::size_t... Ignored>
+class CachedFunction<F, IgnoreArgs<Ignored...>> {
+  using Ignore = IgnoreArgs<Ignored...>;
+
+ public:
+  template <class... A>
+  using ResultOf = std::remove_cvref_t<std::invoke_result_t<const F&, A...>>;
+
+  CachedFunction(F function, std::shared_ptr<const detail::FunctionCache> cache)
+      : function_(std::move(function)), cache_(std::move(cache)) {}
+
+  // Hit: loads the stored result. Miss: runs the function and stores its result.
+  template <class... A>
+    requires std::invocable<const F&, A...>
+  ResultOf<A...> operator()(A&&... args) const {
+    return run(/*force=*/false, std::forward<A>(args)...);
+  }
+  // Runs the function even if its result is stored, and stores the new result (joblib's call()).
+  template <class... A>
+    requires std::invocable<const F&, A...>
+  ResultOf<A...> call(A&&... args) const {
+    return run(/*force=*/true, std::forward<A>(args)...);
+  }
+  // Makes sure the result is stored, and returns a reference to it instead of the value.
+  template <class... A>
+    requires std::invocable<const F&, A...>
+  ShelvedResult<ResultOf<A...>> call_and_shelve(A&&... args) const {
+    using R = ResultOf<A...>;
+    static_assert(!std::is_void_v<R>, "call_and_shelve needs a function that returns a value");
+    if (!cache_->enabled()) return ShelvedResult<R>(run(false, std::forward<A>(args)...));
+    const Hash128 key = key_of<R>(args...);
+    if (!cache_->contains(key)) {
+      R value = run(false, std::forward<A>(args)...);
+      // Not stored (the cache could not be written): the reference carries the value instead.
+      if (!cache_->contains(key)) return ShelvedResult<R>(std::move(value));
+    }
+    return ShelvedResult<R>(cache_->location()->string(), cache_->name(), key);
+  }
+  // Whether a usable result for these arguments is stored (payload not read).
+  template <class... A>
+    requires std::invocable<const F&, A...>
+  bool check_call_in_cache(const A&... args) const {
+    return cache_->enabled() && cache_->contains(key_of<ResultOf<const A&...>>(args...));
+  }
+  // The cache key of a call with these arguments.
+  template <class... A>
+    requires std::invocable<const F&, A...>
+  Hash128 key(const A&... args) const {
+    return key_of<ResultOf<const A&...>>(args...);
+  }
+  // Removes every stored result of this function (all versions); returns how many.
+  std::size_t clear() const { return cache_->clear(); }
+  CacheStatistics statistics() const { return cache_->statistics(); }
+  const std::string& name() const noexcept { return cache_->name(); }
+  // The version keys are made with (the explicit one, plus source and build id salts).
+  const std::string& version() const noexcept { return cache_->version(); }
+  const F& function() const noexcept { return function_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  template <std::size_t I, class A>
+  using Canonical = typename detail::CanonicalParameter<F, I, A>::type;
+
+  template <class R, class... A>
+  Hash128 key_of(const A&... args) const {
+    static_assert(((Ignored < sizeof...(A)) && ...), "joblet::ignore_args names a position this call does not have");
+    Hasher hasher = cache_->key_prefix();
+    // The result type is keyed too: a function whose return type changed cannot load old bytes
+    // as the new type.
+    hasher.update_text(typeid(R).name());
+    hash_arguments(hasher, std::index_sequence_for<A...>{}, args...);
+    return hasher.digest();
+  }
+
+  template <std::size_t... I, class... A>
+  static void hash_arguments(Hasher& hasher, std::index_sequence<I...>, const A&... args) {
+    (hash_argument<I>(hasher, args), ...);
+  }
+
+  template <std::size_t I, class A>
+  static void hash_argument(Hasher& hasher, const A& arg) {
+    if constexpr (!Ignore::template contains<I>) {
+      using P = Canonical<I, A>;
+      static_assert(Hashable<P>,
+                    "a cached function's argument is not hashable: give its type a cereal serialize() "
+                    "function, or leave it out of the key with joblet::ignore_args<position>");
+      const P& canonical = arg;  // binds directly when A is P; converts like the call would otherwise
+      const auto position = static_cast<std::uint64_t>(I);
+      hasher.update_bytes(&position, sizeof position);
+      hasher.update(canonical);
+    }
+  }
+
+  template <class... A>
+  static std::string summarize(const A&... args) {
+    std::string summary;
+    summarize_each(summary, std::index_sequence_for<A...>{}, args...);
+    return summary;
+  }
+  template <std::size_t... I, class... A>
+  static void summarize_each(std::string& summary, std::index_sequence<I...>, const A&... args) {
+    ((summary += (I == 0 ? "" : ", "), summary += describe<I>(args)), ...);
+  }
+  template <std::size_t I, class A>
+  static std::string describe(const A& arg) {
+    if constexpr (Ignore::template contains<I>) {
+      return "(ignored)";
+    } else {
+      using P = Canonical<I, A>;
+      const P& value = arg;
+      if constexpr (std::is_same_v<P, bool>) {
+        return detail::describe_value(typeid(P), value ? "true" : "false");
+      } else if constexpr (std::is_arithmetic_v<P>) {
+        return detail::describe_value(typeid(P), std::to_string(value));
+      } else if constexpr (std::is_convertible_v<const P&, std::string_view>) {
+        return detail::describe_value(typeid(P), detail::quote_for_summary(std::string_view(value)));
+      } else {
+        return detail::describe_value(typeid(P), "");
+      }
+    }
+  }
+
+  template <class... A>
+  ResultOf<A...> run(bool force, A&&... args) const {
+    using R = ResultOf<A...>;
+    using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+    static_assert(Encodable<Stored>, "a cached function's result must be encodable (joblet::Encodable)");
+    const auto start = Clock::now();
+    CallReport report;
+    if (!cache_->enabled()) {
+      if constexpr (std::is_void_v<R>) {
+        std::invoke(function_, std::forward<A>(args)...);
+        finish_miss(report, start, start);
+        return;
+      } else {
+        R value = std::invoke(function_, std::forward<A>(args)...);
+        finish_miss(report, start, start);
+        return value;
+      }
+    }
+    report.key = key_of<R>(args...);
+    EntryLock lock;
+    if (!force) {
+      Claim claim = cache_->claim(report.key);
+      if (claim.entry) {
+        std::optional<Stored> value;
+        try {
+          value = decode<Stored>(claim.entry->payload());
+        } catch (const SerializationError& e) {
+          cache_->report_undecodable(report.key, e.message());
+        }
+        if (value) {
+          report.hit = true;
+          report.waited = claim.waited;
+          report.computed_in = claim.entry->metadata().duration;
+          report.duration = Clock::now() - start;
+          cache_->record(report);
+          if constexpr (std::is_void_v<R>) {
+            return;
+          } else {
+            return std::move(*value);
+          }
+        }
+      }
+      lock = std::move(claim.lock);
+    }
+    const std::string arguments = summarize(args...);
+    const auto compute_start = Clock::now();
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(function_, std::forward<A>(args)...);
+      store(report.key, arguments, compute_start, std::monostate{});
+      finish_miss(report, start, compute_start);
+    } else {
+      R value = std::invoke(function_, std::forward<A>(args)...);
+      store(report.key, arguments, compute_start, value);
+      finish_miss(report, start, compute_start);
+      return value;
+    }
+  }
+
+  template <class V>
+  void store(const Hash128& key, const std::string& arguments, Clock::time_point compute_start,
+             const V& value) const {
+    const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
+    std::string bytes;
+    try {
+      encode(value, bytes);
+    } catch (const SerializationError& e) {
+      cache_->report_unencodable(key, e.message());
+      return;
+    }
+    cache_->publish(key, arguments, typeid(V), computed_in,
+                    std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
+  }
+
+  void finish_miss(CallReport& report, Clock::time_point start, Clock::time_point compute_start) const {
+    const auto end = Clock::now();
+    report.hit = false;
+    report.duration = end - start;
+    report.computed_in = end - compute_start;
+    cache_->record(report);
+  }
+
+  F function_;
+  std::shared_ptr<const detail::FunctionCache> cache_;
+};
+
+class Memory {
+ public:
+  // A Memory that caches nothing: cached functions call through (joblib's location=None).
+  Memory();
+  explicit Memory(std::nullopt_t, MemoryOptions options = {});
+  // Caches in `location` (created when first written to).
+  explicit Memory(std::filesystem::path location, MemoryOptions options = {});
+
+  // Caches `function` under `name` (a directory name in the cache: letters, digits, '_', '-',
+  // '.', ':'; ConfigError otherwise). Name and version identify the function across programs
+  // and runs, so two functions must not share a name.
+  template <class F>
+    requires(!detail::IsSourceVersioned<std::decay_t<F>>)
+  CachedFunction<std::decay_t<F>> cache(std::string name, F&& function, CacheOptions options = {}) const {
+    return cache(std::move(name), std::forward<F>(function), ignore_args<>, std::move(options));
+  }
+  template <class F, std::size_t... I>
+    requires(!detail::IsSourceVersioned<std::decay_t<F>>)
+  CachedFunction<std::decay_t<F>, IgnoreArgs<I...>> cache(std::string name, F&& function, IgnoreArgs<I...>,
+                                                          CacheOptions options = {}) const {
+    auto core = make_function_cache(std::move(name), std::move(options), {});
+    return CachedFunction<std::decay_t<F>, IgnoreArgs<I...>>(std::forward<F>(function), std::move(core));
+  }
+  template <class F>
+  CachedFunction<F> cache(std::string name, SourceVersioned<F> function, CacheOptions options = {}) const {
+    return cache(std::move(name), std::move(function), ignore_args<>, std::move(options));
+  }
+  template <class F, std::size_t... I>
+  CachedFunction<F, IgnoreArgs<I...>> cache(std::string name, SourceVersioned<F> function, IgnoreArgs<I...>,
+                                            CacheOptions options = {}) const {
+    auto core = make_function_cache(std::move(name), std::move(options), function.source);
+    return CachedFunction<F, IgnoreArgs<I...>>(std::move(function.function), std::move(core));
+  }
+
+  // Where the cache lives; nullopt for a Memory that caches nothing.
+  std::optional<std::filesystem::path> location() const;
+  // The store under this Memory; nullptr for a Memory that caches nothing.
+  const Store* store() const noexcept;
+  // Removes every entry of every function.
+  std::size_t clear() const;
+  // joblib's reduce_size(bytes_limit, items_limit, age_limit): least recently used entries go first.
+  ReduceReport reduce_size(const ReduceOptions& options) const;
+  // Totals over every function cached through this Memory (and its copies).
+  CacheStatistics statistics() const;
+
+ private:
+  std::shared_ptr<const detail::FunctionCache> make_function_cache(std::string name, CacheOptions options,
+                                                                   std::string_view source) const;
+  std::shared_ptr<detail::MemoryState> state_;
+};
+
+}  // namespace joblet

@@ -1,0 +1,249 @@
+#pragma once
+// The content-addressed store under Memory, usable on its own: entries of encoded bytes kept in a
+// directory that every process, rank, job and rerun on a shared filesystem (NFS, Lustre, GPFS)
+// can read and write at the same time, without locks on the read or write path.
+//
+// Layout: <root>/<function>/<first 2 hex digits of the key>/<32 hex digit key>. One entry is one
+// file: a 64-byte header, the metadata, then the payload (see storage/src/entry_format.hpp for
+// the exact bytes). Sharding by key prefix keeps directories small (Lustre and NFS slow down on
+// huge ones); the function level lets a whole function be listed or cleared cheaply.
+//
+// Safety, and why it holds without locks:
+// - A writer writes a uniquely named temporary file in the entry's own directory (named after
+//   host, pid, thread and a random number, hidden with a leading dot), fsyncs it (optional), and
+//   rename()s it over the entry's name. rename is atomic on POSIX filesystems, NFS and Lustre
+//   included, so a reader sees the old entry, the new one, or none; never part of one.
+// - Readers open only published names and verify checksums (header + metadata, and payload):
+//   a missing, truncated or corrupt entry is a miss. A reader holding an open entry keeps
+//   reading it even if another process replaces or prunes it meanwhile.
+// - A writer killed mid-write leaves only a hidden temporary file, removed by reduce_size()
+//   once it is old.
+// - Nothing read from an entry can make the reader allocate more than the file's size, crash,
+//   or touch a path outside the store.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "joblet/hash.hpp"
+
+namespace joblet {
+
+// How an entry holds its value. Only inline payloads exist today; a later kind (an array in its
+// own HDF5 file next to the entry, "<key>.h5") adds a value here and a companion file, without
+// changing the entry format: the entry then carries the companion's name and checksum.
+enum class PayloadKind : std::uint32_t {
+  inline_codec = 0,  // the payload is the codec's encoding of the value, inside the entry file
+};
+
+// What an entry says about itself; readable without reading the payload.
+struct EntryMetadata {
+  std::string function{};
+  std::string version{};
+  std::string arguments{};    // a short, human-readable summary of the call's arguments
+  std::string result_type{};  // the C++ type of the stored value, readable
+  std::chrono::duration<double> duration{0};        // how long computing the value took
+  std::chrono::system_clock::time_point created{};  // when the entry was written
+  std::uint64_t payload_size = 0;                   // set by the store
+  std::uint32_t format_version = 0;                 // set by the store
+  Hash128 checksum{};                                 // XXH3-128 of the payload; set by the store
+  PayloadKind payload_kind = PayloadKind::inline_codec;
+};
+
+// An entry read back: its metadata and its payload bytes.
+class StoredEntry {
+ public:
+  StoredEntry(EntryMetadata metadata, std::unique_ptr<std::byte[]> file_bytes, std::size_t file_size,
+              std::size_t payload_offset) noexcept;
+  const EntryMetadata& metadata() const noexcept { return metadata_; }
+  std::span<const std::byte> payload() const noexcept {
+    return {bytes_.get() + payload_offset_, file_size_ - payload_offset_};
+  }
+
+ private:
+  EntryMetadata metadata_;
+  std::unique_ptr<std::byte[]> bytes_;  // the whole file, read once (not zero-filled first)
+  std::size_t file_size_;
+  std::size_t payload_offset_;
+};
+
+enum class LoadStatus {
+  found,
+  missing,  // no entry of that name
+  corrupt,  // an entry exists but cannot be used: truncated, bit-flipped, not an entry, unreadable
+};
+
+struct LoadResult {
+  LoadStatus status = LoadStatus::missing;
+  std::optional<StoredEntry> entry{};  // set when found
+  std::string problem{};               // why, when corrupt
+  std::filesystem::path path{};
+  explicit operator bool() const noexcept { return status == LoadStatus::found; }
+};
+
+struct StoreOptions {
+  // fsync each entry before publishing it, so that a crash of the machine cannot publish an
+  // entry whose data never reached the disk. Costs about a millisecond per write on real disks
+  // (more on NFS); without it a power loss may leave a corrupt entry, which readers detect by
+  // its checksum and recompute. A process crash is safe either way.
+  bool fsync = true;
+  // For a cache shared by a group (a lab): directories get the setgid bit and group rwx, entry
+  // files group read/write, whatever the umask. Otherwise files and directories get the
+  // user's umask.
+  bool group_shared = false;
+  // A budget for the whole store, in bytes of entry files, enforced by this process after its
+  // writes: once it has written a tenth of the budget since its last check, it runs
+  // reduce_size({.bytes_limit = budget}) (least recently used entries go first). Approximate
+  // by design: scanning the store after every write would cost more than the writes.
+  std::optional<std::uint64_t> bytes_limit{};
+  // A hit refreshes the entry's mtime (the LRU clock) only when it is older than this: on NFS
+  // every refresh is a synchronous round trip to the server, and LRU needs no finer clock.
+  std::chrono::duration<double> touch_interval{60.0};
+};
+
+// The compute-once lock (see Store::claim).
+struct LockOptions {
+  // A lock whose heartbeat has not moved for this long, as observed by the waiter's own clock
+  // (so clock skew between hosts does not matter), is considered abandoned and taken over.
+  std::chrono::duration<double> stale_after{60.0};
+  // How often the holder refreshes the lock's mtime. Must be under half of stale_after.
+  std::chrono::duration<double> heartbeat{10.0};
+  // Waiters poll for the entry or the lock's state starting at this interval, backing off
+  // to poll_max.
+  std::chrono::duration<double> poll{0.01};
+  std::chrono::duration<double> poll_max{0.5};
+};
+
+// Held while this process computes an entry that other processes may be waiting for. A
+// background thread refreshes its heartbeat; destroying it (after publishing the entry, or
+// after a failure) releases it.
+class EntryLock {
+ public:
+  EntryLock() noexcept;
+  EntryLock(EntryLock&&) noexcept;
+  EntryLock& operator=(EntryLock&&) noexcept;
+  ~EntryLock();
+  bool held() const noexcept { return impl_ != nullptr; }
+  void release() noexcept;
+
+  struct Impl;
+  explicit EntryLock(std::unique_ptr<Impl> impl) noexcept;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// What Store::claim found: either a usable entry (another process computed it), or the
+// right to compute it (lock held; or not held when the lock could not be created at all, e.g.
+// a read-only cache, in which case computing without it is the only way forward).
+struct Claim {
+  std::optional<StoredEntry> entry{};
+  EntryLock lock{};
+  bool waited = false;  // the entry came from another process's computation, after waiting for it
+};
+
+enum class EntryKind {
+  entry,      // a published entry
+  temporary,  // a writer's temporary file (a live writer's, or one left by a killed writer)
+  lock,       // a compute-once lock
+};
+
+struct EntryInfo {
+  EntryKind kind = EntryKind::entry;
+  std::string function{};
+  Hash128 key{};  // for entries and locks
+  std::filesystem::path path{};
+  std::uint64_t size = 0;  // bytes of the file
+  std::chrono::system_clock::time_point last_used{};  // the file's mtime
+  std::optional<EntryMetadata> metadata{};  // when asked for and readable
+  std::string problem{};                    // why the metadata could not be read
+};
+
+struct ListOptions {
+  std::optional<std::string> function{};  // only this function's entries
+  bool read_metadata = false;           // read each entry's header and metadata (one open each)
+  bool include_leftovers = false;       // list temporary files and lock files too
+};
+
+// Limits for reduce_size, as joblib's Memory.reduce_size(bytes_limit, items_limit, age_limit).
+// Entries go in least-recently-used order (by mtime, which hits refresh) until every limit
+// holds; entries unused for longer than age_limit go whatever the other limits.
+struct ReduceOptions {
+  std::optional<std::uint64_t> bytes_limit{};
+  std::optional<std::uint64_t> items_limit{};
+  std::optional<std::chrono::duration<double>> age_limit{};
+  std::optional<std::string> function{};  // apply the limits to this function's entries alone
+  bool dry_run = false;                 // report what would go, remove nothing
+  // Temporary files older than this were left by killed writers (a live writer finishes long
+  // before); they are removed too, as are lock files older than it.
+  std::chrono::duration<double> leftover_age{24.0 * 3600.0};
+};
+
+struct ReduceReport {
+  std::vector<EntryInfo> removed{};  // entries (and leftovers) removed, or that would be on a dry run
+  std::uint64_t removed_bytes = 0;
+  std::uint64_t kept_entries = 0;
+  std::uint64_t kept_bytes = 0;
+};
+
+// Throws ConfigError unless `name` can name a function's directory: 1 to 200 bytes, no '/',
+// '\\', control characters, no leading '.', not "." or "..". Keeps every path inside the store.
+void validate_function_name(std::string_view name);
+
+class Store {
+ public:
+  explicit Store(std::filesystem::path root, StoreOptions options = {});
+
+  const std::filesystem::path& root() const noexcept;
+  const StoreOptions& options() const noexcept;
+  std::filesystem::path entry_path(std::string_view function, const Hash128& key) const;
+
+  // Reads and verifies an entry. A found entry's mtime is refreshed (see touch_interval). A
+  // corrupt entry is reported, not thrown: the caller recomputes and saves over it.
+  LoadResult load(std::string_view function, const Hash128& key) const;
+  // The entry's metadata, verified, without reading its payload; nullopt if missing or corrupt.
+  std::optional<EntryMetadata> metadata(std::string_view function, const Hash128& key) const;
+  bool contains(std::string_view function, const Hash128& key) const;
+
+  // Publishes an entry, replacing any entry of the same key. Fills the metadata's
+  // payload_size, format_version and checksum. Throws StorageError naming the cause (no space,
+  // read-only, permissions) after removing its temporary file.
+  void save(std::string_view function, const Hash128& key, EntryMetadata metadata,
+            std::span<const std::byte> payload) const;
+  // Removes one entry; false when there was none.
+  bool remove(std::string_view function, const Hash128& key) const;
+
+  // Entries (and optionally leftovers), in no particular order.
+  std::vector<EntryInfo> list(const ListOptions& options = {}) const;
+  // The functions that have a directory in the store.
+  std::vector<std::string> functions() const;
+  // Removes every entry (of one function, or all), with their leftovers; returns how many
+  // entries went. Safe against concurrent writers: one that loses its directory recreates it.
+  std::size_t clear(std::optional<std::string_view> function = std::nullopt) const;
+  // LRU eviction (see ReduceOptions). Safe with other processes pruning or writing at the same
+  // time: an entry removed twice is removed once, an entry replaced while being judged is at
+  // worst recomputed.
+  ReduceReport reduce_size(const ReduceOptions& options) const;
+
+  // Compute-once: returns the entry if it exists and `accept` takes it; otherwise takes the
+  // entry's lock (<entry>.lock, created with link(), which NFS and Lustre make atomic; never
+  // flock/fcntl, which they break) and returns it held. If another process holds the lock,
+  // waits for its entry to appear, or for the lock to vanish or go stale, and then takes over.
+  Claim claim(std::string_view function, const Hash128& key, const LockOptions& options = {},
+              const std::function<bool(const EntryMetadata&)>& accept = {}) const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace joblet

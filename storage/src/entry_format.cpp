@@ -1,0 +1,171 @@
+#include "entry_format.hpp"
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include <bit>
+#include <cstring>
+#include <map>
+
+#include "joblet/codec.hpp"
+
+namespace joblet::detail {
+namespace {
+
+// The metadata as it is encoded. `extra` holds fields added by later minor revisions (a
+// companion file's name for a later payload kind, say) without a format version bump: readers
+// ignore keys they do not know.
+struct MetadataRecord {
+  std::string function;
+  std::string version;
+  std::string arguments;
+  std::string result_type;
+  std::int64_t duration_ns = 0;
+  std::int64_t created_ns = 0;
+  std::uint64_t payload_size = 0;
+  Hash128 checksum;
+  std::map<std::string, std::string> extra;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(function, version, arguments, result_type, duration_ns, created_ns, payload_size, checksum, extra);
+  }
+};
+
+template <class T>
+void put(std::string& out, std::size_t offset, T value) {
+  static_assert(std::endian::native == std::endian::little, "entry files are little-endian");
+  std::memcpy(out.data() + offset, &value, sizeof value);
+}
+
+template <class T>
+T get(std::span<const std::byte> bytes, std::size_t offset) {
+  T value;
+  std::memcpy(&value, bytes.data() + offset, sizeof value);
+  return value;
+}
+
+std::uint64_t header_checksum(std::span<const std::byte> header, std::span<const std::byte> metadata) {
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  XXH3_64bits_update(&state, header.data(), 48);
+  XXH3_64bits_update(&state, metadata.data(), metadata.size());
+  return XXH3_64bits_digest(&state);
+}
+
+std::uint64_t aligned_payload_offset(std::uint64_t metadata_size) {
+  const std::uint64_t end = kEntryHeaderSize + metadata_size;
+  return (end + kPayloadAlignment - 1) / kPayloadAlignment * kPayloadAlignment;
+}
+
+}  // namespace
+
+std::string encode_entry_prefix(const EntryMetadata& metadata) {
+  MetadataRecord record{metadata.function,
+                        metadata.version,
+                        metadata.arguments,
+                        metadata.result_type,
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(metadata.duration).count(),
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(metadata.created.time_since_epoch()).count(),
+                        metadata.payload_size,
+                        metadata.checksum,
+                        {}};
+  std::string out(kEntryHeaderSize, '\0');
+  encode(record, out);
+  const std::uint64_t metadata_size = out.size() - kEntryHeaderSize;
+  if (metadata_size > kMaxMetadataSize) {
+    throw SerializationError("the entry's metadata takes " + std::to_string(metadata_size) +
+                             " bytes, more than the 1 MiB an entry allows; shorten the function's version string");
+  }
+  const std::uint64_t payload_offset = aligned_payload_offset(metadata_size);
+  std::memcpy(out.data(), kEntryMagic.data(), kEntryMagic.size());
+  put<std::uint32_t>(out, 8, kEntryFormatVersion);
+  put<std::uint32_t>(out, 12, static_cast<std::uint32_t>(kEntryHeaderSize));
+  put<std::uint64_t>(out, 16, metadata_size);
+  put<std::uint64_t>(out, 24, payload_offset);
+  put<std::uint64_t>(out, 32, metadata.payload_size);
+  put<std::uint32_t>(out, 40, static_cast<std::uint32_t>(metadata.payload_kind));
+  const auto bytes = std::as_bytes(std::span<const char>(out.data(), out.size()));
+  put<std::uint64_t>(out, 48, header_checksum(bytes.first(kEntryHeaderSize), bytes.subspan(kEntryHeaderSize)));
+  out.resize(payload_offset, '\0');
+  return out;
+}
+
+EntryHeader parse_entry_header(std::span<const std::byte> first_bytes, std::uint64_t file_size) {
+  if (first_bytes.size() < kEntryHeaderSize || file_size < kEntryHeaderSize) {
+    throw CorruptEntry("the file has " + std::to_string(file_size) + " bytes, fewer than an entry's header");
+  }
+  if (std::memcmp(first_bytes.data(), kEntryMagic.data(), kEntryMagic.size()) != 0) {
+    throw CorruptEntry("the file does not start like a joblet cache entry");
+  }
+  EntryHeader header;
+  header.format_version = get<std::uint32_t>(first_bytes, 8);
+  if (header.format_version != kEntryFormatVersion) {
+    throw CorruptEntry("the entry has format version " + std::to_string(header.format_version) +
+                       "; this joblet reads version " + std::to_string(kEntryFormatVersion));
+  }
+  if (get<std::uint32_t>(first_bytes, 12) != kEntryHeaderSize) throw CorruptEntry("the entry's header size is wrong");
+  header.metadata_size = get<std::uint64_t>(first_bytes, 16);
+  header.payload_offset = get<std::uint64_t>(first_bytes, 24);
+  header.payload_size = get<std::uint64_t>(first_bytes, 32);
+  header.payload_kind = get<std::uint32_t>(first_bytes, 40);
+  header.header_checksum = get<std::uint64_t>(first_bytes, 48);
+  if (header.metadata_size > kMaxMetadataSize) throw CorruptEntry("the entry claims oversized metadata");
+  if (header.payload_offset != aligned_payload_offset(header.metadata_size)) {
+    throw CorruptEntry("the entry's payload offset does not follow its metadata");
+  }
+  // Compared by subtraction: a hostile size cannot overflow the sum.
+  if (header.payload_offset > file_size || header.payload_size != file_size - header.payload_offset) {
+    throw CorruptEntry("the file has " + std::to_string(file_size) + " bytes but its header describes " +
+                       std::to_string(header.payload_offset) + " + " + std::to_string(header.payload_size) +
+                       " (truncated or overwritten)");
+  }
+  if (header.payload_kind != static_cast<std::uint32_t>(PayloadKind::inline_codec)) {
+    throw CorruptEntry("the entry has payload kind " + std::to_string(header.payload_kind) +
+                       ", which this joblet does not know");
+  }
+  return header;
+}
+
+EntryMetadata parse_entry_metadata(const EntryHeader& header, std::span<const std::byte> header_bytes,
+                                   std::span<const std::byte> metadata_bytes) {
+  if (metadata_bytes.size() != header.metadata_size) throw CorruptEntry("the entry's metadata is cut short");
+  if (header_checksum(header_bytes, metadata_bytes) != header.header_checksum) {
+    throw CorruptEntry("the checksum of the entry's header and metadata does not match");
+  }
+  MetadataRecord record;
+  try {
+    record = decode<MetadataRecord>(metadata_bytes);
+  } catch (const SerializationError& e) {
+    throw CorruptEntry("the entry's metadata cannot be decoded: " + e.message());
+  }
+  if (record.payload_size != header.payload_size) throw CorruptEntry("the entry's metadata and header disagree");
+  EntryMetadata metadata;
+  metadata.function = std::move(record.function);
+  metadata.version = std::move(record.version);
+  metadata.arguments = std::move(record.arguments);
+  metadata.result_type = std::move(record.result_type);
+  metadata.duration = std::chrono::nanoseconds(record.duration_ns);
+  metadata.created = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(record.created_ns)));
+  metadata.payload_size = record.payload_size;
+  metadata.format_version = header.format_version;
+  metadata.checksum = record.checksum;
+  metadata.payload_kind = static_cast<PayloadKind>(header.payload_kind);
+  return metadata;
+}
+
+ParsedEntry parse_entry(std::span<const std::byte> file) {
+  const EntryHeader header = parse_entry_header(file, file.size());
+  ParsedEntry parsed;
+  parsed.metadata = parse_entry_metadata(header, file.first(kEntryHeaderSize),
+                                         file.subspan(kEntryHeaderSize, header.metadata_size));
+  parsed.payload_offset = header.payload_offset;
+  const auto payload = file.subspan(header.payload_offset);
+  if (hash_bytes(payload.data(), payload.size()) != parsed.metadata.checksum) {
+    throw CorruptEntry("the checksum of the entry's payload does not match");
+  }
+  return parsed;
+}
+
+}  // namespace joblet::detail

@@ -1,0 +1,270 @@
+// The compute-once lock: "<entry>.lock", next to the entry it guards.
+//
+// Why this design, on NFS and Lustre:
+// - Creation is link(unique temporary, lock): link is atomic on every NFS version and on Lustre,
+//   and the lock appears with its content (host, pid, token) already written. A lost NFS reply
+//   to a link that did succeed is detected by the temporary's link count (2), the classic
+//   remedy. flock/fcntl locks are never used: NFS and Lustre implement them partially or not at
+//   all (and a lock held by a dead client can outlive it).
+// - The holder proves it is alive by a heartbeat: a thread refreshes the lock's mtime.
+// - A waiter judges staleness by watching the lock: if its identity (device, inode) and mtime
+//   have not changed for stale_after, measured on the waiter's own monotonic clock, the holder
+//   is gone. Comparing the mtime with the waiter's clock instead would break under clock skew
+//   between hosts. Opening the lock to look at it also defeats NFS's attribute cache
+//   (close-to-open consistency). On the holder's own host, a dead pid is recognised at once.
+// - Taking over a stale lock: rename it to a unique name, then check that what was renamed is
+//   the inode judged stale. If two waiters take over at once, the second one's rename may grab
+//   the lock the first one just created; it then sees a different inode and puts it back with
+//   link() (which cannot overwrite a third lock). The lock is an optimisation, never a
+//   correctness condition: entries are published atomically whoever computes them, so the
+//   rare race where two processes both compute costs time, not a wrong result.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "io.hpp"
+#include "joblet/detail/log.hpp"
+#include "joblet/error.hpp"
+#include "joblet/store.hpp"
+#include "store_internal.hpp"
+
+namespace joblet {
+
+struct EntryLock::Impl {
+  std::string path;
+  int fd = -1;
+  dev_t device = 0;
+  ino_t inode = 0;
+  std::chrono::duration<double> heartbeat{10.0};
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  std::thread beating;
+
+  void start() {
+    beating = std::thread([this] {
+      std::unique_lock lock(mutex);
+      while (!wake.wait_for(lock, heartbeat, [this] { return stopping; })) futimens(fd, nullptr);
+    });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    if (beating.joinable()) beating.join();
+    // Remove the lock only if it is still ours: a waiter may have judged it stale and replaced it.
+    struct stat info {};
+    if (lstat(path.c_str(), &info) == 0 && info.st_dev == device && info.st_ino == inode) ::unlink(path.c_str());
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+EntryLock::EntryLock() noexcept = default;
+EntryLock::EntryLock(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+EntryLock::EntryLock(EntryLock&&) noexcept = default;
+EntryLock& EntryLock::operator=(EntryLock&&) noexcept = default;
+EntryLock::~EntryLock() = default;
+void EntryLock::release() noexcept { impl_.reset(); }
+
+namespace {
+
+struct LockView {
+  dev_t device = 0;
+  ino_t inode = 0;
+  std::int64_t mtime_ns = 0;
+  std::string host;
+  long pid = 0;
+  bool same_file(const LockView& other) const noexcept {
+    return device == other.device && inode == other.inode && mtime_ns == other.mtime_ns;
+  }
+};
+
+std::string lock_content() {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  return "joblet compute-once lock\nhost " + detail::host_name_for_files() + "\npid " + std::to_string(getpid()) +
+         "\ntoken " + std::to_string(engine()) + "\n";
+}
+
+// What is at `path` now; nullopt if nothing.
+std::optional<LockView> look_at(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return std::nullopt;
+  LockView view;
+  struct stat info {};
+  if (fstat(fd, &info) == 0) {
+    view.device = info.st_dev;
+    view.inode = info.st_ino;
+    view.mtime_ns = static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
+  }
+  char buffer[512];
+  const ssize_t got = ::read(fd, buffer, sizeof buffer - 1);
+  ::close(fd);
+  if (got > 0) {
+    const std::string_view text(buffer, static_cast<std::size_t>(got));
+    const auto field = [&](std::string_view name) -> std::string_view {
+      const auto at = text.find("\n" + std::string(name) + " ");
+      if (at == std::string_view::npos) return {};
+      const auto start = at + name.size() + 2;
+      const auto end = text.find('\n', start);
+      return end == std::string_view::npos ? std::string_view{} : text.substr(start, end - start);
+    };
+    view.host = std::string(field("host"));
+    const auto pid_text = field("pid");
+    view.pid = pid_text.empty() ? 0 : std::strtol(std::string(pid_text).c_str(), nullptr, 10);
+  }
+  return view;
+}
+
+enum class Attempt { held, busy, unavailable };
+
+// Tries to create the lock; on success fills `impl`.
+Attempt try_create(const std::string& lock_path, const std::string& directory, const std::string& hex,
+                   bool group_shared, std::unique_ptr<EntryLock::Impl>& impl, int& error) {
+  const std::string temporary = directory + "/" + detail::temporary_name(hex + ".lock");
+  int fd = -1;
+  for (int attempt = 0; attempt < 4 && fd < 0; ++attempt) {
+    if ((error = detail::injected_fault(detail::IoStep::create_lock)) != 0) return Attempt::unavailable;
+    fd = ::open(temporary.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) break;
+    if (errno != ENOENT) {
+      error = errno;
+      return Attempt::unavailable;
+    }
+    if ((error = detail::make_directories(directory, group_shared)) != 0) return Attempt::unavailable;
+  }
+  if (fd < 0) {
+    error = ENOENT;
+    return Attempt::unavailable;
+  }
+  const std::string content = lock_content();
+  const bool written = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  bool held = false;
+  if (written) {
+    if (::link(temporary.c_str(), lock_path.c_str()) == 0) {
+      held = true;
+    } else {
+      error = errno;
+      struct stat info {};
+      held = fstat(fd, &info) == 0 && info.st_nlink == 2;  // the link happened; its reply was lost
+    }
+  } else {
+    error = errno;
+  }
+  ::unlink(temporary.c_str());
+  if (!held) {
+    ::close(fd);
+    if (!written) return Attempt::unavailable;
+    // Filesystems without hard links cannot host the lock; anything but EEXIST means that.
+    return error == EEXIST ? Attempt::busy : Attempt::unavailable;
+  }
+  impl = std::make_unique<EntryLock::Impl>();
+  impl->path = lock_path;
+  impl->fd = fd;
+  struct stat info {};
+  fstat(fd, &info);
+  impl->device = info.st_dev;
+  impl->inode = info.st_ino;
+  return Attempt::held;
+}
+
+// Removes the lock at `lock_path` if it is still the one judged stale.
+void take_over(const std::string& lock_path, const std::string& directory, const std::string& hex,
+               const LockView& stale) {
+  const std::string aside = directory + "/" + detail::temporary_name(hex + ".lock.stale");
+  if (::rename(lock_path.c_str(), aside.c_str()) != 0) return;  // gone already: someone else took over
+  struct stat info {};
+  const bool judged = lstat(aside.c_str(), &info) == 0 && info.st_dev == stale.device && info.st_ino == stale.inode;
+  if (!judged) {
+    // We moved a fresh lock another waiter had just created: put it back unless a newer one
+    // appeared meanwhile (link never overwrites).
+    ::link(aside.c_str(), lock_path.c_str());
+  }
+  ::unlink(aside.c_str());
+  if (judged) detail::log().info("took over the stale compute-once lock {} (held by pid {} on {})", lock_path,
+                                 stale.pid, stale.host.empty() ? std::string("an unknown host") : stale.host);
+}
+
+}  // namespace
+
+Claim Store::claim(std::string_view function, const Hash128& key, const LockOptions& options,
+                   const std::function<bool(const EntryMetadata&)>& accept) const {
+  if (!(options.heartbeat.count() > 0) || options.heartbeat * 2 > options.stale_after) {
+    throw ConfigError("LockOptions: heartbeat must be positive and under half of stale_after, or live holders "
+                      "would look stale; raise stale_after or lower heartbeat");
+  }
+  if (!(options.poll.count() > 0) || options.poll_max < options.poll) {
+    throw ConfigError("LockOptions: poll must be positive and poll_max at least poll");
+  }
+  validate_function_name(function);
+  const std::string hex = key.hex();
+  const std::string directory = detail::shard_directory(*state_, function, hex);
+  const std::string lock_path = detail::lock_path_of(directory + "/" + hex);
+  const auto usable = [&](LoadResult& found) { return found && (!accept || accept(found.entry->metadata())); };
+
+  using Steady = std::chrono::steady_clock;
+  std::optional<LockView> watched;
+  Steady::time_point unchanged_since{};
+  auto poll = options.poll;
+  bool waited = false;
+  for (;;) {
+    if (LoadResult found = load(function, key); usable(found)) return Claim{std::move(found.entry), {}, waited};
+
+    std::unique_ptr<EntryLock::Impl> impl;
+    int error = 0;
+    switch (try_create(lock_path, directory, hex, state_->options.group_shared, impl, error)) {
+      case Attempt::held: {
+        impl->heartbeat = options.heartbeat;
+        impl->start();
+        EntryLock lock(std::move(impl));
+        // The previous holder may have published just before we took the lock.
+        if (LoadResult found = load(function, key); usable(found)) return Claim{std::move(found.entry), {}, waited};
+        return Claim{std::nullopt, std::move(lock), waited};
+      }
+      case Attempt::unavailable:
+        if (detail::first_time("joblet.store.lock:" + state_->root_text)) {
+          detail::log().warn("cannot create compute-once locks in {} ({}); computing without them, so several "
+                             "processes may compute the same result",
+                             state_->root_text, detail::describe_write_errno(error));
+        }
+        return Claim{};
+      case Attempt::busy:
+        waited = true;
+        break;
+    }
+
+    const std::optional<LockView> now_seen = look_at(lock_path);
+    if (!now_seen) continue;  // released between our attempt and our look: try again at once
+    const auto now = Steady::now();
+    bool stale = false;
+    if (now_seen->host == detail::host_name_for_files() && now_seen->pid != getpid() &&
+        !detail::process_alive(now_seen->pid)) {
+      stale = true;
+    } else if (watched && watched->same_file(*now_seen)) {
+      stale = now - unchanged_since >= options.stale_after;
+    } else {
+      watched = now_seen;
+      unchanged_since = now;
+    }
+    if (stale) {
+      take_over(lock_path, directory, hex, *now_seen);
+      watched.reset();
+      poll = options.poll;
+      continue;
+    }
+    std::this_thread::sleep_for(poll);
+    poll = std::min(poll * 2, options.poll_max);
+  }
+}
+
+}  // namespace joblet

@@ -1,0 +1,54 @@
+#pragma once
+// The store's file operations: POSIX calls with errno-to-StorageError translation, unique
+// temporary names, directory creation with the store's permissions, and a fault injector that
+// lets tests reach the error paths (ENOSPC, EROFS, a writer killed mid-write) without a
+// broken disk.
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace joblet::detail {
+
+// The points of the write path where a fault can be injected.
+enum class IoStep {
+  create_directory,
+  open_temporary,
+  write,      // before the first byte
+  mid_write,  // after part of the file was written (only reached while an injector is set)
+  fsync,
+  close,
+  rename,
+  create_lock,
+};
+
+// While set, called at each step; a non-zero return is taken as that step's errno. For tests.
+void set_io_fault_injector(std::function<int(IoStep)> injector);
+// 0, or the errno the injector asks for at this step.
+int injected_fault(IoStep step);
+
+// This host's name, reduced to characters safe in a file name.
+const std::string& host_name_for_files();
+// ".<stem>.<host>.<pid>.<thread>.<random>.tmp": unique across hosts, processes, threads and
+// time, hidden (leading dot) so listings skip it, and recognisable as a leftover by its suffix.
+std::string temporary_name(std::string_view stem);
+
+// The cause and the fix for an errno met while writing the cache.
+std::string describe_write_errno(int error);
+
+// mkdir -p, giving new directories the store's permissions (setgid + group rwx when
+// group_shared). Returns 0 or an errno.
+int make_directories(const std::filesystem::path& directory, bool group_shared);
+
+// Writes all of `parts` to fd (looping over short writes); returns 0 or an errno.
+int write_all(int fd, std::span<const std::span<const std::byte>> parts);
+
+// Whether a process of this pid exists on this host.
+bool process_alive(long pid);
+
+}  // namespace joblet::detail

@@ -1,0 +1,255 @@
+#include "joblet/memory.hpp"
+
+#include <atomic>
+
+#include "joblet/detail/log.hpp"
+
+namespace joblet {
+namespace detail {
+namespace {
+
+using Nanoseconds = std::chrono::nanoseconds;
+
+std::int64_t to_ns(std::chrono::duration<double> duration) {
+  return std::chrono::duration_cast<Nanoseconds>(duration).count();
+}
+
+// Long argument summaries would bloat every entry; the summary is for people, not for keys.
+constexpr std::size_t kMaxArgumentSummary = 1024;
+constexpr std::size_t kMaxVersionLength = 4096;
+
+}  // namespace
+
+struct Counters {
+  std::atomic<std::uint64_t> hits{0};
+  std::atomic<std::uint64_t> misses{0};
+  std::atomic<std::uint64_t> waits{0};
+  std::atomic<std::uint64_t> corrupt_entries{0};
+  std::atomic<std::uint64_t> rejected_entries{0};
+  std::atomic<std::uint64_t> store_failures{0};
+  std::atomic<std::int64_t> compute_ns{0};
+  std::atomic<std::int64_t> hit_ns{0};
+
+  CacheStatistics snapshot() const {
+    CacheStatistics statistics;
+    statistics.hits = hits.load(std::memory_order_relaxed);
+    statistics.misses = misses.load(std::memory_order_relaxed);
+    statistics.waits = waits.load(std::memory_order_relaxed);
+    statistics.corrupt_entries = corrupt_entries.load(std::memory_order_relaxed);
+    statistics.rejected_entries = rejected_entries.load(std::memory_order_relaxed);
+    statistics.store_failures = store_failures.load(std::memory_order_relaxed);
+    statistics.compute_time = Nanoseconds(compute_ns.load(std::memory_order_relaxed));
+    statistics.hit_time = Nanoseconds(hit_ns.load(std::memory_order_relaxed));
+    return statistics;
+  }
+};
+
+struct MemoryState {
+  std::optional<Store> store;
+  MemoryOptions options;
+  Counters totals;
+};
+
+namespace {
+// Every count goes to the function's counters and to its Memory's totals.
+template <class Member, class Value>
+void add(Counters& function, Counters& memory, Member member, Value value) {
+  (function.*member).fetch_add(value, std::memory_order_relaxed);
+  (memory.*member).fetch_add(value, std::memory_order_relaxed);
+}
+}  // namespace
+
+FunctionCache::FunctionCache(std::shared_ptr<MemoryState> memory, std::string name, std::string version,
+                             CacheOptions options)
+    : memory_(std::move(memory)),
+      name_(std::move(name)),
+      version_(std::move(version)),
+      options_(std::move(options)),
+      compute_once_(options_.compute_once.value_or(memory_->options.compute_once)),
+      counters_(std::make_unique<Counters>()) {
+  // The key's domain comes first so that a future key scheme ("v2") cannot collide with this one.
+  key_prefix_.update_text("joblet.cache-key.v1").update_text(name_).update_text(version_);
+}
+
+FunctionCache::~FunctionCache() = default;
+
+bool FunctionCache::enabled() const noexcept { return memory_->store.has_value(); }
+
+Claim FunctionCache::claim(const Hash128& key) const {
+  const Store& store = *memory_->store;
+  LoadResult found = store.load(name_, key);
+  switch (found.status) {
+    case LoadStatus::found:
+      if (!options_.validate || options_.validate(found.entry->metadata())) return Claim{std::move(found.entry), {}};
+      add(*counters_, memory_->totals, &Counters::rejected_entries, 1);
+      log().debug("cache entry {} was refused by its validation callback; recomputing it", found.path.string());
+      break;
+    case LoadStatus::corrupt:
+      add(*counters_, memory_->totals, &Counters::corrupt_entries, 1);
+      if (first_time("joblet.memory.corrupt:" + found.path.string())) {
+        log().warn("cache entry {} is unusable ({}); recomputing and replacing it", found.path.string(),
+                   found.problem);
+      }
+      break;
+    case LoadStatus::missing:
+      break;
+  }
+  if (!compute_once_) return Claim{};
+  return store.claim(name_, key, memory_->options.lock, options_.validate);
+}
+
+void FunctionCache::report_undecodable(const Hash128& key, const std::string& why) const {
+  add(*counters_, memory_->totals, &Counters::corrupt_entries, 1);
+  const std::string path = memory_->store->entry_path(name_, key).string();
+  if (first_time("joblet.memory.corrupt:" + path)) {
+    log().warn("cache entry {} does not decode as the function's result ({}); recomputing and replacing it", path,
+               why);
+  }
+}
+
+void FunctionCache::publish(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
+                            std::chrono::duration<double> computed_in,
+                            std::span<const std::byte> payload) const noexcept {
+  const auto failed = [&](const std::string& why) {
+    add(*counters_, memory_->totals, &Counters::store_failures, 1);
+    try {
+      if (first_time("joblet.memory.write:" + memory_->store->root().string())) {
+        log().warn("{}; the result is returned but not cached (this warning is shown once per cache)", why);
+      } else {
+        log().debug("{}; the result is returned but not cached", why);
+      }
+    } catch (...) {
+      // Logging failed too (out of memory): the result still goes back to the caller.
+    }
+  };
+  try {
+    EntryMetadata metadata;
+    metadata.function = name_;
+    metadata.version = version_;
+    metadata.arguments = arguments.size() > kMaxArgumentSummary ? arguments.substr(0, kMaxArgumentSummary) + "..."
+                                                                : arguments;
+    metadata.result_type = demangle(result_type.name());
+    metadata.duration = computed_in;
+    metadata.created = std::chrono::system_clock::now();
+    memory_->store->save(name_, key, std::move(metadata), payload);
+  } catch (const Error& e) {
+    failed(e.message());
+  } catch (const std::exception& e) {
+    failed(std::string("cannot write a cache entry of '") + name_ + "': " + e.what());
+  }
+}
+
+void FunctionCache::report_unencodable(const Hash128& key, const std::string& why) const noexcept {
+  add(*counters_, memory_->totals, &Counters::store_failures, 1);
+  try {
+    if (first_time("joblet.memory.encode:" + name_)) {
+      log().warn("the result of '{}' (key {}) cannot be encoded ({}); it is returned but not cached", name_, key.hex(),
+                 why);
+    }
+  } catch (...) {
+  }
+}
+
+void FunctionCache::record(const CallReport& report) const {
+  if (report.hit) {
+    add(*counters_, memory_->totals, &Counters::hits, 1);
+    if (report.waited) add(*counters_, memory_->totals, &Counters::waits, 1);
+    add(*counters_, memory_->totals, &Counters::hit_ns, to_ns(report.duration));
+  } else {
+    add(*counters_, memory_->totals, &Counters::misses, 1);
+    add(*counters_, memory_->totals, &Counters::compute_ns, to_ns(report.computed_in));
+  }
+  if (options_.on_call) options_.on_call(report);
+}
+
+bool FunctionCache::contains(const Hash128& key) const {
+  if (!enabled()) return false;
+  const auto metadata = memory_->store->metadata(name_, key);
+  return metadata && (!options_.validate || options_.validate(*metadata));
+}
+
+bool FunctionCache::forget(const Hash128& key) const { return enabled() && memory_->store->remove(name_, key); }
+
+std::size_t FunctionCache::clear() const { return enabled() ? memory_->store->clear(name_) : 0; }
+
+CacheStatistics FunctionCache::statistics() const { return counters_->snapshot(); }
+
+std::optional<std::filesystem::path> FunctionCache::location() const {
+  if (!enabled()) return std::nullopt;
+  return memory_->store->root();
+}
+
+StoredEntry load_shelved(const std::string& location, const std::string& function, const Hash128& key) {
+  if (location.empty()) throw StorageError("this ShelvedResult refers to nothing (default-constructed); get one from call_and_shelve");
+  const Store store(location);
+  LoadResult found = store.load(function, key);
+  if (found.status == LoadStatus::found) return std::move(*found.entry);
+  throw StorageError("the shelved result of '" + function + "' (key " + key.hex() + ") is no longer usable in " +
+                     location + " (" + (found.status == LoadStatus::missing ? "it was cleared or pruned" : found.problem) +
+                     "); call call_and_shelve again to recompute it");
+}
+
+void clear_shelved(const std::string& location, const std::string& function, const Hash128& key) {
+  if (!location.empty()) Store(location).remove(function, key);
+}
+
+std::string describe_value(const std::type_info& type, const std::string& value_text) {
+  std::string name = demangle(type.name());
+  if (name == "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >") name = "std::string";
+  return value_text.empty() ? name : name + " " + value_text;
+}
+
+std::string quote_for_summary(std::string_view text) {
+  constexpr std::size_t kShown = 40;
+  std::string quoted = "\"";
+  for (char c : text.substr(0, kShown)) quoted += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+  quoted += text.size() > kShown ? "\"..." : "\"";
+  return quoted;
+}
+
+}  // namespace detail
+
+ValidationCallback expires_after(std::chrono::duration<double> age) {
+  return [age](const EntryMetadata& metadata) { return std::chrono::system_clock::now() - metadata.created <= age; };
+}
+
+Memory::Memory() : Memory(std::nullopt) {}
+
+Memory::Memory(std::nullopt_t, MemoryOptions options) : state_(std::make_shared<detail::MemoryState>()) {
+  state_->options = std::move(options);
+}
+
+Memory::Memory(std::filesystem::path location, MemoryOptions options) : Memory(std::nullopt, options) {
+  state_->store.emplace(std::move(location), state_->options.store);
+}
+
+std::shared_ptr<const detail::FunctionCache> Memory::make_function_cache(std::string name, CacheOptions options,
+                                                                         std::string_view source) const {
+  validate_function_name(name);
+  std::string version = options.version;
+  const auto append = [&](const std::string& part) { version += (version.empty() ? "" : "+") + part; };
+  if (!source.empty()) append("src:" + hash_bytes(source.data(), source.size()).hex().substr(0, 16));
+  if (options.salt_with_build_id) append("build:" + detail::build_id().substr(0, 32));
+  if (version.size() > detail::kMaxVersionLength) {
+    throw ConfigError("the version of cached function '" + name + "' is " + std::to_string(version.size()) +
+                      " bytes long; keep it under 4096 (a number or a short tag)");
+  }
+  return std::make_shared<const detail::FunctionCache>(state_, std::move(name), std::move(version), std::move(options));
+}
+
+std::optional<std::filesystem::path> Memory::location() const {
+  if (!state_->store) return std::nullopt;
+  return state_->store->root();
+}
+
+const Store* Memory::store() const noexcept { return state_->store ? &*state_->store : nullptr; }
+
+std::size_t Memory::clear() const { return state_->store ? state_->store->clear() : 0; }
+
+ReduceReport Memory::reduce_size(const ReduceOptions& options) const {
+  return state_->store ? state_->store->reduce_size(options) : ReduceReport{};
+}
+
+CacheStatistics Memory::statistics() const { return state_->totals.snapshot(); }
+
+}  // namespace joblet

@@ -1,0 +1,29 @@
+#pragma once
+// What store.cpp and entry_lock.cpp share.
+
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "joblet/store.hpp"
+
+namespace joblet {
+
+struct Store::State {
+  std::filesystem::path root;
+  std::string root_text;  // root, as the prefix every entry path starts with
+  StoreOptions options;
+  // Bytes this process wrote since it last enforced bytes_limit.
+  std::atomic<std::uint64_t> written_since_check{0};
+};
+
+namespace detail {
+
+// "<root>/<function>/<xx>" and the entry's file name "<32 hex>".
+std::string shard_directory(const Store::State& state, std::string_view function, const std::string& hex);
+std::string lock_path_of(const std::string& entry_path);
+
+}  // namespace detail
+}  // namespace joblet

@@ -1,0 +1,158 @@
+#pragma once
+// What the storage suites share: temporary directories, captured warnings, forked children,
+// and small tmpfs mounts.
+
+#include <fcntl.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "joblet/log.hpp"
+
+namespace joblet::testing {
+
+// A fresh directory under /tmp, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "joblet-storage-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::permissions(path_, std::filesystem::perms::all, ignored);
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Collects what joblet logs while it lives.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(stream_)) {
+    sink_->set_pattern("%l %v");
+    joblet::logger()->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = joblet::logger()->sinks();
+    std::erase(sinks, sink_);
+  }
+  std::string text() const { return stream_.str(); }
+  // Warnings logged, optionally only those containing `fragment`.
+  int warnings(const std::string& fragment = "") const {
+    std::istringstream lines(stream_.str());
+    int count = 0;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("warning ", 0) == 0 && line.find(fragment) != std::string::npos) ++count;
+    }
+    return count;
+  }
+
+ private:
+  std::ostringstream stream_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
+
+// Runs `body` in a forked child; the child's exit status is body's return value (an escaping
+// exception exits 99).
+inline pid_t fork_child(const std::function<int()>& body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int status = 99;
+    try {
+      status = body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child %d: %s\n", getpid(), e.what());
+    } catch (...) {
+    }
+    std::fflush(stderr);
+    _exit(status);
+  }
+  return pid;
+}
+
+// The child's exit code, or 128 + signal.
+inline int wait_child(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+inline void wait_for_file(const std::filesystem::path& path) {
+  // Loosely bounded, only so that a broken test fails instead of hanging.
+  for (int i = 0; i < 6000 && !std::filesystem::exists(path); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+inline std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+inline void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+// Sets a file's mtime to `seconds_ago` before now.
+inline void age_file(const std::filesystem::path& path, double seconds_ago) {
+  const auto then = std::chrono::system_clock::now() - std::chrono::duration<double>(seconds_ago);
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(then.time_since_epoch()).count();
+  timespec times[2];
+  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW);
+}
+
+// A tmpfs of `size` mounted on a fresh directory, unmounted (lazily, so a busy mount cannot
+// stay behind) when this goes away. ok() is false where mounting is not allowed.
+class TmpfsMount {
+ public:
+  explicit TmpfsMount(const std::string& size, bool read_only = false) {
+    if (mount("joblet-test", dir_.path().c_str(), "tmpfs", read_only ? MS_RDONLY : 0,
+              ("size=" + size + ",mode=0777").c_str()) == 0) {
+      mounted_ = true;
+    } else {
+      error_ = std::strerror(errno);
+    }
+  }
+  ~TmpfsMount() {
+    if (mounted_) umount2(dir_.path().c_str(), MNT_DETACH);
+  }
+  bool ok() const { return mounted_; }
+  const std::string& error() const { return error_; }
+  const std::filesystem::path& path() const { return dir_.path(); }
+  bool remount_read_only() {
+    return mount("joblet-test", dir_.path().c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, nullptr) == 0;
+  }
+
+ private:
+  TempDir dir_;
+  bool mounted_ = false;
+  std::string error_;
+};
+
+}  // namespace joblet::testing
