@@ -84,6 +84,7 @@ void print_table(const Options& options, const std::vector<ising::IsingResult>& 
 int main(int argc, char** argv) {
   Options options;
   CLI::App app("2D Ising model: a temperature sweep around T_c, one joblet task per temperature");
+  app.option_defaults()->always_capture_default();
   app.add_option("--size,-L", options.size, "lattice side L")->check(CLI::Range(2, 4096));
   app.add_option("--temperatures,-n", options.temperatures, "number of temperatures")->check(CLI::Range(1, 100000));
   app.add_option("--t-min", options.t_min, "lowest temperature")->check(CLI::PositiveNumber);
@@ -93,19 +94,21 @@ int main(int argc, char** argv) {
   app.add_option("--algorithm", options.algorithm, "wolff or metropolis")
       ->check(CLI::IsMember({"wolff", "metropolis"}));
   app.add_option("--backend,-b", options.backend, "joblet backend (default: JOBLET_BACKEND, else threads)");
-  auto* n_jobs = app.add_option("--n-jobs,-j", "workers: -1 all CPUs (default), -2 all but one, ...");
+  int n_jobs = -1;
+  auto* n_jobs_option = app.add_option("--n-jobs,-j", n_jobs,
+                                       "workers: -1 all CPUs, -2 all but one, ... (default: JOBLET_N_JOBS, else -1)");
   app.add_option("--verbose,-v", options.verbose, "progress on stderr: 0 silent, higher reports more often")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--seed", options.seed, "base seed; task i uses a seed derived from it and i");
   CLI11_PARSE(app, argc, argv);
-  if (*n_jobs) options.n_jobs = n_jobs->as<int>();
-
-  joblet::Config config{.n_jobs = options.n_jobs, .verbose = options.verbose};
-  if (!options.backend.empty()) config.backend = options.backend;
-  // All CPUs unless the command line, a ParallelConfig scope or JOBLET_N_JOBS says otherwise.
-  if (!config.n_jobs && !joblet::current_config().n_jobs) config.n_jobs = -1;
+  if (n_jobs_option->count() > 0) options.n_jobs = n_jobs;
 
   try {
+    joblet::Config config{.n_jobs = options.n_jobs, .verbose = options.verbose};
+    if (!options.backend.empty()) config.backend = options.backend;
+    // All CPUs unless the command line or JOBLET_N_JOBS says otherwise (an explicit n_jobs
+    // would override the variable, so it is only set when the variable is not).
+    if (!config.n_jobs && !joblet::current_config().n_jobs) config.n_jobs = -1;
     const std::vector<ising::IsingParams> grid = temperature_grid(options);
     joblet::Parallel parallel(config);
     const auto start = std::chrono::steady_clock::now();
