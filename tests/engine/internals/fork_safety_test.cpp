@@ -1,0 +1,53 @@
+// Forking workers while other threads of the program log and allocate (DESIGN.md §2): the
+// children must not inherit a held lock and hang.
+#include <gtest/gtest.h>
+#include <joblet/joblet.hpp>
+#include <joblet/detail/log.hpp>
+#include <spdlog/sinks/null_sink.h>
+
+#include <atomic>
+#include <ranges>
+#include <thread>
+
+namespace {
+
+TEST(ForkSafety, ForkingWhileOtherThreadsLogAndAllocate) {
+  auto logger = joblet::logger();
+  auto saved_sinks = logger->sinks();
+  auto saved_level = logger->level();
+  logger->sinks().assign(1, std::make_shared<spdlog::sinks::null_sink_mt>());
+  logger->set_level(spdlog::level::info);
+
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> noise;
+  for (int t = 0; t < 3; ++t) {
+    noise.emplace_back([&stop, t] {
+      std::vector<std::vector<char>> blocks;
+      while (!stop.load(std::memory_order_relaxed)) {
+        joblet::detail::log().info("noise from thread {}", t);
+        blocks.emplace_back(1000 + t * 37);
+        if (blocks.size() > 64) blocks.clear();
+        (void)joblet::detail::first_time("noise-" + std::to_string(blocks.size()));
+      }
+    });
+  }
+  // Children log and make nested calls (which take the registry and first_time locks).
+  for (int round = 0; round < 40; ++round) {
+    auto out = joblet::Parallel({.n_jobs = 2, .backend = "processes"})(
+        std::views::iota(0, 8) | std::views::transform([](int i) {
+          return [i] {
+            joblet::detail::log().info("task {} in a worker", i);
+            auto inner = joblet::Parallel({.n_jobs = 2, .backend = "threads"})(
+                std::views::iota(0, 3) | std::views::transform([i](int k) { return [i, k] { return i + k; }; }));
+            return inner[2];
+          };
+        }));
+    for (int i = 0; i < 8; ++i) ASSERT_EQ(out[i], i + 2);
+  }
+  stop = true;
+  for (auto& thread : noise) thread.join();
+  logger->sinks() = saved_sinks;
+  logger->set_level(saved_level);
+}
+
+}  // namespace
