@@ -3,6 +3,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <map>
@@ -110,6 +111,7 @@ EntryHeader parse_entry_header(std::span<const std::byte> first_bytes, std::uint
   header.payload_size = get<std::uint64_t>(first_bytes, 32);
   header.payload_kind = get<std::uint32_t>(first_bytes, 40);
   header.header_checksum = get<std::uint64_t>(first_bytes, 48);
+  if (get<std::uint64_t>(first_bytes, 56) != 0) throw CorruptEntry("the entry's reserved header bytes are not zero");
   if (header.metadata_size > kMaxMetadataSize) throw CorruptEntry("the entry claims oversized metadata");
   if (header.payload_offset != aligned_payload_offset(header.metadata_size)) {
     throw CorruptEntry("the entry's payload offset does not follow its metadata");
@@ -161,6 +163,13 @@ ParsedEntry parse_entry(std::span<const std::byte> file) {
   parsed.metadata = parse_entry_metadata(header, file.first(kEntryHeaderSize),
                                          file.subspan(kEntryHeaderSize, header.metadata_size));
   parsed.payload_offset = header.payload_offset;
+  // The padding is outside both checksums: requiring zeros there leaves no byte of the file
+  // whose corruption goes unnoticed.
+  const auto padding = file.subspan(kEntryHeaderSize + header.metadata_size,
+                                    header.payload_offset - kEntryHeaderSize - header.metadata_size);
+  if (std::any_of(padding.begin(), padding.end(), [](std::byte b) { return b != std::byte{0}; })) {
+    throw CorruptEntry("the padding before the entry's payload is not zero");
+  }
   const auto payload = file.subspan(header.payload_offset);
   if (hash_bytes(payload.data(), payload.size()) != parsed.metadata.checksum) {
     throw CorruptEntry("the checksum of the entry's payload does not match");

@@ -258,11 +258,11 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
     if (!cache_->enabled()) {
       if constexpr (std::is_void_v<R>) {
         std::invoke(function_, std::forward<A>(args)...);
-        finish_miss(report, start, start);
+        finish_miss(report, start, Clock::now() - start);
         return;
       } else {
         R value = std::invoke(function_, std::forward<A>(args)...);
-        finish_miss(report, start, start);
+        finish_miss(report, start, Clock::now() - start);
         return value;
       }
     }
@@ -296,20 +296,21 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
     const auto compute_start = Clock::now();
     if constexpr (std::is_void_v<R>) {
       std::invoke(function_, std::forward<A>(args)...);
-      store(report.key, arguments, compute_start, std::monostate{});
-      finish_miss(report, start, compute_start);
+      const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
+      store(report.key, arguments, computed_in, std::monostate{});
+      finish_miss(report, start, computed_in);
     } else {
       R value = std::invoke(function_, std::forward<A>(args)...);
-      store(report.key, arguments, compute_start, value);
-      finish_miss(report, start, compute_start);
+      const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
+      store(report.key, arguments, computed_in, value);
+      finish_miss(report, start, computed_in);
       return value;
     }
   }
 
   template <class V>
-  void store(const Hash128& key, const std::string& arguments, Clock::time_point compute_start,
+  void store(const Hash128& key, const std::string& arguments, std::chrono::duration<double> computed_in,
              const V& value) const {
-    const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
     std::string bytes;
     try {
       encode(value, bytes);
@@ -321,11 +322,10 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
                     std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
   }
 
-  void finish_miss(CallReport& report, Clock::time_point start, Clock::time_point compute_start) const {
-    const auto end = Clock::now();
+  void finish_miss(CallReport& report, Clock::time_point start, std::chrono::duration<double> computed_in) const {
     report.hit = false;
-    report.duration = end - start;
-    report.computed_in = end - compute_start;
+    report.duration = Clock::now() - start;
+    report.computed_in = computed_in;
     cache_->record(report);
   }
 
