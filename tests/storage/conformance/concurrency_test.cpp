@@ -1,0 +1,255 @@
+// Many processes on one cache: no torn entries, writers killed mid-write, compute-once with
+// holders that die, stale locks taken over.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "joblet/memory.hpp"
+#include "joblet/store.hpp"
+#include "support.hpp"
+
+namespace {
+
+using joblet::Memory;
+using joblet::MemoryOptions;
+using joblet::testing::fork_child;
+using joblet::testing::TempDir;
+using joblet::testing::wait_child;
+using namespace std::chrono_literals;
+
+// A result whose every element depends on the key, so that a torn or mixed-up read shows.
+std::vector<std::uint64_t> pattern(int key) {
+  std::vector<std::uint64_t> values(8192 + static_cast<std::size_t>(key) * 1000);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<std::uint64_t>(key) * 1'000'003 + i;
+  return values;
+}
+
+// Appends one byte to `path` (O_APPEND: atomic between processes) to count computations.
+void count_computation(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) {
+    [[maybe_unused]] auto ignored = ::write(fd, "x", 1);
+    ::close(fd);
+  }
+}
+
+std::size_t computations(const std::filesystem::path& path) {
+  return std::filesystem::exists(path) ? std::filesystem::file_size(path) : 0;
+}
+
+TEST(Concurrency, ManyProcessesHammeringTheSameKeysNeverSeeATornEntry) {
+  TempDir dir;
+  constexpr int kChildren = 4;
+  constexpr int kCalls = 250;
+  constexpr int kKeys = 8;
+  std::vector<pid_t> children;
+  for (int c = 0; c < kChildren; ++c) {
+    children.push_back(fork_child([&, c] {
+      Memory memory(dir.path(), {.store = {.fsync = false}});
+      auto cached = memory.cache("hammer", [](int key) { return pattern(key); });
+      std::mt19937 random(static_cast<unsigned>(c));
+      for (int i = 0; i < kCalls; ++i) {
+        const int key = static_cast<int>(random() % kKeys);
+        // Forced calls rewrite entries while others read them; one child also prunes.
+        const auto value = random() % 3 == 0 ? cached.call(key) : cached(key);
+        if (value != pattern(key)) return 1;
+        if (c == 0 && i % 25 == 0) memory.reduce_size({.items_limit = 3});
+      }
+      return cached.statistics().corrupt_entries == 0 ? 0 : 2;
+    }));
+  }
+  // A raw reader walks the store while the others write.
+  children.push_back(fork_child([&] {
+    joblet::Store store(dir.path());
+    for (int round = 0; round < 100; ++round) {
+      for (const auto& info : store.list()) {
+        const auto loaded = store.load(info.function, info.key);
+        if (loaded.status == joblet::LoadStatus::corrupt) return 3;
+      }
+    }
+    return 0;
+  }));
+  for (pid_t child : children) EXPECT_EQ(wait_child(child), 0);
+  joblet::Store store(dir.path());
+  for (const auto& info : store.list()) EXPECT_TRUE(store.load(info.function, info.key)) << info.path;
+}
+
+TEST(Concurrency, AWriterKilledMidWriteLeavesNoVisiblePartialEntry) {
+  TempDir dir;
+  joblet::Store store(dir.path(), {.fsync = false});
+  constexpr std::size_t kPayload = 16 << 20;
+  std::mt19937 random(7);
+  for (int round = 0; round < 6; ++round) {
+    const pid_t writer = fork_child([&] {
+      std::string payload(kPayload, '\0');
+      for (int i = 0;; ++i) {
+        const int id = round * 1000 + i;
+        std::memset(payload.data(), id % 251, payload.size());
+        store.save("big", joblet::hash_value(id), {}, std::as_bytes(std::span<const char>(payload)));
+      }
+      return 0;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 + random() % 60));
+    kill(writer, SIGKILL);
+    EXPECT_EQ(wait_child(writer), 128 + SIGKILL);
+  }
+  std::size_t entries = 0;
+  for (const auto& info : store.list({.include_leftovers = true})) {
+    if (info.kind != joblet::EntryKind::entry) {
+      // What a killed writer leaves is hidden and recognisable as a leftover.
+      EXPECT_EQ(info.path.filename().string().front(), '.');
+      continue;
+    }
+    ++entries;
+    const auto loaded = store.load(info.function, info.key);
+    ASSERT_TRUE(loaded) << info.path << ": " << loaded.problem;
+    EXPECT_EQ(loaded.entry->payload().size(), kPayload);
+  }
+  // Leftovers go with reduce_size once old enough.
+  store.reduce_size({.leftover_age = std::chrono::seconds(-1)});
+  for (const auto& info : store.list({.include_leftovers = true})) EXPECT_EQ(info.kind, joblet::EntryKind::entry);
+  EXPECT_EQ(store.list().size(), entries);
+}
+
+TEST(ComputeOnce, OneProcessComputesWhileTheOthersWait) {
+  TempDir dir;
+  const auto counter = dir.path() / "computed";
+  std::vector<pid_t> children;
+  for (int c = 0; c < 4; ++c) {
+    children.push_back(fork_child([&] {
+      Memory memory(dir.path() / "cache", {.compute_once = true});
+      auto cached = memory.cache("once", [&](int x) {
+        count_computation(counter);
+        std::this_thread::sleep_for(300ms);
+        return x * 2;
+      });
+      return cached(21) == 42 ? 0 : 1;
+    }));
+  }
+  for (pid_t child : children) EXPECT_EQ(wait_child(child), 0);
+  EXPECT_EQ(computations(counter), 1u);
+  // No lock is left behind.
+  joblet::Store store(dir.path() / "cache");
+  for (const auto& info : store.list({.include_leftovers = true})) EXPECT_EQ(info.kind, joblet::EntryKind::entry);
+}
+
+TEST(ComputeOnce, AHolderKilledMidComputeIsTakenOver) {
+  TempDir dir;
+  const auto counter = dir.path() / "computed";
+  const auto started = dir.path() / "started";
+  const pid_t parent = getpid();
+  const auto compute = [&](int x) {
+    count_computation(counter);
+    if (getpid() != parent) {
+      joblet::testing::write_text(started, "yes");
+      std::this_thread::sleep_for(60s);  // killed long before
+    }
+    return x + 1;
+  };
+  const pid_t holder = fork_child([&] {
+    Memory memory(dir.path() / "cache", {.compute_once = true});
+    memory.cache("killed", compute)(1);
+    return 0;
+  });
+  joblet::testing::wait_for_file(started);
+  kill(holder, SIGKILL);
+  EXPECT_EQ(wait_child(holder), 128 + SIGKILL);
+  // The holder's lock is still there; its pid is dead on this host, so it is taken over at once
+  // (the default stale_after of 60 s would otherwise apply).
+  Memory memory(dir.path() / "cache", {.compute_once = true});
+  auto cached = memory.cache("killed", compute);
+  EXPECT_TRUE(std::filesystem::exists(memory.store()->entry_path("killed", cached.key(1)).string() + ".lock"));
+  EXPECT_EQ(cached(1), 2);
+  EXPECT_EQ(computations(counter), 2u);
+  EXPECT_FALSE(std::filesystem::exists(memory.store()->entry_path("killed", cached.key(1)).string() + ".lock"));
+}
+
+// A lock left by a process on another host: only its stalled heartbeat shows it is dead.
+void plant_foreign_lock(const Memory& memory, const joblet::Hash128& key, const std::string& function) {
+  const auto lock = memory.store()->entry_path(function, key).string() + ".lock";
+  std::filesystem::create_directories(std::filesystem::path(lock).parent_path());
+  joblet::testing::write_text(lock, "joblet compute-once lock\nhost elsewhere\npid 1\ntoken 5\n");
+}
+
+const MemoryOptions kQuickLocks{.compute_once = true, .lock = {.stale_after = 0.3s, .heartbeat = 0.1s}};
+
+TEST(ComputeOnce, AStaleLockFromAnotherHostIsTakenOver) {
+  TempDir dir;
+  Memory memory(dir.path(), kQuickLocks);
+  int calls = 0;
+  auto cached = memory.cache("foreign", [&calls](int x) { return ++calls, x; });
+  plant_foreign_lock(memory, cached.key(9), "foreign");
+  EXPECT_EQ(cached(9), 9);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(ComputeOnce, TwoWaitersTakingOverAtOnceBothFinish) {
+  TempDir dir;
+  const auto counter = dir.path() / "computed";
+  {
+    Memory memory(dir.path() / "cache", kQuickLocks);
+    auto cached = memory.cache("race", [](int x) { return x; });
+    plant_foreign_lock(memory, cached.key(5), "race");
+  }
+  std::vector<pid_t> children;
+  for (int c = 0; c < 3; ++c) {
+    children.push_back(fork_child([&] {
+      Memory memory(dir.path() / "cache", kQuickLocks);
+      auto cached = memory.cache("race", [&](int x) {
+        count_computation(counter);
+        std::this_thread::sleep_for(200ms);
+        return x;
+      });
+      return cached(5) == 5 ? 0 : 1;
+    }));
+  }
+  for (pid_t child : children) EXPECT_EQ(wait_child(child), 0);
+  // Usually one computes; a takeover race may let two. Never a deadlock, never a wrong result.
+  EXPECT_GE(computations(counter), 1u);
+  EXPECT_LE(computations(counter), 2u);
+}
+
+TEST(ComputeOnce, TheHeartbeatKeepsALongComputationsLock) {
+  TempDir dir;
+  const auto counter = dir.path() / "computed";
+  const auto started = dir.path() / "started";
+  // The computation lasts many times stale_after: only the heartbeat keeps the waiter waiting.
+  const MemoryOptions options{.compute_once = true, .lock = {.stale_after = 1.0s, .heartbeat = 0.1s}};
+  const auto compute = [&](int x) {
+    count_computation(counter);
+    joblet::testing::write_text(started, "yes");
+    std::this_thread::sleep_for(2500ms);
+    return x * 3;
+  };
+  const pid_t holder = fork_child([&] {
+    Memory memory(dir.path() / "cache", options);
+    return memory.cache("long", compute)(3) == 9 ? 0 : 1;
+  });
+  joblet::testing::wait_for_file(started);
+  const pid_t waiter = fork_child([&] {
+    Memory memory(dir.path() / "cache", options);
+    auto cached = memory.cache("long", compute);
+    if (cached(3) != 9) return 1;
+    return cached.statistics().waits == 1 ? 0 : 2;
+  });
+  EXPECT_EQ(wait_child(holder), 0);
+  EXPECT_EQ(wait_child(waiter), 0);
+  EXPECT_EQ(computations(counter), 1u);
+}
+
+TEST(ComputeOnce, BadLockOptionsAreRejected) {
+  TempDir dir;
+  Memory memory(dir.path(), {.compute_once = true, .lock = {.stale_after = 1s, .heartbeat = 1s}});
+  auto cached = memory.cache("bad", [](int x) { return x; });
+  EXPECT_THROW(cached(1), joblet::ConfigError);
+}
+
+}  // namespace
