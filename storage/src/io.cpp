@@ -61,6 +61,8 @@ int injected_fault(IoStep step) {
   return injector ? (*injector)(step) : 0;
 }
 
+bool fault_injection_active() noexcept { return g_injector_set.load(std::memory_order_acquire); }
+
 const std::string& host_name_for_files() {
   static const std::string name = read_host_name();
   return name;

@@ -20,7 +20,8 @@ enum class IoStep {
   create_directory,
   open_temporary,
   write,      // before the first byte
-  mid_write,  // after part of the file was written (only reached while an injector is set)
+  mid_write,  // after part of the file was written (while an injector is set, the file is
+              // written in two halves with this step between them)
   fsync,
   close,
   rename,
@@ -31,6 +32,7 @@ enum class IoStep {
 void set_io_fault_injector(std::function<int(IoStep)> injector);
 // 0, or the errno the injector asks for at this step.
 int injected_fault(IoStep step);
+bool fault_injection_active() noexcept;
 
 // This host's name, reduced to characters safe in a file name.
 const std::string& host_name_for_files();

@@ -289,7 +289,7 @@ void Store::save(std::string_view function, const Hash128& key, EntryMetadata me
   }
   if (int error = detail::injected_fault(detail::IoStep::write); error != 0) fail("write cache entry", error);
   const std::span<const std::byte> prefix_bytes = as_bytes(prefix);
-  if (detail::injected_fault(detail::IoStep::mid_write) == 0) {
+  if (!detail::fault_injection_active()) {
     const std::span<const std::byte> parts[] = {prefix_bytes, payload};
     if (int error = detail::write_all(fd.get(), parts); error != 0) fail("write cache entry", error);
   } else {
