@@ -63,16 +63,35 @@ read_pid() {
   [[ $pid =~ ^[0-9]+$ ]] && printf '%s\n' "$pid"
 }
 
-# True when PID is a live (not zombie) process named NAME. A dead daemon whose parent never
-# reaps it (PID 1 here is not a real init) still passes `kill -0`, hence the state check; the
-# name check guards against a recycled PID taken by something else.
+# The one-letter state of PID (R, S, D, Z, ...), from /proc rather than ps: minimal CI images
+# lack procps. The state follows the last ')' because the command name may contain spaces.
+proc_state() {
+  local stat
+  # 2>/dev/null comes first so that it also silences the failing '<' of a vanished process.
+  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+  stat=${stat##*) }
+  printf '%s\n' "${stat%% *}"
+}
+
+# The parent PID of PID (the field after the state).
+proc_ppid() {
+  local stat
+  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+  stat=${stat##*) }
+  stat=${stat#* }
+  printf '%s\n' "${stat%% *}"
+}
+
+# True when PID is a live (not zombie) process named NAME. A dead daemon whose parent has not
+# reaped it yet (PID 1 here reaps late) still passes `kill -0`, hence the state check; the name
+# check guards against a recycled PID taken by something else.
 pid_alive() {
-  local pid=$1 name=$2 stat comm
+  local pid=$1 name=$2 comm state
   [[ -n $pid ]] || return 1
-  stat=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
-  [[ $stat != Z* ]] || return 1
-  comm=$(ps -o comm= -p "$pid" 2>/dev/null) || return 1
-  [[ $comm == "$name" ]]
+  read -r comm 2>/dev/null <"/proc/$pid/comm" || return 1
+  [[ $comm == "$name" ]] || return 1
+  state=$(proc_state "$pid") || return 1
+  [[ $state != Z ]]
 }
 
 daemon_pid() { # PIDFILE NAME -> prints the PID when that daemon is alive
@@ -140,9 +159,10 @@ stop_daemon() { # PIDFILE NAME
 # the daemons alone would leave job steps running. Ours are the ones that log into our state
 # root; matching on that rather than on the name spares any other Slurm's steps.
 our_stepd_pids() {
-  local p fd target
+  local p fd target comm
   for p in /proc/[0-9]*; do
-    [[ $(cat "$p/comm" 2>/dev/null) == slurmstepd ]] || continue
+    read -r comm 2>/dev/null <"$p/comm" || continue
+    [[ $comm == slurmstepd ]] || continue
     for fd in "$p"/fd/*; do
       target=$(readlink "$fd" 2>/dev/null) || continue
       if [[ $target == "$root"/* ]]; then

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Smoke test of the local test cluster: srun, sbatch, job arrays and MPI under srun.
-# Needs SLURM_CONF, so run it through the helper:  slurm/cluster/with-cluster tests/slurm/cluster_smoke.sh
+# Usage: slurm/cluster/with-cluster tests/slurm/cluster_smoke.sh (as CTest runs it), or just
+# tests/slurm/cluster_smoke.sh, which wraps itself when SLURM_CONF is not set.
 set -euo pipefail
 
-[[ -n ${SLURM_CONF:-} ]] || { echo "SLURM_CONF is not set: run through slurm/cluster/with-cluster" >&2; exit 2; }
 here=$(dirname "$(realpath "$0")")
+if [[ -z ${SLURM_CONF:-} ]]; then
+  exec "$here/../../slurm/cluster/with-cluster" "$here/cluster_smoke.sh" "$@"
+fi
 # Job output must land where slurmd (same machine, root) can write and we can read.
 work=$(mktemp -d /tmp/joblet-slurm-smoke.XXXXXX)
 trap 'rm -rf -- "$work"' EXIT
