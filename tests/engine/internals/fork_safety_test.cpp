@@ -9,6 +9,8 @@
 #include <ranges>
 #include <thread>
 
+#include "../support.hpp"
+
 namespace {
 
 TEST(ForkSafety, ForkingWhileOtherThreadsLogAndAllocate) {
@@ -18,8 +20,27 @@ TEST(ForkSafety, ForkingWhileOtherThreadsLogAndAllocate) {
   logger->sinks().assign(1, std::make_shared<spdlog::sinks::null_sink_mt>());
   logger->set_level(spdlog::level::info);
 
+  // Restores the logger once the noise threads are gone (they use its sinks).
+  struct Restore {
+    std::shared_ptr<spdlog::logger> logger;
+    std::vector<spdlog::sink_ptr> sinks;
+    spdlog::level::level_enum level;
+    ~Restore() {
+      logger->sinks() = sinks;
+      logger->set_level(level);
+    }
+  } restore{logger, saved_sinks, saved_level};
   std::atomic<bool> stop{false};
   std::vector<std::thread> noise;
+  // Joins the noise threads however the test ends (a failed ASSERT returns early).
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~Joiner() {
+      stop = true;
+      for (auto& thread : threads) thread.join();
+    }
+  } joiner{stop, noise};
   for (int t = 0; t < 3; ++t) {
     noise.emplace_back([&stop, t] {
       std::vector<std::vector<char>> blocks;
@@ -31,7 +52,9 @@ TEST(ForkSafety, ForkingWhileOtherThreadsLogAndAllocate) {
       }
     });
   }
-  // Children log and make nested calls (which take the registry and first_time locks).
+  // Children log (to stderr: see reinitialize_after_fork) and make nested calls, which take
+  // the registry and first_time locks.
+  joblet::testing::CapturedFd quiet(STDERR_FILENO);
   for (int round = 0; round < 40; ++round) {
     auto out = joblet::Parallel({.n_jobs = 2, .backend = "processes"})(
         std::views::iota(0, 8) | std::views::transform([](int i) {
@@ -44,10 +67,6 @@ TEST(ForkSafety, ForkingWhileOtherThreadsLogAndAllocate) {
         }));
     for (int i = 0; i < 8; ++i) ASSERT_EQ(out[i], i + 2);
   }
-  stop = true;
-  for (auto& thread : noise) thread.join();
-  logger->sinks() = saved_sinks;
-  logger->set_level(saved_level);
 }
 
 }  // namespace
