@@ -25,10 +25,14 @@ die() {
 resolve_dir() {
   local dir=${1:-${JOBLET_SLURM_DIR:-/tmp/joblet-slurm}}
   [[ -n $dir && $dir != / ]] || die "refusing state root '$dir'"
+  # slurm.conf has no quoting: a path with blanks would be cut at the first one.
+  [[ $dir != *[[:space:]]* ]] || die "state root '$dir' contains whitespace, which slurm.conf cannot hold"
   realpath -m -- "$dir"
 }
 
 set_paths() {
+  # Everything below is derived from root and some of it gets deleted: never let it be empty.
+  [[ $1 == /?* ]] || die "internal error: state root '$1' is not an absolute path"
   root=$1
   conf=$root/slurm.conf
   env_file=$root/env
