@@ -47,6 +47,9 @@ class SpanInputArchive : public cereal::InputArchive<SpanInputArchive, cereal::A
       throw cereal::Exception("input ends after " + std::to_string(bytes_.size()) + " bytes; " +
                               std::to_string(size) + " more were expected at offset " + std::to_string(position_));
     }
+    // An empty vector's data() may be null, and memcpy with a null pointer is undefined even
+    // for zero bytes (found by the entry reader's fuzzer).
+    if (size == 0) return;
     std::memcpy(data, bytes_.data() + position_, size);
     position_ += size;
   }
