@@ -32,7 +32,7 @@ resolve_dir() {
 
 set_paths() {
   # Everything below is derived from root and some of it gets deleted: never let it be empty.
-  [[ $1 == /?* ]] || die "internal error: state root '$1' is not an absolute path"
+  [[ $1 == /?* ]] || die "refusing state root '$1': it must be an absolute path below /"
   root=$1
   conf=$root/slurm.conf
   env_file=$root/env
