@@ -19,7 +19,7 @@ int main() {
   auto tasks = inputs | std::views::transform([](double x) { return joblet::delayed(checked_sqrt, x); });
 
   std::vector<joblet::Outcome<double>> outcomes =
-      joblet::Parallel({.n_jobs = 2})(tasks, joblet::return_as::list.keep_going());
+      joblet::Parallel({.n_jobs = 2, .backend = "threads"})(tasks, joblet::return_as::list.keep_going());
 
   int failures = 0;
   for (std::size_t i = 0; i < outcomes.size(); ++i) {

@@ -39,13 +39,14 @@ int main() {
   std::printf("integral of sin over [0, pi] = %.9f (exact: 2), backend %s with %d workers\n", total,
               parallel.backend_name().c_str(), parallel.n_workers());
 
-  // Tasks may also be lambdas and return nothing; a Parallel object can be reused.
+  // Tasks may also be lambdas that return nothing. These write to the caller's memory, so
+  // they require shared memory: that keeps them on threads even under JOBLET_BACKEND=processes.
+  // No lock is needed: no two tasks touch the same element.
   std::vector<int> squares(10);
-  parallel(std::views::iota(0, 10) | std::views::transform([&squares](int i) {
-             // Each task writes its own element: threads share memory, and no two tasks touch
-             // the same slot, so no lock is needed.
-             return [&squares, i] { squares[static_cast<std::size_t>(i)] = i * i; };
-           }));
+  joblet::Parallel({.n_jobs = -1, .require = joblet::Require::sharedmem})(
+      std::views::iota(0, 10) | std::views::transform([&squares](int i) {
+        return [&squares, i] { squares[static_cast<std::size_t>(i)] = i * i; };
+      }));
   std::printf("squares[9] = %d\n", squares[9]);
-  return total > 1.999 && total < 2.001 ? 0 : 1;
+  return total > 1.999 && total < 2.001 && squares[9] == 81 ? 0 : 1;
 }
