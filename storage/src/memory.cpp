@@ -1,6 +1,7 @@
 #include "joblet/memory.hpp"
 
 #include <atomic>
+#include <charconv>
 
 #include "joblet/detail/log.hpp"
 
@@ -197,6 +198,12 @@ std::string describe_value(const std::type_info& type, const std::string& value_
   std::string name = demangle(type.name());
   if (name == "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >") name = "std::string";
   return value_text.empty() ? name : name + " " + value_text;
+}
+
+std::string shortest_text(double value) {
+  char buffer[32];
+  const auto [end, status] = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return status == std::errc{} ? std::string(buffer, end) : std::to_string(value);
 }
 
 std::string quote_for_summary(std::string_view text) {

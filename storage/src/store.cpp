@@ -182,7 +182,11 @@ std::filesystem::path Store::entry_path(std::string_view function, const Hash128
   return detail::shard_directory(*state_, function, hex) + "/" + hex;
 }
 
-LoadResult Store::load(std::string_view function, const Hash128& key) const {
+LoadResult Store::load(std::string_view function, const Hash128& key) const { return read(function, key, true); }
+
+LoadResult Store::inspect(std::string_view function, const Hash128& key) const { return read(function, key, false); }
+
+LoadResult Store::read(std::string_view function, const Hash128& key, bool touch) const {
   LoadResult result;
   validate_function_name(function);
   const std::string hex = key.hex();
@@ -223,7 +227,7 @@ LoadResult Store::load(std::string_view function, const Hash128& key) const {
   }
   // The LRU clock. Failing to refresh it (a read-only cache, someone else's file) only makes
   // the entry look older to reduce_size.
-  if (Clock::now() - mtime_of(info) > state_->options.touch_interval) futimens(fd.get(), nullptr);
+  if (touch && Clock::now() - mtime_of(info) > state_->options.touch_interval) futimens(fd.get(), nullptr);
   result.status = LoadStatus::found;
   return result;
 }

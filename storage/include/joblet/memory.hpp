@@ -238,6 +238,8 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
       const P& value = arg;
       if constexpr (std::is_same_v<P, bool>) {
         return detail::describe_value(typeid(P), value ? "true" : "false");
+      } else if constexpr (std::is_floating_point_v<P>) {
+        return detail::describe_value(typeid(P), detail::shortest_text(static_cast<double>(value)));
       } else if constexpr (std::is_arithmetic_v<P>) {
         return detail::describe_value(typeid(P), std::to_string(value));
       } else if constexpr (std::is_convertible_v<const P&, std::string_view>) {

@@ -209,6 +209,9 @@ class Store {
   // Reads and verifies an entry. A found entry's mtime is refreshed (see touch_interval). A
   // corrupt entry is reported, not thrown: the caller recomputes and saves over it.
   LoadResult load(std::string_view function, const Hash128& key) const;
+  // Reads and verifies an entry like load(), without refreshing its mtime: for inspecting a
+  // cache (`joblet cache show`) without changing what reduce_size will evict.
+  LoadResult inspect(std::string_view function, const Hash128& key) const;
   // The entry's metadata, verified, without reading its payload; nullopt if missing or corrupt.
   std::optional<EntryMetadata> metadata(std::string_view function, const Hash128& key) const;
   bool contains(std::string_view function, const Hash128& key) const;
@@ -243,6 +246,7 @@ class Store {
   struct State;
 
  private:
+  LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
   std::shared_ptr<State> state_;
 };
 

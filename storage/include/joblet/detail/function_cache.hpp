@@ -123,6 +123,8 @@ void clear_shelved(const std::string& location, const std::string& function, con
 // A short description of an argument for the entry's metadata.
 std::string describe_value(const std::type_info& type, const std::string& value_text);
 std::string quote_for_summary(std::string_view text);
+// The shortest text that reads back as `value` ("0.1", not "0.100000").
+std::string shortest_text(double value);
 
 }  // namespace detail
 }  // namespace joblet
