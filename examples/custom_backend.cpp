@@ -36,8 +36,6 @@ class ReverseBackend final : public joblet::Backend {
   int effective_n_jobs(int) const override { return 1; }  // only the caller's thread
   bool shares_memory() const noexcept override { return true; }
   bool needs_all_tasks() const noexcept override { return true; }
-  // Otherwise a one-worker backend is swapped for "sequential", which runs in input order.
-  bool sequential_when_one_worker() const noexcept override { return false; }
   std::unique_ptr<joblet::Run> start(std::shared_ptr<joblet::Job> job) override {
     return std::make_unique<ReverseRun>(std::move(job));
   }

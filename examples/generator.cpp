@@ -20,10 +20,7 @@ int main() {
   const auto start = Clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
 
-  // Workaround for an engine bug: without verbose or a progress callback, the threads backend
-  // wakes a generator only once a second or when every task is done. A no-op callback makes
-  // it deliver each result as it comes.
-  const joblet::Config config{.n_jobs = 2, .progress = [](const joblet::Progress&) {}};
+  const joblet::Config config{.n_jobs = 2};
   auto results = joblet::Parallel(config)(
       std::views::iota(0, 10) | std::views::transform([](int i) { return joblet::delayed(slow_square, i); }),
       joblet::return_as::generator);

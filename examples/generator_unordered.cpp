@@ -17,8 +17,7 @@ int slow_then_fast(int i) {
 
 int main() {
   const auto start = std::chrono::steady_clock::now();
-  // The no-op progress callback works around an engine bug (see generator.cpp).
-  auto results = joblet::Parallel({.n_jobs = 2, .progress = [](const joblet::Progress&) {}})(
+  auto results = joblet::Parallel({.n_jobs = 2})(
       std::views::iota(0, 6) | std::views::transform([](int i) { return joblet::delayed(slow_then_fast, i); }),
       joblet::return_as::generator_unordered);
 

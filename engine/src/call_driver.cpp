@@ -3,12 +3,12 @@
 
 namespace joblet::detail {
 
-CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan)
+CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool streaming)
     : job_(std::move(job)),
       keep_going_(job_->settings().keep_going),
       reporter_(std::make_unique<ProgressReporter>(plan.verbose, plan.progress, plan.backend_name,
                                                    job_->settings().n_workers)) {
-  job_->set_wake_on_each_outcome(plan.verbose > 0 || plan.progress != nullptr);
+  job_->set_wake_on_each_outcome(streaming || plan.verbose > 0 || plan.progress != nullptr);
   if (!all_finished()) run_ = plan.backend->start(job_);  // an empty input needs no workers
 }
 

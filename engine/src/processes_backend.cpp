@@ -602,6 +602,7 @@ class ProcessesRun final : public Run {
 
 class ProcessesBackend final : public Backend {
  public:
+  bool sequential_when_one_worker() const noexcept override { return true; }
   bool shares_memory() const noexcept override { return false; }
   bool needs_all_tasks() const noexcept override { return true; }
   std::unique_ptr<Run> start(std::shared_ptr<Job> job) override {

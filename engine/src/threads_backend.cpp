@@ -216,6 +216,7 @@ class ThreadsRun final : public Run {
 
 class ThreadsBackend final : public Backend {
  public:
+  bool sequential_when_one_worker() const noexcept override { return true; }
   bool shares_memory() const noexcept override { return true; }
   std::unique_ptr<Run> start(std::shared_ptr<Job> job) override { return std::make_unique<ThreadsRun>(std::move(job)); }
 };

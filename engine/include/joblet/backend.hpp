@@ -4,7 +4,8 @@
 // C++ type: the Parallel front end owns the tasks, the result slots, ordering, generators,
 // progress and the error policy, once, for every backend.
 //
-// To add a backend, implement Backend and Run, and register a factory under a new name:
+// To add a backend, implement Backend and Run (examples/custom_backend.cpp is a small one),
+// and register a factory under a new name:
 //   joblet::register_backend("mine", [] { return std::make_unique<MyBackend>(); });
 
 #include <atomic>
@@ -169,9 +170,10 @@ class Backend {
   virtual bool shares_memory() const noexcept = 0;
   // Every task must be read before the run starts (fork and MPI backends).
   virtual bool needs_all_tasks() const noexcept { return false; }
-  // Whether one worker means a plain loop in the caller (true for every backend whose
-  // workers are local; false for MPI, where one worker is still a rank to coordinate).
-  virtual bool sequential_when_one_worker() const noexcept { return true; }
+  // Whether a call with one worker should run as a plain loop in the caller instead (as the
+  // built-in threads and processes backends do, following joblib's n_jobs = 1). A backend
+  // that returns false gets every call made with it, whatever n_jobs.
+  virtual bool sequential_when_one_worker() const noexcept { return false; }
   virtual std::unique_ptr<Run> start(std::shared_ptr<Job> job) = 0;
 };
 

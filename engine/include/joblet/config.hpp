@@ -5,6 +5,7 @@
 // Every field is optional; an unset field comes from the enclosing ParallelConfig scopes
 // (innermost first), then from JOBLET_N_JOBS / JOBLET_BACKEND, then from built-in defaults.
 // Write it with designated initializers:  joblet::Parallel({.n_jobs = -1, .verbose = 5})
+// (every field has a default initializer, so -Wextra does not warn about the fields left out).
 
 #include <chrono>
 #include <cstddef>
@@ -24,25 +25,25 @@ enum class Require { sharedmem };
 
 struct Config {
   // Workers: n >= 1; -1 all CPUs; -k all but k-1; 0 is an error. Default 1, as in joblib.
-  std::optional<int> n_jobs;
+  std::optional<int> n_jobs{};
   // A registered backend: "sequential", "threads", "processes", "mpi" when linked, or your own.
-  std::optional<std::string> backend;
+  std::optional<std::string> backend{};
   // 0 silent; > 0 progress on stderr (a live bar on a terminal, periodic lines in logs);
   // higher values report more often.
-  std::optional<int> verbose;
+  std::optional<int> verbose{};
   // A task running longer than this fails the call with TimeoutError.
-  std::optional<std::chrono::duration<double>> timeout;
+  std::optional<std::chrono::duration<double>> timeout{};
   // Tasks claimed at once by a worker; auto_batch_size adapts to the tasks' duration.
-  std::optional<std::size_t> batch_size;
+  std::optional<std::size_t> batch_size{};
   // How many tasks to take from a lazy input range ahead of the workers. Unset: the whole
   // input is read before any task starts (fastest, and required by fork and MPI backends).
-  std::optional<std::size_t> pre_dispatch;
+  std::optional<std::size_t> pre_dispatch{};
   // Soft hint used when no backend is named: the kind of workers the tasks run best on.
-  std::optional<Prefer> prefer;
+  std::optional<Prefer> prefer{};
   // Hard constraint: sharedmem means tasks must see the caller's memory (forces threads).
-  std::optional<Require> require;
+  std::optional<Require> require{};
   // Called in the calling thread as tasks finish (and once more at the end).
-  std::function<void(const Progress&)> progress;
+  std::function<void(const Progress&)> progress{};
 
   // This config with its unset fields filled from `outer`.
   Config merged_over(const Config& outer) const;

@@ -84,7 +84,7 @@ class Generator {
   };
 
   Generator(std::shared_ptr<Job> job, const detail::CallPlan& plan)
-      : job_(job), driver_(std::make_unique<detail::CallDriver>(std::move(job), plan)) {}
+      : job_(job), driver_(std::make_unique<detail::CallDriver>(std::move(job), plan, /*streaming=*/true)) {}
 
   // Starts reading results; call once.
   iterator begin() {
@@ -176,16 +176,16 @@ class Parallel {
   template <std::ranges::input_range Tasks, detail::Shape S, bool KeepGoing>
   auto operator()(Tasks&& tasks, ReturnAs<S, KeepGoing>) {
     using View = std::views::all_t<Tasks>;
-    using Job = detail::TypedJob<View>;
-    using Value = typename Job::Value;
+    using CallJob = detail::TypedJob<View>;
+    using Value = typename CallJob::Value;
     JobSettings settings = plan_.settings;
     settings.keep_going = KeepGoing;
     const bool read_all = !settings.pre_dispatch.has_value();
-    auto job = std::make_shared<Job>(std::views::all(std::forward<Tasks>(tasks)), settings, read_all);
+    auto job = std::make_shared<CallJob>(std::views::all(std::forward<Tasks>(tasks)), settings, read_all);
 
     if constexpr (S == detail::Shape::list) {
       {
-        detail::CallDriver driver(job, plan_);
+        detail::CallDriver driver(job, plan_, /*streaming=*/false);
         std::vector<std::size_t> finished;
         while (driver.advance(finished)) finished.clear();
       }
@@ -206,7 +206,7 @@ class Parallel {
         return results;
       }
     } else {
-      return Generator<Job, S, KeepGoing>(std::move(job), plan_);
+      return Generator<CallJob, S, KeepGoing>(std::move(job), plan_);
     }
   }
 

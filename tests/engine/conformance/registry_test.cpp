@@ -28,7 +28,6 @@ class ReverseBackend final : public joblet::Backend {
  public:
   bool shares_memory() const noexcept override { return true; }
   bool needs_all_tasks() const noexcept override { return true; }
-  bool sequential_when_one_worker() const noexcept override { return false; }
   std::unique_ptr<joblet::Run> start(std::shared_ptr<joblet::Job> job) override {
     return std::make_unique<ReverseRun>(std::move(job));
   }

@@ -33,7 +33,9 @@ CallPlan plan_call(const Config& explicit_config);
 // applies the error policy. Destroying it before the call finished cancels the call.
 class CallDriver {
  public:
-  CallDriver(std::shared_ptr<Job> job, const CallPlan& plan);
+  // `streaming`: the caller consumes results as they come (generators), so it is woken for
+  // each one; a list only needs waking at the end, on a failure, or to draw progress.
+  CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool streaming);
   ~CallDriver();
   CallDriver(const CallDriver&) = delete;
   CallDriver& operator=(const CallDriver&) = delete;
