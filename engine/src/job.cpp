@@ -3,6 +3,7 @@
 
 #include "joblet/backend.hpp"
 #include "joblet/codec.hpp"
+#include "joblet/detail/frames.hpp"
 
 namespace joblet {
 
@@ -55,7 +56,7 @@ std::size_t Job::unclaimed() const noexcept {
   return input_complete() ? total - next : std::max<std::size_t>(total - next, 1) * 4;
 }
 
-void Job::run(IndexRange range, RunningTask* tracker) {
+void Job::run(IndexRange range, RunningTask* tracker, std::string* frames) {
   std::size_t first_unpublished = range.begin;
   std::size_t index = range.begin;
   bool any_failed = false;
@@ -68,6 +69,9 @@ void Job::run(IndexRange range, RunningTask* tracker) {
     const bool recorded = run_task(index);
     if (recorded) {
       any_failed = any_failed || failed(index);
+      if (frames != nullptr) {
+        detail::append_frame(*frames, index, [&](std::string& out) { encode_outcome(index, out); });
+      }
     } else {
       // A timeout already recorded this task's outcome: publish around it.
       if (first_unpublished < index) publish({first_unpublished, index}, any_failed);
@@ -104,6 +108,25 @@ bool Job::complete_failed(std::size_t index, std::exception_ptr error) {
   if (!store_error(index, std::move(error))) return false;
   publish({index, index + 1}, true);
   return true;
+}
+
+void Job::encode_error(const std::exception_ptr& error, std::string& out) noexcept {
+  const std::size_t start = out.size();
+  try {
+    std::string type = "unknown";
+    try {
+      std::rethrow_exception(error);
+    } catch (...) {
+      type = detail::current_exception_type_name();
+    }
+    out.push_back(static_cast<char>(kErrorOutcome));
+    encode(std::pair<std::string, std::string>(std::move(type), detail::describe_exception(error)), out);
+  } catch (...) {
+    // Out of memory while describing an error: send what cannot fail to encode.
+    out.resize(start);
+    out.push_back(static_cast<char>(kErrorOutcome));
+    encode(std::pair<std::string, std::string>("std::bad_alloc", "out of memory"), out);
+  }
 }
 
 std::exception_ptr Job::input_error() const {

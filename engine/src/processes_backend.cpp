@@ -26,6 +26,7 @@
 #include <set>
 
 #include "backends.hpp"
+#include "joblet/detail/frames.hpp"
 #include "joblet/detail/log.hpp"
 #include "worker_context.hpp"
 
@@ -39,16 +40,10 @@ using Clock = Job::Clock;
 constexpr auto kBatchTarget = std::chrono::milliseconds(1);
 // Frames are written when a batch ends or when this much is buffered.
 constexpr std::size_t kFlushBytes = 1 << 20;
-constexpr std::uint64_t kGoodbye = ~std::uint64_t{0};
-// Larger frames can only come from a corrupted worker.
-constexpr std::uint64_t kMaxFrameBytes = std::uint64_t{1} << 40;
+// The control frame a worker sends when it ran out of tasks and exits normally.
+constexpr std::uint64_t kGoodbye = kControlFrame;
 // Exit code of a worker whose parent died before it started.
 constexpr int kOrphanExit = 121;
-
-struct FrameHeader {
-  std::uint64_t index;   // kGoodbye: the worker ran out of tasks and exits normally
-  std::uint64_t length;  // bytes of outcome that follow
-};
 
 struct alignas(64) SharedSlot : RunningTask {
   std::atomic<std::uint64_t> chunk_begin{0};
@@ -164,11 +159,7 @@ struct WorkerArgs {
   auto run_one = [&](std::size_t index) {
     slot.started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     slot.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
-    const std::size_t header_at = frames.size();
-    frames.append(sizeof(FrameHeader), '\0');
-    job.run_encoded(index, frames);
-    const FrameHeader header{index, frames.size() - header_at - sizeof(FrameHeader)};
-    std::memcpy(frames.data() + header_at, &header, sizeof header);
+    append_frame(frames, index, [&](std::string& out) { job.run_encoded(index, out); });
     slot.index.store(-1, std::memory_order_release);
     if (frames.size() >= kFlushBytes) flush();
   };
@@ -195,8 +186,8 @@ struct WorkerArgs {
   }
   std::cout.flush();
   std::fflush(nullptr);
-  const FrameHeader goodbye{kGoodbye, 0};
-  frames.assign(reinterpret_cast<const char*>(&goodbye), sizeof goodbye);
+  frames.clear();
+  append_control_frame(frames);
   flush();
   _exit(0);
 }
@@ -224,11 +215,7 @@ class FrameBuffer {
   const char* front() const noexcept { return data_.get() + start_; }
   // Bytes still missing to complete the frame at the front (0 when it is complete).
   std::size_t missing() const noexcept {
-    if (available() < sizeof(FrameHeader)) return sizeof(FrameHeader) - available();
-    FrameHeader header;
-    std::memcpy(&header, front(), sizeof header);
-    const std::size_t whole = sizeof(FrameHeader) + (header.index == kGoodbye ? 0 : header.length);
-    return whole > available() ? whole - available() : 0;
+    return frame_missing({reinterpret_cast<const std::byte*>(front()), available()});
   }
   void consume(std::size_t bytes) noexcept {
     start_ += bytes;

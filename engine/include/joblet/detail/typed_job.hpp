@@ -71,23 +71,32 @@ class TypedJob final : public Job {
         } else {
           encode<Value>(std::invoke(task(index)), out);
         }
-        return;
       } else {
         throw SerializationError("the result type " + result_type_name() + " cannot be encoded");
       }
     } catch (...) {
       out.resize(start);
-      try {
-        out.push_back('\1');
-        encode(std::pair<std::string, std::string>(current_exception_type_name(),
-                                                   describe_exception(std::current_exception())),
-               out);
-      } catch (...) {
-        // Out of memory while describing an error: send what cannot fail to encode.
-        out.resize(start);
-        out.push_back('\1');
-        encode(std::pair<std::string, std::string>("std::bad_alloc", "out of memory"), out);
+      encode_error(std::current_exception(), out);
+    }
+  }
+
+  void encode_outcome(std::size_t index, std::string& out) const noexcept override {
+    const Slot& slot = slots_[index];
+    if (slot.state.load(std::memory_order_acquire) == kFailed) {
+      encode_error(slot.error, out);
+      return;
+    }
+    const std::size_t start = out.size();
+    try {
+      if constexpr (Encodable<Value>) {
+        out.push_back('\0');
+        encode<Value>(*slot.value, out);
+      } else {
+        throw SerializationError("the result type " + result_type_name() + " cannot be encoded");
       }
+    } catch (...) {
+      out.resize(start);
+      encode_error(std::current_exception(), out);
     }
   }
 
