@@ -83,10 +83,10 @@ int stats(const CacheArguments& arguments) {
   print(fmt::format("  {} function{}, {}, {}\n", functions.size(), functions.size() == 1 ? "" : "s",
                     entries_text(entries), format_size(bytes)));
   if (temporaries != 0 || locks != 0) {
-    print(fmt::format("  {} temporary file{} ({}; those older than a day are removed by prune), {} compute-once "
-                      "lock{}\n",
-                      temporaries, temporaries == 1 ? "" : "s", format_size(temporary_bytes), locks,
-                      locks == 1 ? "" : "s"));
+    print(fmt::format(
+        "  {} temporary file{} ({}; those older than a day are removed by prune), {} compute-once "
+        "lock{}\n",
+        temporaries, temporaries == 1 ? "" : "s", format_size(temporary_bytes), locks, locks == 1 ? "" : "s"));
   }
   if (functions.empty()) return 0;
   std::size_t width = 8;
@@ -97,8 +97,7 @@ int stats(const CacheArguments& arguments) {
     print(fmt::format("{:<{}}  {:>8}  {:>8}  {:>10}  {:>11}  {}{}\n", name, width, summary.entries,
                       summary.versions.size(), format_size(summary.bytes), format_duration(summary.compute_time),
                       format_time(summary.last_used),
-                      summary.unreadable == 0 ? std::string()
-                                              : fmt::format("  ({} unreadable)", summary.unreadable)));
+                      summary.unreadable == 0 ? std::string() : fmt::format("  ({} unreadable)", summary.unreadable)));
   }
   return 0;
 }
@@ -133,10 +132,12 @@ int ls(const CacheArguments& arguments) {
 int show(const CacheArguments& arguments) {
   const Store store = open_store(arguments);
   std::string prefix = arguments.key;
-  std::transform(prefix.begin(), prefix.end(), prefix.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(prefix.begin(), prefix.end(), prefix.begin(),
+                 [](char c) { return static_cast<char>(std::tolower(c)); });
   if (prefix.empty() || prefix.size() > 32 ||
       !std::all_of(prefix.begin(), prefix.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
-    throw ConfigError("'" + arguments.key + "' is not a cache key; give the 32 hex digits `joblet cache ls` shows, or "
+    throw ConfigError("'" + arguments.key +
+                      "' is not a cache key; give the 32 hex digits `joblet cache ls` shows, or "
                       "a unique prefix of them");
   }
   std::vector<EntryInfo> matches;
@@ -157,13 +158,13 @@ int show(const CacheArguments& arguments) {
     return 1;
   }
   const EntryMetadata& metadata = loaded.entry->metadata();
-  print(fmt::format("function     {}\nversion      {}\narguments    {}\nresult type  {}\ncomputed in  {}\ncreated      "
-                    "{}\npayload      {} ({} bytes), checksum {}\nformat       version {}\nstatus       ok (checksums "
-                    "verified)\n",
-                    metadata.function, metadata.version.empty() ? "(none)" : metadata.version, metadata.arguments, metadata.result_type,
-                    format_duration(metadata.duration), format_time(metadata.created),
-                    format_size(metadata.payload_size), metadata.payload_size, metadata.checksum.hex(),
-                    metadata.format_version));
+  print(fmt::format(
+      "function     {}\nversion      {}\narguments    {}\nresult type  {}\ncomputed in  {}\ncreated      "
+      "{}\npayload      {} ({} bytes), checksum {}\nformat       version {}\nstatus       ok (checksums "
+      "verified)\n",
+      metadata.function, metadata.version.empty() ? "(none)" : metadata.version, metadata.arguments,
+      metadata.result_type, format_duration(metadata.duration), format_time(metadata.created),
+      format_size(metadata.payload_size), metadata.payload_size, metadata.checksum.hex(), metadata.format_version));
   return 0;
 }
 
@@ -213,13 +214,13 @@ int prune(const CacheArguments& arguments) {
     }
   }
   const std::size_t leftovers = report.removed.size() - entries;
-  print(fmt::format("{} {} ({}), {} left in {} ({}){}\n", arguments.dry_run ? "would remove" : "removed",
-                    entries_text(entries), format_size(report.removed_bytes), report.kept_entries,
-                    arguments.function ? "'" + *arguments.function + "'" : std::string("the cache"),
-                    format_size(report.kept_bytes),
-                    leftovers == 0 ? std::string()
-                                   : fmt::format(", and {} leftover file{} of killed writers", leftovers,
-                                                 leftovers == 1 ? "" : "s")));
+  print(fmt::format(
+      "{} {} ({}), {} left in {} ({}){}\n", arguments.dry_run ? "would remove" : "removed", entries_text(entries),
+      format_size(report.removed_bytes), report.kept_entries,
+      arguments.function ? "'" + *arguments.function + "'" : std::string("the cache"), format_size(report.kept_bytes),
+      leftovers == 0
+          ? std::string()
+          : fmt::format(", and {} leftover file{} of killed writers", leftovers, leftovers == 1 ? "" : "s")));
   return 0;
 }
 

@@ -13,7 +13,7 @@ struct CacheArguments {
   CacheAction action = CacheAction::stats;
   std::string directory;  // empty: $JOBLET_CACHE_DIR, else ./joblet-cache
   std::optional<std::string> function;
-  std::string key;  // show: a key, or a unique prefix of one
+  std::string key;            // show: a key, or a unique prefix of one
   bool long_listing = false;  // ls: the argument summary too
   bool dry_run = false;
   std::optional<std::string> max_size;

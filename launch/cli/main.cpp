@@ -15,7 +15,8 @@ namespace {
 
 void add_cache_command(CLI::App& app, joblet::cli::CacheArguments& arguments) {
   using joblet::cli::CacheAction;
-  CLI::App* cache = app.add_subcommand("cache", "Inspect, clear and prune a joblet cache directory (Memory's location)");
+  CLI::App* cache =
+      app.add_subcommand("cache", "Inspect, clear and prune a joblet cache directory (Memory's location)");
   cache->add_option("-d,--dir", arguments.directory,
                     "the cache directory (default: $JOBLET_CACHE_DIR, else ./joblet-cache)");
   cache->require_subcommand(1);

@@ -22,7 +22,8 @@ bool split_number(std::string_view text, double& number, std::string& unit) {
   number = std::strtod(digits.c_str(), &parsed_end);
   if (parsed_end != digits.c_str() + digits.size() || !std::isfinite(number) || number < 0) return false;
   for (char c : text.substr(end)) {
-    if (!std::isspace(static_cast<unsigned char>(c))) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!std::isspace(static_cast<unsigned char>(c)))
+      unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
   return true;
 }
@@ -33,9 +34,10 @@ std::uint64_t parse_size(std::string_view text, std::string_view option) {
   double number = 0;
   std::string unit;
   const auto fail = [&] {
-    throw ConfigError(fmt::format("{} '{}' is not a size; write bytes or a number with K, M, G or T (powers of 1024), "
-                                  "e.g. 10G",
-                                  option, text));
+    throw ConfigError(
+        fmt::format("{} '{}' is not a size; write bytes or a number with K, M, G or T (powers of 1024), "
+                    "e.g. 10G",
+                    option, text));
   };
   if (!split_number(text, number, unit)) fail();
   if (unit.ends_with("b")) unit.pop_back();
@@ -61,8 +63,8 @@ std::chrono::duration<double> parse_age(std::string_view text, std::string_view 
   double number = 0;
   std::string unit;
   const auto fail = [&] {
-    throw ConfigError(fmt::format("{} '{}' is not a duration; write a number with s, m, h, d or w, e.g. 7d", option,
-                                  text));
+    throw ConfigError(
+        fmt::format("{} '{}' is not a duration; write a number with s, m, h, d or w, e.g. 7d", option, text));
   };
   if (!split_number(text, number, unit)) fail();
   double seconds = 0;

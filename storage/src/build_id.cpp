@@ -62,8 +62,9 @@ const std::string& build_id() {
     dl_iterate_phdr(&find_build_id, &hex);
     if (hex.empty()) hex = executable_hash();
     if (hex.empty()) {
-      throw ConfigError("salt_with_build_id: this program has no GNU build id and /proc/self/exe cannot be read; "
-                        "link with -Wl,--build-id or drop the option");
+      throw ConfigError(
+          "salt_with_build_id: this program has no GNU build id and /proc/self/exe cannot be read; "
+          "link with -Wl,--build-id or drop the option");
     }
     return hex;
   }();

@@ -62,15 +62,16 @@ std::uint64_t aligned_payload_offset(std::uint64_t metadata_size) {
 }  // namespace
 
 std::string encode_entry_prefix(const EntryMetadata& metadata) {
-  MetadataRecord record{metadata.function,
-                        metadata.version,
-                        metadata.arguments,
-                        metadata.result_type,
-                        std::chrono::duration_cast<std::chrono::nanoseconds>(metadata.duration).count(),
-                        std::chrono::duration_cast<std::chrono::nanoseconds>(metadata.created.time_since_epoch()).count(),
-                        metadata.payload_size,
-                        metadata.checksum,
-                        {}};
+  MetadataRecord record{
+      metadata.function,
+      metadata.version,
+      metadata.arguments,
+      metadata.result_type,
+      std::chrono::duration_cast<std::chrono::nanoseconds>(metadata.duration).count(),
+      std::chrono::duration_cast<std::chrono::nanoseconds>(metadata.created.time_since_epoch()).count(),
+      metadata.payload_size,
+      metadata.checksum,
+      {}};
   std::string out(kEntryHeaderSize, '\0');
   encode(record, out);
   const std::uint64_t metadata_size = out.size() - kEntryHeaderSize;
@@ -160,8 +161,8 @@ EntryMetadata parse_entry_metadata(const EntryHeader& header, std::span<const st
 ParsedEntry parse_entry(std::span<const std::byte> file) {
   const EntryHeader header = parse_entry_header(file, file.size());
   ParsedEntry parsed;
-  parsed.metadata = parse_entry_metadata(header, file.first(kEntryHeaderSize),
-                                         file.subspan(kEntryHeaderSize, header.metadata_size));
+  parsed.metadata =
+      parse_entry_metadata(header, file.first(kEntryHeaderSize), file.subspan(kEntryHeaderSize, header.metadata_size));
   parsed.payload_offset = header.payload_offset;
   // The padding is outside both checksums: requiring zeros there leaves no byte of the file
   // whose corruption goes unnoticed.

@@ -191,8 +191,9 @@ void take_over(const std::string& lock_path, const std::string& directory, const
     ::link(aside.c_str(), lock_path.c_str());
   }
   ::unlink(aside.c_str());
-  if (judged) detail::log().info("took over the stale compute-once lock {} (held by pid {} on {})", lock_path,
-                                 stale.pid, stale.host.empty() ? std::string("an unknown host") : stale.host);
+  if (judged)
+    detail::log().info("took over the stale compute-once lock {} (held by pid {} on {})", lock_path, stale.pid,
+                       stale.host.empty() ? std::string("an unknown host") : stale.host);
 }
 
 }  // namespace
@@ -200,8 +201,9 @@ void take_over(const std::string& lock_path, const std::string& directory, const
 Claim Store::claim(std::string_view function, const Hash128& key, const LockOptions& options,
                    const std::function<bool(const EntryMetadata&)>& accept) const {
   if (!(options.heartbeat.count() > 0) || options.heartbeat * 2 > options.stale_after) {
-    throw ConfigError("LockOptions: heartbeat must be positive and under half of stale_after, or live holders "
-                      "would look stale; raise stale_after or lower heartbeat");
+    throw ConfigError(
+        "LockOptions: heartbeat must be positive and under half of stale_after, or live holders "
+        "would look stale; raise stale_after or lower heartbeat");
   }
   if (!(options.poll.count() > 0) || options.poll_max < options.poll) {
     throw ConfigError("LockOptions: poll must be positive and poll_max at least poll");
@@ -233,9 +235,10 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
       }
       case Attempt::unavailable:
         if (detail::first_time("joblet.store.lock:" + state_->root_text)) {
-          detail::log().warn("cannot create compute-once locks in {} ({}); computing without them, so several "
-                             "processes may compute the same result",
-                             state_->root_text, detail::describe_write_errno(error));
+          detail::log().warn(
+              "cannot create compute-once locks in {} ({}); computing without them, so several "
+              "processes may compute the same result",
+              state_->root_text, detail::describe_write_errno(error));
         }
         return Claim{};
       case Attempt::busy:

@@ -8,9 +8,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <climits>
 #include <cstdio>
-#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -71,8 +71,7 @@ const std::string& host_name_for_files() {
 std::string temporary_name(std::string_view stem) {
   char suffix[96];
   std::snprintf(suffix, sizeof suffix, ".%ld.%zx.%016llx.tmp", static_cast<long>(getpid()),
-                std::hash<std::thread::id>{}(std::this_thread::get_id()),
-                static_cast<unsigned long long>(random_64()));
+                std::hash<std::thread::id>{}(std::this_thread::get_id()), static_cast<unsigned long long>(random_64()));
   std::string name = ".";
   name += stem;
   name += '.';
@@ -86,14 +85,16 @@ std::string describe_write_errno(int error) {
   switch (error) {
     case ENOSPC:
     case EDQUOT:
-      return text + "; free space (or raise the quota), give the cache a bytes_limit, or prune it with "
-                    "`joblet cache prune --max-size`";
+      return text +
+             "; free space (or raise the quota), give the cache a bytes_limit, or prune it with "
+             "`joblet cache prune --max-size`";
     case EROFS:
       return text + "; the filesystem is read-only: point Memory at a writable directory";
     case EACCES:
     case EPERM:
-      return text + "; give this user write permission on the cache directory (for a cache shared by a "
-                    "group, create it with group_shared)";
+      return text +
+             "; give this user write permission on the cache directory (for a cache shared by a "
+             "group, create it with group_shared)";
     case ENOTDIR:
     case EEXIST:
       return text + "; something that is not a directory is in the way: point Memory at a directory";

@@ -88,8 +88,7 @@ Claim FunctionCache::claim(const Hash128& key) const {
     case LoadStatus::corrupt:
       add(*counters_, memory_->totals, &Counters::corrupt_entries, 1);
       if (first_time("joblet.memory.corrupt:" + found.path.string())) {
-        log().warn("cache entry {} is unusable ({}); recomputing and replacing it", found.path.string(),
-                   found.problem);
+        log().warn("cache entry {} is unusable ({}); recomputing and replacing it", found.path.string(), found.problem);
       }
       break;
     case LoadStatus::missing:
@@ -103,8 +102,7 @@ void FunctionCache::report_undecodable(const Hash128& key, const std::string& wh
   add(*counters_, memory_->totals, &Counters::corrupt_entries, 1);
   const std::string path = memory_->store->entry_path(name_, key).string();
   if (first_time("joblet.memory.corrupt:" + path)) {
-    log().warn("cache entry {} does not decode as the function's result ({}); recomputing and replacing it", path,
-               why);
+    log().warn("cache entry {} does not decode as the function's result ({}); recomputing and replacing it", path, why);
   }
 }
 
@@ -127,8 +125,8 @@ void FunctionCache::publish(const Hash128& key, const std::string& arguments, co
     EntryMetadata metadata;
     metadata.function = name_;
     metadata.version = version_;
-    metadata.arguments = arguments.size() > kMaxArgumentSummary ? arguments.substr(0, kMaxArgumentSummary) + "..."
-                                                                : arguments;
+    metadata.arguments =
+        arguments.size() > kMaxArgumentSummary ? arguments.substr(0, kMaxArgumentSummary) + "..." : arguments;
     metadata.result_type = demangle(result_type.name());
     metadata.duration = computed_in;
     metadata.created = std::chrono::system_clock::now();
@@ -181,12 +179,14 @@ std::optional<std::filesystem::path> FunctionCache::location() const {
 }
 
 StoredEntry load_shelved(const std::string& location, const std::string& function, const Hash128& key) {
-  if (location.empty()) throw StorageError("this ShelvedResult refers to nothing (default-constructed); get one from call_and_shelve");
+  if (location.empty())
+    throw StorageError("this ShelvedResult refers to nothing (default-constructed); get one from call_and_shelve");
   const Store store(location);
   LoadResult found = store.load(function, key);
   if (found.status == LoadStatus::found) return std::move(*found.entry);
   throw StorageError("the shelved result of '" + function + "' (key " + key.hex() + ") is no longer usable in " +
-                     location + " (" + (found.status == LoadStatus::missing ? "it was cleared or pruned" : found.problem) +
+                     location + " (" +
+                     (found.status == LoadStatus::missing ? "it was cleared or pruned" : found.problem) +
                      "); call call_and_shelve again to recompute it");
 }
 

@@ -50,20 +50,18 @@ class FileDescriptor {
 };
 
 Clock::time_point mtime_of(const struct stat& info) {
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(
-      std::chrono::seconds(info.st_mtim.tv_sec) + std::chrono::nanoseconds(info.st_mtim.tv_nsec)));
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::seconds(info.st_mtim.tv_sec) +
+                                                                       std::chrono::nanoseconds(info.st_mtim.tv_nsec)));
 }
 
 bool is_hex_key(std::string_view name) {
-  return name.size() == 32 && std::all_of(name.begin(), name.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
+  return name.size() == 32 &&
+         std::all_of(name.begin(), name.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 bool is_shard_name(std::string_view name) {
-  return name.size() == 2 && std::all_of(name.begin(), name.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
+  return name.size() == 2 &&
+         std::all_of(name.begin(), name.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 std::vector<std::string> directory_names(const std::string& directory) {
@@ -244,7 +242,9 @@ std::optional<EntryMetadata> Store::metadata(std::string_view function, const Ha
   }
 }
 
-bool Store::contains(std::string_view function, const Hash128& key) const { return metadata(function, key).has_value(); }
+bool Store::contains(std::string_view function, const Hash128& key) const {
+  return metadata(function, key).has_value();
+}
 
 void Store::save(std::string_view function, const Hash128& key, EntryMetadata metadata,
                  std::span<const std::byte> payload) const {

@@ -33,8 +33,7 @@ void serialize(Archive&, std::monostate&) {}
 namespace joblet {
 
 template <class T>
-concept Encodable =
-    cereal::traits::is_output_serializable<T, detail::SinkOutputArchive<detail::StringSink>>::value &&
+concept Encodable = cereal::traits::is_output_serializable<T, detail::SinkOutputArchive<detail::StringSink>>::value &&
     cereal::traits::is_input_serializable<T, detail::SpanInputArchive>::value;
 
 // Appends the encoding of `value` to `out`.

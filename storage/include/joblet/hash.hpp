@@ -91,8 +91,8 @@ class Hasher {
       detail::SinkOutputArchive<detail::HashSink> archive(sink);
       archive(value);
     } catch (const cereal::Exception& e) {
-      throw SerializationError(std::string("cannot hash a value of type ") + detail::demangle(typeid(T).name()) +
-                               ": " + e.what());
+      throw SerializationError(std::string("cannot hash a value of type ") + detail::demangle(typeid(T).name()) + ": " +
+                               e.what());
     }
     return *this;
   }

@@ -138,20 +138,16 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
 
   // Hit: loads the stored result. Miss: runs the function and stores its result.
   template <class... A>
-    requires std::invocable<const F&, A...>
-  ResultOf<A...> operator()(A&&... args) const {
-    return run(/*force=*/false, std::forward<A>(args)...);
-  }
+  requires std::invocable<const F&, A...> ResultOf<A...>
+  operator()(A&&... args) const { return run(/*force=*/false, std::forward<A>(args)...); }
   // Runs the function even if its result is stored, and stores the new result (joblib's call()).
   template <class... A>
-    requires std::invocable<const F&, A...>
-  ResultOf<A...> call(A&&... args) const {
-    return run(/*force=*/true, std::forward<A>(args)...);
-  }
+  requires std::invocable<const F&, A...> ResultOf<A...> call(A&&... args)
+  const { return run(/*force=*/true, std::forward<A>(args)...); }
   // Makes sure the result is stored, and returns a reference to it instead of the value.
   template <class... A>
-    requires std::invocable<const F&, A...>
-  ShelvedResult<ResultOf<A...>> call_and_shelve(A&&... args) const {
+  requires std::invocable<const F&, A...> ShelvedResult<ResultOf<A...>> call_and_shelve(A&&... args)
+  const {
     using R = ResultOf<A...>;
     static_assert(!std::is_void_v<R>, "call_and_shelve needs a function that returns a value");
     if (!cache_->enabled()) return ShelvedResult<R>(run(false, std::forward<A>(args)...));
@@ -165,16 +161,14 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   }
   // Whether a usable result for these arguments is stored (payload not read).
   template <class... A>
-    requires std::invocable<const F&, A...>
+  requires std::invocable<const F&, A...>
   bool check_call_in_cache(const A&... args) const {
     return cache_->enabled() && cache_->contains(key_of<ResultOf<const A&...>>(args...));
   }
   // The cache key of a call with these arguments.
   template <class... A>
-    requires std::invocable<const F&, A...>
-  Hash128 key(const A&... args) const {
-    return key_of<ResultOf<const A&...>>(args...);
-  }
+  requires std::invocable<const F&, A...> Hash128 key(const A&... args)
+  const { return key_of<ResultOf<const A&...>>(args...); }
   // Removes every stored result of this function (all versions); returns how many.
   std::size_t clear() const { return cache_->clear(); }
   CacheStatistics statistics() const { return cache_->statistics(); }
@@ -347,14 +341,14 @@ class Memory {
   // '.', ':'; ConfigError otherwise). Name and version identify the function across programs
   // and runs, so two functions must not share a name.
   template <class F>
-    requires(!detail::IsSourceVersioned<std::decay_t<F>>)
-  CachedFunction<std::decay_t<F>> cache(std::string name, F&& function, CacheOptions options = {}) const {
-    return cache(std::move(name), std::forward<F>(function), ignore_args<>, std::move(options));
-  }
+  requires(!detail::IsSourceVersioned<std::decay_t<F>>) CachedFunction<std::decay_t<F>> cache(std::string name,
+                                                                                              F&& function,
+                                                                                              CacheOptions options = {})
+  const { return cache(std::move(name), std::forward<F>(function), ignore_args<>, std::move(options)); }
   template <class F, std::size_t... I>
-    requires(!detail::IsSourceVersioned<std::decay_t<F>>)
-  CachedFunction<std::decay_t<F>, IgnoreArgs<I...>> cache(std::string name, F&& function, IgnoreArgs<I...>,
-                                                          CacheOptions options = {}) const {
+  requires(!detail::IsSourceVersioned<std::decay_t<F>>) CachedFunction<std::decay_t<F>, IgnoreArgs<I...>> cache(
+      std::string name, F&& function, IgnoreArgs<I...>, CacheOptions options = {})
+  const {
     auto core = make_function_cache(std::move(name), std::move(options), {});
     return CachedFunction<std::decay_t<F>, IgnoreArgs<I...>>(std::forward<F>(function), std::move(core));
   }

@@ -48,13 +48,13 @@ enum class PayloadKind : std::uint32_t {
 struct EntryMetadata {
   std::string function{};
   std::string version{};
-  std::string arguments{};    // a short, human-readable summary of the call's arguments
-  std::string result_type{};  // the C++ type of the stored value, readable
+  std::string arguments{};                          // a short, human-readable summary of the call's arguments
+  std::string result_type{};                        // the C++ type of the stored value, readable
   std::chrono::duration<double> duration{0};        // how long computing the value took
   std::chrono::system_clock::time_point created{};  // when the entry was written
   std::uint64_t payload_size = 0;                   // set by the store
   std::uint32_t format_version = 0;                 // set by the store
-  Hash128 checksum{};                                 // XXH3-128 of the payload; set by the store
+  Hash128 checksum{};                               // XXH3-128 of the payload; set by the store
   PayloadKind payload_kind = PayloadKind::inline_codec;
 };
 
@@ -161,16 +161,16 @@ struct EntryInfo {
   std::string function{};
   Hash128 key{};  // for entries and locks
   std::filesystem::path path{};
-  std::uint64_t size = 0;  // bytes of the file
+  std::uint64_t size = 0;                             // bytes of the file
   std::chrono::system_clock::time_point last_used{};  // the file's mtime
-  std::optional<EntryMetadata> metadata{};  // when asked for and readable
-  std::string problem{};                    // why the metadata could not be read
+  std::optional<EntryMetadata> metadata{};            // when asked for and readable
+  std::string problem{};                              // why the metadata could not be read
 };
 
 struct ListOptions {
   std::optional<std::string> function{};  // only this function's entries
-  bool read_metadata = false;           // read each entry's header and metadata (one open each)
-  bool include_leftovers = false;       // list temporary files and lock files too
+  bool read_metadata = false;             // read each entry's header and metadata (one open each)
+  bool include_leftovers = false;         // list temporary files and lock files too
 };
 
 // Limits for reduce_size, as joblib's Memory.reduce_size(bytes_limit, items_limit, age_limit).
@@ -181,7 +181,7 @@ struct ReduceOptions {
   std::optional<std::uint64_t> items_limit{};
   std::optional<std::chrono::duration<double>> age_limit{};
   std::optional<std::string> function{};  // apply the limits to this function's entries alone
-  bool dry_run = false;                 // report what would go, remove nothing
+  bool dry_run = false;                   // report what would go, remove nothing
   // Temporary files older than this were left by killed writers (a live writer finishes long
   // before); they are removed too, as are lock files older than it.
   std::chrono::duration<double> leftover_age{24.0 * 3600.0};

@@ -35,8 +35,9 @@ class CacheCommand : public ::testing::Test {
  protected:
   void SetUp() override {
     joblet::Memory memory(dir_.path());
-    auto simulate = memory.cache("simulate", [](int n) { return std::vector<double>(static_cast<std::size_t>(n) * 100, 1.0); },
-                                 {.version = "2"});
+    auto simulate =
+        memory.cache("simulate", [](int n) { return std::vector<double>(static_cast<std::size_t>(n) * 100, 1.0); },
+                     {.version = "2"});
     for (int i = 1; i <= 10; ++i) simulate(i);
     auto fit = memory.cache("fit", [](const std::string& s, double a) { return static_cast<double>(s.size()) * a; });
     fit("hello", 0.5);

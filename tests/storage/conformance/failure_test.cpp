@@ -35,7 +35,8 @@ TEST(Failure, AnUnwritableCacheWarnsOnceAndKeepsResults) {
     location = read_only->path() / "cache";
   } else {
     locked.emplace();
-    std::filesystem::permissions(locked->path(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+    std::filesystem::permissions(locked->path(),
+                                 std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
     location = locked->path() / "cache";
   }
   LogCapture log;

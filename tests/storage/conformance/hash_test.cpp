@@ -35,7 +35,8 @@ TEST(Hash, GoldenValuesAreStable) {
   EXPECT_EQ(hash_value(std::int32_t{42}).hex(), "cd7e61fe37f3c9f9e645af8030785e1c");
   EXPECT_EQ(hash_value(std::string("joblet")).hex(), "3624cc9095ad7a9dbbf90182fe4052ac");
   EXPECT_EQ(hash_value(std::vector<double>{1.0, 2.0, 3.0}).hex(), "2cc0af2f67ae6061e14346f8146dc480");
-  EXPECT_EQ(hash_value(Point{1.5, -2.0}, std::map<std::string, int>{{"a", 1}, {"b", 2}}).hex(), "4a7bcf3dd8ebf8e1aeca10b8e82cb616");
+  EXPECT_EQ(hash_value(Point{1.5, -2.0}, std::map<std::string, int>{{"a", 1}, {"b", 2}}).hex(),
+            "4a7bcf3dd8ebf8e1aeca10b8e82cb616");
   EXPECT_EQ(hash_value(std::unordered_set<int>{3, 1, 2}).hex(), "b60142eac757c37dd209fd659dda4db7");
 }
 

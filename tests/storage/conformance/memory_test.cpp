@@ -115,14 +115,13 @@ TEST(Memory, IgnoredArgumentsAreLeftOutOfTheKey) {
   int calls = 0;
   std::ostringstream log_a;
   std::ostringstream log_b;
-  auto fit = memory.cache(
-      "fit",
-      [&calls](const std::vector<double>& data, Logger logger, int verbose) {
-        ++calls;
-        *logger.out << "fitting " << data.size() << " at verbosity " << verbose;
-        return data.size() * 2.0;
-      },
-      joblet::ignore_args<1, 2>, {.version = "1"});
+  auto fit = memory.cache("fit",
+                          [&calls](const std::vector<double>& data, Logger logger, int verbose) {
+                            ++calls;
+                            *logger.out << "fitting " << data.size() << " at verbosity " << verbose;
+                            return data.size() * 2.0;
+                          },
+                          joblet::ignore_args<1, 2>, {.version = "1"});
   EXPECT_EQ(fit(std::vector<double>{1, 2, 3}, Logger{&log_a}, 0), 6.0);
   EXPECT_EQ(fit(std::vector<double>{1, 2, 3}, Logger{&log_b}, 5), 6.0);
   EXPECT_EQ(calls, 1);
@@ -229,7 +228,8 @@ TEST(Memory, CallAndShelve) {
   TempDir dir;
   Memory memory(dir.path());
   int calls = 0;
-  auto cached = memory.cache("shelved", [&calls](int n) { return ++calls, std::vector<int>(static_cast<std::size_t>(n), n); });
+  auto cached =
+      memory.cache("shelved", [&calls](int n) { return ++calls, std::vector<int>(static_cast<std::size_t>(n), n); });
   const auto shelved = cached.call_and_shelve(3);
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(shelved.get(), (std::vector<int>{3, 3, 3}));
@@ -316,10 +316,12 @@ TEST(Memory, StatisticsAndPerCallReports) {
   TempDir dir;
   Memory memory(dir.path());
   std::vector<joblet::CallReport> reports;
-  auto slow = memory.cache("slow", [](int x) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    return x;
-  }, {.on_call = [&reports](const joblet::CallReport& r) { reports.push_back(r); }});
+  auto slow = memory.cache("slow",
+                           [](int x) {
+                             std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                             return x;
+                           },
+                           {.on_call = [&reports](const joblet::CallReport& r) { reports.push_back(r); }});
   slow(1);
   slow(1);
   ASSERT_EQ(reports.size(), 2u);
@@ -372,8 +374,10 @@ TEST(Memory, VoidFunctions) {
 TEST(Memory, FunctionNamesCannotLeaveTheCache) {
   TempDir dir;
   Memory memory(dir.path() / "cache");
-  const std::vector<std::string> hostile{"../escape", "a/b",           "..",        ".",
-                                         ".hidden",   "",              "new\nline", std::string(201, 'x'),
+  const std::vector<std::string> hostile{"../escape",   "a/b",
+                                         "..",          ".",
+                                         ".hidden",     "",
+                                         "new\nline",   std::string(201, 'x'),
                                          "back\\slash", std::string("nul\0x", 5)};
   for (const std::string& name : hostile) {
     EXPECT_THROW(memory.cache(name, [](int x) { return x; }), joblet::ConfigError) << name;

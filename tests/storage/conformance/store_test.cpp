@@ -129,7 +129,8 @@ TEST(Store, DamagedEntriesAreRecomputedWithOneWarning) {
     TempDir dir;
     Memory memory(dir.path());
     int calls = 0;
-    auto cached = memory.cache("damaged", [&calls](int n) { return ++calls, std::vector<double>(static_cast<std::size_t>(n), 1.5); });
+    auto cached = memory.cache(
+        "damaged", [&calls](int n) { return ++calls, std::vector<double>(static_cast<std::size_t>(n), 1.5); });
     ASSERT_EQ(cached(500).size(), 500u);
     const auto path = memory.store()->entry_path("damaged", cached.key(500));
     damage.apply(path);
@@ -269,8 +270,8 @@ TEST(Store, GroupSharedCaches) {
   Store store(dir.path() / "lab", {.group_shared = true});
   save(store, "f", 1, "x");
   EXPECT_EQ(mode_of(store.entry_path("f", key_number(1))), 0664u);
-  for (const auto& directory : {dir.path() / "lab", dir.path() / "lab" / "f",
-                                store.entry_path("f", key_number(1)).parent_path()}) {
+  for (const auto& directory :
+       {dir.path() / "lab", dir.path() / "lab" / "f", store.entry_path("f", key_number(1)).parent_path()}) {
     EXPECT_EQ(mode_of(directory) & (S_ISGID | S_IRWXG), static_cast<mode_t>(S_ISGID | S_IRWXG)) << directory;
   }
 }

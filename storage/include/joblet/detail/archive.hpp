@@ -44,8 +44,8 @@ class SpanInputArchive : public cereal::InputArchive<SpanInputArchive, cereal::A
 
   void load_bytes(void* data, std::size_t size) {
     if (size > bytes_.size() - position_) {
-      throw cereal::Exception("input ends after " + std::to_string(bytes_.size()) + " bytes; " +
-                              std::to_string(size) + " more were expected at offset " + std::to_string(position_));
+      throw cereal::Exception("input ends after " + std::to_string(bytes_.size()) + " bytes; " + std::to_string(size) +
+                              " more were expected at offset " + std::to_string(position_));
     }
     // An empty vector's data() may be null, and memcpy with a null pointer is undefined even
     // for zero bytes (found by the entry reader's fuzzer).

@@ -43,7 +43,8 @@ concept DigestingSink = requires(Sink& sink, const Sink& const_sink) {
   typename Sink::Digest;
   { const_sink.fresh() } -> std::same_as<Sink>;
   { sink.take_digest() } -> std::same_as<typename Sink::Digest>;
-} && std::is_trivially_copyable_v<typename Sink::Digest> && std::totally_ordered<typename Sink::Digest>;
+}
+&&std::is_trivially_copyable_v<typename Sink::Digest>&& std::totally_ordered<typename Sink::Digest>;
 
 template <class Sink, class Container, class WriteElement>
 void save_unordered(SinkOutputArchive<Sink>& ar, const Container& container, WriteElement write_element) {

@@ -20,9 +20,9 @@ namespace joblet {
 // Counts for one cached function, or (from Memory) for all of them. Counted in this process
 // only: calls made in forked workers count there.
 struct CacheStatistics {
-  std::uint64_t hits = 0;    // results loaded from the cache (including ones another process computed)
-  std::uint64_t misses = 0;  // results computed (including forced call()s and calls without a cache)
-  std::uint64_t waits = 0;   // hits that waited for another process's computation (compute-once)
+  std::uint64_t hits = 0;              // results loaded from the cache (including ones another process computed)
+  std::uint64_t misses = 0;            // results computed (including forced call()s and calls without a cache)
+  std::uint64_t waits = 0;             // hits that waited for another process's computation (compute-once)
   std::uint64_t corrupt_entries = 0;   // entries found unreadable, then recomputed and replaced
   std::uint64_t rejected_entries = 0;  // entries the validation callback (or expires_after) refused
   std::uint64_t store_failures = 0;    // computed results that could not be written (and were returned)
@@ -34,8 +34,8 @@ struct CacheStatistics {
 struct CallReport {
   Hash128 key{};
   bool hit = false;
-  bool waited = false;                         // a hit that waited for another process (compute-once)
-  std::chrono::duration<double> duration{0};   // this call, end to end
+  bool waited = false;                           // a hit that waited for another process (compute-once)
+  std::chrono::duration<double> duration{0};     // this call, end to end
   std::chrono::duration<double> computed_in{0};  // running the function: now on a miss, originally on a hit
 };
 
