@@ -418,10 +418,14 @@ std::size_t Store::clear(std::optional<std::string_view> function) const {
   const auto functions_cleared = function ? std::vector<std::string>{std::string(*function)} : functions();
   for (const auto& name : functions_cleared) {
     const std::string function_directory = state_->root_text + "/" + name;
+    bool ours = function.has_value();
     for (const auto& shard : directory_names(function_directory)) {
-      if (is_shard_name(shard)) ::rmdir((function_directory + "/" + shard).c_str());
+      if (!is_shard_name(shard)) continue;
+      ours = true;
+      ::rmdir((function_directory + "/" + shard).c_str());
     }
-    ::rmdir(function_directory.c_str());
+    // Only directories the store made: a cache at a filesystem's root keeps its lost+found.
+    if (ours) ::rmdir(function_directory.c_str());
   }
   return removed;
 }
