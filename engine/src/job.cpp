@@ -3,7 +3,6 @@
 
 #include "joblet/backend.hpp"
 #include "joblet/codec.hpp"
-#include "joblet/detail/frames.hpp"
 
 namespace joblet {
 
@@ -56,7 +55,7 @@ std::size_t Job::unclaimed() const noexcept {
   return input_complete() ? total - next : std::max<std::size_t>(total - next, 1) * 4;
 }
 
-void Job::run(IndexRange range, RunningTask* tracker, std::string* frames) {
+void Job::run(IndexRange range, RunningTask* tracker) {
   std::size_t first_unpublished = range.begin;
   std::size_t index = range.begin;
   bool any_failed = false;
@@ -69,9 +68,6 @@ void Job::run(IndexRange range, RunningTask* tracker, std::string* frames) {
     const bool recorded = run_task(index);
     if (recorded) {
       any_failed = any_failed || failed(index);
-      if (frames != nullptr) {
-        detail::append_frame(*frames, index, [&](std::string& out) { encode_outcome(index, out); });
-      }
     } else {
       // A timeout already recorded this task's outcome: publish around it.
       if (first_unpublished < index) publish({first_unpublished, index}, any_failed);
@@ -83,7 +79,7 @@ void Job::run(IndexRange range, RunningTask* tracker, std::string* frames) {
   if (first_unpublished < index) publish({first_unpublished, index}, any_failed);
 }
 
-void Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where) {
+bool Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where) {
   bool recorded = false;
   bool is_failure = true;
   try {
@@ -93,7 +89,11 @@ void Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome
       is_failure = false;
     } else {
       auto [type, message] = decode<std::pair<std::string, std::string>>(outcome.subspan(1));
-      recorded = store_error(index, std::make_exception_ptr(TaskError(type, message, where)));
+      // joblet's own timeout keeps its type across processes, so that every rank of an MPI
+      // job catches the same exception; other errors carry their original type by name.
+      auto error = type == "joblet::TimeoutError" ? std::make_exception_ptr(TimeoutError(message, where))
+                                                   : std::make_exception_ptr(TaskError(type, message, where));
+      recorded = store_error(index, std::move(error));
     }
   } catch (const SerializationError& e) {
     recorded = store_error(
@@ -102,6 +102,7 @@ void Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome
     is_failure = true;
   }
   if (recorded) publish({index, index + 1}, is_failure);
+  return recorded;
 }
 
 bool Job::complete_failed(std::size_t index, std::exception_ptr error) {
@@ -114,13 +115,19 @@ void Job::encode_error(const std::exception_ptr& error, std::string& out) noexce
   const std::size_t start = out.size();
   try {
     std::string type = "unknown";
+    std::string message;
     try {
       std::rethrow_exception(error);
+    } catch (const Error& e) {
+      // The receiving side adds where it happened; the site is not repeated in the message.
+      type = detail::current_exception_type_name();
+      message = e.message();
     } catch (...) {
       type = detail::current_exception_type_name();
+      message = detail::describe_exception(error);
     }
     out.push_back(static_cast<char>(kErrorOutcome));
-    encode(std::pair<std::string, std::string>(std::move(type), detail::describe_exception(error)), out);
+    encode(std::pair<std::string, std::string>(std::move(type), std::move(message)), out);
   } catch (...) {
     // Out of memory while describing an error: send what cannot fail to encode.
     out.resize(start);

@@ -73,15 +73,17 @@ class Job {
   // Unclaimed tasks, for balancing batch sizes; an estimate while the input is lazy.
   std::size_t unclaimed() const noexcept;
   // Thread-safe: runs these tasks in this process and records each outcome; stops at the
-  // first index reached after cancel(). Keeps `tracker` (if given) up to date. With `frames`,
-  // also appends each outcome it recorded as a frame (detail/frames.hpp) for other processes,
-  // encoded before the caller can take the result. Never throws.
-  void run(IndexRange range, RunningTask* tracker = nullptr, std::string* frames = nullptr);
+  // first index reached after cancel(). Keeps `tracker` (if given) up to date. Never throws.
+  void run(IndexRange range, RunningTask* tracker = nullptr);
   // For backends whose workers are other processes: runs one task here and appends its
   // outcome (value or error) as bytes for complete_encoded() on the other side.
   virtual void run_encoded(std::size_t index, std::string& out) noexcept = 0;
-  // Records an outcome made by run_encoded() in another process (at `where`).
-  void complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where);
+  // The outcome bytes of a failure, as run_encoded() makes them (for failures a backend
+  // detects itself, such as a timeout, that other processes must learn about).
+  static void encode_error(const std::exception_ptr& error, std::string& out) noexcept;
+  // Records an outcome made by run_encoded() in another process (at `where`). Returns false,
+  // changing nothing, when the task already has an outcome.
+  bool complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where);
   // Records that a task failed outside its own code (timeout, worker died). Returns false and
   // changes nothing when the task already has an outcome.
   bool complete_failed(std::size_t index, std::exception_ptr error);
@@ -124,11 +126,7 @@ class Job {
   virtual bool store_encoded(std::size_t index, std::span<const std::byte> value) = 0;
   virtual bool store_error(std::size_t index, std::exception_ptr error) = 0;
   virtual std::uint8_t state(std::size_t index) const noexcept = 0;
-  // Appends the outcome recorded for `index` in the form run_encoded() produces (a result
-  // that cannot be encoded becomes the error saying so).
-  virtual void encode_outcome(std::size_t index, std::string& out) const noexcept = 0;
-  // The bytes run_encoded()/encode_outcome() produce for a failure.
-  static void encode_error(const std::exception_ptr& error, std::string& out) noexcept;
+
 
   // For typed jobs constructed with their whole input already read.
   void set_complete_input(std::size_t size) noexcept;

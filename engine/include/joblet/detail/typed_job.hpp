@@ -80,26 +80,6 @@ class TypedJob final : public Job {
     }
   }
 
-  void encode_outcome(std::size_t index, std::string& out) const noexcept override {
-    const Slot& slot = slots_[index];
-    if (slot.state.load(std::memory_order_acquire) == kFailed) {
-      encode_error(slot.error, out);
-      return;
-    }
-    const std::size_t start = out.size();
-    try {
-      if constexpr (Encodable<Value>) {
-        out.push_back('\0');
-        encode<Value>(*slot.value, out);
-      } else {
-        throw SerializationError("the result type " + result_type_name() + " cannot be encoded");
-      }
-    } catch (...) {
-      out.resize(start);
-      encode_error(std::current_exception(), out);
-    }
-  }
-
   bool results_encodable() const noexcept override { return Encodable<Value>; }
   std::string result_type_name() const override { return demangle(typeid(Value).name()); }
   std::exception_ptr error(std::size_t index) const override { return slots_[index].error; }

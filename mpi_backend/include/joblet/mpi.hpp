@@ -1,0 +1,22 @@
+#pragma once
+// The "mpi" backend: the same Parallel call on every rank of an MPI job (SPMD).
+//
+// The contract: every rank of the communicator reaches the same Parallel call with the same
+// task list, like any MPI collective. Ranks claim task indices from rank 0 as they go (rank 0
+// computes too), run them, and every rank receives every result, so the call returns the same
+// vector on every rank. A task's error is rethrown on every rank as a joblet::TaskError naming
+// the rank, host, pid and task. A call where ranks disagree on the number of tasks fails on
+// every rank with a ConfigError instead of hanging.
+//
+// joblet::Session registers the backend (and makes it the default) when a launcher started
+// more than one rank; call register_mpi_backend() yourself only if you initialise MPI yourself.
+
+#include <mpi.h>
+
+namespace joblet {
+
+// Registers the "mpi" backend for calls on `communicator` (MPI must be initialised, ideally
+// with MPI_THREAD_MULTIPLE). Calling it again only changes the communicator.
+void register_mpi_backend(MPI_Comm communicator = MPI_COMM_WORLD);
+
+}  // namespace joblet

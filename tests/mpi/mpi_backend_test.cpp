@@ -1,0 +1,172 @@
+// The mpi backend on real ranks: the same results as a sequential loop on every rank, errors
+// on every rank, mismatched calls detected.
+#include <gtest/gtest.h>
+#include <joblet/joblet.hpp>
+#include <joblet/mpi.hpp>
+#include <mpi.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ranges>
+#include <thread>
+
+namespace {
+
+int world_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+int world_size() {
+  int size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+struct Item {
+  int index = 0;
+  int computed_on = -1;
+  std::vector<double> values;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(index, computed_on, values);
+  }
+};
+
+auto item_tasks(int n) {
+  return std::views::iota(0, n) | std::views::transform([](int i) {
+           return [i] {
+             Item item{i, world_rank(), {}};
+             for (int k = 0; k < i % 5; ++k) item.values.push_back(i + 0.25 * k);
+             return item;
+           };
+         });
+}
+
+void expect_items(const std::vector<Item>& items, int n) {
+  ASSERT_EQ(items.size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(items[i].index, i);
+    ASSERT_EQ(items[i].values.size(), static_cast<std::size_t>(i % 5));
+    for (int k = 0; k < i % 5; ++k) EXPECT_DOUBLE_EQ(items[i].values[k], i + 0.25 * k);
+  }
+}
+
+TEST(Mpi, ListEqualsTheSequentialMapOnEveryRank) {
+  joblet::Parallel parallel({.backend = "mpi"});
+  EXPECT_EQ(parallel.n_workers(), world_size());
+  for (int n : {0, 1, 7, 500}) {
+    SCOPED_TRACE(n);
+    expect_items(parallel(item_tasks(n)), n);
+  }
+}
+
+TEST(Mpi, EveryRankComputes) {
+  // Tasks long enough that no rank can take them all.
+  auto items = joblet::Parallel({.backend = "mpi", .batch_size = 1})(
+      std::views::iota(0, 8 * world_size()) | std::views::transform([](int i) {
+        return [i] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          return Item{i, world_rank(), {}};
+        };
+      }));
+  std::vector<int> per_rank(world_size(), 0);
+  for (const Item& item : items) ++per_rank[item.computed_on];
+  for (int r = 0; r < world_size(); ++r) EXPECT_GT(per_rank[r], 0) << "rank " << r << " computed nothing";
+}
+
+TEST(Mpi, GeneratorsYieldEverythingOnEveryRank) {
+  std::vector<Item> ordered;
+  for (Item& item : joblet::Parallel({.backend = "mpi"})(item_tasks(123), joblet::return_as::generator)) {
+    ordered.push_back(std::move(item));
+  }
+  expect_items(ordered, 123);
+  std::vector<Item> unordered(123);
+  int count = 0;
+  for (auto& [index, item] : joblet::Parallel({.backend = "mpi"})(item_tasks(123), joblet::return_as::generator_unordered)) {
+    unordered[index] = std::move(item);
+    ++count;
+  }
+  EXPECT_EQ(count, 123);
+  expect_items(unordered, 123);
+}
+
+TEST(Mpi, ATaskErrorIsRethrownOnEveryRankWithItsRankAndIndex) {
+  auto tasks = std::views::iota(0, 60) | std::views::transform([](int i) {
+                 return [i] {
+                   if (i == 41) throw std::runtime_error("bad task");
+                   return i;
+                 };
+               });
+  try {
+    joblet::Parallel({.backend = "mpi"})(tasks);
+    FAIL() << "expected a TaskError on rank " << world_rank();
+  } catch (const joblet::TaskError& e) {
+    EXPECT_EQ(e.original_type(), "std::runtime_error");
+    EXPECT_EQ(e.original_message(), "bad task");
+    EXPECT_EQ(e.site().task_index, 41u);
+    EXPECT_GE(e.site().rank, 0);
+    EXPECT_LT(e.site().rank, world_size());
+    EXPECT_FALSE(e.site().host.empty());
+    EXPECT_NE(std::string(e.what()).find("rank "), std::string::npos) << e.what();
+  }
+  // The next call works: nothing of the failed one is left in flight.
+  expect_items(joblet::Parallel({.backend = "mpi"})(item_tasks(50)), 50);
+}
+
+TEST(Mpi, KeepGoingGivesEveryOutcomeOnEveryRank) {
+  auto tasks = std::views::iota(0, 40) | std::views::transform([](int i) {
+                 return [i] {
+                   if (i % 9 == 4) throw std::invalid_argument("no " + std::to_string(i));
+                   return i * 3;
+                 };
+               });
+  auto outcomes = joblet::Parallel({.backend = "mpi"})(tasks, joblet::return_as::list.keep_going());
+  ASSERT_EQ(outcomes.size(), 40u);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(outcomes[i].ok(), i % 9 != 4) << i;
+    if (outcomes[i].ok()) EXPECT_EQ(outcomes[i].value(), i * 3);
+  }
+}
+
+TEST(Mpi, DifferentTaskCountsAreAnErrorOnEveryRankNotAHang) {
+  const int n = world_rank() == world_size() - 1 ? 11 : 10;
+  try {
+    joblet::Parallel({.backend = "mpi"})(item_tasks(n));
+    FAIL() << "expected a ConfigError";
+  } catch (const joblet::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("different task lists"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Mpi, NJobsLimitsTheRanksThatCompute) {
+  auto items = joblet::Parallel({.n_jobs = 1, .backend = "mpi"})(item_tasks(30));
+  expect_items(items, 30);
+  for (const Item& item : items) EXPECT_EQ(item.computed_on, 0);
+}
+
+TEST(Mpi, TimeoutsFailTheCallOnEveryRank) {
+  using namespace std::chrono_literals;
+  auto tasks = std::views::iota(0, 10) | std::views::transform([](int i) {
+                 return [i] {
+                   if (i == 3) std::this_thread::sleep_for(3s);
+                   return i;
+                 };
+               });
+  try {
+    joblet::Parallel({.backend = "mpi", .timeout = 300ms, .batch_size = 1})(tasks);
+    FAIL() << "expected a TimeoutError";
+  } catch (const joblet::TimeoutError& e) {
+    EXPECT_EQ(e.site().task_index, 3u);
+  }
+}
+
+TEST(Mpi, ResultsThatCannotBeEncodedAreRejected) {
+  struct Opaque {
+    int x;
+  };
+  auto tasks = std::views::iota(0, 3) | std::views::transform([](int i) { return [i] { return Opaque{i}; }; });
+  EXPECT_THROW(joblet::Parallel({.backend = "mpi"})(tasks), joblet::ConfigError);
+}
+
+}  // namespace
