@@ -198,8 +198,7 @@ void take_over(const std::string& lock_path, const std::string& directory, const
 
 }  // namespace
 
-Claim Store::claim(std::string_view function, const Hash128& key, const LockOptions& options,
-                   const std::function<bool(const EntryMetadata&)>& accept) const {
+void validate_lock_options(const LockOptions& options) {
   if (!(options.heartbeat.count() > 0) || options.heartbeat * 2 > options.stale_after) {
     throw ConfigError(
         "LockOptions: heartbeat must be positive and under half of stale_after, or live holders "
@@ -208,6 +207,11 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
   if (!(options.poll.count() > 0) || options.poll_max < options.poll) {
     throw ConfigError("LockOptions: poll must be positive and poll_max at least poll");
   }
+}
+
+Claim Store::claim(std::string_view function, const Hash128& key, const LockOptions& options,
+                   const std::function<bool(const EntryMetadata&)>& accept) const {
+  validate_lock_options(options);
   validate_function_name(function);
   const std::string hex = key.hex();
   const std::string directory = detail::shard_directory(*state_, function, hex);

@@ -223,6 +223,8 @@ ValidationCallback expires_after(std::chrono::duration<double> age) {
 Memory::Memory() : Memory(std::nullopt) {}
 
 Memory::Memory(std::nullopt_t, MemoryOptions options) : state_(std::make_shared<detail::MemoryState>()) {
+  // Checked here even when compute_once is off: a cached function may turn it on.
+  validate_lock_options(options.lock);
   state_->options = std::move(options);
 }
 

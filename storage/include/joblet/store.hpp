@@ -194,6 +194,9 @@ struct ReduceReport {
   std::uint64_t kept_bytes = 0;
 };
 
+// Throws ConfigError unless heartbeat is under half of stale_after and the poll intervals make sense.
+void validate_lock_options(const LockOptions& options);
+
 // Throws ConfigError unless `name` can name a function's directory: 1 to 200 bytes, no '/',
 // '\\', control characters, no leading '.', not "." or "..". Keeps every path inside the store.
 void validate_function_name(std::string_view name);

@@ -247,9 +247,11 @@ TEST(ComputeOnce, TheHeartbeatKeepsALongComputationsLock) {
 
 TEST(ComputeOnce, BadLockOptionsAreRejected) {
   TempDir dir;
-  Memory memory(dir.path(), {.compute_once = true, .lock = {.stale_after = 1s, .heartbeat = 1s}});
-  auto cached = memory.cache("bad", [](int x) { return x; });
-  EXPECT_THROW(cached(1), joblet::ConfigError);
+  EXPECT_THROW(Memory(dir.path(), {.compute_once = true, .lock = {.stale_after = 1s, .heartbeat = 1s}}),
+               joblet::ConfigError);
+  EXPECT_THROW(Memory(dir.path(), {.lock = {.poll = 0s}}), joblet::ConfigError);
+  joblet::Store store(dir.path());
+  EXPECT_THROW(store.claim("f", joblet::Hash128{}, {.heartbeat = -1s}), joblet::ConfigError);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Memory and CachedFunction: joblib's Memory contract in C++.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -60,6 +61,31 @@ TEST(Memory, MissThenHit) {
   // One file per entry, sharded by the key's first two hex digits, under the function's name.
   const auto key = cached.key(Params{3, 2.0, "a"});
   EXPECT_TRUE(std::filesystem::is_regular_file(dir.path() / "simulate" / key.hex().substr(0, 2) / key.hex()));
+}
+
+// Golden keys: the same call has the same key in every process and run (on this ABI). A change
+// here turns every user's cache cold; change it only with the key domain, on purpose.
+TEST(Memory, GoldenKeysAreStableAcrossProcessesAndRuns) {
+  Memory memory;  // keys need no cache
+  auto cached = memory.cache("golden", simulate, {.version = "1"});
+  const std::string key = cached.key(Params{3, 0.5, "x"}).hex();
+  EXPECT_EQ(key, "47be3a609787ba0373240a9b87cb2060");
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = joblet::testing::fork_child([&] {
+    const std::string there = Memory().cache("golden", simulate, {.version = "1"}).key(Params{3, 0.5, "x"}).hex();
+    return write(pipe_fds[1], there.data(), there.size()) == 32 ? 0 : 1;
+  });
+  close(pipe_fds[1]);
+  char buffer[32];
+  ASSERT_EQ(read(pipe_fds[0], buffer, 32), 32);
+  close(pipe_fds[0]);
+  EXPECT_EQ(joblet::testing::wait_child(child), 0);
+  EXPECT_EQ(std::string(buffer, 32), key);
+  // Each part of the identity changes the key.
+  EXPECT_NE(memory.cache("golden", simulate, {.version = "2"}).key(Params{3, 0.5, "x"}).hex(), key);
+  EXPECT_NE(memory.cache("golden2", simulate, {.version = "1"}).key(Params{3, 0.5, "x"}).hex(), key);
+  EXPECT_NE(cached.key(Params{3, 0.5, "y"}).hex(), key);
 }
 
 TEST(Memory, EntriesSurviveTheMemoryObject) {
