@@ -130,6 +130,10 @@ class MpiRun final : public Run {
     } else {
       exhausted_ = true;  // ranks beyond n_jobs only receive results
     }
+    if (rank_ == 0) {
+      grants_ = std::make_unique<detail::Grants>(job_.get(), size_);
+      detail::note_grants(grants_.get());
+    }
     detail::note_running_task(&compute_->tracker, rank_);
   }
 
@@ -142,6 +146,7 @@ class MpiRun final : public Run {
       MPI_Abort(MPI_COMM_WORLD, 70);
     }
     detail::note_running_task(nullptr, rank_);
+    detail::note_grants(nullptr);
   }
 
   void wait(Clock::time_point deadline) override {
@@ -242,7 +247,7 @@ class MpiRun final : public Run {
         case kClaimTag: {
           std::uint64_t count = 0;
           std::memcpy(&count, message_.data(), sizeof count);
-          const IndexRange range = grant(count);
+          const IndexRange range = grant(count, source);
           std::uint64_t reply[2] = {range.begin, range.end};
           send(source, kGrantTag, std::string(reinterpret_cast<const char*>(reply), sizeof reply));
           if (range.empty()) ++ranks_told_exhausted_;
@@ -310,13 +315,15 @@ class MpiRun final : public Run {
 
   // Rank 0 only: the next tasks for a rank that asked for `count`, never more than a share of
   // what is left so that all ranks finish together.
-  IndexRange grant(std::uint64_t count) {
+  IndexRange grant(std::uint64_t count, int rank) {
     if (job_->cancelled() || next_ >= job_->size()) return {};
     const std::size_t left = job_->size() - next_;
     const std::size_t share = std::max<std::size_t>(left / (2 * static_cast<std::size_t>(n_workers_)), 1);
-    const std::size_t take = std::min<std::size_t>({static_cast<std::size_t>(std::max<std::uint64_t>(count, 1)), share, left});
+    const std::size_t take =
+        std::min<std::size_t>({static_cast<std::size_t>(std::max<std::uint64_t>(count, 1)), share, left});
     const IndexRange range{next_, next_ + take};
     next_ += take;
+    grants_->record(rank, range.begin, range.end);
     return range;
   }
 
@@ -344,7 +351,7 @@ class MpiRun final : public Run {
     }
     const std::uint64_t count = next_batch_size();
     if (rank_ == 0) {
-      accept_grant(grant(count));
+      accept_grant(grant(count, 0));
     } else {
       claim_outstanding_ = true;
       send(0, kClaimTag, std::string(reinterpret_cast<const char*>(&count), sizeof count));
@@ -485,6 +492,7 @@ class MpiRun final : public Run {
   int n_workers_;
   std::uint64_t sizer_batch_;
   std::shared_ptr<ComputeState> compute_;
+  std::unique_ptr<detail::Grants> grants_;  // rank 0 only
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
@@ -534,7 +542,7 @@ void register_mpi_backend(MPI_Comm communicator) {
   g_communicator = communicator;
   static const bool registered = [] {
     register_backend("mpi", [] { return std::make_unique<MpiBackend>(); });
-    detail::install_fatal_signal_report();
+    detail::install_failure_reports();
     return true;
   }();
   (void)registered;

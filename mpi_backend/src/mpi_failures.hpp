@@ -1,16 +1,50 @@
 #pragma once
-// When a rank dies, mpirun or srun names the rank and the signal; this adds which task it was
-// running, printed by the dying rank itself from a fatal-signal handler.
+// When a rank dies, mpirun or srun names the rank and the signal; these reports add which task
+// it was running (see mpi_failures.cpp).
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
 
 #include "joblet/backend.hpp"
 
 namespace joblet::detail {
 
-// The task tracker of the call this rank is running (nullptr when none).
+// Rank 0's record of what it handed to each rank and was not reported yet: the current and
+// the prefetched batch of every rank.
+struct Grants {
+  static constexpr int kPerRank = 2;
+  struct Held {
+    std::atomic<std::uint64_t> begin{0};
+    std::atomic<std::uint64_t> end{0};
+  };
+  Grants(const Job* job_, int ranks_) : job(job_), ranks(ranks_), held(new Held[ranks_ * kPerRank]) {}
+  void record(int rank, std::uint64_t begin, std::uint64_t end) {
+    Held& slot = held[rank * kPerRank + next_slot(rank)];
+    slot.begin.store(begin);
+    slot.end.store(end);
+  }
+  const Job* job;
+  int ranks;
+  std::unique_ptr<Held[]> held;
+
+ private:
+  // An empty slot, or else the older batch: grants to one rank only move forward, and its
+  // older batch was started first.
+  int next_slot(int rank) const {
+    const Held* pair = &held[rank * kPerRank];
+    if (pair[0].begin.load() == pair[0].end.load()) return 0;
+    if (pair[1].begin.load() == pair[1].end.load()) return 1;
+    return pair[0].begin.load() <= pair[1].begin.load() ? 0 : 1;
+  }
+};
+
+// The task tracker of the call this rank runs (nullptr when none), and its rank.
 void note_running_task(const RunningTask* tracker, int rank) noexcept;
-// Installs handlers for SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT that print
-// "joblet: rank R (pid P on HOST) died from SIGSEGV while running task I" to stderr and then
-// die from the signal as before. Signals the program already handles are left alone.
-void install_fatal_signal_report();
+// Rank 0: the grants of the running call (nullptr when none).
+void note_grants(const Grants* grants) noexcept;
+// Installs the reports: fatal-signal and SIGTERM handlers (chained to whatever was installed
+// before, such as the MPI library's), and an exit() hook.
+void install_failure_reports();
 
 }  // namespace joblet::detail
