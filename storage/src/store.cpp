@@ -185,6 +185,23 @@ LoadResult Store::load(std::string_view function, const Hash128& key) const { re
 LoadResult Store::inspect(std::string_view function, const Hash128& key) const { return read(function, key, false); }
 
 LoadResult Store::read(std::string_view function, const Hash128& key, bool touch) const {
+  // On NFS, an entry another client replaced or pruned while we opened it reads as ESTALE:
+  // that is the benign race of a lock-free store, so look again, and call it a miss if the
+  // entry keeps vanishing (never a corrupt one, which would warn).
+  for (int attempt = 0;; ++attempt) {
+    LoadResult result = read_once(function, key, touch);
+    if (result.status != LoadStatus::corrupt || result.problem.find(std::strerror(ESTALE)) == std::string::npos) {
+      return result;
+    }
+    if (attempt == 2) {
+      result.status = LoadStatus::missing;
+      result.problem.clear();
+      return result;
+    }
+  }
+}
+
+LoadResult Store::read_once(std::string_view function, const Hash128& key, bool touch) const {
   LoadResult result;
   validate_function_name(function);
   const std::string hex = key.hex();
@@ -314,6 +331,8 @@ void Store::save(std::string_view function, const Hash128& key, EntryMetadata me
     if (error == 0) error = fd.close_checked();
     if (error != 0) fail("write cache entry", error);
   }
+  // The directory is not fsynced after the rename: a crash may then lose the new entry, which
+  // costs one recomputation; it cannot expose a partial one, since the data was synced first.
   {
     int error = detail::injected_fault(detail::IoStep::rename);
     if (error == 0 && ::rename(temporary.c_str(), path.c_str()) != 0) error = errno;

@@ -250,6 +250,7 @@ class Store {
 
  private:
   LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
+  LoadResult read_once(std::string_view function, const Hash128& key, bool touch) const;
   std::shared_ptr<State> state_;
 };
 
