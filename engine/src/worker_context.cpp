@@ -7,7 +7,7 @@
 namespace joblet::detail {
 namespace {
 thread_local int t_budget = 0;      // 0: not inside a task of a threads call
-std::atomic<int> g_process_budget{0};  // set in forked workers
+std::atomic<int> g_process_budget{0};  // set in forked workers and MPI ranks
 std::atomic<bool> g_forked_worker{false};
 std::atomic<bool> g_tbb_started{false};
 }  // namespace
@@ -21,8 +21,10 @@ int cpu_budget() {
 CpuBudgetScope::CpuBudgetScope(int budget) : outer_(t_budget) { t_budget = budget < 1 ? 1 : budget; }
 CpuBudgetScope::~CpuBudgetScope() { t_budget = outer_; }
 
+void set_process_cpu_budget(int cpus) { g_process_budget.store(cpus < 1 ? 1 : cpus, std::memory_order_relaxed); }
+
 void enter_forked_worker(int budget) {
-  g_process_budget.store(budget < 1 ? 1 : budget, std::memory_order_relaxed);
+  set_process_cpu_budget(budget);
   g_forked_worker.store(true, std::memory_order_relaxed);
 }
 bool in_forked_worker() { return g_forked_worker.load(std::memory_order_relaxed); }

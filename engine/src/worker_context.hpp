@@ -2,10 +2,9 @@
 // What a parallel call needs to know about where it runs: inside another call's task (so
 // "all CPUs" means that task's share), or inside a forked worker (where oneTBB may be unusable).
 
-namespace joblet::detail {
+#include "joblet/detail/cpu_budget.hpp"
 
-// CPUs a call started here may use: cpu_count() outside any task; a task's share inside one.
-int cpu_budget();
+namespace joblet::detail {
 
 // While alive, calls made by this thread get `budget` CPUs ("all CPUs" of a nested call).
 class CpuBudgetScope {

@@ -14,6 +14,7 @@
 #include "joblet/mpi.hpp"
 
 #include <fmt/format.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 
 #include "joblet/backend.hpp"
 #include "joblet/cpu.hpp"
+#include "joblet/detail/cpu_budget.hpp"
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/log.hpp"
 #include "mpi_failures.hpp"
@@ -536,10 +538,34 @@ class MpiBackend final : public Backend {
   }
 };
 
+// Ranks on one node that can run on the same CPUs (mpirun --bind-to none, srun without
+// binding) share them: each rank's calls get its share, so that ranks x threads = cores.
+// Ranks bound to their own cores keep all of theirs.
+void share_node_cpus(MPI_Comm communicator) {
+  MPI_Comm node;
+  check(MPI_Comm_split_type(communicator, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+  int local_ranks = 1;
+  MPI_Comm_size(node, &local_ranks);
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  sched_getaffinity(0, sizeof mine, &mine);
+  std::vector<cpu_set_t> all(static_cast<std::size_t>(local_ranks));
+  check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, node), "MPI_Allgather");
+  MPI_Comm_free(&node);
+  int sharing = 0;
+  for (cpu_set_t& other : all) {
+    cpu_set_t common;
+    CPU_AND(&common, &mine, &other);
+    if (CPU_COUNT(&common) > 0) ++sharing;
+  }
+  detail::set_process_cpu_budget(std::max(1, cpu_count() / std::max(sharing, 1)));
+}
+
 }  // namespace
 
 void register_mpi_backend(MPI_Comm communicator) {
   g_communicator = communicator;
+  share_node_cpus(communicator);
   static const bool registered = [] {
     register_backend("mpi", [] { return std::make_unique<MpiBackend>(); });
     detail::install_failure_reports();

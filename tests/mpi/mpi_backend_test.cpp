@@ -170,3 +170,40 @@ TEST(Mpi, ResultsThatCannotBeEncodedAreRejected) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(MpiHybrid, RanksSharingCpusSplitThemForThreadsCalls) {
+  // Under --bind-to none every rank of this node sees every CPU: threads calls get a share.
+  MPI_Comm node;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int local = 1;
+  MPI_Comm_size(node, &local);
+  MPI_Comm_free(&node);
+  const int share = std::max(1, joblet::cpu_count() / local);
+  EXPECT_EQ(joblet::effective_n_jobs(-1), share);
+  // Inside an mpi task, a nested threads call uses that share, not the whole node.
+  auto inner = joblet::Parallel({.backend = "mpi"})(std::views::iota(0, 2 * world_size()) | std::views::transform([](int) {
+                                                    return [] {
+                                                      return joblet::Parallel({.n_jobs = -1, .backend = "threads"}).n_workers();
+                                                    };
+                                                  }));
+  for (int workers : inner) EXPECT_EQ(workers, share);
+}
+
+TEST(MpiHybrid, NestedThreadsCallsComputeInsideRankTasks) {
+  auto sums = joblet::Parallel({.backend = "mpi"})(std::views::iota(0, 12) | std::views::transform([](int outer) {
+                                                  return [outer] {
+                                                    auto values = joblet::Parallel({.n_jobs = 2, .backend = "threads"})(
+                                                        std::views::iota(0, 100) | std::views::transform([outer](int i) {
+                                                          return [outer, i] { return outer * i; };
+                                                        }));
+                                                    long sum = 0;
+                                                    for (int v : values) sum += v;
+                                                    return sum;
+                                                  };
+                                                }));
+  for (int outer = 0; outer < 12; ++outer) EXPECT_EQ(sums[outer], outer * 4950L);
+}
+
+}  // namespace

@@ -16,7 +16,8 @@
 namespace joblet {
 
 // Registers the "mpi" backend for calls on `communicator` (MPI must be initialised, ideally
-// with MPI_THREAD_MULTIPLE). Calling it again only changes the communicator.
+// with MPI_THREAD_MULTIPLE). Collective: every rank of the communicator calls it. It also
+// gives each rank its share of the node's CPUs for threads calls (hybrid MPI + threads).
 void register_mpi_backend(MPI_Comm communicator = MPI_COMM_WORLD);
 
 }  // namespace joblet
