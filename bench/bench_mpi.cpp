@@ -101,12 +101,15 @@ enum Tag : int { kRequestTag = 11, kIndexTag = 12 };
 // runs that task. Rank 0 also runs the master on a second thread (MPI_THREAD_MULTIPLE): a
 // blocking MPI_Recv from any rank, the result stored, the next index sent back. At the end
 // rank 0 broadcasts the results, so that every rank holds all of them, as joblet's backend
-// guarantees. Blocking calls throughout: OpenMPI busy-polls inside them.
-std::vector<std::int64_t> master_worker(std::size_t n, Task task, Argument argument) {
+// guarantees. Blocking calls throughout: OpenMPI busy-polls inside them. `handed_out` (rank 0):
+// how many tasks each rank ran.
+std::vector<std::int64_t> master_worker(std::size_t n, Task task, Argument argument,
+                                        std::vector<std::size_t>& handed_out) {
   const int rank = world_rank();
   const int size = world_size();
   std::vector<std::int64_t> results(n);
   std::thread master;
+  handed_out.assign(static_cast<std::size_t>(size), 0);
   if (rank == 0) {
     master = std::thread([&] {
       std::size_t next = 0;
@@ -118,6 +121,7 @@ std::vector<std::int64_t> master_worker(std::size_t n, Task task, Argument argum
         std::int64_t index = -1;
         if (next < n) {
           index = static_cast<std::int64_t>(next++);
+          ++handed_out[static_cast<std::size_t>(status.MPI_SOURCE)];
         } else {
           ++finished;
         }
@@ -141,8 +145,14 @@ std::vector<std::int64_t> master_worker(std::size_t n, Task task, Argument argum
 
 double raw_seconds(std::size_t n, Task task, Argument argument) {
   std::vector<std::int64_t> results;
-  const double seconds = timed_on_all_ranks([&] { results = master_worker(n, task, argument); });
+  std::vector<std::size_t> handed_out;
+  const double seconds = timed_on_all_ranks([&] { results = master_worker(n, task, argument, handed_out); });
   check_results(results, n, argument);
+  if (world_rank() == 0) {
+    std::string counts;
+    for (const std::size_t count : handed_out) counts.append(" ").append(std::to_string(count));
+    note("mpi-raw: tasks run by rank 0, 1, ...:%s", counts.c_str());
+  }
   return seconds;
 }
 
