@@ -29,6 +29,8 @@ Config Config::merged_over(const Config& outer) const {
   fill(merged.prefer, outer.prefer);
   fill(merged.require, outer.require);
   if (!merged.progress) merged.progress = outer.progress;
+  fill(merged.max_nbytes, outer.max_nbytes);
+  fill(merged.temp_folder, outer.temp_folder);
   return merged;
 }
 
@@ -51,10 +53,14 @@ Config current_config() {
     }
   }
   if (!config.backend) config.backend = detail::env_string("JOBLET_BACKEND");
+  if (!config.temp_folder) config.temp_folder = detail::env_string("JOBLET_TEMP_FOLDER");
   return config;
 }
 
 namespace detail {
+
+// joblib's default max_nbytes ('1M').
+constexpr std::size_t kDefaultMaxNbytes = std::size_t{1} << 20;
 
 CallPlan plan_call(const Config& explicit_config) {
   const Config config = explicit_config.merged_over(current_config());
@@ -104,6 +110,8 @@ CallPlan plan_call(const Config& explicit_config) {
     plan.settings.timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(*config.timeout);
   }
   plan.settings.pre_dispatch = config.pre_dispatch;
+  plan.settings.max_nbytes = config.max_nbytes.value_or(kDefaultMaxNbytes);
+  plan.settings.temp_folder = config.temp_folder.value_or("");
   plan.verbose = config.verbose.value_or(0);
   plan.progress = config.progress;
 

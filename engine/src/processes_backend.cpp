@@ -28,6 +28,7 @@
 #include "backends.hpp"
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/log.hpp"
+#include "joblet/detail/result_folder.hpp"
 #include "worker_context.hpp"
 
 namespace joblet::detail {
@@ -135,6 +136,7 @@ struct WorkerArgs {
   std::vector<std::size_t> first;  // indices to run before claiming (left over by a dead worker)
   int n_workers;
   int budget;
+  const ResultFolder* results;  // large result arrays go to files there instead of the pipe
 };
 
 [[noreturn]] void worker_main(const WorkerArgs& args) {
@@ -152,6 +154,8 @@ struct WorkerArgs {
   const std::size_t total = job.size();
   std::string frames;
   frames.reserve(64 * 1024);
+  std::optional<ResultWriter> result_files;
+  if (args.results->enabled()) result_files.emplace(*args.results, frames);
   auto flush = [&] {
     if (!frames.empty() && !write_all(args.fd, frames.data(), frames.size())) _exit(kOrphanExit);  // parent gone
     frames.clear();
@@ -244,7 +248,8 @@ class ProcessesRun final : public Run {
         n_workers_(static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(job_->settings().n_workers),
                                                           std::max<std::size_t>(job_->size(), 1)))),
         shared_(n_workers_),
-        host_(ErrorSite::here().host) {
+        host_(ErrorSite::here().host),
+        results_(job_->settings().max_nbytes, job_->settings().temp_folder) {
     workers_.reserve(static_cast<std::size_t>(n_workers_));
     try {
       for (int slot = 0; slot < n_workers_; ++slot) spawn(slot, {});
@@ -316,7 +321,7 @@ class ProcessesRun final : public Run {
     shared_slot.chunk_end.store(0);
 
     WorkerArgs args{job_.get(), &shared_.control(), &shared_slot, pipe_fds[1], getpid(), first, n_workers_,
-                    std::max(1, job_->settings().cpu_budget / n_workers_)};
+                    std::max(1, job_->settings().cpu_budget / n_workers_), &results_};
     // Buffered output would otherwise be written twice: once by us, once by the child.
     std::cout.flush();
     std::fflush(nullptr);
@@ -445,6 +450,8 @@ class ProcessesRun final : public Run {
       if (worker.buffer.missing() > 0) return;
       const auto* payload = reinterpret_cast<const std::byte*>(worker.buffer.front() + sizeof header);
       ErrorSite site{header.index, process_rank(), host_, static_cast<long>(worker.pid)};
+      std::optional<ResultReader> result_files;  // maps the arrays the worker wrote to files
+      if (results_.enabled()) result_files.emplace(results_, std::span<const std::byte>(payload, header.length));
       job_->complete_encoded(header.index, {payload, header.length}, site);
       ++recorded_;
       deaths_without_progress_ = 0;
@@ -582,6 +589,7 @@ class ProcessesRun final : public Run {
   int n_workers_;
   SharedMemory shared_;
   std::string host_;
+  ResultFolder results_;  // removed, with the files workers wrote, when the call ends
   std::vector<Worker> workers_;
   std::size_t recorded_ = 0;
   int deaths_without_progress_ = 0;

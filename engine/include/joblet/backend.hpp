@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -49,6 +50,9 @@ struct JobSettings {
   bool keep_going = false;                               // a failure does not cancel the rest
   int cpu_budget = 1;                                    // CPUs the whole call may use
   std::optional<std::size_t> pre_dispatch;               // lazy input window; unset: read all first
+  // Process workers: result arrays above this go through files in temp_folder (see Config).
+  std::size_t max_nbytes = std::numeric_limits<std::size_t>::max();
+  std::string temp_folder;                               // empty: /dev/shm with room, else TMPDIR
 };
 
 // One parallel call as a backend sees it. Thread-safe where noted.

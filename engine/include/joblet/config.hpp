@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -19,6 +20,8 @@ namespace joblet {
 
 // batch_size value that lets joblet pick (the default).
 inline constexpr std::size_t auto_batch_size = 0;
+// max_nbytes value that sends every result through pipes (joblib's max_nbytes=None).
+inline constexpr std::size_t disable_memmapping = std::numeric_limits<std::size_t>::max();
 
 enum class Prefer { threads, processes };
 enum class Require { sharedmem };
@@ -44,6 +47,14 @@ struct Config {
   std::optional<Require> require{};
   // Called in the calling thread as tasks finish (and once more at the end).
   std::function<void(const Progress&)> progress{};
+  // Process workers: arrays (NDArray, std::vector of numbers) in a task's result larger than
+  // this many bytes are written to a file in temp_folder and mapped by the caller instead of
+  // being copied through a pipe (joblib's max_nbytes, which joblib applies to inputs: here
+  // inputs are shared by fork already). Default 1 MiB; disable_memmapping turns it off.
+  std::optional<std::size_t> max_nbytes{};
+  // Where those files go, in a folder made for the call and removed when it ends (joblib's
+  // temp_folder). Unset: JOBLET_TEMP_FOLDER, else /dev/shm when it has room, else TMPDIR.
+  std::optional<std::string> temp_folder{};
 
   // This config with its unset fields filled from `outer`.
   Config merged_over(const Config& outer) const;

@@ -21,6 +21,7 @@
 #include <variant>
 
 #include "joblet/detail/archive.hpp"
+#include "joblet/detail/array_io.hpp"
 #include "joblet/detail/containers.hpp"
 #include "joblet/error.hpp"
 

@@ -61,6 +61,8 @@ class SpanInputArchive : public cereal::InputArchive<SpanInputArchive, cereal::A
     }
   }
   std::size_t remaining() const noexcept { return bytes_.size() - position_; }
+  // Where the next byte will be read from (array references are resolved by position).
+  const std::byte* position() const noexcept { return bytes_.data() + position_; }
 
  private:
   std::span<const std::byte> bytes_;

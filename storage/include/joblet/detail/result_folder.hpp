@@ -1,0 +1,77 @@
+#pragma once
+// Large results of worker processes, through files instead of pipes (joblib's max_nbytes and
+// temp_folder, applied to results). For the engine's process-based backends; the engine only
+// sets these scopes up and never sees an array:
+//
+//   ResultFolder folder(settings.max_nbytes, settings.temp_folder);   // in the caller, per call
+//   // in each worker, around encoding its results into `frames`:
+//   ResultWriter writer(folder, frames);
+//   // in the caller, around decoding one result:
+//   ResultReader reader(folder, result_bytes);
+//
+// In a worker, every array of a result that is larger than max_nbytes is written to a file of
+// its own in the folder (an HDF5 file with one contiguous dataset, readable as a SharedArray)
+// and only a short reference goes through the pipe. The caller maps the file (private pages:
+// the array is writable and the file never changes) instead of reading it; arrays stay valid
+// after the folder is gone. The folder is made by the first worker that needs it, and removed
+// with everything in it when the ResultFolder is destroyed: when the call ends, however it ends.
+// A worker that cannot write a file (no space left) sends the array through the pipe instead.
+//
+// The folder: the configured one, else /dev/shm when it has room (2 GiB free, as joblib asks),
+// else $TMPDIR, else /tmp; in it, a fresh directory joblet-<host>-<pid>-<n>-<random>. Folders
+// left by a killed process of this host are removed by the next process that makes one there.
+
+#include <cstddef>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "joblet/detail/array_io.hpp"
+
+namespace joblet::detail {
+
+class ResultFolder {
+ public:
+  // max_nbytes: arrays larger than this go to files; std::numeric_limits<std::size_t>::max()
+  // turns the folder off. root: where to make the folder (empty: see above).
+  ResultFolder(std::size_t max_nbytes, const std::string& root);
+  ~ResultFolder();  // removes the folder
+  ResultFolder(const ResultFolder&) = delete;
+  ResultFolder& operator=(const ResultFolder&) = delete;
+
+  bool enabled() const noexcept { return !path_.empty(); }
+  const std::string& path() const noexcept { return path_; }
+  std::size_t max_nbytes() const noexcept { return max_nbytes_; }
+
+ private:
+  std::size_t max_nbytes_;
+  std::string path_;
+};
+
+class ResultWriter final : public ArrayWriter {
+ public:
+  // Active for the results this thread encodes into `out` (a worker's outgoing buffer).
+  ResultWriter(const ResultFolder& folder, const std::string& out) noexcept;
+  std::optional<std::string> store(const ArrayBlock& block) override;
+
+ private:
+  const ResultFolder& folder_;
+};
+
+class ResultReader final : public ArrayReader {
+ public:
+  // Active while this thread decodes `bytes` (results received from workers).
+  ResultReader(const ResultFolder& folder, std::span<const std::byte> bytes) noexcept
+      : ArrayReader(bytes), folder_(folder) {}
+  OpenedArray open(std::string_view reference, DType dtype, std::span<const std::size_t> shape,
+                   std::size_t nbytes) override;
+  void read(std::string_view reference, DType dtype, std::span<const std::size_t> shape, std::size_t nbytes,
+            Destination destination) override;
+
+ private:
+  const ResultFolder& folder_;
+};
+
+}  // namespace joblet::detail

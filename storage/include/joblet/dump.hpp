@@ -1,0 +1,160 @@
+#pragma once
+// dump() and load(): any encodable value to an HDF5 file and back (joblib.dump / joblib.load).
+//
+//   joblet::dump(result, "result.h5");                                // arrays uncompressed
+//   joblet::dump(result, "result.h5z", {.compress = 3});              // deflate level 3
+//   auto r = joblet::load<Result>("result.h5");                       // read into memory
+//   auto m = joblet::load<Result>("result.h5", {.mmap_mode = joblet::MmapMode::read_only});
+//
+// Every array of the value (each NDArray, and each std::vector of an Element type) becomes a
+// dataset /arrays/<n>, numbered in the order the value encodes them; the rest of the value is
+// the dataset /value, the codec's bytes with references to those datasets. h5py, h5dump and
+// any HDF5 reader see the arrays as ordinary datasets (attribute joblet_dtype names the dtype);
+// the root's attributes name the format (joblet_format = "joblet.dump", joblet_format_version)
+// and the C++ type (joblet_type).
+//
+// Uncompressed arrays are contiguous and 64-byte aligned in the file, so load() with an mmap
+// mode maps them in O(1) without reading them. Compressed arrays are chunked (about 1 MiB per
+// chunk) and filtered: deflate levels 1-9 with byte shuffling, or szip (compress > 0 with
+// Compressor::szip; usually faster than deflate). Mapping a compressed file is not possible:
+// load() warns and reads it into memory.
+//
+// load<T>() checks everything it reads before it allocates: the HDF5 signature, the format
+// name and version, T against the type the file was written as, every dataset's dtype and shape
+// against what T's encoding expects, and every size against the file's real size. A damaged,
+// truncated, foreign or mismatched file is a StorageError naming the problem, never a crash or a
+// huge allocation. dump() writes a hidden temporary file next to the path and renames it into
+// place, so a reader never sees half a file.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <vector>
+
+#include "joblet/codec.hpp"
+#include "joblet/error.hpp"
+#include "joblet/mmap_mode.hpp"
+#include "joblet/ndarray.hpp"
+
+namespace joblet {
+
+enum class Compressor {
+  deflate,  // zlib, levels 1 (fastest) to 9 (smallest), what h5py calls "gzip"
+  szip,     // HDF5's built-in szip (libaec): no levels; fast on smooth scientific data
+};
+
+struct DumpOptions {
+  // joblib's compress: 0 writes arrays uncompressed (contiguous and memory-mappable); 1 to 9
+  // compresses them with `compressor` at that level.
+  int compress = 0;
+  Compressor compressor = Compressor::deflate;
+  // Byte-shuffle elements before compressing (HDF5's shuffle filter): faster and smaller for
+  // numbers, whose high bytes vary slowly.
+  bool shuffle = true;
+  // An XXH3-128 checksum per uncompressed array (attribute joblet_xxh3_128), and HDF5's
+  // Fletcher-32 per compressed chunk. load() checks them with LoadOptions::verify.
+  bool checksum = true;
+  // fsync the file before publishing it, so that a crash of the machine cannot leave a
+  // published file whose data never reached the disk. Off, as in joblib.
+  bool fsync = false;
+};
+
+struct LoadOptions {
+  MmapMode mmap_mode = MmapMode::none;
+  // Check each uncompressed array's checksum while reading it (for mapped arrays this reads
+  // them once). Compressed chunks are always checked by HDF5.
+  bool verify = false;
+};
+
+namespace detail {
+
+// Collects the arrays of a value while it is encoded, then writes them and the encoding.
+class DumpWriter final : public ArrayWriter {
+ public:
+  DumpWriter(const std::string& target, std::size_t threshold) noexcept : ArrayWriter(target, threshold) {}
+  std::optional<std::string> store(const ArrayBlock& block) override;
+  std::size_t array_count() const noexcept { return arrays_.size(); }
+  // Writes the file at `path`: the arrays, `encoding` and the root attributes; `binding`, when
+  // given, is recorded so a reader can tell this file from another written for the same name.
+  // Returns the file's size.
+  std::uint64_t write(const std::filesystem::path& path, std::string_view encoding, std::string_view type_name,
+                      const DumpOptions& options, std::string_view binding = {}) const;
+
+ private:
+  struct Array {
+    DType dtype;
+    std::vector<std::size_t> shape;
+    const void* data;
+    std::size_t nbytes;
+  };
+  std::vector<Array> arrays_;
+};
+
+// A dump file opened and checked for a value of type `type_name` (and `binding`, when given).
+class DumpFile {
+ public:
+  DumpFile(const std::filesystem::path& path, const LoadOptions& options, std::string_view type_name,
+           std::string_view binding = {});
+  ~DumpFile();
+  DumpFile(const DumpFile&) = delete;
+  DumpFile& operator=(const DumpFile&) = delete;
+  // The value's encoding (what the DumpReader resolves references in).
+  std::span<const std::byte> encoding() const noexcept;
+  [[noreturn]] void fail_decode(const SerializationError& error) const;
+
+  struct Impl;
+  Impl& impl() noexcept { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+class DumpReader final : public ArrayReader {
+ public:
+  explicit DumpReader(DumpFile& file) noexcept : ArrayReader(file.encoding()), file_(file) {}
+  OpenedArray open(std::string_view reference, DType dtype, std::span<const std::size_t> shape,
+                   std::size_t nbytes) override;
+  void read(std::string_view reference, DType dtype, std::span<const std::size_t> shape, std::size_t nbytes,
+            Destination destination) override;
+
+ private:
+  DumpFile& file_;
+};
+
+template <class T>
+std::string dump_type_name() {
+  return demangle(typeid(T).name());
+}
+
+}  // namespace detail
+
+// Writes `value` to the HDF5 file `path` (replacing it). Throws StorageError (cannot write),
+// SerializationError (cannot encode), ConfigError (invalid options).
+template <Encodable T>
+void dump(const T& value, const std::filesystem::path& path, const DumpOptions& options = {}) {
+  std::string encoding;
+  detail::DumpWriter writer(encoding, 0);
+  encode(value, encoding);
+  writer.write(path, encoding, detail::dump_type_name<T>(), options);
+}
+
+// Reads the value dump() wrote to `path`. Throws StorageError when the file cannot be read or
+// does not hold a T.
+template <Encodable T>
+T load(const std::filesystem::path& path, const LoadOptions& options = {}) {
+  detail::DumpFile file(path, options, detail::dump_type_name<T>());
+  detail::DumpReader reader(file);
+  try {
+    return decode<T>(file.encoding());
+  } catch (const SerializationError& e) {
+    file.fail_decode(e);
+  }
+}
+
+}  // namespace joblet

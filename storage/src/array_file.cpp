@@ -1,0 +1,506 @@
+#include "array_file.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "io.hpp"
+#include "joblet/error.hpp"
+
+namespace joblet::detail {
+namespace {
+
+// Bytes moved per read or write call: large enough that system calls cost nothing, small
+// enough that a piece just hashed is still in cache when the kernel copies it.
+constexpr std::size_t kPiece = std::size_t{4} << 20;
+// Chunks of compressed datasets hold about this much.
+constexpr std::size_t kChunkBytes = std::size_t{1} << 20;
+// Uncompressed blobs up to this size live in the dataset's header (HDF5's compact layout).
+constexpr std::size_t kCompactLimit = 60 * 1024;
+// deflate cannot expand data more than about 1032 times; a claim beyond that is corrupt.
+constexpr std::uint64_t kMaxDeflateRatio = 1100;
+
+constexpr unsigned char kHdf5Signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+std::uint64_t physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page_size > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page_size)
+                                    : ~std::uint64_t{0};
+}
+
+std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+
+int write_at(int fd, const std::byte* data, std::size_t size, std::uint64_t offset) {
+  while (size > 0) {
+    const ssize_t written = ::pwrite(fd, data, size, static_cast<off_t>(offset));
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (written == 0) return EIO;
+    data += written;
+    size -= static_cast<std::size_t>(written);
+    offset += static_cast<std::uint64_t>(written);
+  }
+  return 0;
+}
+
+int read_at(int fd, std::byte* data, std::size_t size, std::uint64_t offset) {
+  while (size > 0) {
+    const ssize_t got = ::pread(fd, data, size, static_cast<off_t>(offset));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (got == 0) return ENODATA;  // the file shrank under us
+    data += got;
+    size -= static_cast<std::size_t>(got);
+    offset += static_cast<std::uint64_t>(got);
+  }
+  return 0;
+}
+
+std::vector<hsize_t> dims_of(std::span<const std::size_t> shape) {
+  return std::vector<hsize_t>(shape.begin(), shape.end());
+}
+
+// Chunk dimensions of about kChunkBytes, whole along the last axes (C order keeps rows together).
+std::vector<hsize_t> chunk_dims(std::span<const std::size_t> shape, std::size_t element_size) {
+  std::vector<hsize_t> chunk(shape.size(), 1);
+  std::size_t budget = std::max<std::size_t>(kChunkBytes / element_size, 1);
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    const std::size_t take = std::min(shape[d], budget);
+    chunk[d] = std::max<std::size_t>(take, 1);
+    budget = std::max<std::size_t>(budget / std::max<std::size_t>(take, 1), 1);
+    if (take < shape[d]) break;
+  }
+  return chunk;
+}
+
+}  // namespace
+
+int read_fully_at(int fd, void* data, std::size_t size, std::uint64_t offset) {
+  return read_at(fd, static_cast<std::byte*>(data), size, offset);
+}
+
+std::string describe_file_errno(int error) {
+  std::string text = std::strerror(error);
+  switch (error) {
+    case ENOSPC:
+    case EDQUOT:
+      return text + "; free space or write somewhere else";
+    case EROFS:
+      return text + "; the filesystem is read-only: write somewhere else";
+    case EACCES:
+    case EPERM:
+      return text + "; check the permissions of the file and its directory";
+    case ENOENT:
+      return text + "; check the path (dump() does not create directories)";
+    default:
+      return text;
+  }
+}
+
+// ---- writing ---------------------------------------------------------------------------------
+
+ArrayFileWriter::ArrayFileWriter(std::filesystem::path path, ArrayFileSettings settings)
+    : path_(std::move(path)), settings_(settings) {
+  if (path_.empty()) throw StorageError("cannot write an HDF5 file at an empty path");
+  if (settings_.compress < 0 || settings_.compress > 9) {
+    throw ConfigError("compress = " + std::to_string(settings_.compress) +
+                      " is not valid: use 0 (none, memory-mappable) or a level from 1 (fastest) to 9 (smallest)");
+  }
+  const std::filesystem::path directory = path_.has_parent_path() ? path_.parent_path() : ".";
+  struct stat info {};
+  if (stat(directory.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    throw StorageError("cannot write " + quoted(path_) + ": its directory " + quoted(directory) +
+                       (errno == ENOENT ? " does not exist (create it first)" : " is not a usable directory"));
+  }
+  temporary_ = directory / temporary_name(path_.filename().string());
+  auto lock = h5::lock();
+  h5::Id fapl = h5::file_access();
+  const hid_t file = H5Fcreate(temporary_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get());
+  if (file < 0) {
+    const std::string why = h5::error_text();
+    const int error = access(directory.c_str(), W_OK) != 0 ? errno : 0;
+    throw StorageError("cannot create " + quoted(path_) + ": " + (error != 0 ? describe_file_errno(error) : why));
+  }
+  file_ = h5::Id(file, H5Fclose);
+}
+
+ArrayFileWriter::~ArrayFileWriter() {
+  if (file_) {
+    auto lock = h5::lock();
+    file_.reset();
+  }
+  if (!published_ && !temporary_.empty()) ::unlink(temporary_.c_str());
+}
+
+void ArrayFileWriter::set_root_attribute(const char* name, std::string_view value) {
+  auto lock = h5::lock();
+  h5::write_string_attribute(file_.get(), name, value);
+}
+
+void ArrayFileWriter::set_root_attribute(const char* name, std::uint64_t value) {
+  auto lock = h5::lock();
+  h5::write_uint_attribute(file_.get(), name, value);
+}
+
+void ArrayFileWriter::add_array(const std::string& name, const ArrayBlock& block) {
+  const std::string what = "cannot write dataset '" + name + "' of " + quoted(path_);
+  Array array{name, block, std::vector<std::size_t>(block.shape.begin(), block.shape.end()), 0, false};
+  array.block.shape = array.shape;
+  const std::size_t element_size = dtype_size(block.dtype);
+  const bool compressed = settings_.compress > 0 && !array.shape.empty() && block.nbytes > 0;
+
+  auto lock = h5::lock();
+  const std::vector<hsize_t> dims = dims_of(array.shape);
+  h5::Id space = array.shape.empty()
+                     ? h5::make(H5Screate(H5S_SCALAR), H5Sclose, what)
+                     : h5::make(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, what);
+  h5::Id dcpl = h5::make(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, what);
+  if (compressed) {
+    const std::vector<hsize_t> chunk = chunk_dims(array.shape, element_size);
+    h5::check(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), what);
+    if (settings_.shuffle && element_size > 1) h5::check(H5Pset_shuffle(dcpl.get()), what);
+    if (settings_.compressor == FileCompressor::szip) {
+      unsigned config = 0;
+      if (H5Zget_filter_info(H5Z_FILTER_SZIP, &config) < 0 || (config & H5Z_FILTER_CONFIG_ENCODE_ENABLED) == 0) {
+        throw ConfigError("this HDF5 library cannot encode szip; use Compressor::deflate");
+      }
+      h5::check(H5Pset_szip(dcpl.get(), H5_SZIP_NN_OPTION_MASK, 32), what + " (szip)");
+    } else {
+      h5::check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(settings_.compress)), what);
+    }
+    // Per-chunk checksums, checked by HDF5 on every read.
+    if (settings_.checksum) h5::check(H5Pset_fletcher32(dcpl.get()), what);
+  } else {
+    h5::check(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS), what);
+    // Space now, at an offset joblet can write to and map; no fill values written first.
+    h5::check(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY), what);
+    h5::check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), what);
+  }
+  h5::Id lcpl = h5::make(H5Pcreate(H5P_LINK_CREATE), H5Pclose, what);
+  h5::check(H5Pset_create_intermediate_group(lcpl.get(), 1), what);
+  h5::Id type = h5::file_type(block.dtype);
+  h5::Id dataset =
+      h5::make(H5Dcreate2(file_.get(), name.c_str(), type.get(), space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
+               H5Dclose, what);
+  h5::write_string_attribute(dataset.get(), kDtypeAttribute, dtype_name(block.dtype));
+  if (compressed) {
+    h5::check(H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, block.data), what);
+    array.written_by_hdf5 = true;
+  } else if (block.nbytes > 0) {
+    const haddr_t offset = H5Dget_offset(dataset.get());
+    if (offset == HADDR_UNDEF) h5::fail(what + " (no offset for its data)");
+    array.offset = offset;
+    // Filled in by finish() once the bytes are written and hashed.
+    if (settings_.checksum) h5::write_string_attribute(dataset.get(), kChecksumAttribute, std::string(32, '0'));
+  }
+  arrays_.push_back(std::move(array));
+}
+
+void ArrayFileWriter::add_bytes(const std::string& name, std::string_view bytes, std::string_view description) {
+  const std::string what = "cannot write dataset '" + name + "' of " + quoted(path_);
+  auto lock = h5::lock();
+  const hsize_t size = bytes.size();
+  h5::Id space = h5::make(H5Screate_simple(1, &size, nullptr), H5Sclose, what);
+  h5::Id dcpl = h5::make(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, what);
+  h5::check(H5Pset_layout(dcpl.get(), bytes.size() <= kCompactLimit ? H5D_COMPACT : H5D_CONTIGUOUS), what);
+  h5::Id dataset =
+      h5::make(H5Dcreate2(file_.get(), name.c_str(), H5T_STD_U8LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+               H5Dclose, what);
+  if (!description.empty()) h5::write_string_attribute(dataset.get(), "joblet_description", description);
+  if (!bytes.empty()) {
+    h5::check(H5Dwrite(dataset.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()), what);
+  }
+}
+
+std::uint64_t ArrayFileWriter::offset_of(std::size_t array_index) const { return arrays_.at(array_index).offset; }
+
+std::uint64_t ArrayFileWriter::finish() {
+  {
+    auto lock = h5::lock();
+    if (!file_.close()) h5::fail("cannot write " + quoted(path_));
+  }
+  const int fd = ::open(temporary_.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw StorageError("cannot write " + quoted(path_) + ": " + describe_file_errno(errno));
+  const auto fail = [&](int error, const char* what) {
+    ::close(fd);
+    throw StorageError(std::string("cannot ") + what + " " + quoted(path_) + ": " + describe_file_errno(error));
+  };
+  std::vector<Hash128> checksums;
+  for (const Array& array : arrays_) {
+    if (array.written_by_hdf5 || array.block.nbytes == 0) continue;
+    const auto* data = static_cast<const std::byte*>(array.block.data);
+    Hasher hasher;
+    for (std::size_t done = 0; done < array.block.nbytes; done += kPiece) {
+      const std::size_t size = std::min(kPiece, array.block.nbytes - done);
+      if (settings_.checksum) hasher.update_bytes(data + done, size);
+      if (const int error = write_at(fd, data + done, size, array.offset + done); error != 0) fail(error, "write");
+    }
+    checksums.push_back(hasher.digest());
+  }
+  if (settings_.checksum && !checksums.empty()) {
+    try {
+      write_checksums(checksums);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+  }
+  if (settings_.fsync && ::fsync(fd) != 0) fail(errno, "flush");
+  struct stat info {};
+  if (fstat(fd, &info) != 0) fail(errno, "examine");
+  if (::close(fd) != 0) throw StorageError("cannot write " + quoted(path_) + ": " + describe_file_errno(errno));
+  if (::rename(temporary_.c_str(), path_.c_str()) != 0) {
+    throw StorageError("cannot publish " + quoted(path_) + ": " + describe_file_errno(errno));
+  }
+  published_ = true;
+  return static_cast<std::uint64_t>(info.st_size);
+}
+
+void ArrayFileWriter::write_checksums(const std::vector<Hash128>& checksums) {
+  const std::string what = "cannot write the checksums of " + quoted(path_);
+  auto lock = h5::lock();
+  h5::Id fapl = h5::file_access();
+  h5::Id file = h5::make(H5Fopen(temporary_.c_str(), H5F_ACC_RDWR, fapl.get()), H5Fclose, what);
+  std::size_t next = 0;
+  for (const Array& array : arrays_) {
+    if (array.written_by_hdf5 || array.block.nbytes == 0) continue;
+    h5::Id dataset = h5::make(H5Dopen2(file.get(), array.name.c_str(), H5P_DEFAULT), H5Dclose, what);
+    h5::Id attribute = h5::make(H5Aopen(dataset.get(), kChecksumAttribute, H5P_DEFAULT), H5Aclose, what);
+    h5::Id type = h5::make(H5Aget_type(attribute.get()), H5Tclose, what);
+    const std::string hex = checksums[next++].hex();
+    h5::check(H5Awrite(attribute.get(), type.get(), hex.c_str()), what);
+  }
+  if (!file.close()) h5::fail(what);
+}
+
+// ---- reading ---------------------------------------------------------------------------------
+
+FileMapping::FileMapping(int fd, std::uint64_t size, bool copy_on_write, std::string path)
+    : size_(size), copy_on_write_(copy_on_write), path_(std::move(path)) {
+  data_ = mmap(nullptr, size, copy_on_write ? PROT_READ | PROT_WRITE : PROT_READ,
+               copy_on_write ? MAP_PRIVATE : MAP_SHARED, fd, 0);
+  if (data_ == MAP_FAILED) {
+    data_ = nullptr;
+    throw StorageError("cannot memory-map '" + path_ + "': " + std::strerror(errno) +
+                       " (load it without an mmap mode, or raise the address-space limit)");
+  }
+}
+
+FileMapping::~FileMapping() {
+  if (data_ != nullptr) munmap(data_, size_);
+}
+
+ArrayFileReader::ArrayFileReader(std::filesystem::path path) : path_(std::move(path)) {
+  {
+    // Plain checks first, so a missing or foreign file gets a plain answer rather than HDF5's.
+    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw StorageError("cannot open " + quoted(path_) + ": " + describe_file_errno(errno));
+    struct stat info {};
+    const bool regular = fstat(fd, &info) == 0 && S_ISREG(info.st_mode);
+    unsigned char signature[8] = {};
+    const bool is_hdf5 = regular && read_at(fd, reinterpret_cast<std::byte*>(signature), 8, 0) == 0 &&
+                         std::memcmp(signature, kHdf5Signature, 8) == 0;
+    ::close(fd);
+    if (!regular) throw StorageError("cannot open " + quoted(path_) + ": it is not a regular file");
+    if (!is_hdf5) {
+      throw StorageError(quoted(path_) + " is not an HDF5 file (" + std::to_string(info.st_size) +
+                         " bytes without HDF5's signature): joblet::load reads files written by joblet::dump");
+    }
+  }
+  auto lock = h5::lock();
+  h5::Id fapl = h5::file_access();
+  const hid_t file = H5Fopen(path_.c_str(), H5F_ACC_RDONLY, fapl.get());
+  if (file < 0) {
+    const std::string why = h5::error_text();
+    if (why.find("truncated") != std::string::npos) {
+      throw StorageError(quoted(path_) + " is truncated (" + why +
+                         "): it was cut short while being written or copied; write it again");
+    }
+    throw StorageError("cannot open " + quoted(path_) + " as an HDF5 file (damaged?): " + why);
+  }
+  file_ = h5::Id(file, H5Fclose);
+  void* handle = nullptr;
+  if (H5Fget_vfd_handle(file_.get(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) {
+    h5::fail("cannot read " + quoted(path_));
+  }
+  fd_ = fcntl(*static_cast<int*>(handle), F_DUPFD_CLOEXEC, 0);
+  struct stat info {};
+  if (fd_ < 0 || fstat(fd_, &info) != 0) {
+    throw StorageError("cannot read " + quoted(path_) + ": " + std::strerror(errno));
+  }
+  file_size_ = static_cast<std::uint64_t>(info.st_size);
+}
+
+ArrayFileReader::~ArrayFileReader() {
+  if (fd_ >= 0) ::close(fd_);
+  if (file_) {
+    auto lock = h5::lock();
+    file_.reset();
+  }
+}
+
+std::optional<std::string> ArrayFileReader::root_string(const char* name, std::size_t max_size) const {
+  auto lock = h5::lock();
+  return h5::read_string_attribute(file_.get(), name, max_size);
+}
+
+std::optional<std::uint64_t> ArrayFileReader::root_uint(const char* name) const {
+  auto lock = h5::lock();
+  return h5::read_uint_attribute(file_.get(), name);
+}
+
+bool ArrayFileReader::has_dataset(const std::string& name) const {
+  auto lock = h5::lock();
+  const hid_t dataset = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
+  if (dataset < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  H5Dclose(dataset);
+  return true;
+}
+
+DatasetInfo ArrayFileReader::dataset(const std::string& name) const {
+  const std::string where = "dataset '" + name + "' of " + quoted(path_);
+  auto lock = h5::lock();
+  const hid_t id = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
+  if (id < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    throw StorageError(quoted(path_) + " has no dataset '" + name + "'");
+  }
+  h5::Id dataset(id, H5Dclose);
+  DatasetInfo info;
+  {
+    h5::Id type = h5::make(H5Dget_type(dataset.get()), H5Tclose, "cannot read " + where);
+    const auto dtype = h5::dtype_from(type.get());
+    if (!dtype) {
+      throw StorageError(where + " holds " + h5::describe_type(type.get()) +
+                         ", which no NDArray element type matches (bool, little-endian integers, float32, float64)");
+    }
+    info.dtype = *dtype;
+  }
+  {
+    h5::Id space = h5::make(H5Dget_space(dataset.get()), H5Sclose, "cannot read " + where);
+    const H5S_class_t kind = H5Sget_simple_extent_type(space.get());
+    if (kind == H5S_SIMPLE) {
+      const int rank = H5Sget_simple_extent_ndims(space.get());
+      if (rank < 0 || static_cast<std::size_t>(rank) > kMaxRank) throw StorageError(where + " has an invalid rank");
+      std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+      H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+      info.shape.assign(dims.begin(), dims.end());
+    } else if (kind != H5S_SCALAR) {
+      throw StorageError(where + " has no elements at all (a null dataspace), so it is no array");
+    }
+  }
+  try {
+    info.nbytes = checked_array_bytes(info.shape, dtype_size(info.dtype));
+  } catch (const cereal::Exception&) {
+    throw StorageError(where + " claims shape " + describe_shape(info.shape) + ", larger than any memory");
+  }
+  h5::Id dcpl = h5::make(H5Dget_create_plist(dataset.get()), H5Pclose, "cannot read " + where);
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  bool deflate_only = true;
+  if (layout == H5D_CONTIGUOUS) {
+    // External raw data would make joblet read other files than the one it was given.
+    if (H5Pget_external_count(dcpl.get()) != 0) throw StorageError(where + " keeps its data in external files");
+    const haddr_t offset = H5Dget_offset(dataset.get());
+    if (offset != HADDR_UNDEF) {
+      if (offset > file_size_ || info.nbytes > file_size_ - offset) {
+        throw StorageError(where + " claims " + std::to_string(info.nbytes) + " bytes at offset " +
+                           std::to_string(offset) + " but the file has only " + std::to_string(file_size_) +
+                           " bytes: it is truncated or damaged");
+      }
+      info.offset = offset;
+    } else {
+      H5Eclear2(H5E_DEFAULT);
+    }
+  } else if (layout == H5D_CHUNKED) {
+    const int filters = H5Pget_nfilters(dcpl.get());
+    info.compressed = filters > 0;
+    for (int i = 0; i < filters; ++i) {
+      unsigned flags = 0;
+      std::size_t count = 0;
+      const H5Z_filter_t filter =
+          H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &count, nullptr, 0, nullptr, nullptr);
+      if (filter != H5Z_FILTER_DEFLATE && filter != H5Z_FILTER_SHUFFLE && filter != H5Z_FILTER_FLETCHER32) {
+        deflate_only = false;
+      }
+    }
+  } else if (layout != H5D_COMPACT) {
+    throw StorageError(where + " is a virtual dataset, which joblet does not read");
+  }
+  if (!info.offset) {
+    // HDF5 will produce every byte: bound what a damaged or hostile file can make it allocate.
+    const std::uint64_t stored = H5Dget_storage_size(dataset.get());
+    const bool beyond_memory = info.nbytes > physical_memory();
+    const bool beyond_ratio = info.compressed && deflate_only && info.nbytes / kMaxDeflateRatio > stored + kChunkBytes;
+    if (beyond_memory || beyond_ratio) {
+      throw StorageError(where + " claims shape " + describe_shape(info.shape) + " (" + std::to_string(info.nbytes) +
+                         " bytes) from " + std::to_string(stored) +
+                         " stored bytes, more than it can hold or this machine's memory: it is damaged");
+    }
+  }
+  if (auto text = h5::read_string_attribute(dataset.get(), kChecksumAttribute, 64)) {
+    info.checksum = Hash128::from_hex(*text);
+  }
+  return info;
+}
+
+std::string ArrayFileReader::read_bytes(const std::string& name, std::size_t max_size) const {
+  const DatasetInfo info = dataset(name);
+  if (info.dtype != DType::uint8 || info.shape.size() != 1) {
+    throw StorageError("dataset '" + name + "' of " + quoted(path_) + " is not a one-dimensional uint8 dataset");
+  }
+  if (info.nbytes > max_size) {
+    throw StorageError("dataset '" + name + "' of " + quoted(path_) + " claims " + std::to_string(info.nbytes) +
+                       " bytes, more than it can hold");
+  }
+  std::string bytes(info.nbytes, '\0');
+  read(name, info, bytes.data(), false);
+  return bytes;
+}
+
+void ArrayFileReader::read(const std::string& name, const DatasetInfo& info, void* destination, bool verify) const {
+  if (info.nbytes == 0) return;
+  const std::string where = "dataset '" + name + "' of " + quoted(path_);
+  if (info.offset) {
+    auto* data = static_cast<std::byte*>(destination);
+    Hasher hasher;
+    const bool hashing = verify && info.checksum;
+    for (std::size_t done = 0; done < info.nbytes; done += kPiece) {
+      const std::size_t size = std::min(kPiece, info.nbytes - done);
+      if (const int error = read_at(fd_, data + done, size, *info.offset + done); error != 0) {
+        throw StorageError("cannot read " + where + ": " +
+                           (error == ENODATA ? std::string("the file was cut short meanwhile") : std::strerror(error)));
+      }
+      if (hashing) hasher.update_bytes(data + done, size);
+    }
+    if (hashing && hasher.digest() != *info.checksum) {
+      throw StorageError(where + " does not match its checksum: the file is damaged; write it again");
+    }
+    return;
+  }
+  auto lock = h5::lock();
+  h5::Id dataset = h5::make(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose, "cannot read " + where);
+  h5::Id type = h5::file_type(info.dtype);
+  h5::check(H5Dread(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, destination), "cannot read " + where);
+}
+
+std::shared_ptr<const FileMapping> ArrayFileReader::map(bool copy_on_write) {
+  if (!mapping_ || mapping_->copy_on_write() != copy_on_write) {
+    mapping_ = std::make_shared<const FileMapping>(fd_, file_size_, copy_on_write, path_.string());
+  }
+  return mapping_;
+}
+
+}  // namespace joblet::detail

@@ -1,0 +1,155 @@
+#pragma once
+// HDF5 files of arrays, as dump(), Memory's companion files, SharedArray and the processes
+// backend's result files use them. The format (which datasets and attributes a dump file has)
+// lives in dump.cpp; this is the machinery:
+//
+// - ArrayFileWriter makes a new file under a hidden temporary name next to its destination and
+//   renames it into place once complete, so a reader sees the old file, the new one, or none.
+//   Uncompressed arrays become contiguous datasets allocated at creation (64-byte aligned, no
+//   fill), and joblet writes their bytes itself after HDF5 closed the file: HDF5 holds its lock
+//   only for metadata. Compressed arrays become chunked datasets written by HDF5's filters.
+// - ArrayFileReader opens a file, describes its datasets, and reads them (pread at the offset
+//   HDF5 gives, or HDF5's own read for chunked data) or maps the whole file once.
+//
+// Every size a file claims is checked against the file's real size (or, for compressed data,
+// against what its compressed size can expand to) before anything is allocated.
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hdf5_util.hpp"
+#include "joblet/detail/array_io.hpp"
+#include "joblet/dtype.hpp"
+#include "joblet/hash.hpp"
+
+namespace joblet::detail {
+
+enum class FileCompressor { deflate, szip };
+
+struct ArrayFileSettings {
+  int compress = 0;  // 0: contiguous; 1-9: chunked with the compressor (its level, for deflate)
+  FileCompressor compressor = FileCompressor::deflate;
+  bool shuffle = true;
+  bool checksum = true;  // XXH3-128 of each contiguous array, as attribute joblet_xxh3_128
+  bool fsync = false;
+};
+
+inline constexpr const char* kChecksumAttribute = "joblet_xxh3_128";
+inline constexpr const char* kDtypeAttribute = "joblet_dtype";
+
+class ArrayFileWriter {
+ public:
+  // Creates the temporary file now; nothing appears at `path` before finish().
+  ArrayFileWriter(std::filesystem::path path, ArrayFileSettings settings);
+  ~ArrayFileWriter();  // removes the temporary file unless finish() published it
+  ArrayFileWriter(const ArrayFileWriter&) = delete;
+  ArrayFileWriter& operator=(const ArrayFileWriter&) = delete;
+
+  void set_root_attribute(const char* name, std::string_view value);
+  void set_root_attribute(const char* name, std::uint64_t value);
+  // A dataset for the array (groups in `name` are created). `block.data` must stay valid until
+  // finish(), which writes the bytes of uncompressed arrays.
+  void add_array(const std::string& name, const ArrayBlock& block);
+  // A one-dimensional uint8 dataset holding `bytes` (written now).
+  void add_bytes(const std::string& name, std::string_view bytes, std::string_view description);
+  // Writes the arrays' bytes and checksums, syncs if asked, publishes the file at its path.
+  // Returns the file's size.
+  std::uint64_t finish();
+  // Where an uncompressed array's bytes start in the file (after add_array), for readers that
+  // map it without HDF5.
+  std::uint64_t offset_of(std::size_t array_index) const;
+
+  const std::filesystem::path& temporary_path() const noexcept { return temporary_; }
+
+ private:
+  struct Array {
+    std::string name;
+    ArrayBlock block;
+    std::vector<std::size_t> shape;
+    std::uint64_t offset = 0;  // for contiguous data written by joblet
+    bool written_by_hdf5 = false;
+  };
+  void write_data();
+  void write_checksums(const std::vector<Hash128>& checksums);
+
+  std::filesystem::path path_;
+  std::filesystem::path temporary_;
+  ArrayFileSettings settings_;
+  h5::Id file_;
+  std::vector<Array> arrays_;
+  bool published_ = false;
+};
+
+struct DatasetInfo {
+  DType dtype{};
+  std::vector<std::size_t> shape;
+  std::size_t nbytes = 0;
+  // Contiguous data at a known offset: joblet reads or maps it itself.
+  std::optional<std::uint64_t> offset;
+  bool compressed = false;
+  std::optional<Hash128> checksum;
+};
+
+// A mapping of a whole file, shared by every array mapped from it.
+class FileMapping final : public ArrayBuffer {
+ public:
+  FileMapping(int fd, std::uint64_t size, bool copy_on_write, std::string path);
+  ~FileMapping() override;
+  std::string_view mapped_file() const noexcept override { return path_; }
+  std::byte* data() const noexcept { return static_cast<std::byte*>(data_); }
+  bool copy_on_write() const noexcept { return copy_on_write_; }
+
+ private:
+  void* data_ = nullptr;
+  std::uint64_t size_ = 0;
+  bool copy_on_write_ = false;
+  std::string path_;
+};
+
+class ArrayFileReader {
+ public:
+  // Opens an HDF5 file; StorageError naming the cause when it is missing, not HDF5, truncated.
+  explicit ArrayFileReader(std::filesystem::path path);
+  ~ArrayFileReader();
+  ArrayFileReader(const ArrayFileReader&) = delete;
+  ArrayFileReader& operator=(const ArrayFileReader&) = delete;
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  std::uint64_t file_size() const noexcept { return file_size_; }
+
+  std::optional<std::string> root_string(const char* name, std::size_t max_size = 4096) const;
+  std::optional<std::uint64_t> root_uint(const char* name) const;
+  bool has_dataset(const std::string& name) const;
+  // Describes a dataset of an Element type; StorageError when it is missing, of another
+  // type, stored where joblet does not read (external files, virtual datasets), or claims
+  // more bytes than the file can hold.
+  DatasetInfo dataset(const std::string& name) const;
+  // The bytes of a one-dimensional uint8 dataset of at most `max_size` bytes.
+  std::string read_bytes(const std::string& name, std::size_t max_size) const;
+  // Reads a dataset into `destination` (info.nbytes bytes); with `verify`, checks its checksum.
+  void read(const std::string& name, const DatasetInfo& info, void* destination, bool verify) const;
+  // The whole file mapped (once; later calls return the same mapping).
+  std::shared_ptr<const FileMapping> map(bool copy_on_write);
+
+ private:
+  std::filesystem::path path_;
+  h5::Id file_;
+  int fd_ = -1;  // HDF5's own file, duplicated: reads and maps see exactly what HDF5 parsed
+  std::uint64_t file_size_ = 0;
+  std::shared_ptr<const FileMapping> mapping_;
+};
+
+// Why a path cannot be written or read, from an errno, with the fix.
+std::string describe_file_errno(int error);
+// pread of exactly `size` bytes at `offset`: 0, an errno, or ENODATA when the file ends first.
+int read_fully_at(int fd, void* data, std::size_t size, std::uint64_t offset);
+
+}  // namespace joblet::detail

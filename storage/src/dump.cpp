@@ -1,0 +1,181 @@
+// The dump file format (version 1), on top of array_file's HDF5 machinery:
+//
+//   /                       attributes joblet_format = "joblet.dump", joblet_format_version = 1,
+//                           joblet_type (the C++ type, demangled), joblet_version (the library),
+//                           joblet_binding (Memory's companion files only)
+//   /value                  uint8[n]: the value's codec bytes; each array in it is a reference,
+//                           the name of its dataset under /arrays
+//   /arrays/<n>             one dataset per array, in encoding order; attribute joblet_dtype,
+//                           and joblet_xxh3_128 (uncompressed arrays)
+#include <algorithm>
+
+#include "array_file.hpp"
+#include "joblet/detail/log.hpp"
+#include "joblet/dump.hpp"
+
+#ifndef JOBLET_VERSION_STRING
+#define JOBLET_VERSION_STRING "unknown"
+#endif
+
+namespace joblet::detail {
+namespace {
+
+constexpr std::string_view kFormatName = "joblet.dump";
+constexpr std::uint64_t kFormatVersion = 1;
+constexpr const char* kEncodingDataset = "value";
+constexpr std::string_view kArraysGroup = "arrays/";
+
+std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+
+// Dataset names under /arrays: what dump writes (decimal numbers), checked before use so that
+// a damaged encoding cannot name anything else in the file.
+bool valid_array_name(std::string_view name) {
+  return !name.empty() && name.size() <= 20 &&
+         std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+struct DumpFile::Impl {
+  Impl(const std::filesystem::path& path, LoadOptions load_options) : reader(path), options(load_options) {}
+  ArrayFileReader reader;
+  LoadOptions options;
+  std::string type_name;
+  std::string encoding;
+  bool warned_compressed = false;
+
+  DatasetInfo checked_dataset(std::string_view reference, DType dtype, std::span<const std::size_t> shape) {
+    if (!valid_array_name(reference)) {
+      throw StorageError(quoted(reader.path()) + " is damaged: its value refers to an array named '" +
+                         std::string(reference.substr(0, 40)) + "'");
+    }
+    const std::string name = std::string(kArraysGroup) + std::string(reference);
+    DatasetInfo info = reader.dataset(name);
+    if (info.dtype != dtype) {
+      throw StorageError("dataset '" + name + "' of " + quoted(reader.path()) + " holds " +
+                         std::string(dtype_name(info.dtype)) + " elements where " + type_name + " has " +
+                         std::string(dtype_name(dtype)) + " ones (was the file written for another type?)");
+    }
+    if (!std::equal(info.shape.begin(), info.shape.end(), shape.begin(), shape.end())) {
+      throw StorageError("dataset '" + name + "' of " + quoted(reader.path()) + " has shape " +
+                         describe_shape(info.shape) + " where the value expects " + describe_shape(shape) +
+                         ": the file is damaged or was changed after dump()");
+    }
+    return info;
+  }
+};
+
+std::optional<std::string> DumpWriter::store(const ArrayBlock& block) {
+  const std::string name = std::to_string(arrays_.size());
+  arrays_.push_back(
+      {block.dtype, std::vector<std::size_t>(block.shape.begin(), block.shape.end()), block.data, block.nbytes});
+  return name;
+}
+
+std::uint64_t DumpWriter::write(const std::filesystem::path& path, std::string_view encoding,
+                                std::string_view type_name, const DumpOptions& options,
+                                std::string_view binding) const {
+  ArrayFileSettings settings;
+  settings.compress = options.compress;
+  settings.compressor = options.compressor == Compressor::szip ? FileCompressor::szip : FileCompressor::deflate;
+  settings.shuffle = options.shuffle;
+  settings.checksum = options.checksum;
+  settings.fsync = options.fsync;
+  ArrayFileWriter file(path, settings);
+  file.set_root_attribute("joblet_format", kFormatName);
+  file.set_root_attribute("joblet_format_version", kFormatVersion);
+  file.set_root_attribute("joblet_type", type_name);
+  file.set_root_attribute("joblet_version", JOBLET_VERSION_STRING);
+  if (!binding.empty()) file.set_root_attribute("joblet_binding", binding);
+  for (std::size_t i = 0; i < arrays_.size(); ++i) {
+    const Array& array = arrays_[i];
+    file.add_array(std::string(kArraysGroup) + std::to_string(i), {array.dtype, array.shape, array.data, array.nbytes});
+  }
+  file.add_bytes(kEncodingDataset, encoding,
+                 "the value's codec bytes (joblet); its arrays are the datasets in /arrays, in order");
+  return file.finish();
+}
+
+DumpFile::DumpFile(const std::filesystem::path& path, const LoadOptions& options, std::string_view type_name,
+                   std::string_view binding)
+    : impl_(std::make_unique<Impl>(path, options)) {
+  Impl& file = *impl_;
+  file.type_name = std::string(type_name);
+  const auto format = file.reader.root_string("joblet_format");
+  if (!format || *format != kFormatName) {
+    throw StorageError(quoted(path) +
+                       " is an HDF5 file but not one written by joblet::dump (no joblet_format attribute); read "
+                       "its datasets with joblet::SharedArray(path, dataset)");
+  }
+  const auto version = file.reader.root_uint("joblet_format_version");
+  if (!version) throw StorageError(quoted(path) + " is damaged: its joblet_format_version attribute is unreadable");
+  if (*version > kFormatVersion) {
+    throw StorageError(quoted(path) + " was written by a newer joblet (dump format version " +
+                       std::to_string(*version) + "); this joblet reads version " + std::to_string(kFormatVersion) +
+                       ": upgrade joblet to read it");
+  }
+  if (*version != kFormatVersion) {
+    throw StorageError(quoted(path) + " has dump format version " + std::to_string(*version) +
+                       ", which this joblet does not read (it reads version " + std::to_string(kFormatVersion) + ")");
+  }
+  const auto stored_type = file.reader.root_string("joblet_type", 65536);
+  if (!stored_type) throw StorageError(quoted(path) + " is damaged: its joblet_type attribute is unreadable");
+  if (*stored_type != type_name) {
+    throw StorageError(quoted(path) + " holds a " + *stored_type + ", not a " + std::string(type_name) +
+                       ": load it as the type it was dumped as");
+  }
+  if (!binding.empty() && file.reader.root_string("joblet_binding").value_or("") != binding) {
+    throw StorageError(quoted(path) + " belongs to another entry (it was replaced meanwhile)");
+  }
+  file.encoding = file.reader.read_bytes(kEncodingDataset, file.reader.file_size());
+}
+
+DumpFile::~DumpFile() = default;
+
+std::span<const std::byte> DumpFile::encoding() const noexcept {
+  return std::as_bytes(std::span<const char>(impl_->encoding.data(), impl_->encoding.size()));
+}
+
+void DumpFile::fail_decode(const SerializationError& error) const {
+  throw StorageError(quoted(impl_->reader.path()) + " does not hold a valid " + impl_->type_name + " (" +
+                     error.message() + "): it is damaged, or was written by an incompatible program");
+}
+
+OpenedArray DumpReader::open(std::string_view reference, DType dtype, std::span<const std::size_t> shape,
+                             std::size_t nbytes) {
+  DumpFile::Impl& file = file_.impl();
+  const DatasetInfo info = file.checked_dataset(reference, dtype, shape);
+  const std::string name = std::string(kArraysGroup) + std::string(reference);
+  const MmapMode mode = file.options.mmap_mode;
+  const bool aligned = info.offset && *info.offset % dtype_size(dtype) == 0;
+  if (mode != MmapMode::none && info.compressed && !file.warned_compressed) {
+    file.warned_compressed = true;
+    log().warn(
+        "{} has compressed arrays, which cannot be memory-mapped; loading them into memory (dump it with "
+        "compress = 0 to map it)",
+        file.reader.path().string());
+  }
+  if (mode != MmapMode::none && aligned && nbytes > 0) {
+    auto mapping = file.reader.map(mode == MmapMode::copy_on_write);
+    std::byte* data = mapping->data() + *info.offset;
+    if (file.options.verify && info.checksum && hash_bytes(data, nbytes) != *info.checksum) {
+      throw StorageError("dataset '" + name + "' of " + quoted(file.reader.path()) +
+                         " does not match its checksum: the file is damaged; write it again");
+    }
+    return {std::move(mapping), data, mode == MmapMode::copy_on_write};
+  }
+  void* data = nullptr;
+  auto buffer = allocate_array_buffer(nbytes, data, false);
+  file.reader.read(name, info, data, file.options.verify);
+  return {std::move(buffer), data, true};
+}
+
+void DumpReader::read(std::string_view reference, DType dtype, std::span<const std::size_t> shape, std::size_t nbytes,
+                      Destination destination) {
+  DumpFile::Impl& file = file_.impl();
+  const DatasetInfo info = file.checked_dataset(reference, dtype, shape);
+  void* data = destination.allocate(destination.context, shape.empty() ? 1 : shape[0]);
+  if (nbytes > 0) file.reader.read(std::string(kArraysGroup) + std::string(reference), info, data, file.options.verify);
+}
+
+}  // namespace joblet::detail
