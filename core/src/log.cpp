@@ -48,9 +48,10 @@ std::shared_ptr<spdlog::logger> logger() {
 }
 
 void set_log_identity(std::string_view identity) {
+  auto instance = logger();  // created before locking: creating it takes the same lock
   std::lock_guard lock(g_mutex);
   g_identity = identity;
-  logger()->set_pattern(pattern());
+  instance->set_pattern(pattern());
 }
 
 namespace detail {

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "joblet/detail/env.hpp"
+#include "joblet/environment.hpp"
 #include "joblet/error.hpp"
 #include "joblet/store.hpp"
 #include "units.hpp"
@@ -226,7 +227,7 @@ int prune(const CacheArguments& arguments) {
 
 }  // namespace
 
-std::string default_cache_directory() { return detail::env_string("JOBLET_CACHE_DIR").value_or("joblet-cache"); }
+std::string default_cache_directory() { return default_cache_dir(); }
 
 int run_cache_command(const CacheArguments& arguments) {
   switch (arguments.action) {

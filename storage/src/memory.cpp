@@ -66,7 +66,7 @@ FunctionCache::FunctionCache(std::shared_ptr<MemoryState> memory, std::string na
       name_(std::move(name)),
       version_(std::move(version)),
       options_(std::move(options)),
-      compute_once_(options_.compute_once.value_or(memory_->options.compute_once)),
+      compute_once_(options_.compute_once.value_or(memory_->options.compute_once.value_or(default_compute_once()))),
       counters_(std::make_unique<Counters>()) {
   // The key's domain comes first so that a future key scheme ("v2") cannot collide with this one.
   key_prefix_.update_text("joblet.cache-key.v1").update_text(name_).update_text(version_);
@@ -213,6 +213,12 @@ std::string quote_for_summary(std::string_view text) {
   quoted += text.size() > kShown ? "\"..." : "\"";
   return quoted;
 }
+
+namespace {
+std::atomic<bool> g_default_compute_once{false};
+}  // namespace
+void set_default_compute_once(bool on) noexcept { g_default_compute_once.store(on, std::memory_order_relaxed); }
+bool default_compute_once() noexcept { return g_default_compute_once.load(std::memory_order_relaxed); }
 
 }  // namespace detail
 

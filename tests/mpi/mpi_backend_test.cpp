@@ -52,6 +52,12 @@ void expect_items(const std::vector<Item>& items, int n) {
   }
 }
 
+TEST(Mpi, SessionMadeMpiTheDefault) {
+  EXPECT_EQ(joblet::default_backend(), "mpi");
+  EXPECT_EQ(joblet::Parallel().backend_name(), "mpi");
+  EXPECT_EQ(joblet::Parallel().n_workers(), world_size());
+}
+
 TEST(Mpi, ListEqualsTheSequentialMapOnEveryRank) {
   joblet::Parallel parallel({.backend = "mpi"});
   EXPECT_EQ(parallel.n_workers(), world_size());

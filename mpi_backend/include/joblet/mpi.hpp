@@ -15,6 +15,13 @@
 
 namespace joblet {
 
+namespace detail {
+bool install_mpi_session_hooks() noexcept;
+// Any program that includes this header lets joblet::Session initialise MPI when a launcher
+// started several ranks (this initialiser also makes the linker keep the MPI support).
+inline const bool mpi_session_hooks_installed = install_mpi_session_hooks();
+}  // namespace detail
+
 // Registers the "mpi" backend for calls on `communicator` (MPI must be initialised, ideally
 // with MPI_THREAD_MULTIPLE). Collective: every rank of the communicator calls it. It also
 // gives each rank its share of the node's CPUs for threads calls (hybrid MPI + threads).

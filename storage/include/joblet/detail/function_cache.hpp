@@ -61,12 +61,17 @@ struct CacheOptions {
 struct MemoryOptions {
   StoreOptions store{};
   // The first process to miss a key computes it while the others wait for its result (see
-  // Store::claim). Off by default: one process gains nothing from it. Across MPI ranks it pays.
-  bool compute_once = false;
+  // Store::claim). Unset: on when joblet::Session runs across MPI ranks (where it pays), off
+  // for one process (which gains nothing from it).
+  std::optional<bool> compute_once{};
   LockOptions lock{};
 };
 
 namespace detail {
+
+// The compute_once that Memory uses when neither it nor a cached function sets one.
+void set_default_compute_once(bool on) noexcept;
+bool default_compute_once() noexcept;
 
 struct MemoryState;
 struct Counters;

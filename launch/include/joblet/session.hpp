@@ -1,0 +1,57 @@
+#pragma once
+// Session: what a joblet program creates first thing in main().
+//
+//   int main(int argc, char** argv) {
+//     joblet::Session session(argc, argv);
+//     ...
+//     if (session.is_root()) report(results);
+//   }
+//
+// It detects how the program was started (Environment) and, when a launcher started more than
+// one rank, initialises MPI (MPI_THREAD_MULTIPLE), registers the "mpi" backend and makes it
+// the default, turns compute-once on for Memory (ranks missing the same key compute it once),
+// and prefixes log lines with the rank and host. It finalises MPI when it ends. Started without
+// a launcher, the same program runs on the "threads" backend.
+//
+// The silent-singleton trap — Slurm started N > 1 tasks but each sees an MPI world of one,
+// because MPI was not started through Slurm's PMI — stops the program with a ConfigError that
+// says to use `srun --mpi=pmix` or `mpirun`.
+
+#include <string>
+
+#include "joblet/environment.hpp"
+
+namespace joblet {
+
+struct SessionOptions {
+  // Initialise MPI even for one rank (for programs that make their own MPI calls).
+  bool always_init_mpi = false;
+};
+
+class Session {
+ public:
+  Session(int& argc, char**& argv, SessionOptions options = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+  bool is_root() const noexcept { return rank_ == 0; }
+  // Whether this Session initialised MPI (and will finalise it).
+  bool uses_mpi() const noexcept { return mpi_; }
+  const Environment& environment() const noexcept { return environment_; }
+  // $JOBLET_CACHE_DIR, else ./joblet-cache.
+  std::string cache_dir() const { return default_cache_dir(); }
+  // The backend calls get when nothing names one: "mpi" across ranks, else "threads".
+  std::string default_backend() const;
+
+ private:
+  Environment environment_;
+  int rank_ = 0;
+  int size_ = 1;
+  bool mpi_ = false;
+  bool owns_mpi_ = false;
+};
+
+}  // namespace joblet
