@@ -8,9 +8,10 @@
 //   mpi-pingpong-raw  8-byte MPI_Send/MPI_Recv ping-pong between ranks 0 and 1: µs one way
 //
 // Workloads (sizes from workloads.hpp, as bench_engine): tiny, tiny-batch1 (µs per task),
-// sleep10ms (efficiency = (tasks × 10 ms / ranks) / wall), and claim-throughput-R: empty tasks
-// (returning their index) at batch size 1 on R ranks, in tasks per second, i.e. how many
-// indices the claiming scheme hands out (and results it spreads) per second.
+// sleep10ms (efficiency = (tasks × 10 ms / ranks) / wall), and claim-throughput-R: tasks at
+// batch size 1 on R ranks, in tasks per second, where a task returns at once except on rank 0,
+// where it sleeps 1 ms: nearly every index then reaches a rank through a claim to rank 0, so the
+// figure is the rate at which rank 0 serves claims (and results are spread to every rank).
 //
 //   mpirun --oversubscribe --bind-to none -n 2 bench_mpi --workload tiny --system joblet-mpi [--quick]
 //   -> tiny joblet-mpi 0.52 us
@@ -52,6 +53,11 @@ using Task = std::int64_t (*)(std::int64_t);
 using Argument = std::int64_t (*)(std::size_t);
 
 std::int64_t identity(std::int64_t i) { return i; }
+// Returns at once, except on rank 0, which serves claims and is kept from taking the work.
+std::int64_t identity_off_root(std::int64_t i) {
+  if (world_rank() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return i;
+}
 
 std::int64_t sleep_task(std::int64_t milliseconds) {
   std::this_thread::sleep_for(std::chrono::milliseconds(milliseconds));
@@ -216,7 +222,7 @@ bool run(const Options& options) {
   } else if (w.starts_with("claim-throughput-") && system != "mpi-pingpong-raw") {
     if (w != "claim-throughput-" + std::to_string(ranks))
       throw std::runtime_error(w + " must run on that many ranks, not " + std::to_string(ranks));
-    value = static_cast<double>(s.tiny_tasks) / seconds(s.tiny_tasks, 1, identity, index_argument);
+    value = static_cast<double>(s.tiny_tasks) / seconds(s.tiny_tasks, 1, identity_off_root, index_argument);
     unit = "tasks/s";
   } else {
     return false;

@@ -22,7 +22,9 @@ void CallDriver::cancel() noexcept {
   if (run_) run_->cancel();
 }
 
-bool CallDriver::all_finished() const noexcept { return job_->input_complete() && done_ >= job_->size(); }
+bool CallDriver::all_finished() const noexcept {
+  return !job_->results_here() || (job_->input_complete() && done_ >= job_->size());
+}
 
 void CallDriver::report(bool finished) {
   if (reported_end_) return;

@@ -28,6 +28,7 @@ Config Config::merged_over(const Config& outer) const {
   fill(merged.pre_dispatch, outer.pre_dispatch);
   fill(merged.prefer, outer.prefer);
   fill(merged.require, outer.require);
+  fill(merged.results_to, outer.results_to);
   if (!merged.progress) merged.progress = outer.progress;
   fill(merged.max_nbytes, outer.max_nbytes);
   fill(merged.temp_folder, outer.temp_folder);
@@ -110,6 +111,7 @@ CallPlan plan_call(const Config& explicit_config) {
     plan.settings.timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(*config.timeout);
   }
   plan.settings.pre_dispatch = config.pre_dispatch;
+  plan.settings.results_to_root = config.results_to == ResultsTo::root;
   plan.settings.max_nbytes = config.max_nbytes.value_or(kDefaultMaxNbytes);
   plan.settings.temp_folder = config.temp_folder.value_or("");
   plan.verbose = config.verbose.value_or(0);

@@ -141,6 +141,11 @@ std::exception_ptr Job::input_error() const {
   return input_complete() ? input_error_ : nullptr;
 }
 
+void Job::finish_without_results() {
+  results_here_.store(false, std::memory_order_release);
+  wake_caller();
+}
+
 void Job::set_complete_input(std::size_t size) noexcept {
   size_.store(size, std::memory_order_release);
   input_complete_.store(true, std::memory_order_release);

@@ -1,6 +1,7 @@
-// The mpi backend. On each rank the calling thread is the communicator: it talks MPI (all of
-// this rank's MPI calls come from it), records outcomes and watches timeouts, while one
-// compute thread per rank runs tasks. Rank 0's calling thread also hands out task indices.
+// The mpi backend. On each rank the calling thread is the communicator: all of this rank's MPI
+// calls come from it; it records outcomes and watches timeouts, while one compute thread per
+// rank runs tasks. Rank 0 owns the task counter: its compute thread takes work from it
+// directly, and its calling thread grants work to the other ranks.
 //
 // Messages, on a communicator duplicated for each call so that they never mix with the
 // program's own or with another call's:
@@ -11,10 +12,26 @@
 // A rank leaves a call once it sent STOP to everyone, received STOP from everyone with all
 // the FRAMES announced, and all of its own sends completed: no message is left in flight,
 // whether the call ended normally, failed or was abandoned, so no rank can hang on another.
+//
+// Where results go: up to kStreamAllUpTo ranks (JOBLET_MPI_STREAM_RANKS), each rank streams its results to every other
+// rank (generators yield as results arrive everywhere). Beyond that, N - 1 messages per batch
+// would swamp the network, so results go to rank 0 only, which ends the call with one tree
+// broadcast of all of them (MPI_Ibcast). With ResultsTo::root that broadcast carries nothing
+// but the end of the call. Failures always go to every rank at once, so that every rank stops
+// and throws the same error. Every rank posts the two end-of-call broadcasts exactly once per
+// call in gather modes, also when the call fails, so no collective is left unmatched.
+//
+// Latency matters at batch size 1 and for long tasks, and three things keep it low (measured
+// with Open MPI 4.1): MPI_Iprobe is called again after a miss (ob1 progresses the network only
+// after looking for a match, so a message that just arrived is seen by the second call); the
+// communicating thread's timer slack is 1 µs during a call (Linux's default 50 µs would be
+// added to every poll interval); and a rank asks for its next batch a round trip before the
+// current one is expected to end, so that the answer is there when it is needed.
 #include "joblet/mpi.hpp"
 
 #include <fmt/format.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +46,7 @@
 #include "joblet/backend.hpp"
 #include "joblet/cpu.hpp"
 #include "joblet/detail/cpu_budget.hpp"
+#include "joblet/detail/env.hpp"
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/log.hpp"
 #include "mpi_failures.hpp"
@@ -44,9 +62,23 @@ enum Tag : int { kClaimTag = 1, kGrantTag = 2, kFramesTag = 3, kStopTag = 4 };
 // A claim should take about this long to run, so that the round trip to rank 0 stays small
 // against the work it buys.
 constexpr auto kBatchTarget = std::chrono::milliseconds(1);
-// Below this estimated duration a rank asks for its next batch while it runs the current one,
-// hiding the round trip; above it, asking only when idle keeps the last batches balanced.
+// Below this estimated duration a rank always holds one batch in reserve; above it, it asks
+// for the next one shortly before the current one should end, so the last batches stay
+// balanced.
 constexpr auto kPrefetchBelow = std::chrono::milliseconds(2);
+// Up to this many ranks, results are streamed to every rank (see the top of this file);
+// JOBLET_MPI_STREAM_RANKS changes it.
+constexpr int kStreamAllUpTo = 32;
+
+int stream_all_up_to() {
+  static const int ranks = [] {
+    const auto value = detail::env_integer("JOBLET_MPI_STREAM_RANKS");
+    return value ? static_cast<int>(*value) : kStreamAllUpTo;
+  }();
+  return ranks;
+}
+// Longest sleep between polls of the network while a call runs.
+constexpr auto kPollCap = std::chrono::microseconds(100);
 // Messages above this size are split: MPI counts bytes in an int.
 constexpr std::size_t kMaxMessageBytes = std::size_t{1} << 30;
 
@@ -61,12 +93,14 @@ void check(int status, const char* what) {
   }
 }
 
+std::int64_t now_ns() { return Clock::now().time_since_epoch().count(); }
+
 struct RankIdentity {
   long pid;
   char host[64];
 };
 
-// The compute thread of this rank and what it shares with the calling thread.
+// The compute thread(s) of this rank and what they share with the calling thread.
 struct ComputeState {
   std::shared_ptr<Job> job;
   std::mutex mutex;
@@ -83,21 +117,54 @@ struct ComputeState {
   std::deque<Finished> finished;
   RunningTask tracker;                      // the task the newest thread runs
   std::atomic<std::int64_t> abandoned{-1};  // the task the caller gave up on
+  std::atomic<std::int64_t> batch_started_ns{0};  // the running batch: when it started
+  std::atomic<std::uint64_t> batch_tasks{0};       // and how many tasks it has
+
+  // Rank 0 only: the task counter, taken from under `mutex` by the compute thread for itself
+  // and by the calling thread for the others.
+  bool owns_counter = false;
+  std::size_t next = 0;
+  int n_workers = 1;
+  std::unique_ptr<detail::Grants> grants;
+  std::atomic<std::uint64_t> own_batch{1};  // rank 0's batch size, from its calling thread
+
+  // With `mutex` held: the next tasks for `rank`, never more than a share of what is left so
+  // that all ranks finish together.
+  IndexRange grant_locked(std::uint64_t count, int rank) {
+    if (job->cancelled() || next >= job->size()) return {};
+    const std::size_t left = job->size() - next;
+    const std::size_t share = std::max<std::size_t>(left / (2 * static_cast<std::size_t>(n_workers)), 1);
+    const std::size_t take = std::min<std::size_t>({static_cast<std::size_t>(std::max<std::uint64_t>(count, 1)), share, left});
+    const IndexRange range{next, next + take};
+    next += take;
+    grants->record(rank, range.begin, range.end);
+    return range;
+  }
 
   void loop() {
     std::unique_lock lock(mutex);
     for (;;) {
+      if (queue.empty() && owns_counter && !no_more_work) {
+        const IndexRange own = grant_locked(own_batch.load(std::memory_order_relaxed), 0);
+        if (own.empty()) {
+          no_more_work = true;
+        } else {
+          queue.push_back(own);
+        }
+      }
       work_ready.wait(lock, [&] { return !queue.empty() || no_more_work; });
       if (queue.empty()) return;
       const IndexRange range = queue.front();
       queue.pop_front();
       ++busy;
       lock.unlock();
+      batch_tasks.store(range.size(), std::memory_order_relaxed);
+      batch_started_ns.store(now_ns(), std::memory_order_relaxed);
       outcomes_ready.notify_one();  // the caller may want to ask for the next batch now
       std::string frames;
       const auto start = Clock::now();
       for (std::size_t index = range.begin; index < range.end && !job->cancelled(); ++index) {
-        tracker.started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+        tracker.started_ns.store(now_ns(), std::memory_order_relaxed);
         tracker.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
         detail::append_frame(frames, index, [&](std::string& out) { job->run_encoded(index, out); });
         tracker.index.store(-1, std::memory_order_release);
@@ -111,13 +178,26 @@ struct ComputeState {
   }
 };
 
+// Sets this thread's timer slack for as long as it lives.
+class TimerSlack {
+ public:
+  explicit TimerSlack(unsigned long nanoseconds) : previous_(prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)) {
+    prctl(PR_SET_TIMERSLACK, nanoseconds, 0, 0, 0);
+  }
+  ~TimerSlack() {
+    if (previous_ > 0) prctl(PR_SET_TIMERSLACK, static_cast<unsigned long>(previous_), 0, 0, 0);
+  }
+  TimerSlack(const TimerSlack&) = delete;
+  TimerSlack& operator=(const TimerSlack&) = delete;
+
+ private:
+  long previous_;
+};
+
 class MpiRun final : public Run {
  public:
   MpiRun(std::shared_ptr<Job> job, MPI_Comm parent, int n_workers)
-      : job_(std::move(job)),
-        n_workers_(n_workers),
-        sizer_batch_(job_->settings().batch_size),
-        compute_(std::make_shared<ComputeState>()) {
+      : job_(std::move(job)), n_workers_(n_workers), compute_(std::make_shared<ComputeState>()) {
     check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
@@ -127,14 +207,23 @@ class MpiRun final : public Run {
     received_from_.assign(static_cast<std::size_t>(size_), 0);
     stop_from_.assign(static_cast<std::size_t>(size_), -1);
     compute_->job = job_;
+    compute_->n_workers = n_workers_;
+    if (job_->settings().results_to_root) {
+      delivery_ = Delivery::root_only;
+    } else if (size_ > stream_all_up_to()) {
+      delivery_ = Delivery::gather_then_broadcast;
+    }
+    if (rank_ == 0) {
+      compute_->owns_counter = true;
+      compute_->grants = std::make_unique<detail::Grants>(job_.get(), size_);
+      compute_->own_batch.store(next_batch_size());
+      detail::note_grants(compute_->grants.get());
+    }
     if (rank_ < n_workers_) {
       start_compute_thread();
     } else {
       exhausted_ = true;  // ranks beyond n_jobs only receive results
-    }
-    if (rank_ == 0) {
-      grants_ = std::make_unique<detail::Grants>(job_.get(), size_);
-      detail::note_grants(grants_.get());
+      compute_->no_more_work = true;
     }
     detail::note_running_task(&compute_->tracker, rank_);
   }
@@ -148,26 +237,28 @@ class MpiRun final : public Run {
       MPI_Abort(MPI_COMM_WORLD, 70);
     }
     detail::note_running_task(nullptr, rank_);
-    detail::note_grants(nullptr);
+    if (rank_ == 0) detail::note_grants(nullptr);
   }
 
   void wait(Clock::time_point deadline) override {
     const std::size_t recorded_before = recorded_;
     auto backoff = std::chrono::microseconds(1);
-    while (recorded_ == recorded_before && !job_->cancelled()) {
+    while (recorded_ == recorded_before && !job_->cancelled() && job_->results_here()) {
       const bool progressed = progress();
       if (recorded_ != recorded_before || Clock::now() >= deadline) return;
       if (progressed) {
         backoff = std::chrono::microseconds(1);
         continue;
       }
-      // Nothing to do: sleep on the compute thread's signal, and poll MPI again soon.
-      // Rank 0 polls more often while other ranks may be waiting for a grant.
-      const auto cap = rank_ == 0 && !all_claims_answered() ? std::chrono::microseconds(50)
-                                                            : std::chrono::microseconds(1000);
+      // Nothing to do: sleep on the compute thread's signal, and poll MPI again soon — sooner
+      // while an answer from rank 0 is due, or when the next claim should go out.
+      auto nap = std::min(backoff, claim_outstanding_ ? std::chrono::microseconds(20) : kPollCap);
+      if (claim_at_ns_ > 0) {
+        nap = std::min(nap, std::chrono::microseconds(std::max<std::int64_t>((claim_at_ns_ - now_ns()) / 1000, 1)));
+      }
       std::unique_lock lock(compute_->mutex);
-      compute_->outcomes_ready.wait_for(lock, std::min(backoff, cap), [&] { return !compute_->finished.empty(); });
-      backoff = std::min(backoff * 2, cap);
+      compute_->outcomes_ready.wait_for(lock, nap, [&] { return !compute_->finished.empty(); });
+      backoff = std::min(backoff * 2, kPollCap);
     }
   }
 
@@ -215,10 +306,7 @@ class MpiRun final : public Run {
     return ErrorSite{task, rank, who.host, who.pid};
   }
 
-  void start_compute_thread() {
-    std::thread([state = compute_] { state->loop(); }).detach();
-    ++compute_threads_;
-  }
+  void start_compute_thread() { std::thread([state = compute_] { state->loop(); }).detach(); }
 
   // --- one round of everything -------------------------------------------------------------
 
@@ -227,17 +315,25 @@ class MpiRun final : public Run {
     progressed = take_local_outcomes() || progressed;
     progressed = ask_for_work() || progressed;
     progressed = test_sends() || progressed;
+    if (delivery_ != Delivery::stream_to_all) progressed = advance_final_broadcast(false) || progressed;
     if (job_->settings().timeout) enforce_timeout();
     return progressed;
   }
 
   bool receive() {
     bool any = false;
+    bool probed_again = false;
     for (;;) {
       int flag = 0;
       MPI_Status status;
       check(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, &status), "MPI_Iprobe");
-      if (!flag) return any;
+      if (!flag) {
+        // Open MPI's ob1 looks for a match before progressing the network: a message that
+        // arrived since the last poll is only seen by a second probe.
+        if (probed_again) return any;
+        probed_again = true;
+        continue;
+      }
       int bytes = 0;
       MPI_Get_count(&status, MPI_BYTE, &bytes);
       message_.resize(static_cast<std::size_t>(bytes));
@@ -249,22 +345,27 @@ class MpiRun final : public Run {
         case kClaimTag: {
           std::uint64_t count = 0;
           std::memcpy(&count, message_.data(), sizeof count);
-          const IndexRange range = grant(count, source);
+          IndexRange range;
+          {
+            std::lock_guard lock(compute_->mutex);
+            range = compute_->grant_locked(count, source);
+          }
           std::uint64_t reply[2] = {range.begin, range.end};
           send(source, kGrantTag, std::string(reinterpret_cast<const char*>(reply), sizeof reply));
-          if (range.empty()) ++ranks_told_exhausted_;
           break;
         }
         case kGrantTag: {
           std::uint64_t reply[2];
           std::memcpy(reply, message_.data(), sizeof reply);
           claim_outstanding_ = false;
+          const double round_trip = static_cast<double>(now_ns() - claim_sent_ns_);
+          round_trip_ns_ = round_trip_ns_ < 0 ? round_trip : 0.7 * round_trip_ns_ + 0.3 * round_trip;
           accept_grant({reply[0], reply[1]});
           break;
         }
         case kFramesTag:
           ++received_from_[static_cast<std::size_t>(source)];
-          record_frames(message_, source, /*forward=*/false);
+          record_frames(message_, source, nullptr, nullptr);
           break;
         case kStopTag: {
           std::uint64_t count = 0;
@@ -278,10 +379,19 @@ class MpiRun final : public Run {
     }
   }
 
-  // Records each outcome in `frames` (made on rank `source`); with `forward`, also sends the
-  // outcomes this rank recorded first to every other rank.
-  void record_frames(const std::string& frames, int source, bool forward) {
-    std::string fresh;
+  static bool is_failure(const char* frame) {
+    FrameHeader header;
+    std::memcpy(&header, frame, sizeof header);
+    return header.length > 0 && frame[sizeof header] != '\0';
+  }
+
+  // Whether this rank keeps the successful outcomes of other ranks.
+  bool keeps_results() const noexcept { return delivery_ != Delivery::root_only || rank_ == 0; }
+
+  // Records each outcome in `frames` (made on rank `source`). The frames of outcomes recorded
+  // here first go on: failures to every rank; successes to `fresh` (to be sent on) and, on
+  // rank 0 in gather modes, to the end-of-call broadcast.
+  void record_frames(const std::string& frames, int source, std::string* fresh, std::string* failures) {
     std::size_t at = 0;
     while (at + sizeof(FrameHeader) <= frames.size()) {
       FrameHeader header;
@@ -290,44 +400,61 @@ class MpiRun final : public Run {
         throw Error(fmt::format("mpi backend: a malformed outcome from rank {} (task {}, {} bytes)", source,
                                 header.index, header.length));
       }
+      const std::size_t whole = sizeof header + header.length;
+      const bool failure = is_failure(frames.data() + at);
+      if (!failure && !keeps_results()) {
+        // ResultsTo::root: this rank's successes go to rank 0 without being kept here.
+        if (fresh != nullptr) fresh->append(frames, at, whole);
+        at += whole;
+        continue;
+      }
       const auto* payload = reinterpret_cast<const std::byte*>(frames.data() + at + sizeof header);
       if (job_->complete_encoded(header.index, {payload, header.length}, site_of(source, header.index))) {
         ++recorded_;
-        if (forward) fresh.append(frames, at, sizeof header + header.length);
+        std::string* next = failure ? failures : fresh;
+        if (next != nullptr) next->append(frames, at, whole);
+        // Rank 0 ends gather-mode calls with a broadcast: of every outcome, or (results to the
+        // root only) of the failures, so that no rank can finish without having seen them.
+        if (rank_ == 0 && (delivery_ == Delivery::gather_then_broadcast || (failure && delivery_ == Delivery::root_only))) {
+          gathered_.append(frames, at, whole);
+        }
       }
-      at += sizeof header + header.length;
+      at += whole;
     }
-    if (forward && !fresh.empty() && !stopped_sending_) send_to_all(kFramesTag, std::move(fresh));
   }
 
+  // Sends outcomes this rank recorded first: failures to every rank; successes to every rank
+  // or, in gather modes, to rank 0 only.
+  void send_on(std::string successes, std::string failures) {
+    if (stopped_sending_) return;
+    if (!failures.empty()) send_to_all(kFramesTag, std::move(failures));
+    if (successes.empty()) return;
+    if (delivery_ == Delivery::stream_to_all) {
+      send_to_all(kFramesTag, std::move(successes));
+    } else if (rank_ != 0) {
+      send(0, kFramesTag, std::move(successes));
+      ++sent_to_[0];
+    }
+  }
+
+  // This rank's finished batches: recorded here, and sent to every other rank in one message.
   bool take_local_outcomes() {
     std::deque<ComputeState::Finished> finished;
     {
       std::lock_guard lock(compute_->mutex);
       finished.swap(compute_->finished);
     }
+    std::string successes, failures;
     for (auto& batch : finished) {
       observe(batch.range.size(), batch.elapsed);
-      record_frames(batch.frames, rank_, /*forward=*/true);
+      record_frames(batch.frames, rank_, &successes, &failures);
     }
+    send_on(std::move(successes), std::move(failures));
+    if (rank_ == 0 && !finished.empty()) compute_->own_batch.store(next_batch_size(), std::memory_order_relaxed);
     return !finished.empty();
   }
 
-  // --- claiming work -------------------------------------------------------------------------
-
-  // Rank 0 only: the next tasks for a rank that asked for `count`, never more than a share of
-  // what is left so that all ranks finish together.
-  IndexRange grant(std::uint64_t count, int rank) {
-    if (job_->cancelled() || next_ >= job_->size()) return {};
-    const std::size_t left = job_->size() - next_;
-    const std::size_t share = std::max<std::size_t>(left / (2 * static_cast<std::size_t>(n_workers_)), 1);
-    const std::size_t take =
-        std::min<std::size_t>({static_cast<std::size_t>(std::max<std::uint64_t>(count, 1)), share, left});
-    const IndexRange range{next_, next_ + take};
-    next_ += take;
-    grants_->record(rank, range.begin, range.end);
-    return range;
-  }
+  // --- claiming work (ranks other than 0) ----------------------------------------------------
 
   void accept_grant(IndexRange range) {
     {
@@ -343,29 +470,40 @@ class MpiRun final : public Run {
   }
 
   bool ask_for_work() {
-    if (exhausted_ || claim_outstanding_ || job_->cancelled()) return false;
+    claim_at_ns_ = 0;
+    if (rank_ == 0 || exhausted_ || claim_outstanding_ || job_->cancelled()) return false;
     {
       std::lock_guard lock(compute_->mutex);
       if (!compute_->queue.empty()) return false;
-      // While a batch runs, ask ahead only when batches are short (see kPrefetchBelow).
-      const bool prefetch = batch_ns_ >= 0 && batch_ns_ < std::chrono::nanoseconds(kPrefetchBelow).count();
-      if (compute_->busy > 0 && !prefetch) return false;
+      if (compute_->busy > 0) {
+        // Short batches: always keep one in reserve. Long ones: ask a round trip (with margin)
+        // before the running batch should end.
+        const bool short_batches = batch_ns_ >= 0 && batch_ns_ < std::chrono::nanoseconds(kPrefetchBelow).count();
+        if (!short_batches) {
+          if (ns_per_task_ < 0) return false;  // nothing measured yet: wait for the first batch
+          const double lead = std::max(2.0 * std::max(round_trip_ns_, 0.0), 200e3);
+          const double expected = ns_per_task_ * static_cast<double>(compute_->batch_tasks.load(std::memory_order_relaxed));
+          const auto ask_at =
+              compute_->batch_started_ns.load(std::memory_order_relaxed) + static_cast<std::int64_t>(expected - lead);
+          if (now_ns() < ask_at) {
+            claim_at_ns_ = ask_at;
+            return false;
+          }
+        }
+      }
     }
     const std::uint64_t count = next_batch_size();
-    if (rank_ == 0) {
-      accept_grant(grant(count, 0));
-    } else {
-      claim_outstanding_ = true;
-      send(0, kClaimTag, std::string(reinterpret_cast<const char*>(&count), sizeof count));
-    }
+    claim_outstanding_ = true;
+    claim_sent_ns_ = now_ns();
+    send(0, kClaimTag, std::string(reinterpret_cast<const char*>(&count), sizeof count));
     return true;
   }
 
-  // Adaptive batch size from this rank's measured task durations (as BatchSizer does).
+  // Adaptive batch size from this rank's measured task durations.
   std::uint64_t next_batch_size() {
-    if (sizer_batch_ > 0) return sizer_batch_;
+    if (job_->settings().batch_size > 0) return job_->settings().batch_size;
     if (ns_per_task_ < 0) return 1;
-    const double ideal = std::chrono::nanoseconds(kBatchTarget).count() / std::max(ns_per_task_, 1.0);
+    const double ideal = static_cast<double>(std::chrono::nanoseconds(kBatchTarget).count()) / std::max(ns_per_task_, 1.0);
     const double capped = std::min(ideal, static_cast<double>(last_batch_) * 8.0);
     last_batch_ = std::clamp<std::uint64_t>(static_cast<std::uint64_t>(capped), 1, std::uint64_t{1} << 30);
     return last_batch_;
@@ -373,17 +511,15 @@ class MpiRun final : public Run {
 
   void observe(std::size_t tasks, Clock::duration elapsed) {
     if (tasks == 0) return;
-    const double per_task = static_cast<double>(std::chrono::nanoseconds(elapsed).count()) / static_cast<double>(tasks);
+    const double per_task =
+        static_cast<double>(std::chrono::nanoseconds(elapsed).count()) / static_cast<double>(tasks);
     ns_per_task_ = ns_per_task_ < 0 ? per_task : 0.3 * ns_per_task_ + 0.7 * per_task;
-    batch_ns_ = ns_per_task_ * static_cast<double>(tasks);
+    batch_ns_ = ns_per_task_ * static_cast<double>(std::max<std::uint64_t>(last_batch_, 1));
   }
-
-  bool all_claims_answered() const noexcept { return ranks_told_exhausted_ >= n_workers_ - 1; }
 
   // --- sending -------------------------------------------------------------------------------
 
-  void send(int destination, int tag, std::string bytes) {
-    auto data = std::make_shared<const std::string>(std::move(bytes));
+  void post(int destination, int tag, const std::shared_ptr<const std::string>& data) {
     if (data->size() > kMaxMessageBytes) {
       throw SerializationError(fmt::format(
           "mpi backend: {} bytes of results in one message exceed what MPI can send at once; return large arrays "
@@ -393,17 +529,18 @@ class MpiRun final : public Run {
     MPI_Request request;
     check(MPI_Isend(data->data(), static_cast<int>(data->size()), MPI_BYTE, destination, tag, comm_, &request),
           "MPI_Isend");
-    sends_.push_back({std::move(data), request});
+    sends_.push_back({data, request});
+  }
+
+  void send(int destination, int tag, std::string bytes) {
+    post(destination, tag, std::make_shared<const std::string>(std::move(bytes)));
   }
 
   void send_to_all(int tag, std::string bytes) {
     auto data = std::make_shared<const std::string>(std::move(bytes));
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
-      MPI_Request request;
-      check(MPI_Isend(data->data(), static_cast<int>(data->size()), MPI_BYTE, peer, tag, comm_, &request),
-            "MPI_Isend");
-      sends_.push_back({data, request});
+      post(peer, tag, data);
       if (tag == kFramesTag) ++sent_to_[static_cast<std::size_t>(peer)];
     }
   }
@@ -427,7 +564,7 @@ class MpiRun final : public Run {
     if (index < 0 || compute_->abandoned.load() == index) return;
     const auto started = compute_->tracker.started_ns.load(std::memory_order_relaxed);
     if (compute_->tracker.index.load(std::memory_order_acquire) != index) return;
-    if (Clock::now().time_since_epoch().count() - started <= timeout.count()) return;
+    if (now_ns() - started <= timeout.count()) return;
     const auto task = static_cast<std::size_t>(index);
     compute_->abandoned.store(index);
     std::string frames;
@@ -437,15 +574,84 @@ class MpiRun final : public Run {
                                         task, std::chrono::duration<double>(timeout).count()))),
                         out);
     });
-    record_frames(frames, rank_, /*forward=*/true);
+    std::string successes, failures;
+    record_frames(frames, rank_, &successes, &failures);
+    send_on(std::move(successes), std::move(failures));
     // The stuck thread keeps its batch; another one takes over the rest of this rank's work.
     if (job_->settings().keep_going && !job_->cancelled()) start_compute_thread();
+  }
+
+  // --- the end-of-call broadcasts (gather modes) -------------------------------------------
+
+  // Whether this rank has nothing more to do before the call's end: rank 0 when every outcome
+  // is in; another rank when its own work is done and sent.
+  bool ready_for_final_broadcast() {
+    if (job_->cancelled()) return true;
+    if (rank_ == 0) return recorded_ >= job_->size();
+    std::lock_guard lock(compute_->mutex);
+    return exhausted_ && compute_->busy == 0 && compute_->queue.empty() && compute_->finished.empty();
+  }
+
+  // Posts, then completes, the two broadcasts: {completed, bytes}, then the bytes. With
+  // `blocking`, waits for them (when leaving). Returns whether anything changed.
+  bool advance_final_broadcast(bool blocking) {
+    FinalBroadcast& f = final_;
+    if (f.done) return false;
+    if (!f.posted) {
+      if (!blocking && !ready_for_final_broadcast()) return false;
+      if (rank_ == 0) {
+        const bool completed = !job_->cancelled() && recorded_ >= job_->size();
+        f.data.swap(gathered_);
+        f.header[0] = completed ? 1 : 0;
+        f.header[1] = f.data.size();
+        if (f.data.size() > kMaxMessageBytes) {
+          throw SerializationError(fmt::format("mpi backend: {} bytes of results exceed what one broadcast can send; "
+                                               "return large arrays through the cache or files instead",
+                                               f.data.size()));
+        }
+      }
+      check(MPI_Ibcast(f.header, 2, MPI_UINT64_T, 0, comm_, &f.request), "MPI_Ibcast");
+      f.posted = true;
+    }
+    bool changed = false;
+    for (;;) {
+      int done = 0;
+      if (blocking) {
+        while (!done) {
+          check(MPI_Test(&f.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+          if (!done) progress_idle_without_broadcast();
+        }
+      } else {
+        check(MPI_Test(&f.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+        if (!done) return changed;
+      }
+      changed = true;
+      if (!f.header_done) {
+        f.header_done = true;
+        if (rank_ != 0) f.data.resize(f.header[1]);
+        check(MPI_Ibcast(f.data.data(), static_cast<int>(f.header[1]), MPI_BYTE, 0, comm_, &f.request), "MPI_Ibcast");
+        continue;
+      }
+      f.done = true;
+      if (rank_ != 0) {
+        record_frames(f.data, 0, nullptr, nullptr);  // failures first: they decide how the call ends
+        if (f.header[0] == 1 && delivery_ == Delivery::root_only) job_->finish_without_results();
+      }
+      std::string().swap(f.data);
+      return true;
+    }
+  }
+
+  void progress_idle_without_broadcast() {
+    bool progressed = receive();
+    progressed = test_sends() || progressed;
+    if (!progressed) std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
 
   // --- leaving -----------------------------------------------------------------------------
 
   void leave() {
-    const bool complete = job_->input_complete() && recorded_ >= job_->size();
+    const bool complete = !job_->results_here() || (job_->input_complete() && recorded_ >= job_->size());
     if (!complete) job_->cancel();
     {
       std::lock_guard lock(compute_->mutex);
@@ -455,6 +661,7 @@ class MpiRun final : public Run {
     compute_->work_ready.notify_all();
     // An outstanding claim is answered before this rank says it stops.
     while (claim_outstanding_) progress_idle();
+    if (delivery_ != Delivery::stream_to_all) advance_final_broadcast(/*blocking=*/true);
     stopped_sending_ = true;
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
@@ -465,9 +672,7 @@ class MpiRun final : public Run {
     // No task of this call runs after it returns, except one abandoned at its timeout.
     {
       std::unique_lock lock(compute_->mutex);
-      compute_->outcomes_ready.wait(lock, [&] {
-        return compute_->busy == 0 || compute_->abandoned.load() >= 0;
-      });
+      compute_->outcomes_ready.wait(lock, [&] { return compute_->busy == 0 || compute_->abandoned.load() >= 0; });
     }
     MPI_Comm_free(&comm_);
   }
@@ -490,19 +695,32 @@ class MpiRun final : public Run {
     MPI_Request request;
   };
 
+  enum class Delivery { stream_to_all, gather_then_broadcast, root_only };
+  struct FinalBroadcast {  // the end-of-call broadcasts of the gather modes
+    bool posted = false;
+    bool header_done = false;
+    bool done = false;
+    std::uint64_t header[2] = {0, 0};  // {1 when the call completed, bytes of results}
+    std::string data;
+    MPI_Request request = MPI_REQUEST_NULL;
+  };
+
+  TimerSlack slack_{1000};
   std::shared_ptr<Job> job_;
+  Delivery delivery_ = Delivery::stream_to_all;
+  FinalBroadcast final_;
+  std::string gathered_;  // rank 0 in gather modes: the frames the final broadcast carries
   int n_workers_;
-  std::uint64_t sizer_batch_;
   std::shared_ptr<ComputeState> compute_;
-  std::unique_ptr<detail::Grants> grants_;  // rank 0 only
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   std::vector<RankIdentity> identities_;
-  std::size_t next_ = 0;  // rank 0: the next index to grant
   bool exhausted_ = false;
   bool claim_outstanding_ = false;
-  int ranks_told_exhausted_ = 0;
+  std::int64_t claim_sent_ns_ = 0;
+  std::int64_t claim_at_ns_ = 0;  // when the next claim should go out (0: not planned)
+  double round_trip_ns_ = -1;
   bool stopped_sending_ = false;
   std::size_t recorded_ = 0;
   std::vector<long long> sent_to_, received_from_, stop_from_;
@@ -511,7 +729,6 @@ class MpiRun final : public Run {
   double ns_per_task_ = -1;
   double batch_ns_ = -1;
   std::uint64_t last_batch_ = 1;
-  int compute_threads_ = 0;
 };
 
 class MpiBackend final : public Backend {

@@ -213,3 +213,55 @@ TEST(MpiHybrid, NestedThreadsCallsComputeInsideRankTasks) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(MpiDelivery, ResultsToRootLeavesTheOtherRanksEmptyHanded) {
+  auto items = joblet::Parallel({.backend = "mpi", .results_to = joblet::ResultsTo::root})(item_tasks(300));
+  if (world_rank() == 0) {
+    expect_items(items, 300);
+  } else {
+    EXPECT_TRUE(items.empty());
+  }
+  // Every rank still computed: rank 0 did not do it all alone.
+  auto where = joblet::Parallel({.backend = "mpi", .batch_size = 1, .results_to = joblet::ResultsTo::root})(
+      std::views::iota(0, 6 * world_size()) | std::views::transform([](int i) {
+        return [i] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          return Item{i, world_rank(), {}};
+        };
+      }));
+  if (world_rank() == 0) {
+    std::vector<int> per_rank(world_size(), 0);
+    for (const Item& item : where) ++per_rank[item.computed_on];
+    for (int r = 0; r < world_size(); ++r) EXPECT_GT(per_rank[r], 0) << "rank " << r;
+  }
+  // Generators on the other ranks end without yielding.
+  int yielded = 0;
+  for (auto& item : joblet::Parallel({.backend = "mpi", .results_to = joblet::ResultsTo::root})(
+           item_tasks(50), joblet::return_as::generator)) {
+    (void)item;
+    ++yielded;
+  }
+  EXPECT_EQ(yielded, world_rank() == 0 ? 50 : 0);
+}
+
+TEST(MpiDelivery, FailuresReachEveryRankWhenResultsGoToTheRoot) {
+  auto tasks = std::views::iota(0, 40) | std::views::transform([](int i) {
+                 return [i] {
+                   if (i == 23) throw std::runtime_error("twenty-three");
+                   return i;
+                 };
+               });
+  EXPECT_THROW(joblet::Parallel({.backend = "mpi", .results_to = joblet::ResultsTo::root})(tasks), joblet::TaskError);
+  auto outcomes = joblet::Parallel({.backend = "mpi", .results_to = joblet::ResultsTo::root})(
+      tasks, joblet::return_as::list.keep_going());
+  if (world_rank() == 0) {
+    ASSERT_EQ(outcomes.size(), 40u);
+    EXPECT_FALSE(outcomes[23].ok());
+  } else {
+    EXPECT_TRUE(outcomes.empty());
+  }
+}
+
+}  // namespace

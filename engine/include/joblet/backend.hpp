@@ -48,6 +48,7 @@ struct JobSettings {
   std::size_t batch_size = 0;                            // 0: adapt to task duration
   std::optional<std::chrono::nanoseconds> timeout;       // per task
   bool keep_going = false;                               // a failure does not cancel the rest
+  bool results_to_root = false;                          // multi-process: only the root gets results
   int cpu_budget = 1;                                    // CPUs the whole call may use
   std::optional<std::size_t> pre_dispatch;               // lazy input window; unset: read all first
   // Process workers: result arrays above this go through files in temp_folder (see Config).
@@ -101,6 +102,10 @@ class Job {
   virtual std::exception_ptr error(std::size_t index) const = 0;
   // An exception thrown while reading the input range; the call rethrows it.
   std::exception_ptr input_error() const;
+  // For backends whose results go to another process only (MPI with ResultsTo::root): the
+  // call is over here and returns no results. Thread-safe; wakes the caller.
+  void finish_without_results();
+  bool results_here() const noexcept { return results_here_.load(std::memory_order_acquire); }
 
   // --- cancellation -----------------------------------------------------------------------
   void cancel() noexcept { cancelled_.store(true, std::memory_order_release); }
@@ -143,6 +148,7 @@ class Job {
   std::atomic<bool> input_complete_{false};
   std::atomic<std::size_t> next_{0};
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> results_here_{true};
   std::mutex input_mutex_;
   std::exception_ptr input_error_;
 

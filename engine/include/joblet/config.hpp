@@ -25,6 +25,9 @@ inline constexpr std::size_t disable_memmapping = std::numeric_limits<std::size_
 
 enum class Prefer { threads, processes };
 enum class Require { sharedmem };
+// Which processes of a multi-process call (MPI ranks) receive the results: all of them (the
+// default), or only the root, which saves every other rank from holding them.
+enum class ResultsTo { every_rank, root };
 
 struct Config {
   // Workers: n >= 1; -1 all CPUs; -k all but k-1; 0 is an error. Default 1, as in joblib.
@@ -45,6 +48,8 @@ struct Config {
   std::optional<Prefer> prefer{};
   // Hard constraint: sharedmem means tasks must see the caller's memory (forces threads).
   std::optional<Require> require{};
+  // MPI: ResultsTo::root returns the results on rank 0 only (an empty list elsewhere).
+  std::optional<ResultsTo> results_to{};
   // Called in the calling thread as tasks finish (and once more at the end).
   std::function<void(const Progress&)> progress{};
   // Process workers: arrays (NDArray, std::vector of numbers) in a task's result larger than

@@ -119,7 +119,7 @@ class Generator {
           }
           return;
         }
-        if (job_->input_complete() && next_ >= job_->size()) {
+        if (!job_->results_here() || (job_->input_complete() && next_ >= job_->size())) {
           finish();
           return;
         }
@@ -195,6 +195,7 @@ class Parallel {
         return;
       } else {
         std::vector<Item> results;
+        if (!job->results_here()) return results;  // they went to another process (ResultsTo::root)
         results.reserve(job->size());
         for (std::size_t index = 0; index < job->size(); ++index) {
           if constexpr (KeepGoing) {
