@@ -157,7 +157,19 @@ void ArrayFileWriter::add_array(const std::string& name, const ArrayBlock& block
   Array array{name, block, std::vector<std::size_t>(block.shape.begin(), block.shape.end()), 0, false};
   array.block.shape = array.shape;
   const std::size_t element_size = dtype_size(block.dtype);
-  const bool compressed = settings_.compress > 0 && !array.shape.empty() && block.nbytes > 0;
+  bool compressed = settings_.compress > 0 && !array.shape.empty() && block.nbytes > 0;
+  std::vector<hsize_t> chunk;
+  unsigned szip_pixels = 0;
+  if (compressed) {
+    chunk = chunk_dims(array.shape, element_size);
+    if (settings_.compressor == FileCompressor::szip) {
+      // szip codes blocks of an even number of elements, at most 32, within one chunk.
+      hsize_t elements = 1;
+      for (hsize_t extent : chunk) elements *= extent;
+      szip_pixels = static_cast<unsigned>(std::min<hsize_t>(32, elements & ~hsize_t{1}));
+      compressed = szip_pixels >= 2;  // a one-element array stays as it is
+    }
+  }
 
   auto lock = h5::lock();
   const std::vector<hsize_t> dims = dims_of(array.shape);
@@ -166,16 +178,17 @@ void ArrayFileWriter::add_array(const std::string& name, const ArrayBlock& block
                      : h5::make(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, what);
   h5::Id dcpl = h5::make(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, what);
   if (compressed) {
-    const std::vector<hsize_t> chunk = chunk_dims(array.shape, element_size);
     h5::check(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), what);
-    if (settings_.shuffle && element_size > 1) h5::check(H5Pset_shuffle(dcpl.get()), what);
     if (settings_.compressor == FileCompressor::szip) {
       unsigned config = 0;
       if (H5Zget_filter_info(H5Z_FILTER_SZIP, &config) < 0 || (config & H5Z_FILTER_CONFIG_ENCODE_ENABLED) == 0) {
         throw ConfigError("this HDF5 library cannot encode szip; use Compressor::deflate");
       }
-      h5::check(H5Pset_szip(dcpl.get(), H5_SZIP_NN_OPTION_MASK, 32), what + " (szip)");
+      // No shuffle: szip's nearest-neighbour coding works on whole values (and does worse
+      // on shuffled bytes).
+      h5::check(H5Pset_szip(dcpl.get(), H5_SZIP_NN_OPTION_MASK, szip_pixels), what + " (szip)");
     } else {
+      if (settings_.shuffle && element_size > 1) h5::check(H5Pset_shuffle(dcpl.get()), what);
       h5::check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(settings_.compress)), what);
     }
     // Per-chunk checksums, checked by HDF5 on every read.

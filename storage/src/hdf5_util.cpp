@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <new>
 #include <vector>
 
 #include "joblet/error.hpp"
@@ -10,15 +11,17 @@
 namespace joblet::detail::h5 {
 namespace {
 
-std::recursive_mutex& library_mutex() {
-  static std::recursive_mutex mutex;
+std::mutex& library_mutex() {
+  static std::mutex mutex;
   return mutex;
 }
 
 void initialise() {
-  // Taken before fork() and released on both sides, so that the child's HDF5 is never caught
-  // in the middle of another thread's call.
-  pthread_atfork([] { library_mutex().lock(); }, [] { library_mutex().unlock(); }, [] { library_mutex().unlock(); });
+  // Taken before fork(), so that the child's HDF5 is never caught in the middle of another
+  // thread's call. The child makes the lock anew rather than unlocking it: the thread that
+  // locked it does not exist there.
+  pthread_atfork([] { library_mutex().lock(); }, [] { library_mutex().unlock(); },
+                 [] { new (&library_mutex()) std::mutex(); });
   H5open();
   // HDF5 prints its error stack to stderr by default; joblet turns errors into exceptions.
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -32,7 +35,7 @@ herr_t collect_error(unsigned, const H5E_error2_t* error, void* data) {
 
 }  // namespace
 
-std::unique_lock<std::recursive_mutex> lock() {
+std::unique_lock<std::mutex> lock() {
   static std::once_flag once;
   std::call_once(once, initialise);
   return std::unique_lock(library_mutex());

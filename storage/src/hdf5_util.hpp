@@ -24,8 +24,9 @@
 namespace joblet::detail::h5 {
 
 // Initialises HDF5 once (no error printing to stderr: joblet reports errors itself) and
-// returns the lock every HDF5 call is made under.
-std::unique_lock<std::recursive_mutex> lock();
+// returns the lock every HDF5 call is made under. Not recursive: no joblet function that
+// takes it calls another that does.
+std::unique_lock<std::mutex> lock();
 
 // An HDF5 identifier, closed with its own close function.
 class Id {

@@ -54,8 +54,8 @@ struct DumpOptions {
   // compresses them with `compressor` at that level.
   int compress = 0;
   Compressor compressor = Compressor::deflate;
-  // Byte-shuffle elements before compressing (HDF5's shuffle filter): faster and smaller for
-  // numbers, whose high bytes vary slowly.
+  // Byte-shuffle elements before deflating (HDF5's shuffle filter): faster and smaller for
+  // numbers, whose high bytes vary slowly. (szip codes whole values and is never shuffled.)
   bool shuffle = true;
   // An XXH3-128 checksum per uncompressed array (attribute joblet_xxh3_128), and HDF5's
   // Fletcher-32 per compressed chunk. load() checks them with LoadOptions::verify.

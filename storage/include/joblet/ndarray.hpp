@@ -195,7 +195,9 @@ class NDArray {
   }
 
  private:
-  struct Allocated {
+  struct Allocated {  // not an aggregate: `NDArray({0})` must mean a shape
+    Allocated(std::shared_ptr<const detail::ArrayBuffer> b, T* d, Shape s)
+        : buffer(std::move(b)), data(d), shape(std::move(s)) {}
     std::shared_ptr<const detail::ArrayBuffer> buffer;
     T* data;
     Shape shape;
@@ -205,7 +207,7 @@ class NDArray {
     if (count > (std::size_t{1} << 62) / sizeof(T)) detail::throw_impossible_shape(shape);
     void* data = nullptr;
     std::shared_ptr<const detail::ArrayBuffer> buffer = detail::allocate_array_buffer(count * sizeof(T), data, zero);
-    return {std::move(buffer), static_cast<T*>(data), std::move(shape)};
+    return Allocated(std::move(buffer), static_cast<T*>(data), std::move(shape));
   }
   explicit NDArray(Allocated allocated)
       : buffer_(std::move(allocated.buffer)),

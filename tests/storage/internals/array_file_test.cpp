@@ -1,0 +1,248 @@
+// Files that load() must refuse, made with the HDF5 API the way a damaged disk, an older or
+// newer joblet, or a hostile writer could: every one is a StorageError that names the problem,
+// never a crash or a huge allocation. Plus the result folder's housekeeping.
+
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "array_file.hpp"
+#include "io.hpp"
+#include "joblet/detail/result_folder.hpp"
+#include "joblet/dump.hpp"
+#include "support.hpp"
+
+namespace {
+
+using joblet::NDArray;
+using joblet::testing::TempDir;
+
+std::string load_error(const std::filesystem::path& path, joblet::MmapMode mode = joblet::MmapMode::none) {
+  try {
+    joblet::load<NDArray<double>>(path, {.mmap_mode = mode});
+  } catch (const joblet::StorageError& e) {
+    return e.message();
+  }
+  return "(no error)";
+}
+
+// Opens a dump file for surgery; closes it when done.
+class Surgery {
+ public:
+  explicit Surgery(const std::filesystem::path& path) : file_(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)) {
+    EXPECT_GE(file_, 0);
+  }
+  ~Surgery() { H5Fclose(file_); }
+  hid_t file() const { return file_; }
+
+  void set_version(std::uint32_t version) {
+    const hid_t attribute = H5Aopen(file_, "joblet_format_version", H5P_DEFAULT);
+    H5Awrite(attribute, H5T_NATIVE_UINT32, &version);
+    H5Aclose(attribute);
+  }
+  // Replaces a dataset by one of this type and shape; `allocated`: contiguous and written,
+  // else chunks (when `chunk` > 0) or contiguous space that was never written.
+  void replace(const char* name, hid_t type, std::vector<hsize_t> dims, bool allocated, hsize_t chunk = 0) {
+    H5Ldelete(file_, name, H5P_DEFAULT);
+    const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunk > 0) {
+      H5Pset_chunk(dcpl, 1, &chunk);
+      H5Pset_deflate(dcpl, 6);
+    }
+    const hid_t dataset = H5Dcreate2(file_, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (allocated) {
+      std::vector<char> zeros(H5Sget_simple_extent_npoints(space) * H5Tget_size(type));
+      H5Dwrite(dataset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros.data());
+    }
+    H5Dclose(dataset);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+  }
+  // The encoding (/value) as stored, and a replacement for it.
+  std::string encoding() {
+    const hid_t dataset = H5Dopen2(file_, "value", H5P_DEFAULT);
+    const hid_t space = H5Dget_space(dataset);
+    std::string bytes(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)), '\0');
+    H5Dread(dataset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
+    H5Sclose(space);
+    H5Dclose(dataset);
+    return bytes;
+  }
+  void set_encoding(const std::string& bytes) {
+    H5Ldelete(file_, "value", H5P_DEFAULT);
+    const hsize_t size = bytes.size();
+    const hid_t space = H5Screate_simple(1, &size, nullptr);
+    const hid_t dataset = H5Dcreate2(file_, "value", H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(dataset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
+    H5Dclose(dataset);
+    H5Sclose(space);
+  }
+
+ private:
+  hid_t file_;
+};
+
+// An NDArray<double>'s encoding in a dump file: kind, dtype, rank, extents, reference.
+std::string array_encoding(std::vector<std::uint64_t> shape, const std::string& reference) {
+  std::string bytes{char(1), char(joblet::DType::float64), char(shape.size())};
+  bytes.append(reinterpret_cast<const char*>(shape.data()), shape.size() * 8);
+  const std::uint64_t length = reference.size();
+  bytes.append(reinterpret_cast<const char*>(&length), 8);
+  return bytes + reference;
+}
+
+std::filesystem::path dumped(const TempDir& dir, std::size_t n = 1000) {
+  const auto path = dir / "x.h5";
+  joblet::dump(NDArray<double>({n}, 1.0), path);
+  return path;
+}
+
+TEST(BadDumpFiles, OtherFormatVersions) {
+  TempDir dir;
+  const auto path = dumped(dir);
+  Surgery(path).set_version(2);
+  EXPECT_NE(load_error(path).find("newer joblet"), std::string::npos) << load_error(path);
+  Surgery(path).set_version(0);
+  EXPECT_NE(load_error(path).find("does not read"), std::string::npos) << load_error(path);
+}
+
+TEST(BadDumpFiles, DatasetsOfAnotherDtypeOrShape) {
+  TempDir dir;
+  const auto path = dumped(dir);
+  Surgery(path).replace("arrays/0", H5T_STD_I32LE, {1000}, true);
+  EXPECT_NE(load_error(path).find("holds int32 elements"), std::string::npos) << load_error(path);
+  Surgery(path).replace("arrays/0", H5T_IEEE_F64LE, {999}, true);
+  EXPECT_NE(load_error(path).find("has shape (999,)"), std::string::npos) << load_error(path);
+  Surgery(path).replace("arrays/0", H5T_IEEE_F64BE, {1000}, true);
+  EXPECT_NE(load_error(path).find("big-endian"), std::string::npos) << load_error(path);
+}
+
+TEST(BadDumpFiles, HugeClaimedSizesAllocateNothing) {
+  TempDir dir;
+  const auto path = dumped(dir);
+  const hsize_t huge = hsize_t{1} << 40;  // 8 TiB of doubles
+  {
+    Surgery surgery(path);
+    surgery.replace("arrays/0", H5T_IEEE_F64LE, {huge}, false);
+    surgery.set_encoding(array_encoding({huge}, "0"));
+  }
+  EXPECT_NE(load_error(path).find("more than it can hold"), std::string::npos) << load_error(path);
+  EXPECT_NE(load_error(path, joblet::MmapMode::read_only).find("more than it can hold"), std::string::npos);
+  // Compressed chunks that could never expand to what the shape claims (2 GiB from nothing).
+  const hsize_t big = hsize_t{1} << 28;
+  {
+    Surgery surgery(path);
+    surgery.replace("arrays/0", H5T_IEEE_F64LE, {big}, false, 1 << 17);
+    surgery.set_encoding(array_encoding({big}, "0"));
+  }
+  EXPECT_NE(load_error(path).find("more than it can hold"), std::string::npos) << load_error(path);
+  // An encoding whose own shape overflows.
+  Surgery(path).set_encoding(array_encoding({huge, huge}, "0"));
+  EXPECT_NE(load_error(path).find("does not hold a valid"), std::string::npos) << load_error(path);
+}
+
+TEST(BadDumpFiles, EncodingsNamingOtherDatasets) {
+  TempDir dir;
+  const auto path = dumped(dir);
+  Surgery(path).set_encoding(array_encoding({1000}, "../value"));
+  EXPECT_NE(load_error(path).find("damaged"), std::string::npos) << load_error(path);
+  Surgery(path).set_encoding(array_encoding({1000}, "7"));
+  EXPECT_NE(load_error(path).find("has no dataset 'arrays/7'"), std::string::npos) << load_error(path);
+  Surgery(path).set_encoding(std::string("\x01\x0b", 2));
+  EXPECT_NE(load_error(path).find("does not hold a valid"), std::string::npos) << load_error(path);
+}
+
+TEST(BadDumpFiles, ExternalStorageIsNeverFollowed) {
+  TempDir dir;
+  const auto path = dumped(dir, 4);
+  {
+    Surgery surgery(path);
+    H5Ldelete(surgery.file(), "arrays/0", H5P_DEFAULT);
+    const hsize_t dims = 4;
+    const hid_t space = H5Screate_simple(1, &dims, nullptr);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_external(dcpl, "/etc/hostname", 0, 32);
+    H5Dclose(H5Dcreate2(surgery.file(), "arrays/0", H5T_IEEE_F64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
+    H5Pclose(dcpl);
+    H5Sclose(space);
+  }
+  EXPECT_NE(load_error(path).find("external files"), std::string::npos) << load_error(path);
+}
+
+TEST(BadDumpFiles, GarbageAfterTheSignature) {
+  TempDir dir;
+  std::string bytes("\x89HDF\r\n\x1a\n", 8);
+  std::mt19937 random(7);
+  for (int i = 0; i < 4096; ++i) bytes += static_cast<char>(random());
+  joblet::testing::write_text(dir / "x.h5", bytes);
+  EXPECT_NE(load_error(dir / "x.h5").find("as an HDF5 file"), std::string::npos) << load_error(dir / "x.h5");
+}
+
+// Single damaged bytes anywhere in a small dump file: load() either works (the byte was
+// padding, or the data and the load does not verify) or throws StorageError. Each load runs in
+// a child, so a crash would be seen as one.
+TEST(BadDumpFiles, DamagedBytesNeverCrash) {
+  TempDir dir;
+  const auto path = dumped(dir, 64);
+  const std::string original = joblet::testing::read_text(path);
+  std::mt19937 random(11);
+  int refused = 0;
+  for (int trial = 0; trial < 120; ++trial) {
+    std::string damaged = original;
+    const std::size_t at = random() % damaged.size();
+    damaged[at] = static_cast<char>(damaged[at] ^ (1 + random() % 255));
+    joblet::testing::write_text(dir / "damaged.h5", damaged);
+    const pid_t child = joblet::testing::fork_child([&] {
+      try {
+        joblet::load<NDArray<double>>(dir / "damaged.h5", {.verify = true});
+        return 0;
+      } catch (const joblet::StorageError&) {
+        return 1;
+      }
+    });
+    const int status = joblet::testing::wait_child(child);
+    EXPECT_TRUE(status == 0 || status == 1) << "byte " << at << ": status " << status;
+    refused += status == 1;
+  }
+  EXPECT_GT(refused, 0);
+}
+
+TEST(ResultFolderInternals, FoldersOfDeadProcessesAreRemoved) {
+  TempDir root;
+  const pid_t dead = joblet::testing::fork_child([] { return 0; });
+  joblet::testing::wait_child(dead);
+  const auto abandoned =
+      root / ("joblet-" + joblet::detail::host_name_for_files() + "-" + std::to_string(dead) + "-0-0");
+  std::filesystem::create_directories(abandoned);
+  joblet::testing::write_text(abandoned / "1-0.h5", "left behind");
+  const auto live = root / ("joblet-" + joblet::detail::host_name_for_files() + "-1-0-0");  // init: alive
+  std::filesystem::create_directories(live);
+  {
+    joblet::detail::ResultFolder folder(1 << 20, root.path().string());
+    EXPECT_EQ(std::filesystem::path(folder.path()).parent_path(), root.path());
+  }
+  EXPECT_FALSE(std::filesystem::exists(abandoned));
+  EXPECT_TRUE(std::filesystem::exists(live));
+}
+
+TEST(ResultFolderInternals, ReferencesOutsideTheFolderAreRefused) {
+  TempDir root;
+  joblet::detail::ResultFolder folder(0, root.path().string());
+  const std::string bytes = "x";
+  joblet::detail::ResultReader reader(folder, std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
+  const std::size_t shape[1] = {1};
+  for (const char* reference : {"../../etc/passwd:0", "1-0.h5", "1-0.h5:x", "/etc/passwd.h5:0", "1-0.h5:0"}) {
+    EXPECT_THROW(reader.open(reference, joblet::DType::float64, shape, 8), joblet::SerializationError) << reference;
+  }
+}
+
+}  // namespace
