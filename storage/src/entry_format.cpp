@@ -71,7 +71,7 @@ std::string encode_entry_prefix(const EntryMetadata& metadata) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(metadata.created.time_since_epoch()).count(),
       metadata.payload_size,
       metadata.checksum,
-      {}};
+      metadata.extra};
   std::string out(kEntryHeaderSize, '\0');
   encode(record, out);
   const std::uint64_t metadata_size = out.size() - kEntryHeaderSize;
@@ -123,7 +123,8 @@ EntryHeader parse_entry_header(std::span<const std::byte> first_bytes, std::uint
                        std::to_string(header.payload_offset) + " + " + std::to_string(header.payload_size) +
                        " (truncated or overwritten)");
   }
-  if (header.payload_kind != static_cast<std::uint32_t>(PayloadKind::inline_codec)) {
+  if (header.payload_kind != static_cast<std::uint32_t>(PayloadKind::inline_codec) &&
+      header.payload_kind != static_cast<std::uint32_t>(PayloadKind::hdf5_companion)) {
     throw CorruptEntry("the entry has payload kind " + std::to_string(header.payload_kind) +
                        ", which this joblet does not know");
   }
@@ -155,6 +156,7 @@ EntryMetadata parse_entry_metadata(const EntryHeader& header, std::span<const st
   metadata.format_version = header.format_version;
   metadata.checksum = record.checksum;
   metadata.payload_kind = static_cast<PayloadKind>(header.payload_kind);
+  metadata.extra = std::move(record.extra);
   return metadata;
 }
 

@@ -1,7 +1,11 @@
 #include "joblet/memory.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <charconv>
+#include <random>
 
 #include "joblet/detail/log.hpp"
 
@@ -13,6 +17,19 @@ using Nanoseconds = std::chrono::nanoseconds;
 
 std::int64_t to_ns(std::chrono::duration<double> duration) {
   return std::chrono::duration_cast<Nanoseconds>(duration).count();
+}
+
+// A fresh name binding an entry to its companion file: unique across hosts, processes and time.
+std::string new_binding() {
+  static std::atomic<std::uint64_t> counter{0};
+  struct {
+    std::uint64_t random;
+    std::int64_t time;
+    std::int64_t pid;
+    std::uint64_t count;
+  } seed{std::random_device{}(), std::chrono::system_clock::now().time_since_epoch().count(),
+         static_cast<std::int64_t>(getpid()), counter.fetch_add(1)};
+  return hash_bytes(&seed, sizeof seed).hex();
 }
 
 // Long argument summaries would bloat every entry; the summary is for people, not for keys.
@@ -106,36 +123,76 @@ void FunctionCache::report_undecodable(const Hash128& key, const std::string& wh
   }
 }
 
+void FunctionCache::report_store_failure(const std::string& why) const noexcept {
+  add(*counters_, memory_->totals, &Counters::store_failures, 1);
+  try {
+    if (first_time("joblet.memory.write:" + memory_->store->root().string())) {
+      log().warn("{}; the result is returned but not cached (this warning is shown once per cache)", why);
+    } else {
+      log().debug("{}; the result is returned but not cached", why);
+    }
+  } catch (...) {
+    // Logging failed too (out of memory): the result still goes back to the caller.
+  }
+}
+
+EntryMetadata FunctionCache::entry_metadata(const std::string& arguments, const std::type_info& result_type,
+                                            std::chrono::duration<double> computed_in) const {
+  EntryMetadata metadata;
+  metadata.function = name_;
+  metadata.version = version_;
+  metadata.arguments =
+      arguments.size() > kMaxArgumentSummary ? arguments.substr(0, kMaxArgumentSummary) + "..." : arguments;
+  metadata.result_type = demangle(result_type.name());
+  metadata.duration = computed_in;
+  metadata.created = std::chrono::system_clock::now();
+  return metadata;
+}
+
 void FunctionCache::publish(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
                             std::chrono::duration<double> computed_in,
                             std::span<const std::byte> payload) const noexcept {
-  const auto failed = [&](const std::string& why) {
-    add(*counters_, memory_->totals, &Counters::store_failures, 1);
-    try {
-      if (first_time("joblet.memory.write:" + memory_->store->root().string())) {
-        log().warn("{}; the result is returned but not cached (this warning is shown once per cache)", why);
-      } else {
-        log().debug("{}; the result is returned but not cached", why);
-      }
-    } catch (...) {
-      // Logging failed too (out of memory): the result still goes back to the caller.
-    }
-  };
   try {
-    EntryMetadata metadata;
-    metadata.function = name_;
-    metadata.version = version_;
-    metadata.arguments =
-        arguments.size() > kMaxArgumentSummary ? arguments.substr(0, kMaxArgumentSummary) + "..." : arguments;
-    metadata.result_type = demangle(result_type.name());
-    metadata.duration = computed_in;
-    metadata.created = std::chrono::system_clock::now();
-    memory_->store->save(name_, key, std::move(metadata), payload);
+    memory_->store->save(name_, key, entry_metadata(arguments, result_type, computed_in), payload);
   } catch (const Error& e) {
-    failed(e.message());
+    report_store_failure(e.message());
   } catch (const std::exception& e) {
-    failed(std::string("cannot write a cache entry of '") + name_ + "': " + e.what());
+    report_store_failure(std::string("cannot write a cache entry of '") + name_ + "': " + e.what());
   }
+}
+
+void FunctionCache::publish_with_arrays(const Hash128& key, const std::string& arguments,
+                                        const std::type_info& result_type, std::chrono::duration<double> computed_in,
+                                        std::string_view encoding, const DumpWriter& arrays) const noexcept {
+  try {
+    const Store& store = *memory_->store;
+    const std::string binding = new_binding();
+    // The companion first: an entry is only ever published once the file it names is.
+    const std::filesystem::path companion = store.companion_path(name_, key, /*make_directory=*/true);
+    DumpOptions options;
+    options.fsync = store.options().fsync;
+    arrays.write(companion, encoding, demangle(result_type.name()), options, binding);
+    if (store.options().group_shared) {
+      struct stat info {};
+      if (stat(companion.c_str(), &info) == 0) chmod(companion.c_str(), (info.st_mode & 07777) | S_IRGRP | S_IWGRP);
+    }
+    EntryMetadata metadata = entry_metadata(arguments, result_type, computed_in);
+    metadata.payload_kind = PayloadKind::hdf5_companion;
+    metadata.extra["companion"] = binding;
+    store.save(name_, key, std::move(metadata), {});
+  } catch (const Error& e) {
+    report_store_failure(e.message());
+  } catch (const std::exception& e) {
+    report_store_failure(std::string("cannot write a cache entry of '") + name_ + "': " + e.what());
+  }
+}
+
+MmapMode FunctionCache::mmap_mode() const noexcept { return memory_->options.mmap_mode; }
+
+std::size_t FunctionCache::array_file_threshold() const noexcept { return memory_->options.array_file_threshold; }
+
+std::filesystem::path FunctionCache::companion_path(const Hash128& key) const {
+  return memory_->store->companion_path(name_, key);
 }
 
 void FunctionCache::report_unencodable(const Hash128& key, const std::string& why) const noexcept {

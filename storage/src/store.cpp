@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <set>
 
 #include "entry_format.hpp"
 #include "io.hpp"
@@ -131,6 +132,8 @@ std::string shard_directory(const Store::State& state, std::string_view function
 
 std::string lock_path_of(const std::string& entry_path) { return entry_path + ".lock"; }
 
+std::string companion_path_of(const std::string& entry_path) { return entry_path + ".h5"; }
+
 }  // namespace detail
 
 void validate_function_name(std::string_view name) {
@@ -178,6 +181,18 @@ std::filesystem::path Store::entry_path(std::string_view function, const Hash128
   validate_function_name(function);
   const std::string hex = key.hex();
   return detail::shard_directory(*state_, function, hex) + "/" + hex;
+}
+
+std::filesystem::path Store::companion_path(std::string_view function, const Hash128& key, bool make_directory) const {
+  validate_function_name(function);
+  const std::string hex = key.hex();
+  const std::string directory = detail::shard_directory(*state_, function, hex);
+  if (make_directory) {
+    if (int error = detail::make_directories(directory, state_->options.group_shared); error != 0) {
+      throw_write_error("create cache directory", directory, error);
+    }
+  }
+  return detail::companion_path_of(directory + "/" + hex);
 }
 
 LoadResult Store::load(std::string_view function, const Hash128& key) const { return read(function, key, true); }
@@ -273,7 +288,7 @@ void Store::save(std::string_view function, const Hash128& key, EntryMetadata me
   metadata.payload_size = payload.size();
   metadata.format_version = detail::kEntryFormatVersion;
   metadata.checksum = hash_bytes(payload.data(), payload.size());
-  metadata.payload_kind = PayloadKind::inline_codec;
+  if (metadata.payload_kind != PayloadKind::hdf5_companion) metadata.payload_kind = PayloadKind::inline_codec;
   std::string prefix;
   try {
     prefix = detail::encode_entry_prefix(metadata);
@@ -340,7 +355,12 @@ void Store::save(std::string_view function, const Hash128& key, EntryMetadata me
   }
 
   if (const auto budget = state_->options.bytes_limit) {
-    const std::uint64_t written = prefix.size() + payload.size();
+    std::uint64_t written = prefix.size() + payload.size();
+    struct stat companion {};
+    if (metadata.payload_kind == PayloadKind::hdf5_companion &&
+        stat(detail::companion_path_of(path).c_str(), &companion) == 0) {
+      written += static_cast<std::uint64_t>(companion.st_size);
+    }
     const std::uint64_t threshold = std::max<std::uint64_t>(*budget / 10, 1);
     const std::uint64_t total = state_->written_since_check.fetch_add(written) + written;
     // exchange: only one thread of this process runs the check.
@@ -358,7 +378,9 @@ void Store::save(std::string_view function, const Hash128& key, EntryMetadata me
 
 bool Store::remove(std::string_view function, const Hash128& key) const {
   const std::string path = entry_path(function, key).string();
-  return ::unlink(path.c_str()) == 0;
+  const bool removed = ::unlink(path.c_str()) == 0;
+  ::unlink(detail::companion_path_of(path).c_str());
+  return removed;
 }
 
 std::vector<std::string> Store::functions() const {
@@ -388,7 +410,17 @@ std::vector<EntryInfo> Store::list(const ListOptions& options) const {
     for (const auto& shard : directory_names(function_directory)) {
       if (!is_shard_name(shard)) continue;
       const std::string shard_directory = function_directory + "/" + shard;
-      for (const auto& name : directory_names(shard_directory)) {
+      const std::vector<std::string> names = directory_names(shard_directory);
+      const auto is_companion = [](const std::string& name) {
+        return name.size() == 35 && name.ends_with(".h5") && is_hex_key(name.substr(0, 32));
+      };
+      std::set<std::string> companions;  // keys of the entries that have one
+      std::set<std::string> keys;        // keys of entries
+      for (const auto& name : names) {
+        if (is_companion(name)) companions.insert(name.substr(0, 32));
+        if (is_hex_key(name)) keys.insert(name);
+      }
+      for (const auto& name : names) {
         EntryInfo info;
         info.function = function;
         if (is_hex_key(name)) {
@@ -397,6 +429,9 @@ std::vector<EntryInfo> Store::list(const ListOptions& options) const {
           info.kind = EntryKind::lock;
         } else if (name.front() == '.' && name.ends_with(".tmp")) {
           info.kind = EntryKind::temporary;
+        } else if (is_companion(name) && !keys.contains(name.substr(0, 32))) {
+          info.kind = EntryKind::temporary;  // its entry is gone, or not yet published
+          info.key = *Hash128::from_hex(name.substr(0, 32));
         } else {
           continue;
         }
@@ -418,6 +453,11 @@ std::vector<EntryInfo> Store::list(const ListOptions& options) const {
         }
         info.size = static_cast<std::uint64_t>(status.st_size);
         info.last_used = mtime_of(status);
+        if (info.kind == EntryKind::entry && companions.contains(name)) {
+          info.companion = detail::companion_path_of(info.path.string());
+          struct stat companion {};
+          if (stat(info.companion.c_str(), &companion) == 0) info.size += static_cast<std::uint64_t>(companion.st_size);
+        }
         entries.push_back(std::move(info));
       }
     }
@@ -431,6 +471,7 @@ std::size_t Store::clear(std::optional<std::string_view> function) const {
   std::size_t removed = 0;
   for (const auto& info : list(options)) {
     if (::unlink(info.path.c_str()) == 0 && info.kind == EntryKind::entry) ++removed;
+    if (!info.companion.empty()) ::unlink(info.companion.c_str());
   }
   // Empty directories go too; a directory a concurrent writer just filled stays (ENOTEMPTY),
   // and a writer that loses its directory recreates it.
@@ -464,6 +505,7 @@ ReduceReport Store::reduce_size(const ReduceOptions& options) const {
     if (lstat(info.path.c_str(), &status) != 0) return;  // someone else removed it
     if (mtime_of(status) > info.last_used) return;
     if (!options.dry_run && ::unlink(info.path.c_str()) != 0) return;
+    if (!options.dry_run && !info.companion.empty()) ::unlink(info.companion.c_str());
     report.removed_bytes += info.size;
     report.removed.push_back(std::move(info));
   };

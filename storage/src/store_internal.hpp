@@ -24,6 +24,8 @@ namespace detail {
 // "<root>/<function>/<xx>" and the entry's file name "<32 hex>".
 std::string shard_directory(const Store::State& state, std::string_view function, const std::string& hex);
 std::string lock_path_of(const std::string& entry_path);
+// An entry's companion file (PayloadKind::hdf5_companion).
+std::string companion_path_of(const std::string& entry_path);
 
 }  // namespace detail
 }  // namespace joblet

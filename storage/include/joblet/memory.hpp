@@ -35,6 +35,7 @@
 #include "joblet/codec.hpp"
 #include "joblet/detail/function_cache.hpp"
 #include "joblet/detail/signature.hpp"
+#include "joblet/dump.hpp"
 #include "joblet/error.hpp"
 #include "joblet/hash.hpp"
 #include "joblet/store.hpp"
@@ -69,6 +70,24 @@ SourceVersioned(F, std::string_view) -> SourceVersioned<F>;
 // A validation callback refusing entries created longer ago than `age` (joblib's expires_after).
 ValidationCallback expires_after(std::chrono::duration<double> age);
 
+namespace detail {
+// The value an entry holds: decoded from its payload, or read (mapped, with an mmap mode) from
+// its companion dump file, which must carry the binding the entry names. Throws
+// SerializationError or StorageError when it cannot.
+template <class V>
+V decode_entry(const StoredEntry& entry, const std::filesystem::path& companion, MmapMode mode) {
+  if (entry.metadata().payload_kind != PayloadKind::hdf5_companion) return decode<V>(entry.payload());
+  const auto binding = entry.metadata().extra.find("companion");
+  if (binding == entry.metadata().extra.end() || binding->second.empty()) {
+    throw SerializationError("the entry names no companion file");
+  }
+  // Mapped arrays are not read, so not checked: O(1) hits. Arrays read into memory are.
+  DumpFile file(companion, {.mmap_mode = mode, .verify = mode == MmapMode::none}, dump_type_name<V>(), binding->second);
+  DumpReader reader(file);
+  return decode<V>(file.encoding());
+}
+}  // namespace detail
+
 // A small, serializable reference to a stored result (joblib's MemorizedResult): pass it to
 // another process or rank and get() the value there. With a Memory that does not cache, it
 // holds the value itself.
@@ -85,8 +104,8 @@ class ShelvedResult {
     if (value_) return *value_;
     const StoredEntry entry = detail::load_shelved(location_, function_, key_);
     try {
-      return decode<R>(entry.payload());
-    } catch (const SerializationError& e) {
+      return detail::decode_entry<R>(entry, Store(location_).companion_path(function_, key_), MmapMode::none);
+    } catch (const Error& e) {
       throw StorageError("the shelved result of '" + function_ + "' in " + location_ +
                          " does not decode as the requested type (" + e.message() +
                          "); get() it with the cached function's result type");
@@ -269,8 +288,10 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
       if (claim.entry) {
         std::optional<Stored> value;
         try {
-          value = decode<Stored>(claim.entry->payload());
+          value = detail::decode_entry<Stored>(*claim.entry, cache_->companion_path(report.key), cache_->mmap_mode());
         } catch (const SerializationError& e) {
+          cache_->report_undecodable(report.key, e.message());
+        } catch (const StorageError& e) {  // its companion file is missing or damaged
           cache_->report_undecodable(report.key, e.message());
         }
         if (value) {
@@ -308,14 +329,21 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   void store(const Hash128& key, const std::string& arguments, std::chrono::duration<double> computed_in,
              const V& value) const {
     std::string bytes;
+    // Large arrays are collected for a companion file as the value encodes; without any, the
+    // bytes are exactly the value's plain encoding and the entry holds them.
+    detail::DumpWriter arrays(bytes, cache_->array_file_threshold());
     try {
       encode(value, bytes);
     } catch (const SerializationError& e) {
       cache_->report_unencodable(key, e.message());
       return;
     }
-    cache_->publish(key, arguments, typeid(V), computed_in,
-                    std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
+    if (arrays.array_count() > 0) {
+      cache_->publish_with_arrays(key, arguments, typeid(V), computed_in, bytes, arrays);
+    } else {
+      cache_->publish(key, arguments, typeid(V), computed_in,
+                      std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
+    }
   }
 
   void finish_miss(CallReport& report, Clock::time_point start, std::chrono::duration<double> computed_in) const {

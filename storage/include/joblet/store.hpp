@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -37,11 +38,15 @@
 
 namespace joblet {
 
-// How an entry holds its value. Only inline payloads exist today; a later kind (an array in its
-// own HDF5 file next to the entry, "<key>.h5") adds a value here and a companion file, without
-// changing the entry format: the entry then carries the companion's name and checksum.
+// How an entry holds its value.
 enum class PayloadKind : std::uint32_t {
   inline_codec = 0,  // the payload is the codec's encoding of the value, inside the entry file
+  // The value is a dump file (see dump.hpp) next to the entry, "<key>.h5", so that its arrays
+  // can be memory-mapped; the payload is empty. The entry names its companion by a random
+  // binding that the companion carries too (extra["companion"]), so an entry is never read with
+  // another writer's companion. Written first and published by rename like entries; removed with
+  // its entry. Its arrays carry their own checksums (dump's joblet_xxh3_128).
+  hdf5_companion = 1,
 };
 
 // What an entry says about itself; readable without reading the payload.
@@ -56,6 +61,8 @@ struct EntryMetadata {
   std::uint32_t format_version = 0;                 // set by the store
   Hash128 checksum{};                               // XXH3-128 of the payload; set by the store
   PayloadKind payload_kind = PayloadKind::inline_codec;
+  // Fields of later revisions, kept by the store (readers ignore keys they do not know).
+  std::map<std::string, std::string> extra{};
 };
 
 // An entry read back: its metadata and its payload bytes.
@@ -152,7 +159,8 @@ struct Claim {
 
 enum class EntryKind {
   entry,      // a published entry
-  temporary,  // a writer's temporary file (a live writer's, or one left by a killed writer)
+  temporary,  // a writer's temporary file (a live writer's, or one left by a killed writer), or
+              // a companion file whose entry is gone or not yet published
   lock,       // a compute-once lock
 };
 
@@ -161,7 +169,8 @@ struct EntryInfo {
   std::string function{};
   Hash128 key{};  // for entries and locks
   std::filesystem::path path{};
-  std::uint64_t size = 0;                             // bytes of the file
+  std::filesystem::path companion{};                  // an entry's companion file, when it has one
+  std::uint64_t size = 0;                             // bytes of the file (and of its companion)
   std::chrono::system_clock::time_point last_used{};  // the file's mtime
   std::optional<EntryMetadata> metadata{};            // when asked for and readable
   std::string problem{};                              // why the metadata could not be read
@@ -208,6 +217,10 @@ class Store {
   const std::filesystem::path& root() const noexcept;
   const StoreOptions& options() const noexcept;
   std::filesystem::path entry_path(std::string_view function, const Hash128& key) const;
+  // Where an entry's companion file goes (PayloadKind::hdf5_companion): "<entry>.h5". With
+  // `make_directory`, its directory is created (with the store's permissions) for a writer.
+  std::filesystem::path companion_path(std::string_view function, const Hash128& key,
+                                       bool make_directory = false) const;
 
   // Reads and verifies an entry. A found entry's mtime is refreshed (see touch_interval). A
   // corrupt entry is reported, not thrown: the caller recomputes and saves over it.
@@ -221,10 +234,11 @@ class Store {
 
   // Publishes an entry, replacing any entry of the same key. Fills the metadata's
   // payload_size, format_version and checksum. Throws StorageError naming the cause (no space,
-  // read-only, permissions) after removing its temporary file.
+  // read-only, permissions) after removing its temporary file. An hdf5_companion entry is saved
+  // after its companion was published.
   void save(std::string_view function, const Hash128& key, EntryMetadata metadata,
             std::span<const std::byte> payload) const;
-  // Removes one entry; false when there was none.
+  // Removes one entry (and its companion); false when there was none.
   bool remove(std::string_view function, const Hash128& key) const;
 
   // Entries (and optionally leftovers), in no particular order.

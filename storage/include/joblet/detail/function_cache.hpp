@@ -13,6 +13,7 @@
 #include <typeinfo>
 
 #include "joblet/hash.hpp"
+#include "joblet/mmap_mode.hpp"
 #include "joblet/store.hpp"
 
 namespace joblet {
@@ -65,6 +66,14 @@ struct MemoryOptions {
   // for one process (which gains nothing from it).
   std::optional<bool> compute_once{};
   LockOptions lock{};
+  // How arrays in stored results come back on a hit (joblib's Memory(mmap_mode=...)): read into
+  // memory (checked against their checksums), or memory-mapped from the entry's companion file
+  // in O(1), whatever their size (read_only: writes throw; copy_on_write: private pages).
+  MmapMode mmap_mode = MmapMode::none;
+  // Arrays (NDArray, std::vector of numbers) of at least this many bytes in a result are stored
+  // as datasets of a companion HDF5 file next to the entry (readable by h5py, mappable); smaller
+  // ones, and results without arrays, stay inside the entry.
+  std::size_t array_file_threshold = std::size_t{1} << 20;
 };
 
 namespace detail {
@@ -75,6 +84,7 @@ bool default_compute_once() noexcept;
 
 struct MemoryState;
 struct Counters;
+class DumpWriter;
 
 class FunctionCache {
  public:
@@ -100,6 +110,14 @@ class FunctionCache {
   void publish(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
                std::chrono::duration<double> computed_in, std::span<const std::byte> payload) const noexcept;
   void report_unencodable(const Hash128& key, const std::string& why) const noexcept;
+  // Stores a computed value whose large arrays `arrays` collected while it was encoded into
+  // `encoding`: a companion dump file first, then the entry naming it. Failing is a warning.
+  void publish_with_arrays(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
+                           std::chrono::duration<double> computed_in, std::string_view encoding,
+                           const DumpWriter& arrays) const noexcept;
+  MmapMode mmap_mode() const noexcept;
+  std::size_t array_file_threshold() const noexcept;
+  std::filesystem::path companion_path(const Hash128& key) const;
   void record(const CallReport& report) const;
 
   bool contains(const Hash128& key) const;
@@ -109,6 +127,10 @@ class FunctionCache {
   std::optional<std::filesystem::path> location() const;
 
  private:
+  EntryMetadata entry_metadata(const std::string& arguments, const std::type_info& result_type,
+                               std::chrono::duration<double> computed_in) const;
+  void report_store_failure(const std::string& why) const noexcept;
+
   std::shared_ptr<MemoryState> memory_;
   std::string name_;
   std::string version_;
