@@ -7,7 +7,8 @@ endif()
 set(sweep_args ${ARGS})  # a CMake list
 
 function(run_sweep result_var)
-  execute_process(COMMAND "${SWEEP}" ${sweep_args} ${ARGN}
+  cmake_parse_arguments(RUN "" "" "LAUNCHER" ${ARGN})
+  execute_process(COMMAND ${RUN_LAUNCHER} "${SWEEP}" ${sweep_args} ${RUN_UNPARSED_ARGUMENTS}
                   OUTPUT_VARIABLE table ERROR_VARIABLE progress RESULT_VARIABLE status)
   if(NOT status EQUAL 0)
     message(FATAL_ERROR "ising_sweep ${ARGN} failed with status ${status}:\n${progress}")
@@ -18,12 +19,22 @@ function(run_sweep result_var)
   set(${result_var} "${table}" PARENT_SCOPE)
 endfunction()
 
-run_sweep(reference --backend sequential)
+# Without the cache, so that every backend really computes.
+run_sweep(reference --backend sequential --no-cache)
 message("--backend sequential:\n${reference}")
 foreach(backend threads processes)
-  run_sweep(table --backend ${backend} --n-jobs 2)
+  run_sweep(table --backend ${backend} --n-jobs 2 --no-cache)
   if(NOT table STREQUAL reference)
     message(FATAL_ERROR "--backend ${backend} --n-jobs 2 printed a different table:\n${table}")
   endif()
   message("--backend ${backend} --n-jobs 2: identical")
 endforeach()
+
+# Under mpirun (when given): every rank computes, rank 0 prints the same table.
+if(MPIRUN)
+  run_sweep(table --no-cache LAUNCHER ${MPIRUN})
+  if(NOT table STREQUAL reference)
+    message(FATAL_ERROR "under ${MPIRUN} the sweep printed a different table:\n${table}")
+  endif()
+  message("under ${MPIRUN}: identical")
+endif()
