@@ -3,7 +3,7 @@
 # takes every result from the cache.
 file(REMOVE_RECURSE "${CACHE}")
 foreach(run first second)
-  execute_process(COMMAND "${SWEEP}" ${ARGS} --cache "${CACHE}" --verbose 0
+  execute_process(COMMAND "${SWEEP}" ${ARGS} --cache "${CACHE}"
                   OUTPUT_VARIABLE table_${run} ERROR_VARIABLE log_${run} RESULT_VARIABLE status)
   if(NOT status EQUAL 0)
     message(FATAL_ERROR "the ${run} run failed (${status}):\n${log_${run}}")
