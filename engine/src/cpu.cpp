@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "cgroup.hpp"
+#include "joblet/detail/cgroup.hpp"
 #include "joblet/error.hpp"
 #include "worker_context.hpp"
 

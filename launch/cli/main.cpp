@@ -9,6 +9,7 @@
 #include <exception>
 
 #include "cache_command.hpp"
+#include "info_command.hpp"
 #include "joblet/error.hpp"
 
 namespace {
@@ -61,9 +62,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   joblet::cli::CacheArguments cache_arguments;
   add_cache_command(app, cache_arguments);
+  joblet::cli::InfoArguments info_arguments;
+  CLI::App* info = app.add_subcommand(
+      "info", "What joblet sees here: launcher, ranks, CPUs, default backend, cache directory, versions");
+  info->add_option("-d,--dir", info_arguments.cache_dir, "the cache directory to describe");
   CLI11_PARSE(app, argc, argv);
   try {
     if (app.got_subcommand("cache")) return joblet::cli::run_cache_command(cache_arguments);
+    if (app.got_subcommand("info")) return joblet::cli::run_info_command(info_arguments);
   } catch (const joblet::Error& e) {
     std::fprintf(stderr, "joblet: %s\n", e.message().c_str());
     return 1;

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "../../../engine/src/cgroup.hpp"
+#include <joblet/detail/cgroup.hpp>
 
 namespace {
 

@@ -1,0 +1,94 @@
+#include "info_command.hpp"
+
+#include <fmt/format.h>
+#include <mpi.h>
+#include <oneapi/tbb/version.h>
+#include <sched.h>
+#include <spdlog/version.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "joblet/backend.hpp"
+#include "joblet/cpu.hpp"
+#include "joblet/detail/cgroup.hpp"
+#include "joblet/environment.hpp"
+
+namespace joblet::cli {
+namespace {
+
+struct FilesystemKind {
+  long magic;
+  const char* name;
+  const char* note;
+};
+
+// statfs(2) magic numbers of the filesystems HPC caches live on.
+constexpr FilesystemKind kFilesystems[] = {
+    {0x6969, "nfs", "shared: every node sees one cache (compute-once locks use link(), safe on NFS)"},
+    {0x0BD00BD0, "lustre", "shared: every node sees one cache"},
+    {0x47504653, "gpfs", "shared: every node sees one cache"},
+    {0x19830326, "beegfs", "shared: every node sees one cache"},
+    {0x00C36400, "ceph", "shared: every node sees one cache"},
+    {0xAAD7AAEA, "panfs", "shared: every node sees one cache"},
+    {0x65735546, "fuse", "possibly shared (FUSE)"},
+    {0x01021994, "tmpfs", "local and in memory: this node only, gone at reboot"},
+    {0xEF53, "ext2/3/4", "local: this node only"},
+    {0x58465342, "xfs", "local: this node only"},
+    {0x9123683E, "btrfs", "local: this node only"},
+    {0x2FC12FC1, "zfs", "local: this node only"},
+    {0x794C7630, "overlayfs", "local (a container's filesystem)"},
+};
+
+std::string filesystem_of(std::filesystem::path path) {
+  // The cache may not exist yet: describe where it would be created.
+  std::error_code error;
+  path = std::filesystem::absolute(path, error);
+  while (!path.empty() && !std::filesystem::exists(path, error)) path = path.parent_path();
+  struct statfs info {};
+  if (path.empty() || statfs(path.c_str(), &info) != 0) return "unknown";
+  for (const auto& kind : kFilesystems) {
+    if (static_cast<long>(info.f_type) == kind.magic) return fmt::format("{} ({})", kind.name, kind.note);
+  }
+  return fmt::format("type 0x{:x}", static_cast<unsigned long>(info.f_type));
+}
+
+std::string mpi_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0;
+  MPI_Get_library_version(text, &length);  // allowed before MPI_Init
+  std::string version(text, static_cast<std::size_t>(length));
+  if (auto end = version.find_first_of(",\n"); end != std::string::npos) version.resize(end);
+  return version;
+}
+
+}  // namespace
+
+int run_info_command(const InfoArguments& arguments) {
+  const Environment env = Environment::detect();
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  const auto quota = detail::cgroup_cpu_limit("/");
+  const bool launched_many =
+      env.ranks != 1 && (env.launcher == Launcher::mpirun || env.launcher == Launcher::srun);
+  const std::string cache = arguments.cache_dir.empty() ? default_cache_dir() : arguments.cache_dir;
+
+  fmt::print("launcher        {}\n", env.describe());
+  fmt::print("node            {}\n", host);
+  fmt::print("cpus            {} usable (affinity mask {}, cgroup quota {})\n", cpu_count(),
+             detail::affinity_cpu_count(), quota ? fmt::format("{:.2f}", *quota) : std::string("none"));
+  fmt::print("default backend {}\n", launched_many ? "mpi (a launcher started several ranks)" : default_backend());
+  fmt::print("backends        {}\n", fmt::join(backend_names(), ", "));
+  fmt::print("cache           {} on {}\n", std::filesystem::absolute(cache).string(), filesystem_of(cache));
+  fmt::print("versions        {}; oneTBB {}; spdlog {}.{}.{}\n", mpi_version(), TBB_runtime_version(),
+             SPDLOG_VER_MAJOR, SPDLOG_VER_MINOR, SPDLOG_VER_PATCH);
+  if (env.launcher == Launcher::slurm_batch && env.slurm_tasks > 1) {
+    fmt::print("note            this Slurm job has {} tasks: start the program with srun to use them all\n",
+               env.slurm_tasks);
+  }
+  return 0;
+}
+
+}  // namespace joblet::cli
