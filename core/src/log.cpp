@@ -1,11 +1,13 @@
 #include "joblet/detail/log.hpp"
 
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <mutex>
 #include <unordered_set>
 
 #include "joblet/detail/env.hpp"
+#include "joblet/error.hpp"
 
 namespace joblet {
 namespace {
@@ -52,6 +54,20 @@ void set_log_identity(std::string_view identity) {
   std::lock_guard lock(g_mutex);
   g_identity = identity;
   instance->set_pattern(pattern());
+}
+
+void add_log_file(const std::string& path) {
+  auto instance = logger();
+  std::shared_ptr<spdlog::sinks::basic_file_sink_mt> sink;
+  try {
+    sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
+  } catch (const spdlog::spdlog_ex& e) {
+    throw StorageError("cannot open the log file '" + path + "' (JOBLET_LOG_FILE): " + e.what() +
+                       "; check that its directory exists and is writable");
+  }
+  std::lock_guard lock(g_mutex);
+  sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] " + pattern());
+  instance->sinks().push_back(std::move(sink));
 }
 
 namespace detail {

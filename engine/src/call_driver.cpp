@@ -1,5 +1,11 @@
 #include "joblet/detail/call.hpp"
+#include "joblet/detail/log.hpp"
+#include "joblet/detail/task_scope.hpp"
 #include "progress_reporter.hpp"
+
+#include <signal.h>
+
+#include <algorithm>
 
 namespace joblet::detail {
 
@@ -9,6 +15,7 @@ CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool stre
       reporter_(std::make_unique<ProgressReporter>(plan.verbose, plan.progress, plan.backend_name,
                                                    job_->settings().n_workers)) {
   job_->set_wake_on_each_outcome(streaming || plan.verbose > 0 || plan.progress != nullptr);
+  if (!in_task()) running_.emplace();
   if (!all_finished()) run_ = plan.backend->start(job_);  // an empty input needs no workers
 }
 
@@ -36,6 +43,7 @@ void CallDriver::report(bool finished) {
 bool CallDriver::advance(std::vector<std::size_t>& finished) {
   const std::size_t before = finished.size();
   for (;;) {
+    if (running_ && stop_requested()) stop_and_exit();
     if (failure_ && !keep_going_) std::rethrow_exception(failure_);
     if (all_finished()) {
       report(true);
@@ -72,6 +80,25 @@ bool CallDriver::advance(std::vector<std::size_t>& finished) {
     }
     report(false);
   }
+}
+
+void CallDriver::stop_and_exit() {
+  job_->cancel();
+  if (run_) {
+    run_->stop();
+    run_.reset();  // returns once every running task has finished
+  }
+  drained_.clear();
+  job_->drain_outcomes(drained_);
+  for (const IndexRange& range : drained_) done_ += range.size();
+  const std::size_t total = job_->size();
+  const int signal = stop_signal();
+  log().warn("stopped by {}: {} of {} tasks done, {} remaining; the results of cached tasks are in the cache: run "
+             "the same command again to compute only what is missing",
+             signal == SIGUSR1 ? "SIGUSR1 (early warning of the time limit)" : "SIGTERM", done_, total,
+             total - std::min(done_, total));
+  report(true);
+  exit_process(kIncompleteExitStatus);
 }
 
 }  // namespace joblet::detail

@@ -143,6 +143,10 @@ struct WorkerArgs {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != args.parent) _exit(kOrphanExit);
   on_exit(exit_without_parent_cleanup, nullptr);
+  // A graceful stop is the parent's decision: Slurm signals every process of the job, and a
+  // worker must finish its task rather than die on the signal.
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
   reinitialize_after_fork();
   enter_forked_worker(args.budget);
   const std::string share = std::to_string(args.budget);
@@ -260,6 +264,12 @@ class ProcessesRun final : public Run {
   }
 
   ~ProcessesRun() override {
+    if (stopping_) {
+      // A graceful stop: every worker ends its task, sends its outcome and exits.
+      while (live_workers() > 0) poll_once(Clock::now() + std::chrono::seconds(1));
+      cancel();
+      return;
+    }
     if (job_->cancelled()) {
       cancel();
       return;
@@ -286,6 +296,12 @@ class ProcessesRun final : public Run {
       }
       close_fds(worker);
     }
+  }
+
+  void stop() noexcept override {
+    job_->cancel();
+    shared_.control().cancelled.store(1, std::memory_order_relaxed);  // workers check it between tasks
+    stopping_ = true;
   }
 
   void wait(Clock::time_point deadline) override {
@@ -593,6 +609,7 @@ class ProcessesRun final : public Run {
   std::vector<Worker> workers_;
   std::size_t recorded_ = 0;
   int deaths_without_progress_ = 0;
+  bool stopping_ = false;
 };
 
 class ProcessesBackend final : public Backend {

@@ -2,11 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <exception>
 
 #include "joblet/backend.hpp"
+#include "joblet/detail/env.hpp"
 #include "joblet/detail/log.hpp"
+#include "joblet/detail/stop.hpp"
 #include "joblet/detail/mpi_hooks.hpp"
 #include "joblet/memory.hpp"
 
@@ -56,7 +60,39 @@ Session::Session(int& argc, char**& argv, SessionOptions options) : environment_
   }
   detail::set_process_rank(mpi_ && size_ > 1 ? rank_ : -1);
   if (mpi_ && size_ > 1) set_log_identity(fmt::format("rank {} {}", rank_, ErrorSite::here().host));
+  if (auto pattern = detail::env_string("JOBLET_LOG_FILE")) add_log_file(expand_log_file_name(*pattern));
+
+  // A Slurm time limit (SIGTERM, or the --signal early warning SIGUSR1) stops calls gracefully;
+  // the process then ends with status 75, after finalising MPI on every rank.
+  detail::enable_graceful_stop();
+  if (mpi_) {
+    detail::set_exit_hook([](int) {
+      if (const detail::MpiHooks* hooks = detail::mpi_hooks()) hooks->finalize();
+    });
+  }
   detail::log().debug("session: {}; default backend {}", environment_.describe(), joblet::default_backend());
+}
+
+std::string Session::expand_log_file_name(const std::string& pattern) const {
+  // Slurm's filename patterns, so that one setting gives each process its own file.
+  std::string name;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '%' || i + 1 == pattern.size()) {
+      name += pattern[i];
+      continue;
+    }
+    switch (pattern[++i]) {
+      case 'j': name += environment_.slurm_job_id.empty() ? "nojob" : environment_.slurm_job_id; break;
+      case 't': name += std::to_string(mpi_ ? rank_ : environment_.rank); break;
+      case 'A': name += environment_.slurm_array_job_id.empty() ? "noarray" : environment_.slurm_array_job_id; break;
+      case 'a': name += environment_.slurm_array_task_id ? std::to_string(*environment_.slurm_array_task_id) : "0"; break;
+      case 'N': name += ErrorSite::here().host; break;
+      case 'p': name += std::to_string(getpid()); break;
+      case '%': name += '%'; break;
+      default: name += '%'; name += pattern[i]; break;
+    }
+  }
+  return name;
 }
 
 Session::~Session() {

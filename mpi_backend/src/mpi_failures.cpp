@@ -7,6 +7,8 @@
 // Everything a handler touches is an atomic or fixed storage: no allocation, no stdio, no locks.
 #include "mpi_failures.hpp"
 
+#include "joblet/detail/stop.hpp"
+
 #include <mpi.h>
 #include <signal.h>
 #include <string.h>
@@ -114,6 +116,11 @@ void chain(int signal, siginfo_t* info, void* context) {
 void on_signal(int signal, siginfo_t* info, void* context) {
   if (signal == SIGTERM) {
     report_held_tasks();
+    // Under Session a SIGTERM may be a Slurm time limit: stop gracefully instead of dying.
+    if (graceful_stop_enabled()) {
+      request_stop(signal);
+      return;
+    }
   } else if (g_rank.load() >= 0) {
     Line line;
     const char* name = sigabbrev_np(signal);

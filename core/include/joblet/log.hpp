@@ -19,4 +19,8 @@ std::shared_ptr<spdlog::logger> logger();
 // Prefix every line with this process's identity, e.g. "rank 3 node07" (set by Session).
 void set_log_identity(std::string_view identity);
 
+// Also write joblet's log lines to this file (appending). Session opens the file named by
+// JOBLET_LOG_FILE. Throws StorageError when the file cannot be opened.
+void add_log_file(const std::string& path);
+
 }  // namespace joblet

@@ -172,6 +172,9 @@ class Run {
   // Starts no more tasks and stops workers (processes are killed). The destructor then
   // returns once no worker runs a task of this call, except tasks abandoned after a timeout.
   virtual void cancel() noexcept = 0;
+  // Starts no more tasks but lets every running task finish, however long it takes (a graceful
+  // stop before a time limit); the destructor waits for them.
+  virtual void stop() noexcept { cancel(); }
 };
 
 class Backend {

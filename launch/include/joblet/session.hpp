@@ -13,6 +13,13 @@
 // and prefixes log lines with the rank and host. It finalises MPI when it ends. Started without
 // a launcher, the same program runs on the "threads" backend.
 //
+// Slurm: SIGTERM (a time limit) or SIGUSR1 (the `--signal` early warning) during a parallel
+// call stops it gracefully: no new task starts, running ones finish (cached results are
+// published as each finishes), a summary is logged, and the process exits with status 75 —
+// run the same command again to compute only what is missing. JOBLET_LOG_FILE=joblet-%j-%t.log
+// also writes joblet's log lines to a file per process (%j job, %t rank, %A array job, %a
+// array index, %N host, %p pid).
+//
 // The silent-singleton trap — Slurm started N > 1 tasks but each sees an MPI world of one,
 // because MPI was not started through Slurm's PMI — stops the program with a ConfigError that
 // says to use `srun --mpi=pmix` or `mpirun`.
@@ -47,6 +54,8 @@ class Session {
   std::string default_backend() const;
 
  private:
+  std::string expand_log_file_name(const std::string& pattern) const;
+
   Environment environment_;
   int rank_ = 0;
   int size_ = 1;

@@ -5,10 +5,12 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "joblet/backend.hpp"
+#include "joblet/detail/stop.hpp"
 #include "joblet/config.hpp"
 #include "joblet/progress.hpp"
 
@@ -50,6 +52,8 @@ class CallDriver {
  private:
   bool all_finished() const noexcept;
   void report(bool finished);
+  // SIGTERM/SIGUSR1 under Session: let running tasks finish, say what is left, exit 75.
+  [[noreturn]] void stop_and_exit();
 
   std::shared_ptr<Job> job_;
   bool keep_going_;
@@ -60,6 +64,8 @@ class CallDriver {
   std::size_t failed_ = 0;
   std::exception_ptr failure_;
   bool reported_end_ = false;
+  // Set for a top-level call (not one nested in a task): it handles graceful stops.
+  std::optional<RunningCall> running_;
 };
 
 }  // namespace joblet::detail

@@ -18,6 +18,7 @@
 #include "joblet/backend.hpp"
 #include "joblet/codec.hpp"
 #include "joblet/detail/stable_vector.hpp"
+#include "joblet/detail/task_scope.hpp"
 #include "joblet/outcome.hpp"
 
 namespace joblet::detail {
@@ -62,6 +63,7 @@ class TypedJob final : public Job {
   }
 
   void run_encoded(std::size_t index, std::string& out) noexcept override {
+    TaskScope scope;
     const std::size_t start = out.size();
     try {
       if constexpr (Encodable<Value>) {
@@ -116,6 +118,7 @@ class TypedJob final : public Job {
   }
 
   bool run_task(std::size_t index) noexcept override {
+    TaskScope scope;
     Slot& slot = slots_[index];
     std::exception_ptr failure;
     try {

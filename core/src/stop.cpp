@@ -1,0 +1,58 @@
+#include "joblet/detail/stop.hpp"
+
+#include <signal.h>
+
+#include <atomic>
+#include <cstdlib>
+
+namespace joblet::detail {
+namespace {
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_signal{0};
+std::atomic<int> g_running{0};
+std::atomic<bool> g_enabled{false};
+std::atomic<void (*)(int)> g_exit_hook{nullptr};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
+              "signal handlers need lock-free atomics");
+
+void on_stop_signal(int signal) { request_stop(signal); }
+}  // namespace
+
+void request_stop(int signal) noexcept {
+  g_signal.store(signal);
+  g_stop.store(true);
+  if (signal == SIGTERM && g_running.load() == 0) {
+    ::signal(SIGTERM, SIG_DFL);
+    raise(SIGTERM);
+  }
+}
+
+bool stop_requested() noexcept { return g_stop.load(std::memory_order_relaxed); }
+int stop_signal() noexcept { return g_signal.load(std::memory_order_relaxed); }
+
+RunningCall::RunningCall() noexcept { g_running.fetch_add(1); }
+RunningCall::~RunningCall() { g_running.fetch_sub(1); }
+
+void enable_graceful_stop() {
+  g_enabled.store(true);
+  for (int signal : {SIGTERM, SIGUSR1}) {
+    struct sigaction current {};
+    if (sigaction(signal, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
+    struct sigaction handler {};
+    handler.sa_handler = on_stop_signal;
+    sigemptyset(&handler.sa_mask);
+    handler.sa_flags = SA_RESTART;
+    sigaction(signal, &handler, nullptr);
+  }
+}
+
+bool graceful_stop_enabled() noexcept { return g_enabled.load(); }
+
+void set_exit_hook(void (*hook)(int)) noexcept { g_exit_hook.store(hook); }
+
+void exit_process(int status) {
+  if (auto hook = g_exit_hook.load()) hook(status);
+  std::exit(status);
+}
+
+}  // namespace joblet::detail
