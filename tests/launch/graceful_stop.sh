@@ -15,7 +15,12 @@ entries() { find "$cache" -type f -not -name '.*' -not -path '*/.*' | wc -l; }
 "${launcher[@]}" "$program" "$cache" "$backend" "$tasks" "$milliseconds" >"$cache.out" 2>"$cache.err" &
 pid=$!
 sleep 1.2
-kill -TERM "$pid"
+if ((${#launcher[@]})); then
+  # As Slurm does at a time limit: every rank gets the signal (the launcher too).
+  kill -TERM $(pgrep -P "$pid") 2>/dev/null
+else
+  kill -TERM "$pid"
+fi
 wait "$pid"
 status=$?
 out=$(cat "$cache.out"); err=$(cat "$cache.err"); rm -f "$cache.out" "$cache.err"
