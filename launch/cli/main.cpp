@@ -10,6 +10,7 @@
 
 #include "cache_command.hpp"
 #include "info_command.hpp"
+#include "status_command.hpp"
 #include "joblet/error.hpp"
 
 namespace {
@@ -66,10 +67,17 @@ int main(int argc, char** argv) {
   CLI::App* info = app.add_subcommand(
       "info", "What joblet sees here: launcher, ranks, CPUs, default backend, cache directory, versions");
   info->add_option("-d,--dir", info_arguments.cache_dir, "the cache directory to describe");
+  joblet::cli::StatusArguments status_arguments;
+  CLI::App* status = app.add_subcommand(
+      "status", "Campaigns in a cache (Parallel calls over a cached function): tasks done and missing. Exit status "
+                "0 when all are complete, 3 while tasks are missing");
+  status->add_option("-d,--dir", status_arguments.directory,
+                     "the cache directory (default: $JOBLET_CACHE_DIR, else ./joblet-cache)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (app.got_subcommand("cache")) return joblet::cli::run_cache_command(cache_arguments);
     if (app.got_subcommand("info")) return joblet::cli::run_info_command(info_arguments);
+    if (app.got_subcommand("status")) return joblet::cli::run_status_command(status_arguments);
   } catch (const joblet::Error& e) {
     std::fprintf(stderr, "joblet: %s\n", e.message().c_str());
     return 1;

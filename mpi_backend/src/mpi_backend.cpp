@@ -743,6 +743,11 @@ class MpiBackend final : public Backend {
     return std::min(n_jobs, size);
   }
   int default_n_jobs() const override { return -1; }
+  bool all_agree(bool value) override {
+    int mine = value ? 1 : 0, everyone = 0;
+    check(MPI_Allreduce(&mine, &everyone, 1, MPI_INT, MPI_MIN, g_communicator), "MPI_Allreduce");
+    return everyone == 1;
+  }
   bool shares_memory() const noexcept override { return false; }
   bool needs_all_tasks() const noexcept override { return true; }
   std::unique_ptr<Run> start(std::shared_ptr<Job> job) override {

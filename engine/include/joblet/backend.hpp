@@ -193,6 +193,9 @@ class Backend {
   // that returns false gets every call made with it, whatever n_jobs.
   virtual bool sequential_when_one_worker() const noexcept { return false; }
   virtual std::unique_ptr<Run> start(std::shared_ptr<Job> job) = 0;
+  // For backends whose calls span processes (MPI): whether `value` holds in every one of them,
+  // so that all take the same branch. Collective there; identity elsewhere.
+  virtual bool all_agree(bool value) { return value; }
 };
 
 using BackendFactory = std::function<std::unique_ptr<Backend>()>;

@@ -192,6 +192,8 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   std::size_t clear() const { return cache_->clear(); }
   CacheStatistics statistics() const { return cache_->statistics(); }
   const std::string& name() const noexcept { return cache_->name(); }
+  // The cache directory; nullopt for a Memory that caches nothing.
+  std::optional<std::filesystem::path> location() const { return cache_->location(); }
   // The version keys are made with (the explicit one, plus source and build id salts).
   const std::string& version() const noexcept { return cache_->version(); }
   const F& function() const noexcept { return function_; }

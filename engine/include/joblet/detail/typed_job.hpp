@@ -50,6 +50,7 @@ class TypedJob final : public Job {
 
  public:
   using Value = Stored<Result>;
+  using TaskType = Task;
 
   // Reads the whole input now when `read_all` (exceptions from the range propagate to the
   // caller); otherwise workers read it as they claim tasks.
@@ -85,6 +86,15 @@ class TypedJob final : public Job {
   bool results_encodable() const noexcept override { return Encodable<Value>; }
   std::string result_type_name() const override { return demangle(typeid(Value).name()); }
   std::exception_ptr error(std::size_t index) const override { return slots_[index].error; }
+
+  // The task at `index` (read from the input already).
+  const Task& task_at(std::size_t index) const {
+    if constexpr (kInPlace) {
+      return *slots_[index].task;
+    } else {
+      return *slots_[index].task;
+    }
+  }
 
   // --- for the front end, after the task finished ---
   Value take_value(std::size_t index) {

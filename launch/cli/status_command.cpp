@@ -1,0 +1,39 @@
+#include "status_command.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <ctime>
+
+#include "joblet/campaign.hpp"
+#include "joblet/environment.hpp"
+#include "joblet/error.hpp"
+
+namespace joblet::cli {
+
+int run_status_command(const StatusArguments& arguments) {
+  const std::string directory = arguments.directory.empty() ? default_cache_dir() : arguments.directory;
+  std::error_code error;
+  if (!std::filesystem::is_directory(directory, error)) {
+    throw StorageError("no cache directory at '" + directory +
+                       "'; pass --dir DIR or set JOBLET_CACHE_DIR to the directory given to Memory");
+  }
+  const auto campaigns = campaign_status(directory);
+  if (campaigns.empty()) {
+    fmt::print("no campaigns in {} (a campaign is a Parallel call over one cached function)\n", directory);
+    return 0;
+  }
+  bool complete = true;
+  fmt::print("{:<40} {:>9} {:>9} {:>9} {:>7}  {}\n", "campaign", "tasks", "done", "missing", "done %", "recorded");
+  for (const auto& campaign : campaigns) {
+    const std::time_t recorded = std::chrono::system_clock::to_time_t(campaign.recorded);
+    const double percent =
+        campaign.tasks == 0 ? 100.0 : 100.0 * static_cast<double>(campaign.done) / static_cast<double>(campaign.tasks);
+    fmt::print("{:<40} {:>9} {:>9} {:>9} {:>6.1f}%  {:%Y-%m-%d %H:%M}\n", campaign.name, campaign.tasks, campaign.done,
+               campaign.tasks - campaign.done, percent, fmt::localtime(recorded));
+    complete = complete && campaign.done == campaign.tasks;
+  }
+  return complete ? 0 : 3;
+}
+
+}  // namespace joblet::cli
