@@ -3,6 +3,7 @@
 // One header for everything; each concept also has its own header.
 
 #include "joblet/backend.hpp"
+#include "joblet/campaign.hpp"
 #include "joblet/codec.hpp"
 #include "joblet/config.hpp"
 #include "joblet/cpu.hpp"
