@@ -1,13 +1,20 @@
 #include "array_file.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "io.hpp"
 #include "joblet/error.hpp"
@@ -22,6 +29,10 @@ constexpr std::size_t kPiece = std::size_t{4} << 20;
 constexpr std::size_t kChunkBytes = std::size_t{1} << 20;
 // Uncompressed blobs up to this size live in the dataset's header (HDF5's compact layout).
 constexpr std::size_t kCompactLimit = 60 * 1024;
+// Arrays up to this size are hashed when added, so their checksum is written with the file;
+// larger ones are hashed piece by piece as finish() writes them (no second pass over memory),
+// and their checksums recorded by reopening the file (a fraction of a millisecond).
+constexpr std::size_t kHashFirst = std::size_t{16} << 20;
 // deflate cannot expand data more than about 1032 times; a claim beyond that is corrupt.
 constexpr std::uint64_t kMaxDeflateRatio = 1100;
 
@@ -70,7 +81,9 @@ std::vector<hsize_t> dims_of(std::span<const std::size_t> shape) {
   return std::vector<hsize_t>(shape.begin(), shape.end());
 }
 
-// Chunk dimensions of about kChunkBytes, whole along the last axes (C order keeps rows together).
+// Chunk dimensions of about kChunkBytes: whole along the last axes, part of one axis (the
+// split axis), 1 along the axes before it. In C order every chunk is then one contiguous run of
+// the array's memory (padded with zeros where the split axis ends inside the last chunk).
 std::vector<hsize_t> chunk_dims(std::span<const std::size_t> shape, std::size_t element_size) {
   std::vector<hsize_t> chunk(shape.size(), 1);
   std::size_t budget = std::max<std::size_t>(kChunkBytes / element_size, 1);
@@ -81,6 +94,97 @@ std::vector<hsize_t> chunk_dims(std::span<const std::size_t> shape, std::size_t 
     if (take < shape[d]) break;
   }
   return chunk;
+}
+
+std::size_t usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return static_cast<std::size_t>(std::max(CPU_COUNT(&set), 1));
+}
+
+// HDF5's shuffle filter: byte j of element i goes to j * elements + i.
+void shuffle_bytes(const std::byte* in, std::byte* out, std::size_t bytes, std::size_t element_size) {
+  const std::size_t elements = bytes / element_size;
+  for (std::size_t i = 0; i < elements; ++i) {
+    for (std::size_t j = 0; j < element_size; ++j) out[j * elements + i] = in[i * element_size + j];
+  }
+  std::memcpy(out + elements * element_size, in + elements * element_size, bytes - elements * element_size);
+}
+
+// Compresses a chunked dataset's chunks on every usable CPU, outside the HDF5 lock, with the
+// dataset's own filter pipeline (shuffle when asked, then deflate as HDF5's filter calls zlib),
+// and hands each to HDF5 as raw chunk bytes (H5Dwrite_chunk) under the lock. The file is the
+// same as H5Dwrite would make; only the compression runs in parallel.
+void write_deflated_chunks(hid_t dataset, const ArrayBlock& block, std::span<const hsize_t> chunk, int level,
+                           bool shuffle, const std::string& what) {
+  const std::span<const std::size_t> shape = block.shape;
+  const std::size_t element_size = dtype_size(block.dtype);
+  // The axis chunks cut: the last one a chunk does not cover whole (0 when one chunk holds
+  // everything). Chunks are 1 wide before it and whole after it (see chunk_dims).
+  std::size_t split = 0;
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (chunk[d] < shape[d]) split = d;
+  }
+  std::size_t trailing = 1;  // elements per index of the split axis
+  for (std::size_t d = split + 1; d < shape.size(); ++d) trailing *= shape[d];
+  std::size_t prefix = 1;  // chunks along the axes before the split axis
+  for (std::size_t d = 0; d < split; ++d) prefix *= shape[d];
+  const std::size_t along = (shape[split] + chunk[split] - 1) / chunk[split];
+  const std::size_t chunk_elements = static_cast<std::size_t>(chunk[split]) * trailing;
+  const std::size_t chunk_bytes = chunk_elements * element_size;
+  const std::size_t total = prefix * along;
+  const auto* data = static_cast<const std::byte*>(block.data);
+
+  std::atomic<std::size_t> next{0};
+  std::mutex failure_mutex;
+  std::exception_ptr failure;
+  auto work = [&] {
+    std::vector<std::byte> padded, shuffled(shuffle ? chunk_bytes : 0);
+    std::vector<Bytef> compressed(compressBound(static_cast<uLong>(chunk_bytes)));
+    std::vector<hsize_t> offset(shape.size(), 0);
+    try {
+      for (std::size_t c = next.fetch_add(1); c < total; c = next.fetch_add(1)) {
+        {
+          std::lock_guard lock(failure_mutex);
+          if (failure) return;
+        }
+        const std::size_t p = c / along, j = c % along;
+        const std::size_t rows = std::min<std::size_t>(chunk[split], shape[split] - j * chunk[split]);
+        const std::byte* source = data + (p * shape[split] * trailing + j * chunk[split] * trailing) * element_size;
+        if (rows < chunk[split]) {  // the last chunk along the split axis: pad to a whole chunk
+          padded.assign(chunk_bytes, std::byte{0});
+          std::memcpy(padded.data(), source, rows * trailing * element_size);
+          source = padded.data();
+        }
+        if (shuffle) {
+          shuffle_bytes(source, shuffled.data(), chunk_bytes, element_size);
+          source = shuffled.data();
+        }
+        uLongf size = static_cast<uLongf>(compressed.size());
+        if (compress2(compressed.data(), &size, reinterpret_cast<const Bytef*>(source), static_cast<uLong>(chunk_bytes),
+                      level) != Z_OK) {
+          throw StorageError(what + ": zlib could not compress a chunk");
+        }
+        for (std::size_t d = split, rest = p; d-- > 0;) {  // the chunk's first element
+          offset[d] = rest % shape[d];
+          rest /= shape[d];
+        }
+        offset[split] = j * chunk[split];
+        auto lock = h5::lock();
+        h5::check(H5Dwrite_chunk(dataset, H5P_DEFAULT, 0, offset.data(), size, compressed.data()), what);
+      }
+    } catch (...) {
+      std::lock_guard lock(failure_mutex);
+      if (!failure) failure = std::current_exception();
+    }
+  };
+  const std::size_t threads = std::min({usable_cpus(), total, std::size_t{16}});
+  std::vector<std::thread> helpers;
+  for (std::size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& helper : helpers) helper.join();
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace
@@ -171,6 +275,10 @@ void ArrayFileWriter::add_array(const std::string& name, const ArrayBlock& block
     }
   }
 
+  std::optional<Hash128> checksum;
+  if (settings_.checksum && !compressed && block.nbytes > 0 && block.nbytes <= kHashFirst) {
+    checksum = hash_bytes(block.data, block.nbytes);
+  }
   auto lock = h5::lock();
   const std::vector<hsize_t> dims = dims_of(array.shape);
   h5::Id space = array.shape.empty()
@@ -191,8 +299,11 @@ void ArrayFileWriter::add_array(const std::string& name, const ArrayBlock& block
       if (settings_.shuffle && element_size > 1) h5::check(H5Pset_shuffle(dcpl.get()), what);
       h5::check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(settings_.compress)), what);
     }
-    // Per-chunk checksums, checked by HDF5 on every read.
-    if (settings_.checksum) h5::check(H5Pset_fletcher32(dcpl.get()), what);
+    // Per-chunk checksums, checked on every read: zlib's own Adler-32 for deflate, HDF5's
+    // Fletcher-32 for szip (which has none).
+    if (settings_.checksum && settings_.compressor == FileCompressor::szip) {
+      h5::check(H5Pset_fletcher32(dcpl.get()), what);
+    }
   } else {
     h5::check(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS), what);
     // Space now, at an offset joblet can write to and map; no fill values written first.
@@ -206,15 +317,31 @@ void ArrayFileWriter::add_array(const std::string& name, const ArrayBlock& block
       h5::make(H5Dcreate2(file_.get(), name.c_str(), type.get(), space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
                H5Dclose, what);
   h5::write_string_attribute(dataset.get(), kDtypeAttribute, dtype_name(block.dtype));
-  if (compressed) {
+  if (compressed && settings_.compressor == FileCompressor::deflate) {
+    lock.unlock();  // compression runs in parallel, outside the lock; chunks are written under it
+    try {
+      write_deflated_chunks(dataset.get(), array.block, chunk, settings_.compress,
+                            settings_.shuffle && element_size > 1, what);
+    } catch (...) {
+      lock.lock();  // the identifiers are closed under the lock
+      throw;
+    }
+    lock.lock();
+    array.written_by_hdf5 = true;
+  } else if (compressed) {
     h5::check(H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, block.data), what);
     array.written_by_hdf5 = true;
   } else if (block.nbytes > 0) {
     const haddr_t offset = H5Dget_offset(dataset.get());
     if (offset == HADDR_UNDEF) h5::fail(what + " (no offset for its data)");
     array.offset = offset;
-    // Filled in by finish() once the bytes are written and hashed.
-    if (settings_.checksum) h5::write_string_attribute(dataset.get(), kChecksumAttribute, std::string(32, '0'));
+    if (checksum) {
+      h5::write_string_attribute(dataset.get(), kChecksumAttribute, checksum->hex());
+    } else if (settings_.checksum) {
+      // Filled in by finish() once the bytes are written and hashed.
+      h5::write_string_attribute(dataset.get(), kChecksumAttribute, std::string(32, '0'));
+      array.checksum_pending = true;
+    }
   }
   arrays_.push_back(std::move(array));
 }
@@ -255,12 +382,12 @@ std::uint64_t ArrayFileWriter::finish() {
     Hasher hasher;
     for (std::size_t done = 0; done < array.block.nbytes; done += kPiece) {
       const std::size_t size = std::min(kPiece, array.block.nbytes - done);
-      if (settings_.checksum) hasher.update_bytes(data + done, size);
+      if (array.checksum_pending) hasher.update_bytes(data + done, size);
       if (const int error = write_at(fd, data + done, size, array.offset + done); error != 0) fail(error, "write");
     }
-    checksums.push_back(hasher.digest());
+    if (array.checksum_pending) checksums.push_back(hasher.digest());
   }
-  if (settings_.checksum && !checksums.empty()) {
+  if (!checksums.empty()) {
     try {
       write_checksums(checksums);
     } catch (...) {
@@ -286,7 +413,7 @@ void ArrayFileWriter::write_checksums(const std::vector<Hash128>& checksums) {
   h5::Id file = h5::make(H5Fopen(temporary_.c_str(), H5F_ACC_RDWR, fapl.get()), H5Fclose, what);
   std::size_t next = 0;
   for (const Array& array : arrays_) {
-    if (array.written_by_hdf5 || array.block.nbytes == 0) continue;
+    if (!array.checksum_pending) continue;
     h5::Id dataset = h5::make(H5Dopen2(file.get(), array.name.c_str(), H5P_DEFAULT), H5Dclose, what);
     h5::Id attribute = h5::make(H5Aopen(dataset.get(), kChecksumAttribute, H5P_DEFAULT), H5Aclose, what);
     h5::Id type = h5::make(H5Aget_type(attribute.get()), H5Tclose, what);

@@ -76,8 +76,8 @@ class ArrayFileWriter {
     std::vector<std::size_t> shape;
     std::uint64_t offset = 0;  // for contiguous data written by joblet
     bool written_by_hdf5 = false;
+    bool checksum_pending = false;  // hashed while finish() writes it, then recorded
   };
-  void write_data();
   void write_checksums(const std::vector<Hash128>& checksums);
 
   std::filesystem::path path_;

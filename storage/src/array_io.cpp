@@ -69,6 +69,8 @@ thread_local ArrayReader* t_reader = nullptr;
 // too, but without the alignment, and a huge-page-friendly start is free here).
 constexpr std::size_t kMappedAllocation = std::size_t{1} << 20;
 constexpr std::size_t kAlignment = 64;
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+constexpr std::size_t kHugeBuffer = std::size_t{4} << 20;
 
 class HeapBuffer final : public ArrayBuffer {
  public:
@@ -84,10 +86,25 @@ class HeapBuffer final : public ArrayBuffer {
 class AnonymousBuffer final : public ArrayBuffer {
  public:
   explicit AnonymousBuffer(std::size_t bytes) : bytes_(bytes) {
-    data_ = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (data_ == MAP_FAILED) {
+    // Large buffers start on a huge-page boundary and ask for transparent huge pages (as numpy
+    // does): touching fresh memory costs one fault per 2 MiB instead of per 4 KiB, which on a
+    // VM is the difference between about 2 and 8 GB/s for a load.
+    const bool huge = bytes >= kHugeBuffer;
+    const std::size_t mapped = huge ? bytes + kHugePage : bytes;
+    void* start = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (start == MAP_FAILED) {
       throw StorageError("cannot allocate " + std::to_string(bytes) + " bytes for an array: " + std::strerror(errno) +
                          " (is the array's shape what you meant? free memory, or load it with an mmap mode)");
+    }
+    data_ = start;
+    if (huge) {
+      const auto address = reinterpret_cast<std::uintptr_t>(start);
+      const std::uintptr_t aligned = (address + kHugePage - 1) & ~(kHugePage - 1);
+      const std::size_t head = aligned - address;
+      if (head > 0) munmap(start, head);
+      if (kHugePage - head > 0) munmap(reinterpret_cast<void*>(aligned + bytes), kHugePage - head);
+      data_ = reinterpret_cast<void*>(aligned);
+      madvise(data_, bytes, MADV_HUGEPAGE);  // best effort: refused where THP is off
     }
   }
   ~AnonymousBuffer() override { munmap(data_, bytes_); }

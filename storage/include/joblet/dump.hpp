@@ -15,9 +15,10 @@
 //
 // Uncompressed arrays are contiguous and 64-byte aligned in the file, so load() with an mmap
 // mode maps them in O(1) without reading them. Compressed arrays are chunked (about 1 MiB per
-// chunk) and filtered: deflate levels 1-9 with byte shuffling, or szip (compress > 0 with
-// Compressor::szip; usually faster than deflate). Mapping a compressed file is not possible:
-// load() warns and reads it into memory.
+// chunk) and filtered: deflate levels 1-9 with byte shuffling (chunks are compressed on every
+// CPU the process may use, then handed to HDF5), or szip (compress > 0 with Compressor::szip;
+// HDF5's own, faster per CPU than deflate). Mapping a compressed file is not possible: load()
+// warns and reads it into memory.
 //
 // load<T>() checks everything it reads before it allocates: the HDF5 signature, the format
 // name and version, T against the type the file was written as, every dataset's dtype and shape
@@ -57,8 +58,9 @@ struct DumpOptions {
   // Byte-shuffle elements before deflating (HDF5's shuffle filter): faster and smaller for
   // numbers, whose high bytes vary slowly. (szip codes whole values and is never shuffled.)
   bool shuffle = true;
-  // An XXH3-128 checksum per uncompressed array (attribute joblet_xxh3_128), and HDF5's
-  // Fletcher-32 per compressed chunk. load() checks them with LoadOptions::verify.
+  // An XXH3-128 checksum per uncompressed array (attribute joblet_xxh3_128), checked by load()
+  // with LoadOptions::verify; and HDF5's Fletcher-32 per szip chunk (deflate chunks carry
+  // zlib's Adler-32 anyway), checked on every read.
   bool checksum = true;
   // fsync the file before publishing it, so that a crash of the machine cannot leave a
   // published file whose data never reached the disk. Off, as in joblib.

@@ -101,6 +101,10 @@ TEST(Dump, CompressedFilesRoundTrip) {
   for (int level : {1, 6, 9}) expect_round_trip(value, dir / "deflate.h5", {.compress = level});
   expect_round_trip(value, dir / "noshuffle.h5", {.compress = 3, .shuffle = false});
   expect_round_trip(value, dir / "szip.h5", {.compress = 1, .compressor = joblet::Compressor::szip});
+  // Chunks cut along the first axis with a partial last chunk, and along a later axis.
+  expect_round_trip(iota_array<double>({300, 700, 3}), dir / "rows.h5", {.compress = 1});
+  expect_round_trip(iota_array<float>({3, 300000}), dir / "columns.h5", {.compress = 2});
+  expect_round_trip(iota_array<std::int16_t>({5, 1, 400000}), dir / "columns16.h5", {.compress = 9});
   // Compression pays on smooth data: the file is smaller than the array.
   NDArray<double> smooth({1 << 16});
   for (std::size_t i = 0; i < smooth.size(); ++i) smooth.mutable_at(i) = std::floor(static_cast<double>(i) / 64);

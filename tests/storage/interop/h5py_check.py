@@ -78,6 +78,13 @@ def check_others(directory):
         d = f["arrays/0"]
         check(d.compression == "szip", "szip compression")
         check(np.array_equal(d[()], (np.arange(10000) % 100).reshape(1000, 10).astype(np.float64)), "szip values")
+    with h5py.File(f"{directory}/chunks.h5", "r") as f:
+        rows, columns = f["arrays/0"], f["arrays/1"]
+        check(rows.compression == "gzip" and rows.shuffle and rows.chunks[1:] == (700, 3), "rows: chunked, shuffled")
+        check(np.array_equal(rows[()], (np.arange(630000) % 100).reshape(300, 700, 3).astype(np.float64)),
+              "rows: every chunk, the partial last one too")
+        check(columns.chunks[0] == 1 and np.array_equal(
+            columns[()], (np.arange(900000) % 100).reshape(3, 300000).astype(np.int32)), "columns: chunked by row")
     with h5py.File(f"{directory}/shared.h5", "r") as f:
         d = f["field"]
         check(d.shape == (6, 7) and d.dtype == np.float32, "SharedArray file dataset")
@@ -85,7 +92,7 @@ def check_others(directory):
 
 
 def check_h5dump(directory):
-    for name in ["simulation.h5", "compressed.h5", "szip.h5", "types.h5", "shared.h5"]:
+    for name in ["simulation.h5", "compressed.h5", "chunks.h5", "szip.h5", "types.h5", "shared.h5"]:
         run = subprocess.run(["h5dump", "-H", f"{directory}/{name}"], capture_output=True, text=True)
         check(run.returncode == 0 and "DATASET" in run.stdout, f"h5dump -H parses {name}")
     run = subprocess.run(["h5dump", "-d", "/arrays/0", f"{directory}/simulation.h5"], capture_output=True, text=True)

@@ -55,6 +55,9 @@ NDArray<T> ramp(std::vector<std::size_t> shape) {
 void write_files(const std::filesystem::path& dir) {
   joblet::dump(make_simulation(), dir / "simulation.h5");
   joblet::dump(make_simulation(), dir / "compressed.h5", {.compress = 4});
+  // Chunks compressed in parallel, with partial chunks along the first and a later axis.
+  joblet::dump(std::make_pair(ramp<double>({300, 700, 3}), ramp<std::int32_t>({3, 300000})), dir / "chunks.h5",
+               {.compress = 1});
   joblet::dump(ramp<double>({1000, 10}), dir / "szip.h5", {.compress = 1, .compressor = joblet::Compressor::szip});
   NDArray<bool> flags({5});
   for (std::size_t i = 0; i < 5; ++i) flags.mutable_data()[i] = i % 2 == 0;
