@@ -4,41 +4,14 @@
 # tests/slurm/cluster_smoke.sh, which wraps itself when SLURM_CONF is not set.
 set -euo pipefail
 
-here=$(dirname "$(realpath "$0")")
-if [[ -z ${SLURM_CONF:-} ]]; then
-  exec "$here/../../slurm/cluster/with-cluster" "$here/cluster_smoke.sh" "$@"
-fi
+# shellcheck source=lib.sh
+source "$(dirname "$(realpath "$0")")/lib.sh"
+ensure_cluster "$(realpath "$0")" "$@"
+here=$slurm_tests_dir
 # Job output must land where slurmd (same machine, root) can write and we can read.
 work=$(mktemp -d /tmp/joblet-slurm-smoke.XXXXXX)
 trap 'rm -rf -- "$work"' EXIT
 cd "$work"
-
-failures=0
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-step_start=$SECONDS
-pass() {
-  echo "ok   $* ($((SECONDS - step_start)) s)"
-  step_start=$SECONDS
-}
-
-# Polls instead of 'sbatch --wait', which polls every 2-10 s. Bounded so a stuck job fails the
-# test instead of hanging it.
-wait_for_job() { # JOBID
-  local waited=0
-  while [[ -n $(squeue -h -j "$1" 2>/dev/null) ]]; do
-    ((waited < 600)) || { fail "job $1 still queued after 60 s"; return 1; }
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-}
-
-# Accounting is off, so the exit code comes from the controller's job record (kept MinJobAge).
-job_field() { # JOBID FIELD -> value of FIELD=... for the first record
-  scontrol show job "$1" | tr -s ' \n' '\n' | sed -n "s/^$2=//p" | head -n 1
-}
 
 # --- srun -----------------------------------------------------------------------------------
 mapfile -t hosts < <(timeout 30 srun -n 2 hostname)
@@ -100,8 +73,4 @@ else
   echo "skip MPI under srun: mpicc not found (install libopenmpi-dev)"
 fi
 
-if ((failures)); then
-  echo "$failures check(s) failed; controller log: $(dirname "$SLURM_CONF")/log/slurmctld.log" >&2
-  exit 1
-fi
-echo "all Slurm smoke checks passed"
+finish

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Stop and resume with the self-resubmitting template slurm/templates/long-run.sbatch: a job is
-# sent SIGTERM mid-campaign (what Slurm sends at the time limit; `scancel --signal=TERM` signals
-# the job's program the same way without waiting a minute for a real limit). The program lets its
-# running tasks finish, logs "stopped by SIGTERM: D of N tasks done, R remaining", exits 75; the
-# template resubmits itself; the second job computes exactly the R missing tasks (counted from
-# the cache: a recomputed entry is a new file) and prints the table of a sequential run.
+# Stop and resume with the self-resubmitting template slurm/templates/long-run.sbatch, twice:
+#   job 1 gets SIGTERM mid-campaign, in its program's step, as at a time limit
+#         (`scancel --signal=TERM` does that without waiting a minute for a real limit;
+#         time_limit.sh waits for one, which also signals the batch script and srun);
+#   job 2, which the template submitted, gets the early-warning SIGUSR1 mid-campaign, as
+#         `#SBATCH --signal=USR1@120` sends it (to the program's step);
+#   job 3 finishes.
+# Each stopped job lets its running tasks finish, logs "stopped by SIG...: D of N tasks done,
+# R remaining" with D equal to the entries in the cache, exits 75 and is resubmitted; each
+# resumed job computes exactly the missing tasks (counted from the cache: a recomputed entry is a
+# new file), and the last one prints the table of a sequential run.
 # Usage: tests/slurm/resume.sh ISING_SWEEP JOBLET (wraps itself in with-cluster when needed)
 set -uo pipefail
 # shellcheck source=lib.sh
@@ -17,9 +22,9 @@ joblet=$(realpath "$2")
 work=$(mktemp -d /tmp/joblet-slurm-resume.XXXXXX)
 trap 'rm -rf -- "$work"' EXIT
 cd "$work" || exit 1
-# About 0.15 s per task here: 40 tasks keep 2 workers busy for a few seconds.
-args=(--size 16 --temperatures 40 --sweeps 10000 --verbose 0)
-tasks=40
+# About 0.15 s per task here: 48 tasks keep 2 workers busy for a few seconds.
+args=(--size 16 --temperatures 48 --sweeps 10000 --verbose 0)
+tasks=48
 export JOBLET_CACHE_DIR=$work/cache
 
 "$sweep" "${args[@]}" --backend sequential --no-cache >reference.txt 2>reference.err ||
@@ -27,76 +32,110 @@ export JOBLET_CACHE_DIR=$work/cache
 pass "sequential reference ($tasks tasks)"
 
 # Options for every job of the chain, as a user would pass an account: 2 CPUs, stderr apart
-# from the table, and --hold so that the test can look at the cache between the two jobs
-# (released below).
+# from the table, and --hold so that the test can look at the cache between two jobs (it
+# releases each resubmitted job itself).
 export LONG_RUN_SBATCH_OPTIONS="--cpus-per-task=2 --error=%x-%j.err --hold"
+
+entries() { entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate | grep -c .; }
+
+# Waits until the cache holds at least COUNT entries while JOB runs; then sends the signal.
+signal_when() { # JOB COUNT SCANCEL-OPTIONS...
+  local job=$1 count=$2 waited=0
+  shift 2
+  while (($(entries) < count)); do
+    if ((waited >= 1200)) || [[ -z $(squeue -h -j "$job") ]]; then
+      fail "job $job: fewer than $count entries after $((waited / 10)) s ($(job_summary "$job"))"
+      show "joblet-long-run-$job.out" "joblet-long-run-$job.err"
+      return 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  scancel "$@" "$job" || fail "scancel $* $job failed"
+}
+
+# Checks a job that was stopped by SIGNAL: exit 75, the stop line, done = entries in the cache,
+# resubmitted. Sets done_count and next.
+check_stopped() { # JOB SIGNAL-WORD
+  local job=$1 word=$2 out=joblet-long-run-$1.out err=joblet-long-run-$1.err stop_line remaining stopped
+  stop_line=$(grep -o "stopped by $word[^:]*: [0-9]* of $tasks tasks done, [0-9]* remaining" "$err")
+  done_count=$(sed -n 's/.*: \([0-9]*\) of .*/\1/p' <<<"$stop_line")
+  remaining=$(sed -n 's/.*done, \([0-9]*\) remaining$/\1/p' <<<"$stop_line")
+  next=$(sed -n 's/.*resubmitted as job \([0-9]*\),.*/\1/p' "$out")
+  stopped=$(entries)
+  if [[ $(job_summary "$job") != "FAILED exit 75:0" || -z $stop_line || -z $next ]]; then
+    fail "job $job after $word: $(job_summary "$job") (expected FAILED exit 75:0), stop line '$stop_line'," \
+      "resubmitted as '${next:-nothing}'"
+    show "$out" "$err"
+    [[ -n $next ]] && scancel "$next"
+    return 1
+  fi
+  if ((done_count + remaining != tasks || done_count != stopped || stopped == tasks)); then
+    fail "job $job reported $done_count done and $remaining remaining; the cache holds $stopped entries" \
+      "(all $tasks done means the signal came too late: use more tasks)"
+    show "$err"
+    return 1
+  fi
+  pass "job $job after $word: exit 75, '$stop_line', $stopped entries in the cache, resubmitted as job $next"
+}
+
+# --- job 1: SIGTERM to the program, as at the time limit --------------------------------------
+# Not --full: srun answers a SIGTERM of its own by killing its tasks at once (see time_limit.sh).
 # shellcheck disable=SC2086  # split on purpose, as the template does
 first=$(sbatch --parsable ${LONG_RUN_SBATCH_OPTIONS/--hold/} "$templates/long-run.sbatch" "$sweep" "${args[@]}") ||
-  fail "sbatch of long-run.sbatch failed"
-
-# Signal once a quarter of the tasks is in the cache: mid-run, with work done and work left.
-waited=0
-while (($(entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate | grep -c .) < tasks / 4)); do
-  if ((waited >= 1200)) || [[ -z $(squeue -h -j "$first") ]]; then
-    fail "job $first: fewer than $((tasks / 4)) entries after $((waited / 10)) s ($(job_summary "$first"))"
-    show "joblet-long-run-$first.out" "joblet-long-run-$first.err"
-    finish
-  fi
-  sleep 0.1
-  waited=$((waited + 1))
-done
-scancel --signal=TERM "$first" || fail "scancel --signal=TERM $first failed"
+  { fail "sbatch of long-run.sbatch failed"; finish; }
+signal_when "$first" $((tasks / 4)) --signal=TERM || finish
 wait_for_job "$first" 60
-entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-stopped
-stopped=$(count_lines entries-stopped)
-out=joblet-long-run-$first.out err=joblet-long-run-$first.err
+check_stopped "$first" SIGTERM || finish
+"$joblet" status --dir "$JOBLET_CACHE_DIR" >status-1.txt 2>&1
+grep -Eq "^ising\.simulate-[0-9a-f]+ +$tasks +$done_count +$((tasks - done_count)) " status-1.txt ||
+  { fail "joblet status between the jobs does not show $done_count done:"; show status-1.txt; }
+done_1=$done_count
+second=$next
 
-stop_line=$(grep -o "stopped by SIGTERM: [0-9]* of $tasks tasks done, [0-9]* remaining" "$err")
-done_count=$(sed -n 's/^stopped by SIGTERM: \([0-9]*\) of .*/\1/p' <<<"$stop_line")
-remaining=$(sed -n 's/.*done, \([0-9]*\) remaining$/\1/p' <<<"$stop_line")
-next=$(sed -n 's/.*resubmitted as job \([0-9]*\),.*/\1/p' "$out")
-if [[ $(job_summary "$first") != "FAILED exit 75:0" || -z $stop_line || -z $next ]]; then
-  fail "job $first after SIGTERM: $(job_summary "$first") (expected FAILED exit 75:0), stop line '$stop_line'," \
-    "resubmitted as '${next:-nothing}'"
-  show "$out" "$err"
-  [[ -n $next ]] && scancel "$next"
-  finish
-fi
-pass "job $first after SIGTERM: exit 75, '$stop_line', resubmitted as job $next"
-if ((done_count + remaining != tasks || done_count != stopped)); then
-  fail "job $first reported $done_count done and $remaining remaining, and the cache holds $stopped entries"
-fi
-if ((stopped == tasks)); then
-  fail "every task was done before the signal arrived: nothing left to resume (use more tasks)"
-fi
-"$joblet" status --dir "$JOBLET_CACHE_DIR" >status-stopped.txt 2>&1
-if grep -Eq "^ising\.simulate-[0-9a-f]+ +$tasks +$stopped +$((tasks - stopped)) " status-stopped.txt; then
-  pass "joblet status between the jobs: $stopped done, $((tasks - stopped)) missing"
+# --- job 2: the early warning, SIGUSR1 to the program's step ---------------------------------
+entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-1
+scontrol release "$second" || fail "scontrol release $second failed"
+signal_when "$second" $((done_1 + tasks / 4)) --signal=USR1 || finish
+wait_for_job "$second" 60
+check_stopped "$second" SIGUSR1 || finish
+entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-2
+recomputed_2=$(count_new_entries entries-1 entries-2)
+grep -q "resubmission 1 of" "joblet-long-run-$second.out" || fail "job $second does not know it is the first resubmission"
+# A new inode for every task job 2 reported done beyond job 1's, and none more: it recomputed
+# nothing that job 1 had left in the cache.
+if ((recomputed_2 == done_count - done_1)); then
+  pass "job $second: computed $recomputed_2 new tasks, recomputed none of the $done_1 from job $first"
 else
-  fail "joblet status between the jobs does not show $stopped done:"; show status-stopped.txt
+  fail "job $second wrote $recomputed_2 entries but reported $((done_count - done_1)) new tasks done"
 fi
+done_2=$done_count
+third=$next
 
-scontrol release "$next" || fail "scontrol release $next failed"
-wait_for_job "$next" 120
-entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-resumed
-recomputed=$(count_new_entries entries-stopped entries-resumed)
-out=joblet-long-run-$next.out err=joblet-long-run-$next.err
-if [[ $(job_summary "$next") != "COMPLETED exit 0:0" ]]; then
-  fail "resubmitted job $next: $(job_summary "$next")"
+# --- job 3: the rest --------------------------------------------------------------------------
+scontrol release "$third" || fail "scontrol release $third failed"
+wait_for_job "$third" 120
+entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-3
+recomputed=$(count_new_entries entries-2 entries-3)
+out=joblet-long-run-$third.out err=joblet-long-run-$third.err
+if [[ $(job_summary "$third") != "COMPLETED exit 0:0" ]]; then
+  fail "job $third: $(job_summary "$third")"
   show "$out" "$err"
-elif ! grep -q "resubmission 1 of" "$out"; then
-  fail "job $next does not know it is the first resubmission"; show "$out"
+elif ! grep -q "resubmission 2 of" "$out"; then
+  fail "job $third does not know it is the second resubmission"
+  show "$out"
 elif ! diff <(sweep_table "$out") reference.txt >/dev/null; then
-  fail "resubmitted job $next printed another table than the sequential run"
+  fail "job $third printed another table than the sequential run"
   show "$out" "$err"
-elif ((recomputed != tasks - stopped || $(count_lines entries-resumed) != tasks)) ||
-  ! grep -q "$stopped hits in this process" "$err"; then
-  fail "resubmitted job $next recomputed $recomputed tasks (expected the $((tasks - stopped)) missing ones)"
+elif ((recomputed != tasks - done_2 || $(count_lines entries-3) != tasks)) ||
+  ! grep -q "$done_2 hits in this process" "$err"; then
+  fail "job $third recomputed $recomputed tasks (expected the $((tasks - done_2)) missing ones)"
   show "$err"
 else
-  pass "resubmitted job $next: the sequential table; recomputed $recomputed of $tasks tasks" \
-    "(exactly the missing ones), $stopped from the cache"
-  echo "RESULT resume after SIGTERM: $recomputed of $tasks tasks recomputed"
+  pass "job $third: the sequential table; computed $recomputed of $tasks tasks (exactly the missing ones)," \
+    "$done_2 from the cache"
+  echo "RESULT stopped by SIGTERM after $done_1 of $tasks tasks, by SIGUSR1 after $done_2;" \
+    "the resumed jobs computed $recomputed_2 and $recomputed tasks: each task once, nothing recomputed"
 fi
 
 finish
