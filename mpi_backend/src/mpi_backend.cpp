@@ -7,11 +7,12 @@
 // program's own or with another call's:
 //   CLAIM  rank -> 0   "give me up to k tasks"           (one outstanding per rank)
 //   GRANT  0 -> rank   [begin, end); empty: none are left
-//   FRAMES any -> any  outcomes of finished tasks (detail/frames.hpp), sent to every rank
-//   STOP   any -> any  "I send you nothing more; I sent you m FRAMES messages"
-// A rank leaves a call once it sent STOP to everyone, received STOP from everyone with all
-// the FRAMES announced, and all of its own sends completed: no message is left in flight,
-// whether the call ended normally, failed or was abandoned, so no rank can hang on another.
+//   FRAMES any -> any  outcomes of finished tasks (detail/frames.hpp)
+// To leave a call, a rank waits for the answer to its last claim, stops sending, and joins a
+// reduce-scatter of how many FRAMES messages every rank sent to every other one; it then
+// receives until it has all that was sent to it and its own sends completed. No message is left
+// in flight, whether the call ended normally, failed or was abandoned, so no rank can hang on
+// another — in O(log N) collective steps rather than N² point-to-point messages.
 //
 // Where results go: up to kStreamAllUpTo ranks (JOBLET_MPI_STREAM_RANKS), each rank streams its results to every other
 // rank (generators yield as results arrive everywhere). Beyond that, N - 1 messages per batch
@@ -57,11 +58,13 @@ namespace {
 using Clock = Job::Clock;
 using detail::FrameHeader;
 
-enum Tag : int { kClaimTag = 1, kGrantTag = 2, kFramesTag = 3, kStopTag = 4 };
+enum Tag : int { kClaimTag = 1, kGrantTag = 2, kFramesTag = 3 };
 
 // A claim should take about this long to run, so that the round trip to rank 0 stays small
-// against the work it buys.
+// against the work it buys; and, with many ranks, at least kClaimCostBound per rank, so that
+// rank 0 (which serves one claim in a few microseconds) is never saturated by claims.
 constexpr auto kBatchTarget = std::chrono::milliseconds(1);
+constexpr auto kClaimCostBound = std::chrono::microseconds(5);
 // Below this estimated duration a rank always holds one batch in reserve; above it, it asks
 // for the next one shortly before the current one should end, so the last batches stay
 // balanced.
@@ -204,8 +207,6 @@ class MpiRun final : public Run {
     check_same_call();
     exchange_identities();
     sent_to_.assign(static_cast<std::size_t>(size_), 0);
-    received_from_.assign(static_cast<std::size_t>(size_), 0);
-    stop_from_.assign(static_cast<std::size_t>(size_), -1);
     compute_->job = job_;
     compute_->n_workers = n_workers_;
     if (job_->settings().results_to_root) {
@@ -364,15 +365,9 @@ class MpiRun final : public Run {
           break;
         }
         case kFramesTag:
-          ++received_from_[static_cast<std::size_t>(source)];
+          ++frames_received_;
           record_frames(message_, source, nullptr, nullptr);
           break;
-        case kStopTag: {
-          std::uint64_t count = 0;
-          std::memcpy(&count, message_.data(), sizeof count);
-          stop_from_[static_cast<std::size_t>(source)] = static_cast<long long>(count);
-          break;
-        }
         default:
           throw Error(fmt::format("mpi backend: unexpected message tag {} from rank {}", status.MPI_TAG, source));
       }
@@ -503,7 +498,9 @@ class MpiRun final : public Run {
   std::uint64_t next_batch_size() {
     if (job_->settings().batch_size > 0) return job_->settings().batch_size;
     if (ns_per_task_ < 0) return 1;
-    const double ideal = static_cast<double>(std::chrono::nanoseconds(kBatchTarget).count()) / std::max(ns_per_task_, 1.0);
+    const double target = std::max(static_cast<double>(std::chrono::nanoseconds(kBatchTarget).count()),
+                                   static_cast<double>(std::chrono::nanoseconds(kClaimCostBound).count()) * size_);
+    const double ideal = target / std::max(ns_per_task_, 1.0);
     const double capped = std::min(ideal, static_cast<double>(last_batch_) * 8.0);
     last_batch_ = std::clamp<std::uint64_t>(static_cast<std::uint64_t>(capped), 1, std::uint64_t{1} << 30);
     return last_batch_;
@@ -663,27 +660,22 @@ class MpiRun final : public Run {
     while (claim_outstanding_) progress_idle();
     if (delivery_ != Delivery::stream_to_all) advance_final_broadcast(/*blocking=*/true);
     stopped_sending_ = true;
-    for (int peer = 0; peer < size_; ++peer) {
-      if (peer == rank_) continue;
-      const std::uint64_t count = sent_to_[static_cast<std::size_t>(peer)];
-      send(peer, kStopTag, std::string(reinterpret_cast<const char*>(&count), sizeof count));
+    // How many FRAMES messages every rank sent to this one; then receive until all are in.
+    long long expected = 0;
+    MPI_Request request;
+    check(MPI_Ireduce_scatter_block(sent_to_.data(), &expected, 1, MPI_LONG_LONG, MPI_SUM, comm_, &request),
+          "MPI_Ireduce_scatter_block");
+    for (int done = 0; !done;) {
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (!done) progress_idle();  // rank 0 keeps answering claims meanwhile
     }
-    while (!everyone_stopped() || !sends_.empty()) progress_idle();
+    while (frames_received_ < expected || !sends_.empty()) progress_idle();
     // No task of this call runs after it returns, except one abandoned at its timeout.
     {
       std::unique_lock lock(compute_->mutex);
       compute_->outcomes_ready.wait(lock, [&] { return compute_->busy == 0 || compute_->abandoned.load() >= 0; });
     }
     MPI_Comm_free(&comm_);
-  }
-
-  bool everyone_stopped() const {
-    for (int peer = 0; peer < size_; ++peer) {
-      if (peer == rank_) continue;
-      const auto expected = stop_from_[static_cast<std::size_t>(peer)];
-      if (expected < 0 || received_from_[static_cast<std::size_t>(peer)] < expected) return false;
-    }
-    return true;
   }
 
   void progress_idle() {
@@ -723,7 +715,8 @@ class MpiRun final : public Run {
   double round_trip_ns_ = -1;
   bool stopped_sending_ = false;
   std::size_t recorded_ = 0;
-  std::vector<long long> sent_to_, received_from_, stop_from_;
+  std::vector<long long> sent_to_;  // FRAMES messages sent to each rank
+  long long frames_received_ = 0;
   std::vector<PendingSend> sends_;
   std::string message_;
   double ns_per_task_ = -1;
