@@ -15,6 +15,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 #include "io.hpp"
 #include "joblet/error.hpp"
@@ -37,6 +38,81 @@ constexpr std::size_t kHashFirst = std::size_t{16} << 20;
 constexpr std::uint64_t kMaxDeflateRatio = 1100;
 
 constexpr unsigned char kHdf5Signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+// ---- the footer (see array_file.hpp) ----
+constexpr char kFooterMagic[8] = {'J', 'O', 'B', 'L', 'E', 'T', 'H', '5'};
+constexpr std::uint32_t kFooterVersion = 1;
+struct FooterTail {
+  std::uint64_t region_count;
+  std::uint64_t end;
+  std::uint64_t checksum_high;
+  std::uint64_t checksum_low;
+  char magic[8];
+  std::uint32_t version;
+  std::uint32_t reserved;
+};
+static_assert(sizeof(FooterTail) == 48, "the footer's layout is fixed");
+using Region = DataRegion;
+static_assert(sizeof(Region) == 16 && std::is_trivially_copyable_v<Region>, "regions are stored as they are");
+
+int read_at(int fd, std::byte* data, std::size_t size, std::uint64_t offset);
+
+// XXH3-128 of the bytes [0, end) outside `regions` (sorted, disjoint, inside [0, end)), then of
+// the region table and `end`. 0 or an errno.
+int footer_checksum(int fd, std::uint64_t end, const std::vector<Region>& regions, Hash128& checksum) {
+  Hasher hasher;
+  std::vector<std::byte> buffer;
+  const auto hash_range = [&](std::uint64_t from, std::uint64_t to) {
+    while (from < to) {
+      const std::size_t size = static_cast<std::size_t>(std::min<std::uint64_t>(to - from, kPiece));
+      buffer.resize(size);
+      if (const int error = read_at(fd, buffer.data(), size, from); error != 0) return error;
+      hasher.update_bytes(buffer.data(), size);
+      from += size;
+    }
+    return 0;
+  };
+  std::uint64_t at = 0;
+  for (const Region& region : regions) {
+    if (const int error = hash_range(at, region.offset); error != 0) return error;
+    at = region.offset + region.size;
+  }
+  if (const int error = hash_range(at, end); error != 0) return error;
+  hasher.update_bytes(regions.data(), regions.size() * sizeof(Region));
+  hasher.update_bytes(&end, sizeof end);
+  checksum = hasher.digest();
+  return 0;
+}
+
+bool valid_regions(std::vector<Region>& regions, std::uint64_t end);
+int write_at(int fd, const std::byte* data, std::size_t size, std::uint64_t offset);
+
+// Writes the footer for the HDF5 bytes [0, end) of `fd` at `end`. 0 or an errno (EINVAL for
+// regions that overlap or leave the file).
+int append_footer(int fd, std::uint64_t end, std::vector<Region> regions) {
+  if (!valid_regions(regions, end)) return EINVAL;
+  Hash128 checksum;
+  if (const int error = footer_checksum(fd, end, regions, checksum); error != 0) return error;
+  FooterTail tail{regions.size(), end, checksum.high, checksum.low, {}, kFooterVersion, 0};
+  std::memcpy(tail.magic, kFooterMagic, sizeof tail.magic);
+  const std::size_t table_bytes = regions.size() * sizeof(Region);
+  if (const int error = write_at(fd, reinterpret_cast<const std::byte*>(regions.data()), table_bytes, end);
+      error != 0) {
+    return error;
+  }
+  return write_at(fd, reinterpret_cast<const std::byte*>(&tail), sizeof tail, end + table_bytes);
+}
+
+// Sorted, inside [0, end), not overlapping.
+bool valid_regions(std::vector<Region>& regions, std::uint64_t end) {
+  std::sort(regions.begin(), regions.end());
+  std::uint64_t at = 0;
+  for (const Region& region : regions) {
+    if (region.offset < at || region.offset > end || region.size > end - region.offset) return false;
+    at = region.offset + region.size;
+  }
+  return true;
+}
 
 std::uint64_t physical_memory() {
   const long pages = sysconf(_SC_PHYS_PAGES);
@@ -369,15 +445,19 @@ std::uint64_t ArrayFileWriter::finish() {
     auto lock = h5::lock();
     if (!file_.close()) h5::fail("cannot write " + quoted(path_));
   }
-  const int fd = ::open(temporary_.c_str(), O_WRONLY | O_CLOEXEC);
+  const int fd = ::open(temporary_.c_str(), O_RDWR | O_CLOEXEC);  // read too: the footer hashes what HDF5 wrote
   if (fd < 0) throw StorageError("cannot write " + quoted(path_) + ": " + describe_file_errno(errno));
   const auto fail = [&](int error, const char* what) {
     ::close(fd);
     throw StorageError(std::string("cannot ") + what + " " + quoted(path_) + ": " + describe_file_errno(error));
   };
   std::vector<Hash128> checksums;
+  std::vector<Region> regions;
+  bool any_chunked = false;
   for (const Array& array : arrays_) {
+    any_chunked = any_chunked || array.written_by_hdf5;
     if (array.written_by_hdf5 || array.block.nbytes == 0) continue;
+    regions.push_back({array.offset, array.block.nbytes});
     const auto* data = static_cast<const std::byte*>(array.block.data);
     Hasher hasher;
     for (std::size_t done = 0; done < array.block.nbytes; done += kPiece) {
@@ -387,16 +467,21 @@ std::uint64_t ArrayFileWriter::finish() {
     }
     if (array.checksum_pending) checksums.push_back(hasher.digest());
   }
-  if (!checksums.empty()) {
+  if (!checksums.empty() || any_chunked) {
     try {
-      write_checksums(checksums);
+      finish_in_hdf5(checksums, regions);
     } catch (...) {
       ::close(fd);
       throw;
     }
   }
-  if (settings_.fsync && ::fsync(fd) != 0) fail(errno, "flush");
+  // The footer, after the last byte HDF5 wrote.
   struct stat info {};
+  if (fstat(fd, &info) != 0) fail(errno, "examine");
+  if (const int error = append_footer(fd, static_cast<std::uint64_t>(info.st_size), regions); error != 0) {
+    fail(error, "write");
+  }
+  if (settings_.fsync && ::fsync(fd) != 0) fail(errno, "flush");
   if (fstat(fd, &info) != 0) fail(errno, "examine");
   if (::close(fd) != 0) throw StorageError("cannot write " + quoted(path_) + ": " + describe_file_errno(errno));
   if (::rename(temporary_.c_str(), path_.c_str()) != 0) {
@@ -406,21 +491,89 @@ std::uint64_t ArrayFileWriter::finish() {
   return static_cast<std::uint64_t>(info.st_size);
 }
 
-void ArrayFileWriter::write_checksums(const std::vector<Hash128>& checksums) {
-  const std::string what = "cannot write the checksums of " + quoted(path_);
+void ArrayFileWriter::finish_in_hdf5(const std::vector<Hash128>& checksums, std::vector<Region>& regions) {
+  const std::string what = "cannot finish " + quoted(path_);
   auto lock = h5::lock();
   h5::Id fapl = h5::file_access();
-  h5::Id file = h5::make(H5Fopen(temporary_.c_str(), H5F_ACC_RDWR, fapl.get()), H5Fclose, what);
+  h5::Id file = h5::make(H5Fopen(temporary_.c_str(), checksums.empty() ? H5F_ACC_RDONLY : H5F_ACC_RDWR, fapl.get()),
+                         H5Fclose, what);
   std::size_t next = 0;
   for (const Array& array : arrays_) {
-    if (!array.checksum_pending) continue;
+    if (!array.checksum_pending && !array.written_by_hdf5) continue;
     h5::Id dataset = h5::make(H5Dopen2(file.get(), array.name.c_str(), H5P_DEFAULT), H5Dclose, what);
-    h5::Id attribute = h5::make(H5Aopen(dataset.get(), kChecksumAttribute, H5P_DEFAULT), H5Aclose, what);
-    h5::Id type = h5::make(H5Aget_type(attribute.get()), H5Tclose, what);
-    const std::string hex = checksums[next++].hex();
-    h5::check(H5Awrite(attribute.get(), type.get(), hex.c_str()), what);
+    if (array.checksum_pending) {
+      h5::Id attribute = h5::make(H5Aopen(dataset.get(), kChecksumAttribute, H5P_DEFAULT), H5Aclose, what);
+      h5::Id type = h5::make(H5Aget_type(attribute.get()), H5Tclose, what);
+      const std::string hex = checksums[next++].hex();
+      h5::check(H5Awrite(attribute.get(), type.get(), hex.c_str()), what);
+    }
+    if (array.written_by_hdf5) {  // compressed chunks are raw data too: left out of the footer's checksum
+      h5::Id space = h5::make(H5Dget_space(dataset.get()), H5Sclose, what);
+      hsize_t chunks = 0;
+      h5::check(H5Dget_num_chunks(dataset.get(), space.get(), &chunks), what);
+      std::vector<hsize_t> origin(array.shape.size());
+      for (hsize_t i = 0; i < chunks; ++i) {
+        unsigned mask = 0;
+        haddr_t address = HADDR_UNDEF;
+        hsize_t size = 0;
+        h5::check(H5Dget_chunk_info(dataset.get(), space.get(), i, origin.data(), &mask, &address, &size), what);
+        if (address != HADDR_UNDEF && size > 0) regions.push_back({address, size});
+      }
+    }
   }
   if (!file.close()) h5::fail(what);
+}
+
+namespace {
+herr_t collect_regions(hid_t group, const char* name, const H5O_info_t* info, void* data) {
+  if (info->type != H5O_TYPE_DATASET) return 0;
+  auto& regions = *static_cast<std::vector<Region>*>(data);
+  const hid_t dataset = H5Dopen2(group, name, H5P_DEFAULT);
+  if (dataset < 0) return -1;
+  const hid_t space = H5Dget_space(dataset);
+  const hid_t dcpl = H5Dget_create_plist(dataset);
+  const hsize_t stored = H5Dget_storage_size(dataset);
+  if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Dget_offset(dataset) != HADDR_UNDEF && stored > 0) {
+    regions.push_back({H5Dget_offset(dataset), stored});
+  } else if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
+    hsize_t chunks = 0;
+    H5Dget_num_chunks(dataset, space, &chunks);
+    std::vector<hsize_t> origin(static_cast<std::size_t>(std::max(H5Sget_simple_extent_ndims(space), 1)));
+    for (hsize_t i = 0; i < chunks; ++i) {
+      unsigned mask = 0;
+      haddr_t address = HADDR_UNDEF;
+      hsize_t size = 0;
+      if (H5Dget_chunk_info(dataset, space, i, origin.data(), &mask, &address, &size) >= 0 && address != HADDR_UNDEF &&
+          size > 0) {
+        regions.push_back({address, size});
+      }
+    }
+  }
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Dclose(dataset);
+  H5Eclear2(H5E_DEFAULT);
+  return 0;
+}
+}  // namespace
+
+void seal_hdf5_file(const std::filesystem::path& path) {
+  const std::string what = "cannot seal " + quoted(path);
+  std::vector<Region> regions;
+  {
+    auto lock = h5::lock();
+    h5::Id fapl = h5::file_access();
+    h5::Id file = h5::make(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get()), H5Fclose, what);  // drops a footer
+    h5::check(H5Ovisit2(file.get(), H5_INDEX_NAME, H5_ITER_NATIVE, collect_regions, &regions, H5O_INFO_BASIC), what);
+    if (!file.close()) h5::fail(what);
+  }
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  struct stat info {};
+  const int error = fd < 0 || fstat(fd, &info) != 0
+                        ? errno
+                        : append_footer(fd, static_cast<std::uint64_t>(info.st_size), std::move(regions));
+  if (fd >= 0) ::close(fd);
+  if (error != 0) throw StorageError(what + ": " + std::strerror(error));
 }
 
 // ---- reading ---------------------------------------------------------------------------------
@@ -440,22 +593,58 @@ FileMapping::~FileMapping() {
   if (data_ != nullptr) munmap(data_, size_);
 }
 
-ArrayFileReader::ArrayFileReader(std::filesystem::path path) : path_(std::move(path)) {
-  {
-    // Plain checks first, so a missing or foreign file gets a plain answer rather than HDF5's.
-    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw StorageError("cannot open " + quoted(path_) + ": " + describe_file_errno(errno));
-    struct stat info {};
-    const bool regular = fstat(fd, &info) == 0 && S_ISREG(info.st_mode);
-    unsigned char signature[8] = {};
-    const bool is_hdf5 = regular && read_at(fd, reinterpret_cast<std::byte*>(signature), 8, 0) == 0 &&
-                         std::memcmp(signature, kHdf5Signature, 8) == 0;
-    ::close(fd);
-    if (!regular) throw StorageError("cannot open " + quoted(path_) + ": it is not a regular file");
-    if (!is_hdf5) {
-      throw StorageError(quoted(path_) + " is not an HDF5 file (" + std::to_string(info.st_size) +
-                         " bytes without HDF5's signature): joblet::load reads files written by joblet::dump");
+ArrayFileReader::ArrayFileReader(std::filesystem::path path, bool require_footer) : path_(std::move(path)) {
+  // Plain checks first, so a missing or foreign file gets a plain answer rather than HDF5's,
+  // and a damaged one is refused before HDF5 parses it.
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw StorageError("cannot open " + quoted(path_) + ": " + describe_file_errno(errno));
+  struct stat opened {};
+  const bool regular = fstat(fd_, &opened) == 0 && S_ISREG(opened.st_mode);
+  const auto size = static_cast<std::uint64_t>(opened.st_size);
+  unsigned char signature[8] = {};
+  const bool is_hdf5 = regular && read_at(fd_, reinterpret_cast<std::byte*>(signature), 8, 0) == 0 &&
+                       std::memcmp(signature, kHdf5Signature, 8) == 0;
+  const auto refuse = [&](const std::string& why) {
+    ::close(fd_);
+    fd_ = -1;
+    throw StorageError(why);
+  };
+  if (!regular) refuse("cannot open " + quoted(path_) + ": it is not a regular file");
+  if (!is_hdf5) {
+    refuse(quoted(path_) + " is not an HDF5 file (" + std::to_string(size) +
+           " bytes without HDF5's signature): joblet::load reads files written by joblet::dump");
+  }
+  file_size_ = size;
+  FooterTail tail{};
+  const bool has_footer = size >= sizeof tail &&
+                          read_at(fd_, reinterpret_cast<std::byte*>(&tail), sizeof tail, size - sizeof tail) == 0 &&
+                          std::memcmp(tail.magic, kFooterMagic, sizeof kFooterMagic) == 0;
+  if (has_footer) {
+    if (tail.version != kFooterVersion) {
+      refuse(quoted(path_) + " was written by a newer joblet (file footer version " + std::to_string(tail.version) +
+             "); this joblet reads version " + std::to_string(kFooterVersion) + ": upgrade joblet to read it");
     }
+    const std::uint64_t room = size - sizeof tail;
+    const bool sized = tail.end <= room && tail.region_count <= (room - tail.end) / sizeof(Region) &&
+                       tail.end + tail.region_count * sizeof(Region) == room;
+    std::vector<Region> regions(sized ? tail.region_count : 0);
+    Hash128 checksum;
+    const bool intact =
+        sized &&
+        read_at(fd_, reinterpret_cast<std::byte*>(regions.data()), regions.size() * sizeof(Region), tail.end) == 0 &&
+        valid_regions(regions, tail.end) && footer_checksum(fd_, tail.end, regions, checksum) == 0 &&
+        checksum == Hash128{tail.checksum_high, tail.checksum_low};
+    if (!intact) {
+      refuse(quoted(path_) +
+             " is damaged: its structure does not match the checksum joblet wrote with it "
+             "(a changed or corrupted file); write it again");
+    }
+    file_size_ = tail.end;
+  } else if (require_footer) {
+    refuse(quoted(path_) +
+           " is not a complete file written by joblet::dump (it has no joblet footer): another program's HDF5 "
+           "file (read its datasets with joblet::SharedArray(path, dataset)), or a file truncated while being "
+           "written or copied");
   }
   auto lock = h5::lock();
   h5::Id fapl = h5::file_access();
@@ -463,22 +652,24 @@ ArrayFileReader::ArrayFileReader(std::filesystem::path path) : path_(std::move(p
   if (file < 0) {
     const std::string why = h5::error_text();
     if (why.find("truncated") != std::string::npos) {
-      throw StorageError(quoted(path_) + " is truncated (" + why +
-                         "): it was cut short while being written or copied; write it again");
+      refuse(quoted(path_) + " is truncated (" + why +
+             "): it was cut short while being written or copied; write it "
+             "again");
     }
-    throw StorageError("cannot open " + quoted(path_) + " as an HDF5 file (damaged?): " + why);
+    refuse("cannot open " + quoted(path_) + " as an HDF5 file (damaged?): " + why);
+  }
+  // HDF5 opened the path again: it must be the file just checked (not one renamed over it since).
+  void* handle = nullptr;
+  struct stat parsed {};
+  const bool same = H5Fget_vfd_handle(file, H5P_DEFAULT, &handle) >= 0 && handle != nullptr &&
+                    fstat(*static_cast<int*>(handle), &parsed) == 0 && parsed.st_ino == opened.st_ino &&
+                    parsed.st_dev == opened.st_dev;
+  if (!same) {
+    H5Fclose(file);
+    H5Eclear2(H5E_DEFAULT);
+    refuse(quoted(path_) + " was replaced while being opened; open it again");
   }
   file_ = h5::Id(file, H5Fclose);
-  void* handle = nullptr;
-  if (H5Fget_vfd_handle(file_.get(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) {
-    h5::fail("cannot read " + quoted(path_));
-  }
-  fd_ = fcntl(*static_cast<int*>(handle), F_DUPFD_CLOEXEC, 0);
-  struct stat info {};
-  if (fd_ < 0 || fstat(fd_, &info) != 0) {
-    throw StorageError("cannot read " + quoted(path_) + ": " + std::strerror(errno));
-  }
-  file_size_ = static_cast<std::uint64_t>(info.st_size);
 }
 
 ArrayFileReader::~ArrayFileReader() {

@@ -13,6 +13,19 @@
 //
 // Every size a file claims is checked against the file's real size (or, for compressed data,
 // against what its compressed size can expand to) before anything is allocated.
+//
+// The footer. HDF5 trusts its metadata: a damaged byte in it can crash the library (found by
+// fuzzing single bytes). So every file joblet writes ends with a footer, after the bytes HDF5
+// uses (HDF5 and h5py ignore what lies past the end HDF5 recorded):
+//
+//   u64 offset, u64 size   × n   the raw data regions: contiguous arrays and compressed chunks
+//   u64 n, u64 end                end: where HDF5's bytes end (the footer starts there)
+//   u64 × 2                       XXH3-128 of bytes [0, end) outside the regions, then of the table
+//   8 bytes "JOBLETH5", u32 version (1), u32 0
+//
+// A reader checks it before HDF5 parses anything: metadata and padding must be intact. Raw
+// data is left out (it would make opening O(size)); it has checksums of its own (joblet_xxh3_128
+// attributes, zlib's Adler-32, Fletcher-32 for szip). Files of other programs have no footer.
 
 #include <hdf5.h>
 
@@ -43,6 +56,13 @@ struct ArrayFileSettings {
 };
 
 inline constexpr const char* kChecksumAttribute = "joblet_xxh3_128";
+
+// Raw data bytes of a file, left out of its footer's checksum.
+struct DataRegion {
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+  friend auto operator<=>(const DataRegion&, const DataRegion&) = default;
+};
 inline constexpr const char* kDtypeAttribute = "joblet_dtype";
 
 class ArrayFileWriter {
@@ -78,7 +98,8 @@ class ArrayFileWriter {
     bool written_by_hdf5 = false;
     bool checksum_pending = false;  // hashed while finish() writes it, then recorded
   };
-  void write_checksums(const std::vector<Hash128>& checksums);
+  // Reopens the closed file: records the pending checksums and adds the chunks' regions.
+  void finish_in_hdf5(const std::vector<Hash128>& checksums, std::vector<DataRegion>& regions);
 
   std::filesystem::path path_;
   std::filesystem::path temporary_;
@@ -116,8 +137,10 @@ class FileMapping final : public ArrayBuffer {
 
 class ArrayFileReader {
  public:
-  // Opens an HDF5 file; StorageError naming the cause when it is missing, not HDF5, truncated.
-  explicit ArrayFileReader(std::filesystem::path path);
+  // Opens an HDF5 file; StorageError naming the cause when it is missing, not HDF5, truncated,
+  // or has a joblet footer that does not match it. With `require_footer`, a file without one
+  // (another program's, or a joblet file cut short) is refused before HDF5 reads it.
+  explicit ArrayFileReader(std::filesystem::path path, bool require_footer = false);
   ~ArrayFileReader();
   ArrayFileReader(const ArrayFileReader&) = delete;
   ArrayFileReader& operator=(const ArrayFileReader&) = delete;
@@ -142,10 +165,14 @@ class ArrayFileReader {
  private:
   std::filesystem::path path_;
   h5::Id file_;
-  int fd_ = -1;  // HDF5's own file, duplicated: reads and maps see exactly what HDF5 parsed
-  std::uint64_t file_size_ = 0;
+  int fd_ = -1;                  // the file checked and parsed (HDF5's is checked to be the same file)
+  std::uint64_t file_size_ = 0;  // the bytes HDF5 uses (without the footer)
   std::shared_ptr<const FileMapping> mapping_;
 };
+
+// Replaces the footer of an HDF5 file by one for its current contents (its data regions found
+// with HDF5): for tests that stand in for other writers, and tools that edit joblet files.
+void seal_hdf5_file(const std::filesystem::path& path);
 
 // Why a path cannot be written or read, from an errno, with the fix.
 std::string describe_file_errno(int error);

@@ -37,7 +37,8 @@ bool valid_array_name(std::string_view name) {
 }  // namespace
 
 struct DumpFile::Impl {
-  Impl(const std::filesystem::path& path, LoadOptions load_options) : reader(path), options(load_options) {}
+  Impl(const std::filesystem::path& path, LoadOptions load_options)
+      : reader(path, /*require_footer=*/true), options(load_options) {}
   ArrayFileReader reader;
   LoadOptions options;
   std::string type_name;

@@ -17,8 +17,16 @@
 // function and stores its result. Exceptions are never cached. Arguments must be hashable
 // (encodable by the codec) unless ignored; results must be encodable (joblet::Encodable).
 // A failure to write the cache (a full disk, a read-only directory) is a warning: the computed
-// result is returned all the same. A CachedFunction is cheap to copy and safe to call from
-// many threads and processes at once.
+// result is returned all the same.
+//
+// Large arrays in results (NDArray, std::vector of numbers, from MemoryOptions::
+// array_file_threshold = 1 MiB up) are stored as datasets of a companion HDF5 dump file next to
+// the entry (h5py reads it). With MemoryOptions::mmap_mode a hit maps them instead of reading
+// them: O(1) whatever their size, as joblib's Memory(mmap_mode='r'). Mapped hits check the
+// entry, the companion's binding to it and its structure, not the array bytes (that would read
+// them); hits without mmap_mode check every array's checksum as they read it.
+//
+// A CachedFunction is cheap to copy and safe to call from many threads and processes at once.
 
 #include <chrono>
 #include <cstddef>

@@ -234,8 +234,9 @@ TEST(BadFiles, MissingNotHdf5AndForeignFilesAreNamed) {
   joblet::testing::write_text(dir / "empty.h5", "");
   EXPECT_NE(load_error([&] { joblet::load<int>(dir / "empty.h5"); }).find("not an HDF5 file"), std::string::npos);
   SharedArray::write(dir / "foreign.h5", iota_array<double>({4}));  // HDF5, but no dump file
-  EXPECT_NE(load_error([&] { joblet::load<NDArray<double>>(dir / "foreign.h5"); }).find("not one written by"),
-            std::string::npos);
+  EXPECT_NE(
+      load_error([&] { joblet::load<NDArray<double>>(dir / "foreign.h5"); }).find("not one written by joblet::dump"),
+      std::string::npos);
 }
 
 TEST(BadFiles, TruncatedFilesAreRefusedWithoutCrashing) {

@@ -2,6 +2,7 @@
 // newer joblet, or a hostile writer could: every one is a StorageError that names the problem,
 // never a crash or a huge allocation. Plus the result folder's housekeeping.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <hdf5.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include "io.hpp"
 #include "joblet/detail/result_folder.hpp"
 #include "joblet/dump.hpp"
+#include "joblet/shared_array.hpp"
 #include "support.hpp"
 
 namespace {
@@ -25,22 +27,28 @@ namespace {
 using joblet::NDArray;
 using joblet::testing::TempDir;
 
-std::string load_error(const std::filesystem::path& path, joblet::MmapMode mode = joblet::MmapMode::none) {
+std::string load_error(const std::filesystem::path& path, joblet::MmapMode mode = joblet::MmapMode::none,
+                       bool verify = false) {
   try {
-    joblet::load<NDArray<double>>(path, {.mmap_mode = mode});
+    joblet::load<NDArray<double>>(path, {.mmap_mode = mode, .verify = verify});
   } catch (const joblet::StorageError& e) {
     return e.message();
   }
   return "(no error)";
 }
 
-// Opens a dump file for surgery; closes it when done.
+// Opens a dump file for surgery; closes it when done and gives it a matching footer, as a
+// writer that knows joblet's format would: so that what lies behind the footer check is tested.
 class Surgery {
  public:
-  explicit Surgery(const std::filesystem::path& path) : file_(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)) {
+  explicit Surgery(const std::filesystem::path& path)
+      : path_(path), file_(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)) {
     EXPECT_GE(file_, 0);
   }
-  ~Surgery() { H5Fclose(file_); }
+  ~Surgery() {
+    H5Fclose(file_);
+    joblet::detail::seal_hdf5_file(path_);
+  }
   hid_t file() const { return file_; }
 
   void set_version(std::uint32_t version) {
@@ -88,6 +96,7 @@ class Surgery {
   }
 
  private:
+  std::filesystem::path path_;
   hid_t file_;
 };
 
@@ -184,34 +193,66 @@ TEST(BadDumpFiles, GarbageAfterTheSignature) {
   std::mt19937 random(7);
   for (int i = 0; i < 4096; ++i) bytes += static_cast<char>(random());
   joblet::testing::write_text(dir / "x.h5", bytes);
-  EXPECT_NE(load_error(dir / "x.h5").find("as an HDF5 file"), std::string::npos) << load_error(dir / "x.h5");
+  EXPECT_NE(load_error(dir / "x.h5").find("no joblet footer"), std::string::npos) << load_error(dir / "x.h5");
+  // Given a footer that matches, the garbage reaches HDF5, which refuses it.
+  bytes += std::string(40, '\0');
+  joblet::testing::write_text(dir / "x.h5", bytes);
+  {
+    const int fd = ::open((dir / "x.h5").c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    close(fd);
+  }
+  EXPECT_THROW(joblet::detail::seal_hdf5_file(dir / "x.h5"), joblet::StorageError);  // HDF5 cannot open it
 }
 
-// Single damaged bytes anywhere in a small dump file: load() either works (the byte was
-// padding, or the data and the load does not verify) or throws StorageError. Each load runs in
-// a child, so a crash would be seen as one.
+// Damage to the structure HDF5 parses is caught by the footer before HDF5 sees it; damage to
+// array bytes by the arrays' own checksums.
+TEST(BadDumpFiles, TheFooterGuardsStructureAndChecksumsGuardData) {
+  TempDir dir;
+  const auto path = dumped(dir, 1 << 14);
+  std::string bytes = joblet::testing::read_text(path);
+  std::string damaged = bytes;
+  damaged[100] = static_cast<char>(damaged[100] ^ 0x10);  // in the superblock / root object header
+  joblet::testing::write_text(dir / "meta.h5", damaged);
+  EXPECT_NE(load_error(dir / "meta.h5").find("is damaged"), std::string::npos) << load_error(dir / "meta.h5");
+  EXPECT_THROW(joblet::SharedArray(dir / "meta.h5", "arrays/0").get<double>(), joblet::StorageError);
+  const double one = 1.0;
+  const auto at = bytes.rfind(std::string(reinterpret_cast<const char*>(&one), sizeof one));
+  damaged = bytes;
+  damaged[at] = static_cast<char>(damaged[at] ^ 0x10);  // in the array's data
+  joblet::testing::write_text(dir / "data.h5", damaged);
+  EXPECT_NO_THROW(joblet::load<NDArray<double>>(dir / "data.h5"));
+  EXPECT_NE(load_error(dir / "data.h5", joblet::MmapMode::none, true).find("checksum"), std::string::npos);
+  // Without its footer (cut off), the file is refused before HDF5 reads it.
+  joblet::testing::write_text(dir / "cut.h5", bytes.substr(0, bytes.size() - 48));
+  EXPECT_NE(load_error(dir / "cut.h5").find("truncated"), std::string::npos) << load_error(dir / "cut.h5");
+}
+
+// Single damaged bytes anywhere in a small dump file: load() either works (the byte was in the
+// data, and the load does not verify) or throws StorageError. Each load runs in a child, so a
+// crash (or a sanitizer's report, exit status 1) would be seen as one.
 TEST(BadDumpFiles, DamagedBytesNeverCrash) {
   TempDir dir;
   const auto path = dumped(dir, 64);
   const std::string original = joblet::testing::read_text(path);
   std::mt19937 random(11);
   int refused = 0;
-  for (int trial = 0; trial < 120; ++trial) {
+  for (int trial = 0; trial < 300; ++trial) {
     std::string damaged = original;
     const std::size_t at = random() % damaged.size();
     damaged[at] = static_cast<char>(damaged[at] ^ (1 + random() % 255));
     joblet::testing::write_text(dir / "damaged.h5", damaged);
     const pid_t child = joblet::testing::fork_child([&] {
       try {
-        joblet::load<NDArray<double>>(dir / "damaged.h5", {.verify = true});
+        joblet::load<NDArray<double>>(dir / "damaged.h5", {.verify = trial % 2 == 0});
         return 0;
       } catch (const joblet::StorageError&) {
-        return 1;
+        return 2;
       }
     });
     const int status = joblet::testing::wait_child(child);
-    EXPECT_TRUE(status == 0 || status == 1) << "byte " << at << ": status " << status;
-    refused += status == 1;
+    EXPECT_TRUE(status == 0 || status == 2) << "byte " << at << ": status " << status;
+    refused += status == 2;
   }
   EXPECT_GT(refused, 0);
 }

@@ -96,8 +96,9 @@ void read_files(const std::filesystem::path& dir) {
         "big-endian data is refused");
   check(throws_storage_error([&] { joblet::SharedArray(file, "names").get<double>(); }, "strings"),
         "strings are refused");
-  check(throws_storage_error([&] { joblet::load<NDArray<double>>(file); }, "not one written by joblet::dump"),
-        "load() names a foreign file");
+  check(
+      throws_storage_error([&] { joblet::load<NDArray<double>>(file); }, "not a complete file written by joblet::dump"),
+      "load() names a foreign file");
 }
 
 }  // namespace
