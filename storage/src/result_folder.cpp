@@ -63,15 +63,18 @@ struct Location {
   std::uint64_t offset = 0;
 };
 
-// "<pid>-<n>.h5:<offset>", as ResultWriter makes them; anything else is refused.
+// "<host>-<pid>-<n>.h5:<offset>", as ResultWriter makes them: a plain file name in the folder
+// (no '/', no leading '.'); anything else is refused.
 std::optional<Location> parse_reference(std::string_view reference) {
-  const std::size_t colon = reference.find(':');
-  if (colon == std::string_view::npos || colon > 64) return std::nullopt;
+  const std::size_t colon = reference.rfind(':');
+  if (colon == std::string_view::npos || colon > 255) return std::nullopt;
   const std::string_view name = reference.substr(0, colon);
   const std::string_view offset = reference.substr(colon + 1);
-  if (!name.ends_with(".h5") || name.size() < 4) return std::nullopt;
-  for (char c : name.substr(0, name.size() - 3)) {
-    if (!((c >= '0' && c <= '9') || c == '-')) return std::nullopt;
+  if (!name.ends_with(".h5") || name.size() < 4 || name.front() == '.') return std::nullopt;
+  for (char c : name) {
+    const bool plain =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.';
+    if (!plain) return std::nullopt;
   }
   if (offset.empty() || offset.size() > 19) return std::nullopt;
   Location location{std::string(name), 0};
@@ -131,8 +134,13 @@ ResultFolder::ResultFolder(std::size_t max_nbytes, const std::string& root) : ma
   path_ = base + "/" + folder_prefix() + suffix;
 }
 
+ResultFolder::ResultFolder(std::size_t max_nbytes, SharedPath folder)
+    : max_nbytes_(max_nbytes), remove_when_done_(folder.remove_when_done) {
+  if (max_nbytes != std::numeric_limits<std::size_t>::max()) path_ = std::move(folder.path);
+}
+
 ResultFolder::~ResultFolder() {
-  if (path_.empty()) return;
+  if (path_.empty() || !remove_when_done_) return;
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
 }
@@ -150,7 +158,8 @@ std::optional<std::string> ResultWriter::store(const ArrayBlock& block) {
         throw StorageError("cannot create the result folder " + folder_.path() + ": " + describe_file_errno(error));
       }
     }
-    const std::string name = std::to_string(getpid()) + "-" + std::to_string(files.fetch_add(1)) + ".h5";
+    const std::string name =
+        host_name_for_files() + "-" + std::to_string(getpid()) + "-" + std::to_string(files.fetch_add(1)) + ".h5";
     ArrayFileSettings settings;
     settings.checksum = false;  // the file lives only until the caller maps it
     ArrayFileWriter file(folder_.path() + "/" + name, settings);

@@ -281,7 +281,8 @@ TEST(ResultFolderInternals, ReferencesOutsideTheFolderAreRefused) {
   const std::string bytes = "x";
   joblet::detail::ResultReader reader(folder, std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
   const std::size_t shape[1] = {1};
-  for (const char* reference : {"../../etc/passwd:0", "1-0.h5", "1-0.h5:x", "/etc/passwd.h5:0", "1-0.h5:0"}) {
+  for (const char* reference :
+       {"../../etc/passwd:0", "1-0.h5", "1-0.h5:x", "/etc/passwd.h5:0", "../x.h5:0", ".hidden.h5:0", "1-0.h5:0"}) {
     EXPECT_THROW(reader.open(reference, joblet::DType::float64, shape, 8), joblet::SerializationError) << reference;
   }
 }

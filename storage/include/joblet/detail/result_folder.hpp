@@ -20,6 +20,11 @@
 // The folder: the configured one, else /dev/shm when it has room (2 GiB free, as joblib asks),
 // else $TMPDIR, else /tmp; in it, a fresh directory joblet-<host>-<pid>-<n>-<random>. Folders
 // left by a killed process of this host are removed by the next process that makes one there.
+//
+// Across hosts (the MPI backend moving large results through a shared filesystem): every rank
+// makes a ResultFolder on the same path (SharedPath: rank 0 picks it and tells the others),
+// and only one of them removes it. File names carry the writer's host and pid, so ranks never
+// collide.
 
 #include <cstddef>
 #include <limits>
@@ -37,6 +42,13 @@ class ResultFolder {
   // max_nbytes: arrays larger than this go to files; std::numeric_limits<std::size_t>::max()
   // turns the folder off. root: where to make the folder (empty: see above).
   ResultFolder(std::size_t max_nbytes, const std::string& root);
+  // A folder at exactly `path` (on a filesystem every rank sees), removed at the end only when
+  // `remove_when_done`.
+  struct SharedPath {
+    std::string path;
+    bool remove_when_done = false;
+  };
+  ResultFolder(std::size_t max_nbytes, SharedPath folder);
   ~ResultFolder();  // removes the folder
   ResultFolder(const ResultFolder&) = delete;
   ResultFolder& operator=(const ResultFolder&) = delete;
@@ -48,6 +60,7 @@ class ResultFolder {
  private:
   std::size_t max_nbytes_;
   std::string path_;
+  bool remove_when_done_ = true;
 };
 
 class ResultWriter final : public ArrayWriter {
