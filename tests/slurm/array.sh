@@ -5,7 +5,7 @@
 # nothing and prints exactly the table of a sequential run.
 # Usage: tests/slurm/array.sh ISING_SWEEP JOBLET (wraps itself in with-cluster when needed)
 set -uo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
 (($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }

@@ -4,7 +4,7 @@
 # tests/slurm/cluster_smoke.sh, which wraps itself when SLURM_CONF is not set.
 set -euo pipefail
 
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
 here=$slurm_tests_dir

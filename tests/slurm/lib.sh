@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # templates and the helpers are used by the scripts that source this
 # Shared by the Slurm test scripts: wrapping in with-cluster, reporting, polling jobs, reading
 # their exit codes, and counting cache entries. Sourced, never run.
 
@@ -88,10 +88,5 @@ sweep_table() { # FILE
 # The processes of a job on this node: its batch script, srun and the tasks of every step (they
 # all carry SLURM_JOB_ID in their environment; the slurmstepd daemons do not).
 job_pids() { # JOBID
-  local proc
-  for proc in /proc/[0-9]*; do
-    if tr '\0' '\n' 2>/dev/null <"$proc/environ" | grep -qx "SLURM_JOB_ID=$1"; then
-      printf '%s\n' "${proc#/proc/}"
-    fi
-  done
+  grep -lzx "SLURM_JOB_ID=$1" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3
 }

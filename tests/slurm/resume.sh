@@ -12,7 +12,7 @@
 # new file), and the last one prints the table of a sequential run.
 # Usage: tests/slurm/resume.sh ISING_SWEEP JOBLET (wraps itself in with-cluster when needed)
 set -uo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
 (($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }
@@ -58,7 +58,7 @@ signal_when() { # JOB COUNT SCANCEL-OPTIONS...
 # resubmitted. Sets done_count and next.
 check_stopped() { # JOB SIGNAL-WORD
   local job=$1 word=$2 out=joblet-long-run-$1.out err=joblet-long-run-$1.err stop_line remaining stopped
-  stop_line=$(grep -o "stopped by $word[^:]*: [0-9]* of $tasks tasks done, [0-9]* remaining" "$err")
+  stop_line=$(grep -o "stopped by ${word}[^:]*: [0-9]* of $tasks tasks done, [0-9]* remaining" "$err")
   done_count=$(sed -n 's/.*: \([0-9]*\) of .*/\1/p' <<<"$stop_line")
   remaining=$(sed -n 's/.*done, \([0-9]*\) remaining$/\1/p' <<<"$stop_line")
   next=$(sed -n 's/.*resubmitted as job \([0-9]*\),.*/\1/p' "$out")

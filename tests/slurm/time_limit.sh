@@ -14,7 +14,7 @@
 # computes). Takes about 1.5 minutes, most of it waiting for the limit.
 # Usage: tests/slurm/time_limit.sh ISING_SWEEP JOBLET (wraps itself in with-cluster when needed)
 set -uo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
 (($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }
@@ -47,7 +47,7 @@ check() { # NAME JOB EXPECTED-SUMMARY SIGNAL-WORD
   local name=$1 job=$2 out=joblet-long-run-$2.out err=joblet-long-run-$2.err entries stop_line done_count run_time
   wait_for_job "$job" 150 || return 1
   entries=$(entry_snapshot "$work/cache-$name" ising.simulate | grep -c .)
-  stop_line=$(grep -o "stopped by $4[^:]*: [0-9]* of $tasks tasks done, [0-9]* remaining" "$err")
+  stop_line=$(grep -o "stopped by ${4}[^:]*: [0-9]* of $tasks tasks done, [0-9]* remaining" "$err")
   done_count=$(sed -n 's/.*: \([0-9]*\) of .*/\1/p' <<<"$stop_line")
   next=$(sed -n 's/.*resubmitted as job \([0-9]*\),.*/\1/p' "$out")
   run_time=$(job_field "$job" RunTime)

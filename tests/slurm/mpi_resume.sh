@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Stop, kill and resume a 2-rank MPI job (slurm/templates/mpi-job.sbatch), the same command
+# submitted three times with one cache:
+#   1. SIGTERM mid-run (`scancel --signal=TERM`, what the time limit sends): every rank lets its
+#      running task finish, logs "stopped by SIGTERM: D of N tasks done" (on stderr and in its
+#      per-rank log file) and exits 75; D results are in the cache.
+#   2. SIGKILL of the whole job mid-run (batch script, srun and both ranks at once: no handler
+#      runs, as when a node dies): only the tasks in flight are lost; every result published
+#      before stays readable and untouched.
+#   3. The rerun computes exactly the tasks missing from the cache (counted from the cache: a
+#      recomputed entry is a new file), takes over the compute-once locks the killed ranks left,
+#      and prints the table of a sequential run.
+# Usage: tests/slurm/mpi_resume.sh ISING_SWEEP JOBLET (wraps itself in with-cluster when needed)
+set -uo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$(realpath "$0")")/lib.sh"
+ensure_cluster "$(realpath "$0")" "$@"
+(($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }
+sweep=$(realpath "$1")
+joblet=$(realpath "$2")
+
+work=$(mktemp -d /tmp/joblet-slurm-mpi-resume.XXXXXX)
+trap 'rm -rf -- "$work"' EXIT
+cd "$work" || exit 1
+# About 0.15 s per task here: 60 tasks keep 2 ranks busy for a few seconds.
+args=(--size 16 --temperatures 60 --sweeps 10000 --verbose 0)
+tasks=60
+export JOBLET_CACHE_DIR=$work/cache
+entries() { entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate | grep -c .; }
+cache_files() { find "$JOBLET_CACHE_DIR" -type f -name "$1" 2>/dev/null | grep -c . || true; }
+
+"$sweep" "${args[@]}" --backend sequential --no-cache >reference.txt 2>reference.err ||
+  { fail "the sequential reference run failed"; show reference.err; }
+pass "sequential reference ($tasks tasks)"
+
+submit() { # NAME
+  sbatch --parsable --ntasks=2 --cpus-per-task=1 -o "$work/$1-%j.out" -e "$work/$1-%j.err" \
+    "$templates/mpi-job.sbatch" "$sweep" "${args[@]}"
+}
+# Waits until the cache holds at least COUNT entries while JOB runs.
+wait_for_entries() { # JOB COUNT NAME
+  local waited=0
+  while (($(entries) < $2)); do
+    if ((waited >= 1200)) || [[ -z $(squeue -h -j "$1") ]]; then
+      fail "job $1: fewer than $2 entries after $((waited / 10)) s ($(job_summary "$1"))"
+      show "$3-$1.out" "$3-$1.err"
+      return 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
+# --- 1. SIGTERM ------------------------------------------------------------------------------
+stopped_job=$(submit stopped) || { fail "sbatch of mpi-job.sbatch failed"; finish; }
+wait_for_entries "$stopped_job" $((tasks / 5)) stopped || finish
+scancel --signal=TERM "$stopped_job" || fail "scancel --signal=TERM $stopped_job failed"
+wait_for_job "$stopped_job" 60
+entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-stopped
+stopped=$(count_lines entries-stopped)
+err=stopped-$stopped_job.err
+# "[joblet warning rank R host] stopped by SIGTERM: D of N tasks done, R remaining; ..."
+declare -A reported
+for rank in 0 1; do
+  line=$(grep -o "rank $rank [^]]*\] stopped by SIGTERM: [0-9]* of $tasks tasks done" "$err")
+  reported[$rank]=$(sed -n 's/.*: \([0-9]*\) of .*/\1/p' <<<"$line")
+  grep -q "stopped by SIGTERM: ${reported[$rank]:-x} of $tasks tasks done" "joblet-$stopped_job-$rank.log" 2>/dev/null ||
+    fail "rank $rank of job $stopped_job: no stop line in its log file joblet-$stopped_job-$rank.log"
+done
+done_count=${reported[0]}
+# Every task done is in the cache. The tasks that were running when the signal came finish and
+# publish their results (at most one per rank here); the mpi backend logs D before counting
+# them, so the cache may hold up to one more entry per rank than D says.
+if [[ -z $done_count || ${reported[1]} != "$done_count" ]] || ((stopped < done_count || stopped > done_count + 2)); then
+  fail "job $stopped_job: ranks 0 and 1 reported '${reported[0]}' and '${reported[1]}' tasks done, and the cache" \
+    "holds $stopped entries (expected the same D on both ranks, and D to D + 2 entries)"
+  show "$err"
+elif [[ $(job_summary "$stopped_job") != "FAILED exit 75:0" ]] || ! grep -q "tasks 0-1: Exited with exit code 75" "$err"; then
+  fail "job $stopped_job after SIGTERM: $(job_summary "$stopped_job") (expected FAILED exit 75:0, both ranks exiting 75)"
+  show "stopped-$stopped_job.out" "$err"
+elif ((stopped == tasks)); then
+  fail "every task was done before SIGTERM arrived: nothing left to test (use more tasks)"
+else
+  pass "job $stopped_job after SIGTERM: both ranks logged 'stopped by SIGTERM: $done_count of $tasks tasks done'" \
+    "(stderr and per-rank log files) and exited 75; $stopped entries in the cache"
+  ((stopped == done_count)) ||
+    echo "NOTE the cache holds $((stopped - done_count)) result(s) beyond the stop line's count: tasks that were" \
+      "running at the signal finished and were published after the count"
+fi
+
+# --- 2. kill -9 ------------------------------------------------------------------------------
+killed_job=$(submit killed) || { fail "the second sbatch failed"; finish; }
+wait_for_entries "$killed_job" $((stopped + tasks / 5)) killed || finish
+# SIGKILL to every process of the job at once: the batch script, srun and both ranks. (Not
+# `scancel --signal=KILL`: Slurm turns that into an ordinary cancel, SIGTERM first.)
+mapfile -t pids < <(job_pids "$killed_job")
+((${#pids[@]} >= 4)) || fail "found ${#pids[@]} processes of job $killed_job, expected its script, srun and 2 ranks"
+kill -KILL "${pids[@]}" 2>/dev/null
+wait_for_job "$killed_job" 60
+entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-killed
+survived=$(count_lines entries-killed)
+locks=$(cache_files '*.lock')
+temporaries=$(cache_files '.*')
+rewritten=$(($(count_new_entries entries-stopped entries-killed) - (survived - stopped)))
+if grep -q "stopped by" "killed-$killed_job.err" || [[ $(job_summary "$killed_job") == COMPLETED* ]]; then
+  fail "job $killed_job was not killed mid-run: $(job_summary "$killed_job")"
+  show "killed-$killed_job.out" "killed-$killed_job.err"
+  finish
+fi
+((survived < tasks)) || fail "every task was done before the kill: nothing left to test (use more tasks)"
+((rewritten == 0)) || fail "job $killed_job recomputed $rewritten of the $stopped results job $stopped_job had left"
+pass "job $killed_job: ${#pids[@]} processes killed with SIGKILL mid-run ($(job_summary "$killed_job")):" \
+  "$survived of $tasks results published, $locks compute-once locks of tasks in flight and $temporaries" \
+  "temporary files left behind"
+stats=$("$joblet" cache --dir "$JOBLET_CACHE_DIR" stats 2>&1) || fail "joblet cache stats failed: $stats"
+grep -qi "unreadable" <<<"$stats" && fail "joblet cache stats finds unreadable entries after the kill:"$'\n'"$stats"
+
+# --- 3. the rerun -----------------------------------------------------------------------------
+# info: the rerun logs each lock of a killed rank that it takes over.
+rerun_job=$(JOBLET_LOG_LEVEL=info submit rerun) || { fail "the third sbatch failed"; finish; }
+wait_for_job "$rerun_job" 180
+entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-rerun
+recomputed=$(count_new_entries entries-killed entries-rerun)
+out=rerun-$rerun_job.out err=rerun-$rerun_job.err
+if [[ $(job_summary "$rerun_job") != "COMPLETED exit 0:0" ]]; then
+  fail "rerun job $rerun_job: $(job_summary "$rerun_job")"
+  show "$out" "$err"
+elif ! diff <(sweep_table "$out") reference.txt >/dev/null; then
+  fail "rerun job $rerun_job printed another table than the sequential run"
+  show "$out" "$err"
+elif ((recomputed != tasks - survived || $(count_lines entries-rerun) != tasks)); then
+  fail "rerun job $rerun_job computed $recomputed tasks; expected the $((tasks - survived)) missing ones" \
+    "(a published result was lost or recomputed)"
+  show "$err"
+else
+  pass "rerun job $rerun_job: the sequential table; computed $recomputed of $tasks tasks (exactly the missing" \
+    "ones), $survived from the cache"
+  echo "RESULT 2-rank job: SIGTERM after $stopped of $tasks tasks; kill -9 after $survived ($locks tasks in" \
+    "flight lost); the rerun computed the $recomputed missing, recomputed nothing"
+fi
+
+# The killed ranks' locks: on their own host a dead holder is recognised at once (on another
+# host the lock goes stale after LockOptions::stale_after), so the rerun takes them over instead
+# of waiting. None may remain on a key the rerun computed.
+takeovers=$(grep -c "took over the stale compute-once lock" "$err" || true)
+stuck=0
+while read -r _ path; do
+  [[ -e $JOBLET_CACHE_DIR/ising.simulate/$path.lock ]] && stuck=$((stuck + 1))
+done < <(comm -13 entries-killed entries-rerun)
+if ((stuck)); then
+  fail "$stuck compute-once locks remain on entries the rerun computed"
+else
+  pass "compute-once locks: $locks left by the killed ranks, $takeovers taken over by the rerun, none remain on" \
+    "what it computed"
+fi
+
+finish
