@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Stop and resume with the self-resubmitting template slurm/templates/long-run.sbatch, twice:
+# Stop and resume with the self-resubmitting template slurm/templates/long-run.sbatch:
 #   job 1 gets SIGTERM mid-campaign, in its program's step, as at a time limit
 #         (`scancel --signal=TERM` does that without waiting a minute for a real limit;
 #         time_limit.sh waits for one, which also signals the batch script and srun);
 #   job 2, which the template submitted, gets the early-warning SIGUSR1 mid-campaign, as
 #         `#SBATCH --signal=USR1@120` sends it (to the program's step);
-#   job 3 finishes.
+#   job 3, submitted by job 2, is cancelled with a plain scancel: it stops the same way but
+#         must not resubmit itself (a user's scancel ends the chain);
+#   job 4, the same command submitted again by hand, finishes.
 # Each stopped job lets its running tasks finish, logs "stopped by SIG...: D of N tasks done,
-# R remaining" with D equal to the entries in the cache, exits 75 and is resubmitted; each
-# resumed job computes exactly the missing tasks (counted from the cache: a recomputed entry is a
-# new file), and the last one prints the table of a sequential run.
+# R remaining" with D equal to the entries in the cache and exits 75; each later job computes
+# exactly the missing tasks (counted from the cache: a recomputed entry is a new file), and the
+# last one prints the table of a sequential run.
 # Usage: tests/slurm/resume.sh ISING_SWEEP JOBLET (wraps itself in with-cluster when needed)
 set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -22,9 +24,9 @@ joblet=$(realpath "$2")
 work=$(mktemp -d /tmp/joblet-slurm-resume.XXXXXX)
 trap 'rm -rf -- "$work"' EXIT
 cd "$work" || exit 1
-# About 0.15 s per task here: 48 tasks keep 2 workers busy for a few seconds.
-args=(--size 16 --temperatures 48 --sweeps 10000 --verbose 0)
-tasks=48
+# About 0.15 s per task here: 56 tasks keep 2 workers busy for a few seconds.
+args=(--size 16 --temperatures 56 --sweeps 10000 --verbose 0)
+tasks=56
 export JOBLET_CACHE_DIR=$work/cache
 
 "$sweep" "${args[@]}" --backend sequential --no-cache >reference.txt 2>reference.err ||
@@ -112,30 +114,53 @@ fi
 done_2=$done_count
 third=$next
 
-# --- job 3: the rest --------------------------------------------------------------------------
+# --- job 3: a plain scancel ends the chain ----------------------------------------------------
 scontrol release "$third" || fail "scontrol release $third failed"
-wait_for_job "$third" 120
+signal_when "$third" $((done_2 + tasks / 8)) || finish
+wait_for_job "$third" 60
 entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-3
-recomputed=$(count_new_entries entries-2 entries-3)
-out=joblet-long-run-$third.out err=joblet-long-run-$third.err
-if [[ $(job_summary "$third") != "COMPLETED exit 0:0" ]]; then
-  fail "job $third: $(job_summary "$third")"
+done_3=$(count_lines entries-3)
+out=joblet-long-run-$third.out
+if [[ $(job_summary "$third") != "CANCELLED exit 75:0" ]] || ! grep -q "not resubmitting" "$out" ||
+  grep -q "resubmitted as" "$out"; then
+  fail "job $third after scancel: $(job_summary "$third") (expected CANCELLED exit 75:0, and no resubmission)"
+  show "$out" "joblet-long-run-$third.err"
+elif [[ -n $(squeue -h -o %i) ]]; then
+  fail "jobs in the queue after the chain was cancelled: $(squeue -h -o '%i %j %T' | tr '\n' ' ')"
+elif ((done_3 == tasks)); then
+  fail "every task was done before scancel: nothing left to test (use more tasks)"
+elif ! grep -q "stopped by SIGTERM: $done_3 of $tasks tasks done" "joblet-long-run-$third.err"; then
+  fail "job $third did not log 'stopped by SIGTERM: $done_3 of $tasks tasks done'"
+  show "joblet-long-run-$third.err"
+elif (($(count_new_entries entries-2 entries-3) != done_3 - done_2)); then
+  fail "job $third rewrote results that were in the cache before it started"
+else
+  pass "job $third after a plain scancel: stopped with exit 75 and $done_3 entries in the cache, not resubmitted"
+fi
+
+# --- job 4: the same command again, by hand ---------------------------------------------------
+# shellcheck disable=SC2086  # split on purpose, as the template does
+fourth=$(sbatch --parsable ${LONG_RUN_SBATCH_OPTIONS/--hold/} "$templates/long-run.sbatch" "$sweep" "${args[@]}") ||
+  { fail "sbatch of long-run.sbatch failed"; finish; }
+wait_for_job "$fourth" 120
+entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-4
+recomputed=$(count_new_entries entries-3 entries-4)
+out=joblet-long-run-$fourth.out err=joblet-long-run-$fourth.err
+if [[ $(job_summary "$fourth") != "COMPLETED exit 0:0" ]]; then
+  fail "job $fourth: $(job_summary "$fourth")"
   show "$out" "$err"
-elif ! grep -q "resubmission 2 of" "$out"; then
-  fail "job $third does not know it is the second resubmission"
-  show "$out"
 elif ! diff <(sweep_table "$out") reference.txt >/dev/null; then
-  fail "job $third printed another table than the sequential run"
+  fail "job $fourth printed another table than the sequential run"
   show "$out" "$err"
-elif ((recomputed != tasks - done_2 || $(count_lines entries-3) != tasks)) ||
-  ! grep -q "$done_2 hits in this process" "$err"; then
-  fail "job $third recomputed $recomputed tasks (expected the $((tasks - done_2)) missing ones)"
+elif ((recomputed != tasks - done_3 || $(count_lines entries-4) != tasks)) ||
+  ! grep -q "$done_3 hits in this process" "$err"; then
+  fail "job $fourth recomputed $recomputed tasks (expected the $((tasks - done_3)) missing ones)"
   show "$err"
 else
-  pass "job $third: the sequential table; computed $recomputed of $tasks tasks (exactly the missing ones)," \
-    "$done_2 from the cache"
-  echo "RESULT stopped by SIGTERM after $done_1 of $tasks tasks, by SIGUSR1 after $done_2;" \
-    "the resumed jobs computed $recomputed_2 and $recomputed tasks: each task once, nothing recomputed"
+  pass "job $fourth: the sequential table; computed $recomputed of $tasks tasks (exactly the missing ones)," \
+    "$done_3 from the cache"
+  echo "RESULT stopped by SIGTERM after $done_1 of $tasks tasks, by SIGUSR1 after $done_2, by scancel after" \
+    "$done_3; the later jobs computed $recomputed_2, $((done_3 - done_2)) and $recomputed tasks: each task once"
 fi
 
 finish
