@@ -659,6 +659,11 @@ class MpiRun final : public Run {
     compute_->work_ready.notify_all();
     // An outstanding claim is answered before this rank says it stops.
     while (claim_outstanding_) progress_idle();
+    // Tasks still running finish (after a graceful stop, however long they take; a task
+    // abandoned at its timeout is not waited for), and their outcomes go out like the others,
+    // so every rank ends with the same view of what was done.
+    while (compute_busy()) progress_idle();
+    take_local_outcomes();
     if (delivery_ != Delivery::stream_to_all) advance_final_broadcast(/*blocking=*/true);
     stopped_sending_ = true;
     // How many FRAMES messages every rank sent to this one; then receive until all are in.
@@ -671,12 +676,12 @@ class MpiRun final : public Run {
       if (!done) progress_idle();  // rank 0 keeps answering claims meanwhile
     }
     while (frames_received_ < expected || !sends_.empty()) progress_idle();
-    // No task of this call runs after it returns, except one abandoned at its timeout.
-    {
-      std::unique_lock lock(compute_->mutex);
-      compute_->outcomes_ready.wait(lock, [&] { return compute_->busy == 0 || compute_->abandoned.load() >= 0; });
-    }
     MPI_Comm_free(&comm_);
+  }
+
+  bool compute_busy() {
+    std::lock_guard lock(compute_->mutex);
+    return compute_->busy > 0 && compute_->abandoned.load() < 0;
   }
 
   void progress_idle() {

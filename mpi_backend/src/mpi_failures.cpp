@@ -80,7 +80,9 @@ void report_held_tasks() {
   const Grants* grants = g_grants.load();
   if (grants == nullptr) return;
   Line line;
-  who(line) << "is being terminated during a parallel call; tasks handed out and not reported:";
+  // Also printed at a Slurm time limit (a graceful stop follows); after a rank's silent death it
+  // names the task that rank was running.
+  who(line) << "got SIGTERM during a parallel call; tasks handed out and not yet reported:";
   bool any = false;
   for (int rank = 0; rank < grants->ranks; ++rank) {
     for (int slot = 0; slot < Grants::kPerRank; ++slot) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <ranges>
 #include <thread>
 
@@ -262,6 +263,37 @@ TEST(MpiDelivery, FailuresReachEveryRankWhenResultsGoToTheRoot) {
   } else {
     EXPECT_TRUE(outcomes.empty());
   }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(MpiMemory, RanksMissingTheSameKeyComputeItOnce) {
+  // Session turned compute-once on: every rank asks for the same result at the same time; one
+  // computes it, the others wait for its entry and load it.
+  std::string directory = "/tmp/joblet-mpi-once-XXXXXX";
+  if (world_rank() == 0) {
+    char* made = mkdtemp(directory.data());
+    ASSERT_NE(made, nullptr);
+  }
+  MPI_Bcast(directory.data(), static_cast<int>(directory.size()), MPI_CHAR, 0, MPI_COMM_WORLD);
+  {
+    joblet::Memory memory(directory);
+    auto slow = memory.cache("slow_sum", [](int n) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      long sum = 0;
+      for (int i = 0; i < n; ++i) sum += i;
+      return sum;
+    });
+    MPI_Barrier(MPI_COMM_WORLD);
+    EXPECT_EQ(slow(1000), 499500);
+    long misses = static_cast<long>(slow.statistics().misses), total = 0;
+    MPI_Allreduce(&misses, &total, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+    EXPECT_EQ(total, 1) << "ranks computed the same key " << total << " times";
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove_all(directory);
 }
 
 }  // namespace

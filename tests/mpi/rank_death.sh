@@ -11,7 +11,7 @@ echo "$output" | grep -E "joblet|mpirun|MPI_ABORT" >&2
 if ((status == 0)); then echo "FAIL: the job ended with status 0" >&2; exit 1; fi
 if ((status == 124)); then echo "FAIL: the job hung" >&2; exit 1; fi
 case "$how" in
-  kill) pattern='is being terminated during a parallel call; .*rank [12]: task ([7-9]|[1-9][0-9])' ;;
+  kill) pattern='got SIGTERM during a parallel call; .*rank [12]: task ([7-9]|[1-9][0-9])' ;;
   *) pattern='joblet: rank [12] \(pid [0-9]+ on .+\) .* task ([7-9]|[1-9][0-9])' ;;
 esac
 if ! grep -Eq "$pattern" <<<"$output"; then echo "FAIL: no line names the rank and the task" >&2; exit 1; fi
