@@ -15,7 +15,10 @@ CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool stre
       reporter_(std::make_unique<ProgressReporter>(plan.verbose, plan.progress, plan.backend_name,
                                                    job_->settings().n_workers)) {
   job_->set_wake_on_each_outcome(streaming || plan.verbose > 0 || plan.progress != nullptr);
-  if (!in_task()) running_.emplace();
+  if (!in_task()) {
+    running_.emplace();
+    job_->set_stops_on_signal(true);
+  }
   if (!all_finished()) run_ = plan.backend->start(job_);  // an empty input needs no workers
 }
 

@@ -3,6 +3,7 @@
 
 #include "joblet/backend.hpp"
 #include "joblet/codec.hpp"
+#include "joblet/detail/stop.hpp"
 
 namespace joblet {
 
@@ -12,9 +13,13 @@ constexpr std::byte kValueOutcome{0};
 constexpr std::byte kErrorOutcome{1};
 }  // namespace
 
+bool Job::stopping() const noexcept {
+  return cancelled() || (stops_on_signal_.load(std::memory_order_relaxed) && detail::stop_requested());
+}
+
 IndexRange Job::claim(std::size_t count) {
   count = std::max<std::size_t>(count, 1);
-  if (cancelled()) return {};
+  if (stopping()) return {};
   if (!input_complete()) {
     // A lazy input is read one thread at a time, and claims are taken under the same lock
     // so that no claim can run past what has been read.
@@ -60,7 +65,7 @@ void Job::run(IndexRange range, RunningTask* tracker) {
   std::size_t index = range.begin;
   bool any_failed = false;
   for (; index < range.end; ++index) {
-    if (cancelled()) break;
+    if (stopping()) break;
     if (tracker != nullptr) {
       tracker->started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
       tracker->index.store(static_cast<std::int64_t>(index), std::memory_order_release);

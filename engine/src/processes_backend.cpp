@@ -307,6 +307,8 @@ class ProcessesRun final : public Run {
   void wait(Clock::time_point deadline) override {
     const std::size_t recorded_before = recorded_;
     while (recorded_ == recorded_before && !job_->cancelled()) {
+      // A graceful stop: workers end their task and start no other (the caller then drains).
+      if (job_->stopping()) shared_.control().cancelled.store(1, std::memory_order_relaxed);
       if (live_workers() == 0) {
         if (!respawn_for_pending()) return;
         continue;

@@ -167,7 +167,7 @@ struct ComputeState {
       outcomes_ready.notify_one();  // the caller may want to ask for the next batch now
       std::string frames;
       const auto start = Clock::now();
-      for (std::size_t index = range.begin; index < range.end && !job->cancelled(); ++index) {
+      for (std::size_t index = range.begin; index < range.end && !job->stopping(); ++index) {
         tracker.started_ns.store(now_ns(), std::memory_order_relaxed);
         tracker.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
         detail::append_frame(frames, index, [&](std::string& out) { job->run_encoded(index, out); });
@@ -313,6 +313,7 @@ class MpiRun final : public Run {
   // --- one round of everything -------------------------------------------------------------
 
   bool progress() {
+    if (job_->stopping() && !job_->cancelled()) job_->cancel();  // a graceful stop: no new task starts
     bool progressed = receive();
     progressed = take_local_outcomes() || progressed;
     progressed = ask_for_work() || progressed;

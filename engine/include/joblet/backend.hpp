@@ -110,6 +110,11 @@ class Job {
   // --- cancellation -----------------------------------------------------------------------
   void cancel() noexcept { cancelled_.store(true, std::memory_order_release); }
   bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+  // A top-level call stops handing out tasks the moment a graceful stop is requested
+  // (SIGTERM/SIGUSR1 under Session); a nested one runs to its end inside its task.
+  void set_stops_on_signal(bool stops) noexcept { stops_on_signal_.store(stops, std::memory_order_relaxed); }
+  // Whether no new task should start: cancelled, or stopping on a signal.
+  bool stopping() const noexcept;
 
   // --- waking the caller (the front end's thread) -----------------------------------------
   // Whether the caller wants waking for every outcome (generators) or only when the last
@@ -148,6 +153,7 @@ class Job {
   std::atomic<bool> input_complete_{false};
   std::atomic<std::size_t> next_{0};
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> stops_on_signal_{false};
   std::atomic<bool> results_here_{true};
   std::mutex input_mutex_;
   std::exception_ptr input_error_;
