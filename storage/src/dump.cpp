@@ -7,6 +7,7 @@
 //                           the name of its dataset under /arrays
 //   /arrays/<n>             one dataset per array, in encoding order; attribute joblet_dtype,
 //                           and joblet_xxh3_128 (uncompressed arrays)
+//   after HDF5's bytes      the footer every joblet file has (array_file.hpp), required here
 #include <algorithm>
 
 #include "array_file.hpp"

@@ -20,12 +20,15 @@
 // HDF5's own, faster per CPU than deflate). Mapping a compressed file is not possible: load()
 // warns and reads it into memory.
 //
-// load<T>() checks everything it reads before it allocates: the HDF5 signature, the format
-// name and version, T against the type the file was written as, every dataset's dtype and shape
-// against what T's encoding expects, and every size against the file's real size. A damaged,
-// truncated, foreign or mismatched file is a StorageError naming the problem, never a crash or a
-// huge allocation. dump() writes a hidden temporary file next to the path and renames it into
-// place, so a reader never sees half a file.
+// load<T>() checks everything it reads before it allocates: the HDF5 signature; a footer joblet
+// appends after HDF5's bytes, whose checksum covers all of the file but the array data and is
+// checked before HDF5 parses anything (HDF5 can crash on damaged metadata); the format name and
+// version; T against the type the file was written as; every dataset's dtype and shape against
+// what T's encoding expects; every size against the file's real size. A damaged, truncated,
+// foreign or mismatched file is a StorageError naming the problem, never a crash or a huge
+// allocation. (A file edited by another program, h5py in "r+" mode say, loses the footer and is
+// refused: dump it again.) dump() writes a hidden temporary file next to the path and renames
+// it into place, so a reader never sees half a file.
 
 #include <cstddef>
 #include <cstdint>
