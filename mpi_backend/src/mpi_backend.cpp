@@ -39,6 +39,9 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
+#include <limits>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -50,6 +53,8 @@
 #include "joblet/detail/env.hpp"
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/log.hpp"
+#include "joblet/detail/result_folder.hpp"
+#include "joblet/environment.hpp"
 #include "mpi_failures.hpp"
 
 namespace joblet {
@@ -87,6 +92,8 @@ constexpr auto kPollCap = std::chrono::microseconds(100);
 constexpr std::size_t kMaxMessageBytes = std::size_t{1} << 30;
 
 MPI_Comm g_communicator = MPI_COMM_WORLD;
+// Whether every rank runs on one node (then /dev/shm is a folder they all see).
+bool g_single_node = true;
 
 void check(int status, const char* what) {
   if (status != MPI_SUCCESS) {
@@ -131,6 +138,8 @@ struct ComputeState {
   int n_workers = 1;
   std::unique_ptr<detail::Grants> grants;
   std::atomic<std::uint64_t> own_batch{1};  // rank 0's batch size, from its calling thread
+  // Where result arrays above max_nbytes go instead of messages (shared by every rank).
+  std::unique_ptr<detail::ResultFolder> results;
 
   // With `mutex` held: the next tasks for `rank`, never more than a share of what is left so
   // that all ranks finish together.
@@ -166,6 +175,8 @@ struct ComputeState {
       batch_started_ns.store(now_ns(), std::memory_order_relaxed);
       outcomes_ready.notify_one();  // the caller may want to ask for the next batch now
       std::string frames;
+      std::optional<detail::ResultWriter> result_files;  // large arrays to files, references in frames
+      if (results && results->enabled()) result_files.emplace(*results, frames);
       const auto start = Clock::now();
       for (std::size_t index = range.begin; index < range.end && !job->stopping(); ++index) {
         tracker.started_ns.store(now_ns(), std::memory_order_relaxed);
@@ -210,6 +221,7 @@ class MpiRun final : public Run {
     sent_to_.assign(static_cast<std::size_t>(size_), 0);
     compute_->job = job_;
     compute_->n_workers = n_workers_;
+    make_result_folder();
     if (job_->settings().results_to_root) {
       delivery_ = Delivery::root_only;
     } else if (size_ > stream_all_up_to()) {
@@ -310,6 +322,33 @@ class MpiRun final : public Run {
 
   void start_compute_thread() { std::thread([state = compute_] { state->loop(); }).detach(); }
 
+  // Large result arrays travel as files that every rank maps: in /dev/shm (or temp_folder)
+  // when all ranks share a node, else in temp_folder or the cache directory, which a cluster
+  // keeps on a filesystem every node sees. Rank 0 picks the folder and removes it.
+  void make_result_folder() {
+    const JobSettings& settings = job_->settings();
+    if (settings.max_nbytes == std::numeric_limits<std::size_t>::max()) return;
+    std::string path;
+    if (rank_ == 0) {
+      std::string root = settings.temp_folder;
+      if (root.empty() && !g_single_node) {
+        root = (std::filesystem::absolute(default_cache_dir()) / ".results").string();
+        std::error_code ignored;
+        std::filesystem::create_directories(root, ignored);
+      }
+      compute_->results = std::make_unique<detail::ResultFolder>(settings.max_nbytes, root);
+      path = compute_->results->path();
+    }
+    unsigned long long length = path.size();
+    check(MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, comm_), "MPI_Bcast");
+    path.resize(length);
+    check(MPI_Bcast(path.data(), static_cast<int>(length), MPI_CHAR, 0, comm_), "MPI_Bcast");
+    if (rank_ != 0) {
+      compute_->results = std::make_unique<detail::ResultFolder>(
+          settings.max_nbytes, detail::ResultFolder::SharedPath{path, /*remove_when_done=*/false});
+    }
+  }
+
   // --- one round of everything -------------------------------------------------------------
 
   bool progress() {
@@ -406,6 +445,10 @@ class MpiRun final : public Run {
         continue;
       }
       const auto* payload = reinterpret_cast<const std::byte*>(frames.data() + at + sizeof header);
+      std::optional<detail::ResultReader> result_files;  // maps arrays that came as files
+      if (compute_->results && compute_->results->enabled()) {
+        result_files.emplace(*compute_->results, std::span<const std::byte>(payload, header.length));
+      }
       if (job_->complete_encoded(header.index, {payload, header.length}, site_of(source, header.index))) {
         ++recorded_;
         std::string* next = failure ? failures : fresh;
@@ -677,6 +720,15 @@ class MpiRun final : public Run {
       if (!done) progress_idle();  // rank 0 keeps answering claims meanwhile
     }
     while (frames_received_ < expected || !sends_.empty()) progress_idle();
+    if (compute_->results && compute_->results->enabled()) {
+      // Every rank has mapped the result files it received before rank 0 removes the folder.
+      MPI_Request barrier;
+      check(MPI_Ibarrier(comm_, &barrier), "MPI_Ibarrier");
+      for (int done = 0; !done;) {
+        check(MPI_Test(&barrier, &done, MPI_STATUS_IGNORE), "MPI_Test");
+        if (!done) progress_idle();
+      }
+    }
     MPI_Comm_free(&comm_);
   }
 
@@ -774,6 +826,9 @@ void share_node_cpus(MPI_Comm communicator) {
   std::vector<cpu_set_t> all(static_cast<std::size_t>(local_ranks));
   check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, node), "MPI_Allgather");
   MPI_Comm_free(&node);
+  int world = 1;
+  MPI_Comm_size(communicator, &world);
+  g_single_node = local_ranks == world;
   int sharing = 0;
   for (cpu_set_t& other : all) {
     cpu_set_t common;

@@ -5,8 +5,15 @@
 set -uo pipefail
 how=$1 program=$2
 shift 2
+# Open MPI leaves its shared-memory segments behind when ranks are killed: remove the ones
+# this job made.
+shopt -s nullglob
+before=(/dev/shm/vader_segment.*)
 output=$(timeout 120 "$@" -n 3 "$program" --how "$how" --task 7 2>&1)
 status=$?
+for segment in /dev/shm/vader_segment.*; do
+  [[ " ${before[*]} " == *" $segment "* ]] || rm -f "$segment"
+done
 echo "$output" | grep -E "joblet|mpirun|MPI_ABORT" >&2
 if ((status == 0)); then echo "FAIL: the job ended with status 0" >&2; exit 1; fi
 if ((status == 124)); then echo "FAIL: the job hung" >&2; exit 1; fi
