@@ -12,8 +12,9 @@ namespace joblet::detail {
 CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool streaming)
     : job_(std::move(job)),
       keep_going_(job_->settings().keep_going),
-      reporter_(std::make_unique<ProgressReporter>(plan.verbose, plan.progress, plan.backend_name,
-                                                   job_->settings().n_workers)) {
+      // Across MPI ranks, progress is printed by rank 0 only (callbacks run on every rank).
+      reporter_(std::make_unique<ProgressReporter>(process_rank() > 0 ? 0 : plan.verbose, plan.progress,
+                                                   plan.backend_name, job_->settings().n_workers)) {
   job_->set_wake_on_each_outcome(streaming || plan.verbose > 0 || plan.progress != nullptr);
   if (!in_task()) {
     running_.emplace();

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <ranges>
 #include <thread>
 
@@ -338,6 +339,32 @@ TEST(MpiLargeResults, TheResultFolderIsRemovedAfterTheCall) {
   if (world_rank() == 0) {
     EXPECT_TRUE(std::filesystem::is_empty(folder)) << "the call left files in " << folder;
     std::filesystem::remove_all(folder);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(MpiProgress, OnlyRankZeroPrintsProgress) {
+  // Capture this rank's stderr while a verbose call runs.
+  std::fflush(stderr);
+  char path[] = "/tmp/joblet-mpi-progress-XXXXXX";
+  const int file = mkstemp(path);
+  const int saved = dup(STDERR_FILENO);
+  dup2(file, STDERR_FILENO);
+  joblet::Parallel({.backend = "mpi", .verbose = 100})(item_tasks(40));
+  std::fflush(stderr);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  close(file);
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::remove(path);
+  if (world_rank() == 0) {
+    EXPECT_NE(text.find("[joblet] Done 40 tasks"), std::string::npos) << text;
+  } else {
+    EXPECT_EQ(text.find("[joblet]"), std::string::npos) << text;
   }
 }
 
