@@ -1,5 +1,6 @@
 #include "hdf5_util.hpp"
 
+#include <utility>
 #include <pthread.h>
 
 #include <algorithm>
@@ -73,48 +74,25 @@ Id file_access() {
 }
 
 Id file_type(DType dtype) {
-  hid_t base = -1;
-  switch (dtype) {
-    case DType::boolean: {
-      Id type = make(H5Tenum_create(H5T_STD_I8LE), H5Tclose, "cannot create the bool type");
-      const std::int8_t no = 0, yes = 1;
-      check(H5Tenum_insert(type.get(), "FALSE", &no), "cannot create the bool type");
-      check(H5Tenum_insert(type.get(), "TRUE", &yes), "cannot create the bool type");
-      return type;
-    }
-    case DType::int8:
-      base = H5T_STD_I8LE;
-      break;
-    case DType::int16:
-      base = H5T_STD_I16LE;
-      break;
-    case DType::int32:
-      base = H5T_STD_I32LE;
-      break;
-    case DType::int64:
-      base = H5T_STD_I64LE;
-      break;
-    case DType::uint8:
-      base = H5T_STD_U8LE;
-      break;
-    case DType::uint16:
-      base = H5T_STD_U16LE;
-      break;
-    case DType::uint32:
-      base = H5T_STD_U32LE;
-      break;
-    case DType::uint64:
-      base = H5T_STD_U64LE;
-      break;
-    case DType::float32:
-      base = H5T_IEEE_F32LE;
-      break;
-    case DType::float64:
-      base = H5T_IEEE_F64LE;
-      break;
+  if (dtype == DType::boolean) {
+    // As h5py writes bools: an enum of a one-byte integer.
+    Id type = make(H5Tenum_create(H5T_STD_I8LE), H5Tclose, "cannot create the bool type");
+    const std::int8_t no = 0, yes = 1;
+    check(H5Tenum_insert(type.get(), "FALSE", &no), "cannot create the bool type");
+    check(H5Tenum_insert(type.get(), "TRUE", &yes), "cannot create the bool type");
+    return type;
   }
-  if (base < 0) throw StorageError("no HDF5 type for dtype " + std::to_string(static_cast<int>(dtype)));
-  return make(H5Tcopy(base), H5Tclose, "cannot copy an HDF5 type");
+  // Little-endian standard types, as numpy and h5py write them. (HDF5's type ids are globals
+  // set when the library opens, so the table is built at the call.)
+  const std::pair<DType, hid_t> standard[] = {
+      {DType::int8, H5T_STD_I8LE},    {DType::int16, H5T_STD_I16LE},  {DType::int32, H5T_STD_I32LE},
+      {DType::int64, H5T_STD_I64LE},  {DType::uint8, H5T_STD_U8LE},   {DType::uint16, H5T_STD_U16LE},
+      {DType::uint32, H5T_STD_U32LE}, {DType::uint64, H5T_STD_U64LE}, {DType::float32, H5T_IEEE_F32LE},
+      {DType::float64, H5T_IEEE_F64LE}};
+  for (const auto& [kind, type] : standard) {
+    if (kind == dtype) return make(H5Tcopy(type), H5Tclose, "cannot copy an HDF5 type");
+  }
+  throw StorageError("no HDF5 type for dtype " + std::to_string(static_cast<int>(dtype)));
 }
 
 std::optional<DType> dtype_from(hid_t type) {
