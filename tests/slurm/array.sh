@@ -8,13 +8,7 @@ set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
-(($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }
-sweep=$(realpath "$1")
-joblet=$(realpath "$2")
-
-work=$(mktemp -d /tmp/joblet-slurm-array.XXXXXX)
-trap 'rm -rf -- "$work"' EXIT
-cd "$work" || exit 1
+begin_scenario array "$@"
 args=(--size 16 --temperatures 16 --sweeps 5000 --verbose 0)
 tasks=16
 elements=4

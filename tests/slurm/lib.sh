@@ -15,6 +15,20 @@ ensure_cluster() { # "$0" "$@"
 }
 
 failures=0
+# The start of every scenario script: its two arguments (the example sweep and the joblet
+# program), and a scratch folder where slurmd (same machine, root) writes job output and the test
+# reads it, removed on exit. Sets sweep, joblet and work, and enters work.
+begin_scenario() { # NAME "$@"
+  local name=$1
+  shift
+  (($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }
+  sweep=$(realpath "$1")
+  joblet=$(realpath "$2")
+  work=$(mktemp -d "/tmp/joblet-slurm-$name.XXXXXX")
+  trap 'rm -rf -- "$work"' EXIT
+  cd "$work" || exit 1
+}
+
 fail() {
   echo "FAIL: $*" >&2
   failures=$((failures + 1))

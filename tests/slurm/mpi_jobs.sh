@@ -8,14 +8,7 @@ set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
-(($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }
-sweep=$(realpath "$1")
-joblet=$(realpath "$2")
-
-# Job output must land where slurmd (same machine, root) can write and we can read.
-work=$(mktemp -d /tmp/joblet-slurm-mpi.XXXXXX)
-trap 'rm -rf -- "$work"' EXIT
-cd "$work" || exit 1
+begin_scenario mpi "$@"
 args=(--size 16 --temperatures 12 --sweeps 5000 --verbose 0)
 tasks=12
 

@@ -15,13 +15,7 @@ set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
-(($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }
-sweep=$(realpath "$1")
-joblet=$(realpath "$2")
-
-work=$(mktemp -d /tmp/joblet-slurm-mpi-resume.XXXXXX)
-trap 'rm -rf -- "$work"' EXIT
-cd "$work" || exit 1
+begin_scenario mpi-resume "$@"
 # About 0.15 s per task here: 60 tasks keep 2 ranks busy for a few seconds.
 args=(--size 16 --temperatures 60 --sweeps 10000 --verbose 0)
 tasks=60

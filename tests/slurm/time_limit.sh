@@ -17,13 +17,7 @@ set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
-(($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }
-sweep=$(realpath "$1")
-joblet=$(realpath "$2")
-
-work=$(mktemp -d /tmp/joblet-slurm-limit.XXXXXX)
-trap 'rm -rf -- "$work"' EXIT
-cd "$work" || exit 1
+begin_scenario limit "$@"
 # About 0.15 s per task on one worker: some 5 minutes of work, never done before the limit even
 # on a fast machine; one worker per job leaves room for the other.
 args=(--size 16 --temperatures 2000 --sweeps 10000 --n-jobs 1 --verbose 0)
