@@ -187,7 +187,16 @@ void write_uint_attribute(hid_t object, const char* name, std::uint64_t value) {
   check(H5Awrite(attribute.get(), H5T_NATIVE_UINT64, &value), what);
 }
 
-std::optional<std::string> read_string_attribute(hid_t object, const char* name, std::size_t max_size) {
+namespace {
+
+// A one-element attribute of `type_class` with its stored type, or nothing: a file written by
+// someone else may hold any attribute under our names, which must read as "absent", not fail.
+struct ScalarAttribute {
+  Id attribute;
+  Id type;
+};
+
+std::optional<ScalarAttribute> open_scalar_attribute(hid_t object, const char* name, H5T_class_t type_class) {
   if (H5Aexists(object, name) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     return std::nullopt;
@@ -196,16 +205,24 @@ std::optional<std::string> read_string_attribute(hid_t object, const char* name,
   if (!attribute) return std::nullopt;
   Id type(H5Aget_type(attribute.get()), H5Tclose);
   Id space(H5Aget_space(attribute.get()), H5Sclose);
-  if (!type || !space || H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) != 0 ||
+  if (!type || !space || H5Tget_class(type.get()) != type_class ||
       H5Sget_simple_extent_npoints(space.get()) != 1) {
     H5Eclear2(H5E_DEFAULT);
     return std::nullopt;
   }
-  const std::size_t size = H5Tget_size(type.get());
+  return ScalarAttribute{std::move(attribute), std::move(type)};
+}
+
+}  // namespace
+
+std::optional<std::string> read_string_attribute(hid_t object, const char* name, std::size_t max_size) {
+  auto found = open_scalar_attribute(object, name, H5T_STRING);
+  if (!found || H5Tis_variable_str(found->type.get()) != 0) return std::nullopt;
+  const std::size_t size = H5Tget_size(found->type.get());
   if (size == 0 || size > max_size) return std::nullopt;
   std::string text(size, '\0');
   // Read as stored (same size, same padding): no conversion.
-  if (H5Aread(attribute.get(), type.get(), text.data()) < 0) {
+  if (H5Aread(found->attribute.get(), found->type.get(), text.data()) < 0) {
     H5Eclear2(H5E_DEFAULT);
     return std::nullopt;
   }
@@ -214,21 +231,10 @@ std::optional<std::string> read_string_attribute(hid_t object, const char* name,
 }
 
 std::optional<std::uint64_t> read_uint_attribute(hid_t object, const char* name) {
-  if (H5Aexists(object, name) <= 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return std::nullopt;
-  }
-  Id attribute(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
-  if (!attribute) return std::nullopt;
-  Id type(H5Aget_type(attribute.get()), H5Tclose);
-  Id space(H5Aget_space(attribute.get()), H5Sclose);
-  if (!type || !space || H5Tget_class(type.get()) != H5T_INTEGER || H5Tget_sign(type.get()) != H5T_SGN_NONE ||
-      H5Sget_simple_extent_npoints(space.get()) != 1) {
-    H5Eclear2(H5E_DEFAULT);
-    return std::nullopt;
-  }
+  auto found = open_scalar_attribute(object, name, H5T_INTEGER);
+  if (!found || H5Tget_sign(found->type.get()) != H5T_SGN_NONE) return std::nullopt;
   std::uint64_t value = 0;
-  if (H5Aread(attribute.get(), H5T_NATIVE_UINT64, &value) < 0) {
+  if (H5Aread(found->attribute.get(), H5T_NATIVE_UINT64, &value) < 0) {
     H5Eclear2(H5E_DEFAULT);
     return std::nullopt;
   }

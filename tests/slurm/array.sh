@@ -57,13 +57,7 @@ done
 ((planned == tasks)) && pass "array job $array: $elements elements COMPLETED 0:0, each computed its" \
   "$((tasks / elements)) tasks (elements that also assembled the full table: ${assembled_by[*]:-none})"
 
-status_out=$("$joblet" status --dir "$JOBLET_CACHE_DIR" 2>&1)
-status=$?
-if ((status == 0)) && grep -Eq "^ising\.simulate-[0-9a-f]+ +$tasks +$tasks +0 " <<<"$status_out"; then
-  pass "joblet status after the array: $tasks of $tasks done"
-else
-  fail "joblet status exited $status after the array:"$'\n'"$status_out"
-fi
+expect_status_complete "$tasks" "after the array"
 entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-before
 (($(count_lines entries-before) == tasks)) || fail "the cache holds $(count_lines entries-before) entries, not $tasks"
 

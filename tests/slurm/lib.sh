@@ -93,6 +93,17 @@ count_new_entries() { # BEFORE AFTER
   comm -13 "$1" "$2" | grep -c . || true
 }
 
+# `joblet status` must exit 0 and list the sweep's campaign with TASKS of TASKS done, none missing.
+expect_status_complete() { # TASKS WHEN
+  local out status=0
+  out=$("$joblet" status --dir "$JOBLET_CACHE_DIR" 2>&1) || status=$?
+  if ((status == 0)) && grep -Eq "^ising\.simulate-[0-9a-f]+ +$1 +$1 +0 " <<<"$out"; then
+    pass "joblet status $2: $1 of $1 done"
+  else
+    fail "joblet status exited $status $2:"$'\n'"$out"
+  fi
+}
+
 # The sweep's table, from its title to its last line: a job's output file also holds the
 # templates' and Slurm's lines.
 sweep_table() { # FILE

@@ -62,13 +62,7 @@ for rank in 0 1; do
     show "$log"
   fi
 done
-status_out=$("$joblet" status --dir "$JOBLET_CACHE_DIR" 2>&1)
-status=$?
-if ((status == 0)) && grep -Eq "^ising\.simulate-[0-9a-f]+ +$tasks +$tasks +0 " <<<"$status_out"; then
-  pass "joblet status: the campaign, $tasks of $tasks done"
-else
-  fail "joblet status exited $status after a complete run:"$'\n'"$status_out"
-fi
+expect_status_complete "$tasks" "after a complete run"
 
 # A second job with the same cache computes nothing: every entry keeps its inode.
 entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-before
