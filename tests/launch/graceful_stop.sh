@@ -14,7 +14,13 @@ entries() { find "$cache" -type f -not -name '.*' -not -path '*/.*' | wc -l; }
 
 "${launcher[@]}" "$program" "$cache" "$backend" "$tasks" "$milliseconds" >"$cache.out" 2>"$cache.err" &
 pid=$!
-sleep 1.2
+# Signal once the first result is stored (the call is under way), not after a fixed sleep that
+# a loaded or a many-core machine would turn into a signal before the call or after its end.
+for ((wait = 0; wait < 600; ++wait)); do
+  (($(entries) >= 1)) && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.05
+done
 if ((${#launcher[@]})); then
   # As Slurm does at a time limit: every rank gets the signal (the launcher too).
   kill -TERM $(pgrep -P "$pid") 2>/dev/null
