@@ -1,4 +1,4 @@
-// Forking workers while other threads of the program log and allocate (DESIGN.md §2): the
+// Forking workers while other threads of the program log and allocate: the
 // children must not inherit a held lock and hang.
 #include <gtest/gtest.h>
 #include <joblet/joblet.hpp>
