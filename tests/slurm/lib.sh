@@ -93,6 +93,25 @@ count_new_entries() { # BEFORE AFTER
   comm -13 "$1" "$2" | grep -c . || true
 }
 
+# Entries of the sweep's simulate function in $JOBLET_CACHE_DIR.
+entries() {
+  entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate | grep -c .
+}
+# Waits until the cache holds at least COUNT entries while JOB runs; on a timeout or the job's
+# end, fails and shows the job's PREFIX-JOB.out and .err.
+wait_for_entries() { # JOB COUNT PREFIX
+  local waited=0
+  while (($(entries) < $2)); do
+    if ((waited >= 1200)) || [[ -z $(squeue -h -j "$1") ]]; then
+      fail "job $1: fewer than $2 entries after $((waited / 10)) s ($(job_summary "$1"))"
+      show "$3-$1.out" "$3-$1.err"
+      return 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
 # `joblet status` must exit 0 and list the sweep's campaign with TASKS of TASKS done, none missing.
 expect_status_complete() { # TASKS WHEN
   local out status=0

@@ -20,7 +20,6 @@ begin_scenario mpi-resume "$@"
 args=(--size 16 --temperatures 60 --sweeps 10000 --verbose 0)
 tasks=60
 export JOBLET_CACHE_DIR=$work/cache
-entries() { entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate | grep -c .; }
 cache_files() { find "$JOBLET_CACHE_DIR" -type f -name "$1" 2>/dev/null | grep -c . || true; }
 
 "$sweep" "${args[@]}" --backend sequential --no-cache >reference.txt 2>reference.err ||
@@ -30,19 +29,6 @@ pass "sequential reference ($tasks tasks)"
 submit() { # NAME
   sbatch --parsable --ntasks=2 --cpus-per-task=1 -o "$work/$1-%j.out" -e "$work/$1-%j.err" \
     "$templates/mpi-job.sbatch" "$sweep" "${args[@]}"
-}
-# Waits until the cache holds at least COUNT entries while JOB runs.
-wait_for_entries() { # JOB COUNT NAME
-  local waited=0
-  while (($(entries) < $2)); do
-    if ((waited >= 1200)) || [[ -z $(squeue -h -j "$1") ]]; then
-      fail "job $1: fewer than $2 entries after $((waited / 10)) s ($(job_summary "$1"))"
-      show "$3-$1.out" "$3-$1.err"
-      return 1
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
 }
 
 # --- 1. SIGTERM ------------------------------------------------------------------------------

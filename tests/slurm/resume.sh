@@ -32,21 +32,11 @@ pass "sequential reference ($tasks tasks)"
 # releases each resubmitted job itself).
 export LONG_RUN_SBATCH_OPTIONS="--cpus-per-task=2 --error=%x-%j.err --hold"
 
-entries() { entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate | grep -c .; }
-
-# Waits until the cache holds at least COUNT entries while JOB runs; then sends the signal.
+# Once the cache holds at least COUNT entries while JOB runs, sends the signal.
 signal_when() { # JOB COUNT SCANCEL-OPTIONS...
-  local job=$1 count=$2 waited=0
+  local job=$1 count=$2
   shift 2
-  while (($(entries) < count)); do
-    if ((waited >= 1200)) || [[ -z $(squeue -h -j "$job") ]]; then
-      fail "job $job: fewer than $count entries after $((waited / 10)) s ($(job_summary "$job"))"
-      show "joblet-long-run-$job.out" "joblet-long-run-$job.err"
-      return 1
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
+  wait_for_entries "$job" "$count" joblet-long-run || return 1
   scancel "$@" "$job" || fail "scancel $* $job failed"
 }
 
