@@ -47,6 +47,8 @@ using joblet::bench::Clock;
 using joblet::bench::note;
 using joblet::bench::Options;
 using joblet::bench::print_measurement;
+using joblet::bench::median_of;
+using joblet::bench::ScratchDir;
 using joblet::bench::seconds_since;
 
 constexpr std::string_view kUsage =
@@ -55,26 +57,6 @@ constexpr std::string_view kUsage =
     "N] [--quick]";
 
 std::size_t array_bytes(const Options& options) { return options.quick ? std::size_t{64} << 20 : std::size_t{1} << 30; }
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* base = std::getenv("ARRAY_BENCH_DIR");
-    const std::filesystem::path parent =
-        (base != nullptr && *base != '\0') ? std::filesystem::path(base) : std::filesystem::current_path();
-    std::string pattern = (parent / ".array-bench-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed in " + parent.string());
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // A smooth field, like simulation output: sin(i * 1e-4), by rotation (no sin call per element).
 joblet::NDArray<double> make_field(std::size_t bytes) {
@@ -93,13 +75,6 @@ joblet::NDArray<double> make_field(std::size_t bytes) {
     }
   }
   return field;
-}
-
-double median_of(int runs, const std::function<double()>& measure) {
-  std::vector<double> values;
-  for (int i = 0; i < runs; ++i) values.push_back(measure());
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
 }
 
 void warm_file(const std::filesystem::path& path) {
@@ -191,7 +166,7 @@ bool run_files(const Options& options) {
   const std::size_t bytes = array_bytes(options);
   const double gigabytes = static_cast<double>(bytes) / 1e9;
   const int runs = 3;
-  ScratchDir dir;
+  const ScratchDir dir("ARRAY_BENCH_DIR", "array-bench");
   const auto path = dir / "array.h5";
   const bool raw = system == "raw";
 

@@ -1,5 +1,6 @@
 #pragma once
-// The workloads of the comparison, defined once for bench_engine and bench_raw (and mirrored
+// The workloads of the comparison and the pieces every bench program shares (bench_engine,
+// bench_raw, bench_mpi, cache_bench, array_bench; the engine workloads are mirrored
 // line by line in joblib_bench.py): task counts, durations, kernels, the deterministic shuffle
 // and the output line "<workload> <system> <value> <unit>" that bench/compare reads.
 //
@@ -11,6 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -113,6 +116,44 @@ inline void check(bool ok, std::string_view what) {
 
 inline double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// A fresh directory in $<env_var>, else in the current directory (the filesystem a user's cache
+// or output would be on), removed at the end. File creation and fsync cost very different
+// amounts on different filesystems (about 1 ms on some VM disks, 5 µs on tmpfs): compare systems
+// on the same one.
+class ScratchDir {
+ public:
+  ScratchDir(const char* env_var, std::string_view prefix) {
+    const char* base = std::getenv(env_var);
+    const std::filesystem::path parent =
+        (base != nullptr && *base != '\0') ? std::filesystem::path(base) : std::filesystem::current_path();
+    std::string pattern = (parent / ("." + std::string(prefix) + "-XXXXXX")).string();
+    if (mkdtemp(pattern.data()) == nullptr) {
+      throw std::runtime_error("cannot create a scratch directory in " + parent.string() + " (set " + env_var +
+                               " to a writable directory)");
+    }
+    path_ = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(std::string_view name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The median of `runs` measurements (bench/compare takes the median of its rounds on top).
+inline double median_of(int runs, const std::function<double()>& measure) {
+  std::vector<double> values;
+  for (int i = 0; i < runs; ++i) values.push_back(measure());
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
 }
 
 // ---- sizes ----------------------------------------------------------------------------------
