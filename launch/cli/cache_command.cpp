@@ -9,7 +9,6 @@
 #include <map>
 #include <set>
 
-#include "joblet/detail/env.hpp"
 #include "joblet/environment.hpp"
 #include "joblet/error.hpp"
 #include "joblet/store.hpp"
@@ -32,11 +31,7 @@ void print(const std::string& text) { std::fwrite(text.data(), 1, text.size(), s
 std::string entries_text(std::uint64_t count) { return fmt::format("{} entr{}", count, count == 1 ? "y" : "ies"); }
 
 Store open_store(const CacheArguments& arguments) {
-  const std::string directory = arguments.directory.empty() ? default_cache_directory() : arguments.directory;
-  if (!std::filesystem::is_directory(directory)) {
-    throw ConfigError("no cache directory at '" + directory +
-                      "'; pass --dir DIR or set JOBLET_CACHE_DIR to the directory given to Memory");
-  }
+  const std::string directory = existing_cache_directory(arguments.directory);
   if (arguments.function) validate_function_name(*arguments.function);
   return Store(directory);
 }
@@ -145,7 +140,10 @@ int show(const CacheArguments& arguments) {
   for (auto& info : store.list(listing(arguments, false))) {
     if (info.key.hex().starts_with(prefix)) matches.push_back(std::move(info));
   }
-  if (matches.empty()) throw ConfigError("no entry's key starts with '" + prefix + "' in " + store.root().string());
+  if (matches.empty()) {
+    throw ConfigError("no entry's key starts with '" + prefix + "' in " + store.root().string() +
+                      "; `joblet cache ls` lists the keys (add --function to narrow)");
+  }
   if (matches.size() > 1) {
     throw ConfigError(fmt::format("{} entries have keys starting with '{}'; give more digits", matches.size(), prefix));
   }
@@ -227,7 +225,15 @@ int prune(const CacheArguments& arguments) {
 
 }  // namespace
 
-std::string default_cache_directory() { return default_cache_dir(); }
+std::string existing_cache_directory(const std::string& given) {
+  const std::string directory = given.empty() ? default_cache_dir() : given;
+  std::error_code error;
+  if (!std::filesystem::is_directory(directory, error)) {
+    throw ConfigError("no cache directory at '" + directory +
+                      "'; pass --dir DIR or set JOBLET_CACHE_DIR to the directory given to Memory");
+  }
+  return directory;
+}
 
 int run_cache_command(const CacheArguments& arguments) {
   switch (arguments.action) {

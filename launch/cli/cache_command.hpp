@@ -21,8 +21,9 @@ struct CacheArguments {
   std::optional<std::string> older_than;
 };
 
-// The directory the command works on, as the help text describes.
-std::string default_cache_directory();
+// The cache directory a command works on: `given`, else $JOBLET_CACHE_DIR, else ./joblet-cache.
+// ConfigError when it is not a directory: commands inspect caches, they never create one.
+std::string existing_cache_directory(const std::string& given);
 
 // Prints to stdout; returns the exit status. Errors a user can fix are joblet::Error.
 int run_cache_command(const CacheArguments& arguments);

@@ -71,15 +71,14 @@ int run_info_command(const InfoArguments& arguments) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   const auto quota = detail::cgroup_cpu_limit("/");
-  const bool launched_many =
-      env.ranks != 1 && (env.launcher == Launcher::mpirun || env.launcher == Launcher::srun);
   const std::string cache = arguments.cache_dir.empty() ? default_cache_dir() : arguments.cache_dir;
 
   fmt::print("launcher        {}\n", env.describe());
   fmt::print("node            {}\n", host);
   fmt::print("cpus            {} usable (affinity mask {}, cgroup quota {})\n", cpu_count(),
              detail::affinity_cpu_count(), quota ? fmt::format("{:.2f}", *quota) : std::string("none"));
-  fmt::print("default backend {}\n", launched_many ? "mpi (a launcher started several ranks)" : default_backend());
+  fmt::print("default backend {}\n",
+             env.launched_many() ? "mpi (a launcher started several ranks)" : default_backend());
   fmt::print("backends        {}\n", fmt::join(backend_names(), ", "));
   fmt::print("cache           {} on {}\n", std::filesystem::absolute(cache).string(), filesystem_of(cache));
   fmt::print("versions        {}; oneTBB {}; spdlog {}.{}.{}\n", mpi_version(), TBB_runtime_version(),

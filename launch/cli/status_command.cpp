@@ -5,19 +5,13 @@
 
 #include <ctime>
 
+#include "cache_command.hpp"
 #include "joblet/campaign.hpp"
-#include "joblet/environment.hpp"
-#include "joblet/error.hpp"
 
 namespace joblet::cli {
 
 int run_status_command(const StatusArguments& arguments) {
-  const std::string directory = arguments.directory.empty() ? default_cache_dir() : arguments.directory;
-  std::error_code error;
-  if (!std::filesystem::is_directory(directory, error)) {
-    throw StorageError("no cache directory at '" + directory +
-                       "'; pass --dir DIR or set JOBLET_CACHE_DIR to the directory given to Memory");
-  }
+  const std::string directory = existing_cache_directory(arguments.directory);
   const auto campaigns = campaign_status(directory);
   if (campaigns.empty()) {
     fmt::print("no campaigns in {} (a campaign is a Parallel call over one cached function)\n", directory);

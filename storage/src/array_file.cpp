@@ -55,7 +55,10 @@ static_assert(sizeof(FooterTail) == 48, "the footer's layout is fixed");
 using Region = DataRegion;
 static_assert(sizeof(Region) == 16 && std::is_trivially_copyable_v<Region>, "regions are stored as they are");
 
-int read_at(int fd, std::byte* data, std::size_t size, std::uint64_t offset);
+// io.hpp's read_fully_at, under the name this file's readers call it by.
+int read_at(int fd, std::byte* data, std::size_t size, std::uint64_t offset) {
+  return read_fully_at(fd, data, size, offset);
+}
 
 // XXH3-128 of the bytes [0, end) outside `regions` (sorted, disjoint, inside [0, end)), then of
 // the region table and `end`. 0 or an errno.
@@ -121,8 +124,6 @@ std::uint64_t physical_memory() {
                                     : ~std::uint64_t{0};
 }
 
-std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
-
 int write_at(int fd, const std::byte* data, std::size_t size, std::uint64_t offset) {
   while (size > 0) {
     const ssize_t written = ::pwrite(fd, data, size, static_cast<off_t>(offset));
@@ -134,21 +135,6 @@ int write_at(int fd, const std::byte* data, std::size_t size, std::uint64_t offs
     data += written;
     size -= static_cast<std::size_t>(written);
     offset += static_cast<std::uint64_t>(written);
-  }
-  return 0;
-}
-
-int read_at(int fd, std::byte* data, std::size_t size, std::uint64_t offset) {
-  while (size > 0) {
-    const ssize_t got = ::pread(fd, data, size, static_cast<off_t>(offset));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (got == 0) return ENODATA;  // the file shrank under us
-    data += got;
-    size -= static_cast<std::size_t>(got);
-    offset += static_cast<std::uint64_t>(got);
   }
   return 0;
 }
@@ -170,6 +156,27 @@ std::vector<hsize_t> chunk_dims(std::span<const std::size_t> shape, std::size_t 
     if (take < shape[d]) break;
   }
   return chunk;
+}
+
+// Appends where a chunked dataset's chunks lie: compressed chunks are raw data too, left out of
+// the footer's checksum. False (HDF5's error pending) when HDF5 cannot say.
+bool add_chunk_regions(hid_t dataset, hid_t space, std::vector<Region>& regions) {
+  hsize_t chunks = 0;
+  if (H5Dget_num_chunks(dataset, space, &chunks) < 0) return false;
+  std::vector<hsize_t> origin(static_cast<std::size_t>(std::max(H5Sget_simple_extent_ndims(space), 1)));
+  for (hsize_t i = 0; i < chunks; ++i) {
+    unsigned mask = 0;
+    haddr_t address = HADDR_UNDEF;
+    hsize_t size = 0;
+    if (H5Dget_chunk_info(dataset, space, i, origin.data(), &mask, &address, &size) < 0) return false;
+    if (address != HADDR_UNDEF && size > 0) regions.push_back({address, size});
+  }
+  return true;
+}
+
+// The message for array bytes that do not match the checksum written with them.
+std::string checksum_mismatch(const std::string& where) {
+  return where + " does not match its checksum: the file is damaged; write it again";
 }
 
 std::size_t usable_cpus() {
@@ -265,10 +272,6 @@ void write_deflated_chunks(hid_t dataset, const ArrayBlock& block, std::span<con
 
 }  // namespace
 
-int read_fully_at(int fd, void* data, std::size_t size, std::uint64_t offset) {
-  return read_at(fd, static_cast<std::byte*>(data), size, offset);
-}
-
 std::string describe_file_errno(int error) {
   std::string text = std::strerror(error);
   switch (error) {
@@ -287,6 +290,8 @@ std::string describe_file_errno(int error) {
   }
 }
 
+std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+
 // ---- writing ---------------------------------------------------------------------------------
 
 ArrayFileWriter::ArrayFileWriter(std::filesystem::path path, ArrayFileSettings settings)
@@ -298,9 +303,12 @@ ArrayFileWriter::ArrayFileWriter(std::filesystem::path path, ArrayFileSettings s
   }
   const std::filesystem::path directory = path_.has_parent_path() ? path_.parent_path() : ".";
   struct stat info {};
-  if (stat(directory.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
-    throw StorageError("cannot write " + quoted(path_) + ": its directory " + quoted(directory) +
-                       (errno == ENOENT ? " does not exist (create it first)" : " is not a usable directory"));
+  // Read errno only when stat failed: after a stat that succeeded it is whatever came before.
+  const int directory_error = stat(directory.c_str(), &info) != 0 ? errno : S_ISDIR(info.st_mode) ? 0 : ENOTDIR;
+  if (directory_error != 0) {
+    throw StorageError(
+        "cannot write " + quoted(path_) + ": its directory " + quoted(directory) +
+        (directory_error == ENOENT ? " does not exist (create it first)" : " is not a usable directory"));
   }
   temporary_ = directory / temporary_name(path_.filename().string());
   auto lock = h5::lock();
@@ -309,7 +317,7 @@ ArrayFileWriter::ArrayFileWriter(std::filesystem::path path, ArrayFileSettings s
   if (file < 0) {
     const std::string why = h5::error_text();
     const int error = access(directory.c_str(), W_OK) != 0 ? errno : 0;
-    throw StorageError("cannot create " + quoted(path_) + ": " + (error != 0 ? describe_file_errno(error) : why));
+    throw StorageError("cannot create " + quoted(path_) + ": " + (error != 0 ? settings_.describe_errno(error) : why));
   }
   file_ = h5::Id(file, H5Fclose);
 }
@@ -327,7 +335,7 @@ void ArrayFileWriter::set_root_attribute(const char* name, std::string_view valu
   h5::write_string_attribute(file_.get(), name, value);
 }
 
-void ArrayFileWriter::set_root_attribute(const char* name, std::uint64_t value) {
+void ArrayFileWriter::set_root_attribute(const char* name, std::uint32_t value) {
   auto lock = h5::lock();
   h5::write_uint_attribute(file_.get(), name, value);
 }
@@ -446,11 +454,13 @@ std::uint64_t ArrayFileWriter::finish() {
     if (!file_.close()) h5::fail("cannot write " + quoted(path_));
   }
   const int fd = ::open(temporary_.c_str(), O_RDWR | O_CLOEXEC);  // read too: the footer hashes what HDF5 wrote
-  if (fd < 0) throw StorageError("cannot write " + quoted(path_) + ": " + describe_file_errno(errno));
+  if (fd < 0) throw StorageError("cannot write " + quoted(path_) + ": " + settings_.describe_errno(errno));
   const auto fail = [&](int error, const char* what) {
     ::close(fd);
-    throw StorageError(std::string("cannot ") + what + " " + quoted(path_) + ": " + describe_file_errno(error));
+    throw StorageError(std::string("cannot ") + what + " " + quoted(path_) + ": " + settings_.describe_errno(error));
   };
+  // Where tests make the disk full (io.hpp), to reach the messages below.
+  if (const int error = injected_fault(IoStep::write); error != 0) fail(error, "write");
   std::vector<Hash128> checksums;
   std::vector<Region> regions;
   bool any_chunked = false;
@@ -483,9 +493,9 @@ std::uint64_t ArrayFileWriter::finish() {
   }
   if (settings_.fsync && ::fsync(fd) != 0) fail(errno, "flush");
   if (fstat(fd, &info) != 0) fail(errno, "examine");
-  if (::close(fd) != 0) throw StorageError("cannot write " + quoted(path_) + ": " + describe_file_errno(errno));
+  if (::close(fd) != 0) throw StorageError("cannot write " + quoted(path_) + ": " + settings_.describe_errno(errno));
   if (::rename(temporary_.c_str(), path_.c_str()) != 0) {
-    throw StorageError("cannot publish " + quoted(path_) + ": " + describe_file_errno(errno));
+    throw StorageError("cannot publish " + quoted(path_) + ": " + settings_.describe_errno(errno));
   }
   published_ = true;
   return static_cast<std::uint64_t>(info.st_size);
@@ -507,18 +517,9 @@ void ArrayFileWriter::finish_in_hdf5(const std::vector<Hash128>& checksums, std:
       const std::string hex = checksums[next++].hex();
       h5::check(H5Awrite(attribute.get(), type.get(), hex.c_str()), what);
     }
-    if (array.written_by_hdf5) {  // compressed chunks are raw data too: left out of the footer's checksum
+    if (array.written_by_hdf5) {
       h5::Id space = h5::make(H5Dget_space(dataset.get()), H5Sclose, what);
-      hsize_t chunks = 0;
-      h5::check(H5Dget_num_chunks(dataset.get(), space.get(), &chunks), what);
-      std::vector<hsize_t> origin(array.shape.size());
-      for (hsize_t i = 0; i < chunks; ++i) {
-        unsigned mask = 0;
-        haddr_t address = HADDR_UNDEF;
-        hsize_t size = 0;
-        h5::check(H5Dget_chunk_info(dataset.get(), space.get(), i, origin.data(), &mask, &address, &size), what);
-        if (address != HADDR_UNDEF && size > 0) regions.push_back({address, size});
-      }
+      if (!add_chunk_regions(dataset.get(), space.get(), regions)) h5::fail(what);
     }
   }
   if (!file.close()) h5::fail(what);
@@ -528,30 +529,18 @@ namespace {
 herr_t collect_regions(hid_t group, const char* name, const H5O_info_t* info, void* data) {
   if (info->type != H5O_TYPE_DATASET) return 0;
   auto& regions = *static_cast<std::vector<Region>*>(data);
-  const hid_t dataset = H5Dopen2(group, name, H5P_DEFAULT);
-  if (dataset < 0) return -1;
-  const hid_t space = H5Dget_space(dataset);
-  const hid_t dcpl = H5Dget_create_plist(dataset);
-  const hsize_t stored = H5Dget_storage_size(dataset);
-  if (H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Dget_offset(dataset) != HADDR_UNDEF && stored > 0) {
-    regions.push_back({H5Dget_offset(dataset), stored});
-  } else if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
-    hsize_t chunks = 0;
-    H5Dget_num_chunks(dataset, space, &chunks);
-    std::vector<hsize_t> origin(static_cast<std::size_t>(std::max(H5Sget_simple_extent_ndims(space), 1)));
-    for (hsize_t i = 0; i < chunks; ++i) {
-      unsigned mask = 0;
-      haddr_t address = HADDR_UNDEF;
-      hsize_t size = 0;
-      if (H5Dget_chunk_info(dataset, space, i, origin.data(), &mask, &address, &size) >= 0 && address != HADDR_UNDEF &&
-          size > 0) {
-        regions.push_back({address, size});
-      }
-    }
+  h5::Id dataset(H5Dopen2(group, name, H5P_DEFAULT), H5Dclose);
+  if (!dataset) return -1;
+  h5::Id space(H5Dget_space(dataset.get()), H5Sclose);
+  h5::Id dcpl(H5Dget_create_plist(dataset.get()), H5Pclose);
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  const hsize_t stored = H5Dget_storage_size(dataset.get());
+  if (layout == H5D_CONTIGUOUS && H5Dget_offset(dataset.get()) != HADDR_UNDEF && stored > 0) {
+    regions.push_back({H5Dget_offset(dataset.get()), stored});
+  } else if (layout == H5D_CHUNKED) {
+    // Chunks HDF5 cannot place stay inside the checksum: the footer still matches the file.
+    add_chunk_regions(dataset.get(), space.get(), regions);
   }
-  H5Pclose(dcpl);
-  H5Sclose(space);
-  H5Dclose(dataset);
   H5Eclear2(H5E_DEFAULT);
   return 0;
 }
@@ -690,24 +679,14 @@ std::optional<std::uint64_t> ArrayFileReader::root_uint(const char* name) const 
   return h5::read_uint_attribute(file_.get(), name);
 }
 
-bool ArrayFileReader::has_dataset(const std::string& name) const {
-  auto lock = h5::lock();
-  const hid_t dataset = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
-  if (dataset < 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return false;
-  }
-  H5Dclose(dataset);
-  return true;
-}
-
 DatasetInfo ArrayFileReader::dataset(const std::string& name) const {
   const std::string where = "dataset '" + name + "' of " + quoted(path_);
   auto lock = h5::lock();
   const hid_t id = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
   if (id < 0) {
     H5Eclear2(H5E_DEFAULT);
-    throw StorageError(quoted(path_) + " has no dataset '" + name + "'");
+    throw StorageError(quoted(path_) + " has no dataset '" + name +
+                       "' (check the name, e.g. with h5ls; dump files keep arrays under arrays/<n>)");
   }
   h5::Id dataset(id, H5Dclose);
   DatasetInfo info;
@@ -816,9 +795,7 @@ void ArrayFileReader::read(const std::string& name, const DatasetInfo& info, voi
       }
       if (hashing) hasher.update_bytes(data + done, size);
     }
-    if (hashing && hasher.digest() != *info.checksum) {
-      throw StorageError(where + " does not match its checksum: the file is damaged; write it again");
-    }
+    if (hashing && hasher.digest() != *info.checksum) throw StorageError(checksum_mismatch(where));
     return;
   }
   auto lock = h5::lock();
@@ -832,6 +809,24 @@ std::shared_ptr<const FileMapping> ArrayFileReader::map(bool copy_on_write) {
     mapping_ = std::make_shared<const FileMapping>(fd_, file_size_, copy_on_write, path_.string());
   }
   return mapping_;
+}
+
+OpenedArray ArrayFileReader::open_array(const std::string& name, const DatasetInfo& info, MmapMode mode, bool verify) {
+  // A misaligned offset (another program's file) would make misaligned elements: read those.
+  const bool mappable = info.offset && *info.offset % dtype_size(info.dtype) == 0 && info.nbytes > 0;
+  if (mode != MmapMode::none && mappable) {
+    const bool copy_on_write = mode == MmapMode::copy_on_write;
+    auto mapping = map(copy_on_write);
+    std::byte* data = mapping->data() + *info.offset;
+    if (verify && info.checksum && hash_bytes(data, info.nbytes) != *info.checksum) {
+      throw StorageError(checksum_mismatch("dataset '" + name + "' of " + quoted(path_)));
+    }
+    return {std::move(mapping), data, copy_on_write};
+  }
+  void* data = nullptr;
+  auto buffer = allocate_array_buffer(info.nbytes, data, false);
+  read(name, info, data, verify);
+  return {std::move(buffer), data, true};
 }
 
 }  // namespace joblet::detail

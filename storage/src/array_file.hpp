@@ -42,10 +42,16 @@
 #include "joblet/detail/array_io.hpp"
 #include "joblet/dtype.hpp"
 #include "joblet/hash.hpp"
+#include "joblet/mmap_mode.hpp"
 
 namespace joblet::detail {
 
 enum class FileCompressor { deflate, szip };
+
+// Why a path cannot be written or read, from an errno, with the fix as dump()'s caller needs it.
+std::string describe_file_errno(int error);
+// A path as messages show it: in single quotes.
+std::string quoted(const std::filesystem::path& path);
 
 struct ArrayFileSettings {
   int compress = 0;  // 0: contiguous; 1-9: chunked with the compressor (its level, for deflate)
@@ -53,6 +59,9 @@ struct ArrayFileSettings {
   bool shuffle = true;
   bool checksum = true;  // XXH3-128 of each contiguous array, as attribute joblet_xxh3_128
   bool fsync = false;
+  // The cause and fix of a failed write, in the words of whoever asked for the file: a cache
+  // gives other advice (bytes_limit, prune) than dump() does.
+  std::string (*describe_errno)(int error) = describe_file_errno;
 };
 
 inline constexpr const char* kChecksumAttribute = "joblet_xxh3_128";
@@ -74,7 +83,7 @@ class ArrayFileWriter {
   ArrayFileWriter& operator=(const ArrayFileWriter&) = delete;
 
   void set_root_attribute(const char* name, std::string_view value);
-  void set_root_attribute(const char* name, std::uint64_t value);
+  void set_root_attribute(const char* name, std::uint32_t value);
   // A dataset for the array (groups in `name` are created). `block.data` must stay valid until
   // finish(), which writes the bytes of uncompressed arrays.
   void add_array(const std::string& name, const ArrayBlock& block);
@@ -86,8 +95,6 @@ class ArrayFileWriter {
   // Where an uncompressed array's bytes start in the file (after add_array), for readers that
   // map it without HDF5.
   std::uint64_t offset_of(std::size_t array_index) const;
-
-  const std::filesystem::path& temporary_path() const noexcept { return temporary_; }
 
  private:
   struct Array {
@@ -150,7 +157,6 @@ class ArrayFileReader {
 
   std::optional<std::string> root_string(const char* name, std::size_t max_size = 4096) const;
   std::optional<std::uint64_t> root_uint(const char* name) const;
-  bool has_dataset(const std::string& name) const;
   // Describes a dataset of an Element type; StorageError when it is missing, of another
   // type, stored where joblet does not read (external files, virtual datasets), or claims
   // more bytes than the file can hold.
@@ -161,6 +167,10 @@ class ArrayFileReader {
   void read(const std::string& name, const DatasetInfo& info, void* destination, bool verify) const;
   // The whole file mapped (once; later calls return the same mapping).
   std::shared_ptr<const FileMapping> map(bool copy_on_write);
+  // A dataset's array (info from dataset()): mapped in place when `mode` asks for it and the
+  // data lies contiguous and aligned for its dtype, otherwise read into new memory. With
+  // `verify`, its checksum is checked either way (a mapped array is read once for it).
+  OpenedArray open_array(const std::string& name, const DatasetInfo& info, MmapMode mode, bool verify);
 
  private:
   std::filesystem::path path_;
@@ -173,10 +183,5 @@ class ArrayFileReader {
 // Replaces the footer of an HDF5 file by one for its current contents (its data regions found
 // with HDF5): for tests that stand in for other writers, and tools that edit joblet files.
 void seal_hdf5_file(const std::filesystem::path& path);
-
-// Why a path cannot be written or read, from an errno, with the fix.
-std::string describe_file_errno(int error);
-// pread of exactly `size` bytes at `offset`: 0, an errno, or ENODATA when the file ends first.
-int read_fully_at(int fd, void* data, std::size_t size, std::uint64_t offset);
 
 }  // namespace joblet::detail

@@ -96,7 +96,9 @@ std::vector<CampaignStatus> campaign_status(const std::filesystem::path& locatio
       status.recorded = std::chrono::system_clock::time_point(std::chrono::seconds(record.recorded_seconds));
       campaigns.push_back(std::move(status));
     } catch (const Error& e) {
-      detail::log().warn("skipping the campaign record {}: {}", file.path().string(), e.message());
+      detail::log().warn(
+          "skipping the campaign record {}: {}; remove it, or read it with the joblet version that wrote it",
+          file.path().string(), e.message());
     }
   }
   std::sort(campaigns.begin(), campaigns.end(), [](const auto& a, const auto& b) { return a.name < b.name; });

@@ -22,11 +22,9 @@ namespace joblet::detail {
 namespace {
 
 constexpr std::string_view kFormatName = "joblet.dump";
-constexpr std::uint64_t kFormatVersion = 1;
+constexpr std::uint32_t kFormatVersion = 1;
 constexpr const char* kEncodingDataset = "value";
 constexpr std::string_view kArraysGroup = "arrays/";
-
-std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
 
 // Dataset names under /arrays: what dump writes (decimal numbers), checked before use so that
 // a damaged encoding cannot name anything else in the file.
@@ -75,14 +73,15 @@ std::optional<std::string> DumpWriter::store(const ArrayBlock& block) {
 }
 
 std::uint64_t DumpWriter::write(const std::filesystem::path& path, std::string_view encoding,
-                                std::string_view type_name, const DumpOptions& options,
-                                std::string_view binding) const {
+                                std::string_view type_name, const DumpOptions& options, std::string_view binding,
+                                std::string (*describe_errno)(int error)) const {
   ArrayFileSettings settings;
   settings.compress = options.compress;
   settings.compressor = options.compressor == Compressor::szip ? FileCompressor::szip : FileCompressor::deflate;
   settings.shuffle = options.shuffle;
   settings.checksum = options.checksum;
   settings.fsync = options.fsync;
+  if (describe_errno != nullptr) settings.describe_errno = describe_errno;
   ArrayFileWriter file(path, settings);
   file.set_root_attribute("joblet_format", kFormatName);
   file.set_root_attribute("joblet_format_version", kFormatVersion);
@@ -144,12 +143,10 @@ void DumpFile::fail_decode(const SerializationError& error) const {
 }
 
 OpenedArray DumpReader::open(std::string_view reference, DType dtype, std::span<const std::size_t> shape,
-                             std::size_t nbytes) {
+                             std::size_t /*nbytes*/) {
   DumpFile::Impl& file = file_.impl();
   const DatasetInfo info = file.checked_dataset(reference, dtype, shape);
-  const std::string name = std::string(kArraysGroup) + std::string(reference);
   const MmapMode mode = file.options.mmap_mode;
-  const bool aligned = info.offset && *info.offset % dtype_size(dtype) == 0;
   if (mode != MmapMode::none && info.compressed && !file.warned_compressed) {
     file.warned_compressed = true;
     log().warn(
@@ -157,19 +154,8 @@ OpenedArray DumpReader::open(std::string_view reference, DType dtype, std::span<
         "compress = 0 to map it)",
         file.reader.path().string());
   }
-  if (mode != MmapMode::none && aligned && nbytes > 0) {
-    auto mapping = file.reader.map(mode == MmapMode::copy_on_write);
-    std::byte* data = mapping->data() + *info.offset;
-    if (file.options.verify && info.checksum && hash_bytes(data, nbytes) != *info.checksum) {
-      throw StorageError("dataset '" + name + "' of " + quoted(file.reader.path()) +
-                         " does not match its checksum: the file is damaged; write it again");
-    }
-    return {std::move(mapping), data, mode == MmapMode::copy_on_write};
-  }
-  void* data = nullptr;
-  auto buffer = allocate_array_buffer(nbytes, data, false);
-  file.reader.read(name, info, data, file.options.verify);
-  return {std::move(buffer), data, true};
+  // checked_dataset() matched dtype and shape, so info.nbytes is the `nbytes` the value expects.
+  return file.reader.open_array(std::string(kArraysGroup) + std::string(reference), info, mode, file.options.verify);
 }
 
 void DumpReader::read(std::string_view reference, DType dtype, std::span<const std::size_t> shape, std::size_t nbytes,

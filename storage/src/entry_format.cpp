@@ -76,8 +76,10 @@ std::string encode_entry_prefix(const EntryMetadata& metadata) {
   encode(record, out);
   const std::uint64_t metadata_size = out.size() - kEntryHeaderSize;
   if (metadata_size > kMaxMetadataSize) {
-    throw SerializationError("the entry's metadata takes " + std::to_string(metadata_size) +
-                             " bytes, more than the 1 MiB an entry allows; shorten the function's version string");
+    throw SerializationError(
+        "the entry's metadata takes " + std::to_string(metadata_size) +
+        " bytes, more than the 1 MiB an entry allows; shorten the metadata's version, arguments or "
+        "extra fields");
   }
   const std::uint64_t payload_offset = aligned_payload_offset(metadata_size);
   std::memcpy(out.data(), kEntryMagic.data(), kEntryMagic.size());

@@ -210,7 +210,7 @@ void validate_lock_options(const LockOptions& options) {
 }
 
 Claim Store::claim(std::string_view function, const Hash128& key, const LockOptions& options,
-                   const std::function<bool(const EntryMetadata&)>& accept) const {
+                   const std::function<bool(const EntryMetadata&)>& accept, bool look_first) const {
   validate_lock_options(options);
   validate_function_name(function);
   const std::string hex = key.hex();
@@ -223,8 +223,10 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
   Steady::time_point unchanged_since{};
   auto poll = options.poll;
   bool waited = false;
-  for (;;) {
-    if (LoadResult found = load(function, key); usable(found)) return Claim{std::move(found.entry), {}, waited};
+  for (bool look = look_first;; look = true) {
+    if (look) {
+      if (LoadResult found = load(function, key); usable(found)) return Claim{std::move(found.entry), {}, waited};
+    }
 
     std::unique_ptr<EntryLock::Impl> impl;
     int error = 0;

@@ -180,11 +180,11 @@ void write_string_attribute(hid_t object, const char* name, std::string_view val
   check(H5Awrite(attribute.get(), type.get(), text.c_str()), what);
 }
 
-void write_uint_attribute(hid_t object, const char* name, std::uint64_t value) {
+void write_uint_attribute(hid_t object, const char* name, std::uint32_t value) {
   const std::string what = std::string("cannot write attribute ") + name;
   Id space = make(H5Screate(H5S_SCALAR), H5Sclose, what);
   Id attribute = make(H5Acreate2(object, name, H5T_STD_U32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose, what);
-  check(H5Awrite(attribute.get(), H5T_NATIVE_UINT64, &value), what);
+  check(H5Awrite(attribute.get(), H5T_NATIVE_UINT32, &value), what);
 }
 
 namespace {

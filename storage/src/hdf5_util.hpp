@@ -86,7 +86,8 @@ std::optional<DType> dtype_from(hid_t type);
 std::string describe_type(hid_t type);
 
 void write_string_attribute(hid_t object, const char* name, std::string_view value);
-void write_uint_attribute(hid_t object, const char* name, std::uint64_t value);
+// Stored as a little-endian u32 (the format's attributes are versions and the like).
+void write_uint_attribute(hid_t object, const char* name, std::uint32_t value);
 // nullopt when the attribute is missing or is not a short fixed-length string / an unsigned
 // integer; never reads more than `max_size` bytes.
 std::optional<std::string> read_string_attribute(hid_t object, const char* name, std::size_t max_size = 4096);

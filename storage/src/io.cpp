@@ -146,6 +146,22 @@ int write_all(int fd, std::span<const std::span<const std::byte>> parts) {
   return 0;
 }
 
+int read_fully_at(int fd, void* data, std::size_t size, std::uint64_t offset) {
+  auto* at = static_cast<std::byte*>(data);
+  while (size > 0) {
+    const ssize_t got = ::pread(fd, at, size, static_cast<off_t>(offset));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (got == 0) return ENODATA;  // the file shrank under us
+    at += got;
+    size -= static_cast<std::size_t>(got);
+    offset += static_cast<std::uint64_t>(got);
+  }
+  return 0;
+}
+
 bool process_alive(long pid) {
   if (pid <= 0) return true;  // unknown: assume alive, the heartbeat decides
   return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;

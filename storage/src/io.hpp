@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <span>
@@ -49,6 +50,10 @@ int make_directories(const std::filesystem::path& directory, bool group_shared);
 
 // Writes all of `parts` to fd (looping over short writes); returns 0 or an errno.
 int write_all(int fd, std::span<const std::span<const std::byte>> parts);
+
+// pread of exactly `size` bytes at `offset` (looping over short reads and EINTR): 0, an errno,
+// or ENODATA when the file ends first.
+int read_fully_at(int fd, void* data, std::size_t size, std::uint64_t offset);
 
 // Whether a process of this pid exists on this host.
 bool process_alive(long pid);

@@ -7,7 +7,9 @@
 #include <charconv>
 #include <random>
 
+#include "io.hpp"
 #include "joblet/detail/log.hpp"
+#include "store_internal.hpp"
 
 namespace joblet {
 namespace detail {
@@ -112,7 +114,7 @@ Claim FunctionCache::claim(const Hash128& key) const {
       break;
   }
   if (!compute_once_) return Claim{};
-  return store.claim(name_, key, memory_->options.lock, options_.validate);
+  return store.claim(name_, key, memory_->options.lock, options_.validate, /*look_first=*/false);
 }
 
 void FunctionCache::report_undecodable(const Hash128& key, const std::string& why) const {
@@ -171,7 +173,7 @@ void FunctionCache::publish_with_arrays(const Hash128& key, const std::string& a
     const std::filesystem::path companion = store.companion_path(name_, key, /*make_directory=*/true);
     DumpOptions options;
     options.fsync = store.options().fsync;
-    arrays.write(companion, encoding, demangle(result_type.name()), options, binding);
+    arrays.write(companion, encoding, demangle(result_type.name()), options, binding, describe_write_errno);
     if (store.options().group_shared) {
       struct stat info {};
       if (stat(companion.c_str(), &info) == 0) chmod(companion.c_str(), (info.st_mode & 07777) | S_IRGRP | S_IWGRP);
@@ -235,12 +237,14 @@ std::optional<std::filesystem::path> FunctionCache::location() const {
   return memory_->store->root();
 }
 
-StoredEntry load_shelved(const std::string& location, const std::string& function, const Hash128& key) {
+ShelvedEntry load_shelved(const std::string& location, const std::string& function, const Hash128& key) {
   if (location.empty())
     throw StorageError("this ShelvedResult refers to nothing (default-constructed); get one from call_and_shelve");
   const Store store(location);
   LoadResult found = store.load(function, key);
-  if (found.status == LoadStatus::found) return std::move(*found.entry);
+  if (found.status == LoadStatus::found) {
+    return ShelvedEntry{std::move(*found.entry), companion_path_of(found.path.string())};
+  }
   throw StorageError("the shelved result of '" + function + "' (key " + key.hex() + ") is no longer usable in " +
                      location + " (" +
                      (found.status == LoadStatus::missing ? "it was cleared or pruned" : found.problem) +

@@ -38,6 +38,29 @@ std::string pick_root() {
 
 std::string folder_prefix() { return "joblet-" + host_name_for_files() + "-"; }
 
+// The fix when something else changed the call's folder while the call ran (a tmp cleaner, say).
+constexpr const char* kFolderFix =
+    "set temp_folder (or JOBLET_TEMP_FOLDER) to a directory nothing cleans while the call runs";
+
+// The cause and fix of a failed write of a result file: the fix is another folder for them.
+std::string describe_result_errno(int error) {
+  std::string text = std::strerror(error);
+  switch (error) {
+    case ENOSPC:
+    case EDQUOT:
+      return text + "; free space there, or set temp_folder (or JOBLET_TEMP_FOLDER) to a folder with room";
+    case EROFS:
+    case EACCES:
+    case EPERM:
+    case ENOTDIR:
+      return text + "; set temp_folder (or JOBLET_TEMP_FOLDER) to a folder this user can write";
+    case ENOENT:
+      return text + "; the call's folder was removed meanwhile: " + kFolderFix;
+    default:
+      return text;
+  }
+}
+
 // Folders of processes of this host that died before removing theirs (killed by SIGKILL, say).
 void remove_abandoned_folders(const std::string& root) {
   static std::mutex mutex;
@@ -105,16 +128,18 @@ void open_result(const ResultFolder& folder, std::string_view reference, DType d
   file.fd = ::open(file.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (file.fd < 0) {
     throw StorageError("cannot open the result file " + file.path + " a worker wrote: " + std::strerror(errno) +
-                       " (was the call's temporary folder removed by someone else?)");
+                       " (was the call's temporary folder removed by someone else?); " + kFolderFix);
   }
   struct stat info {};
   if (fstat(file.fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    throw StorageError("the result file " + file.path + " is not a regular file");
+    throw StorageError("the result file " + file.path + " is not a regular file (replaced by someone else?); " +
+                       kFolderFix);
   }
   file.size = static_cast<std::uint64_t>(info.st_size);
   if (file.offset % dtype_size(dtype) != 0 || file.offset > file.size || nbytes > file.size - file.offset) {
     throw StorageError("the result file " + file.path + " (" + std::to_string(file.size) +
-                       " bytes) does not hold the array its worker announced");
+                       " bytes) does not hold the array its worker announced (changed by someone else?); " +
+                       kFolderFix);
   }
 }
 
@@ -153,15 +178,21 @@ ResultWriter::ResultWriter(const ResultFolder& folder, const std::string& out) n
 std::optional<std::string> ResultWriter::store(const ArrayBlock& block) {
   static std::atomic<unsigned> files{0};
   try {
+    // The folder is private (0700) whoever makes it; its parent may not exist yet either (the
+    // MPI backend's <cache>/.results, made by the first rank with a large result).
     if (mkdir(folder_.path().c_str(), 0700) != 0 && errno != EEXIST) {
-      if (const int error = make_directories(folder_.path(), false); error != 0) {
-        throw StorageError("cannot create the result folder " + folder_.path() + ": " + describe_file_errno(error));
+      int error =
+          errno == ENOENT ? make_directories(std::filesystem::path(folder_.path()).parent_path(), false) : errno;
+      if (error == 0 && mkdir(folder_.path().c_str(), 0700) != 0 && errno != EEXIST) error = errno;
+      if (error != 0) {
+        throw StorageError("cannot create the result folder " + folder_.path() + ": " + describe_result_errno(error));
       }
     }
     const std::string name =
         host_name_for_files() + "-" + std::to_string(getpid()) + "-" + std::to_string(files.fetch_add(1)) + ".h5";
     ArrayFileSettings settings;
     settings.checksum = false;  // the file lives only until the caller maps it
+    settings.describe_errno = describe_result_errno;
     ArrayFileWriter file(folder_.path() + "/" + name, settings);
     file.set_root_attribute("joblet_format", std::string_view("joblet.array"));
     file.add_array(kDataset, block);

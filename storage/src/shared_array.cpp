@@ -33,7 +33,11 @@ SharedArray SharedArray::write_block(const std::filesystem::path& file, const st
 }
 
 SharedArray::State& SharedArray::state() const {
-  if (!state_) throw StorageError("this SharedArray refers to nothing (default-constructed)");
+  if (!state_) {
+    throw StorageError(
+        "this SharedArray refers to nothing (default-constructed): make it with SharedArray(file, dataset) or "
+        "SharedArray::write(file, array)");
+  }
   return *state_;
 }
 
@@ -101,15 +105,10 @@ detail::OpenedArray SharedArray::open(DType dtype, MmapMode mode) const {
     throw StorageError("dataset '" + dataset_ + "' of '" + file_ + "' holds " + std::string(dtype_name(info.dtype)) +
                        " elements: get<T>() it with a T of that dtype, not " + std::string(dtype_name(dtype)));
   }
-  const bool mappable = info.offset && *info.offset % dtype_size(dtype) == 0 && info.nbytes > 0;
-  if (mode != MmapMode::none && mappable) {
-    mapping = reader.map(copy_on_write);
-    return {mapping, mapping->data() + *info.offset, copy_on_write};
-  }
-  void* data = nullptr;
-  auto buffer = detail::allocate_array_buffer(info.nbytes, data, false);
-  reader.read(dataset_, info, data, false);
-  return {std::move(buffer), data, true};
+  detail::OpenedArray array = reader.open_array(dataset_, info, mode, /*verify=*/false);
+  // A mapping is kept for the next get(); memory read is the caller's alone.
+  if (auto mapped = std::dynamic_pointer_cast<const detail::FileMapping>(array.buffer)) mapping = std::move(mapped);
+  return array;
 }
 
 }  // namespace joblet

@@ -77,21 +77,6 @@ std::vector<std::string> directory_names(const std::string& directory) {
   return names;
 }
 
-// pread until `size` bytes or end of file; returns the bytes read, or -1 with errno.
-ssize_t read_fully(int fd, void* buffer, std::size_t size, off_t offset) {
-  std::size_t done = 0;
-  while (done < size) {
-    const ssize_t got = pread(fd, static_cast<char*>(buffer) + done, size - done, offset + static_cast<off_t>(done));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    if (got == 0) break;
-    done += static_cast<std::size_t>(got);
-  }
-  return static_cast<ssize_t>(done);
-}
-
 std::span<const std::byte> as_bytes(const std::string& text) {
   return std::as_bytes(std::span<const char>(text.data(), text.size()));
 }
@@ -99,16 +84,76 @@ std::span<const std::byte> as_bytes(const std::string& text) {
 // Reads and verifies the header and metadata of an open entry file.
 EntryMetadata read_metadata_from(int fd, std::uint64_t file_size) {
   std::byte header_bytes[detail::kEntryHeaderSize];
-  if (read_fully(fd, header_bytes, sizeof header_bytes, 0) != static_cast<ssize_t>(sizeof header_bytes)) {
+  if (detail::read_fully_at(fd, header_bytes, sizeof header_bytes, 0) != 0) {
     throw detail::CorruptEntry("the file is shorter than an entry's header");
   }
   const detail::EntryHeader header = detail::parse_entry_header(header_bytes, file_size);
   std::string metadata(header.metadata_size, '\0');  // at most 1 MiB, checked by the header parser
-  if (read_fully(fd, metadata.data(), metadata.size(), detail::kEntryHeaderSize) !=
-      static_cast<ssize_t>(metadata.size())) {
+  if (detail::read_fully_at(fd, metadata.data(), metadata.size(), detail::kEntryHeaderSize) != 0) {
     throw detail::CorruptEntry("the entry's metadata is cut short");
   }
   return detail::parse_entry_metadata(header, header_bytes, as_bytes(metadata));
+}
+
+// One look at an entry. The errno of a failed open, fstat or read comes back with the result, so
+// that Store::read can decide on ESTALE by its number rather than by searching the message.
+struct ReadAttempt {
+  LoadResult result;
+  int error = 0;
+};
+
+ReadAttempt read_once(const Store::State& state, std::string_view function, const Hash128& key, bool touch) {
+  ReadAttempt read;
+  LoadResult& result = read.result;
+  validate_function_name(function);
+  const std::string hex = key.hex();
+  const std::string path = detail::shard_directory(state, function, hex) + "/" + hex;
+  result.path = path;
+  const auto corrupt = [&](std::string problem, int error = 0) {
+    result.status = LoadStatus::corrupt;
+    result.problem = std::move(problem);
+    read.error = error;
+    return std::move(read);
+  };
+
+  // O_NOFOLLOW: an entry is never a symlink, so one planted in the cache is not followed out of it.
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) {
+    const int error = errno;
+    if (error == ENOENT || error == ENOTDIR) return read;  // missing
+    if (error == ELOOP) return corrupt("it is a symbolic link");
+    return corrupt(std::string("it cannot be opened: ") + std::strerror(error), error);
+  }
+  struct stat info {};
+  if (fstat(fd.get(), &info) != 0) {
+    const int error = errno;
+    return corrupt(std::string("it cannot be examined: ") + std::strerror(error), error);
+  }
+  if (!S_ISREG(info.st_mode)) return corrupt("it is not a regular file");
+  const auto size = static_cast<std::size_t>(info.st_size);
+  std::unique_ptr<std::byte[]> bytes;
+  try {
+    // The allocation is the file's real size, whatever its header claims.
+    bytes = std::make_unique_for_overwrite<std::byte[]>(std::max<std::size_t>(size, 1));
+  } catch (const std::bad_alloc&) {
+    return corrupt("it is too large to read (" + std::to_string(size) + " bytes)");
+  }
+  if (const int error = detail::read_fully_at(fd.get(), bytes.get(), size, 0); error == ENODATA) {
+    return corrupt("it was cut short while being read");
+  } else if (error != 0) {
+    return corrupt(std::string("it cannot be read: ") + std::strerror(error), error);
+  }
+  try {
+    detail::ParsedEntry parsed = detail::parse_entry(std::span<const std::byte>(bytes.get(), size));
+    result.entry.emplace(std::move(parsed.metadata), std::move(bytes), size, parsed.payload_offset);
+  } catch (const detail::CorruptEntry& e) {
+    return corrupt(e.what());
+  }
+  // The LRU clock. Failing to refresh it (a read-only cache, someone else's file) only makes
+  // the entry look older to reduce_size.
+  if (touch && Clock::now() - mtime_of(info) > state.options.touch_interval) futimens(fd.get(), nullptr);
+  result.status = LoadStatus::found;
+  return read;
 }
 
 [[noreturn]] void throw_write_error(const std::string& what, const std::string& path, int error) {
@@ -204,62 +249,14 @@ LoadResult Store::read(std::string_view function, const Hash128& key, bool touch
   // that is the benign race of a lock-free store, so look again, and call it a miss if the
   // entry keeps vanishing (never a corrupt one, which would warn).
   for (int attempt = 0;; ++attempt) {
-    LoadResult result = read_once(function, key, touch);
-    if (result.status != LoadStatus::corrupt || result.problem.find(std::strerror(ESTALE)) == std::string::npos) {
-      return result;
-    }
+    ReadAttempt look = read_once(*state_, function, key, touch);
+    if (look.result.status != LoadStatus::corrupt || look.error != ESTALE) return std::move(look.result);
     if (attempt == 2) {
-      result.status = LoadStatus::missing;
-      result.problem.clear();
-      return result;
+      look.result.status = LoadStatus::missing;
+      look.result.problem.clear();
+      return std::move(look.result);
     }
   }
-}
-
-LoadResult Store::read_once(std::string_view function, const Hash128& key, bool touch) const {
-  LoadResult result;
-  validate_function_name(function);
-  const std::string hex = key.hex();
-  const std::string path = detail::shard_directory(*state_, function, hex) + "/" + hex;
-  result.path = path;
-  const auto corrupt = [&](std::string problem) {
-    result.status = LoadStatus::corrupt;
-    result.problem = std::move(problem);
-    return std::move(result);
-  };
-
-  // O_NOFOLLOW: an entry is never a symlink, so one planted in the cache is not followed out of it.
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) {
-    if (errno == ENOENT || errno == ENOTDIR) return result;  // missing
-    if (errno == ELOOP) return corrupt("it is a symbolic link");
-    return corrupt(std::string("it cannot be opened: ") + std::strerror(errno));
-  }
-  struct stat info {};
-  if (fstat(fd.get(), &info) != 0) return corrupt(std::string("it cannot be examined: ") + std::strerror(errno));
-  if (!S_ISREG(info.st_mode)) return corrupt("it is not a regular file");
-  const auto size = static_cast<std::size_t>(info.st_size);
-  std::unique_ptr<std::byte[]> bytes;
-  try {
-    // The allocation is the file's real size, whatever its header claims.
-    bytes = std::make_unique_for_overwrite<std::byte[]>(std::max<std::size_t>(size, 1));
-  } catch (const std::bad_alloc&) {
-    return corrupt("it is too large to read (" + std::to_string(size) + " bytes)");
-  }
-  const ssize_t got = read_fully(fd.get(), bytes.get(), size, 0);
-  if (got < 0) return corrupt(std::string("it cannot be read: ") + std::strerror(errno));
-  if (static_cast<std::size_t>(got) != size) return corrupt("it was cut short while being read");
-  try {
-    detail::ParsedEntry parsed = detail::parse_entry(std::span<const std::byte>(bytes.get(), size));
-    result.entry.emplace(std::move(parsed.metadata), std::move(bytes), size, parsed.payload_offset);
-  } catch (const detail::CorruptEntry& e) {
-    return corrupt(e.what());
-  }
-  // The LRU clock. Failing to refresh it (a read-only cache, someone else's file) only makes
-  // the entry look older to reduce_size.
-  if (touch && Clock::now() - mtime_of(info) > state_->options.touch_interval) futimens(fd.get(), nullptr);
-  result.status = LoadStatus::found;
-  return result;
 }
 
 std::optional<EntryMetadata> Store::metadata(std::string_view function, const Hash128& key) const {

@@ -87,9 +87,11 @@ class DumpWriter final : public ArrayWriter {
   std::size_t array_count() const noexcept { return arrays_.size(); }
   // Writes the file at `path`: the arrays, `encoding` and the root attributes; `binding`, when
   // given, is recorded so a reader can tell this file from another written for the same name.
-  // Returns the file's size.
+  // `describe_errno`, when given, words a failed write's cause and fix for the caller (Memory's
+  // advice differs from dump()'s). Returns the file's size.
   std::uint64_t write(const std::filesystem::path& path, std::string_view encoding, std::string_view type_name,
-                      const DumpOptions& options, std::string_view binding = {}) const;
+                      const DumpOptions& options, std::string_view binding = {},
+                      std::string (*describe_errno)(int error) = nullptr) const;
 
  private:
   struct Array {

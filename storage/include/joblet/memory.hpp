@@ -29,6 +29,7 @@
 // A CachedFunction is cheap to copy and safe to call from many threads and processes at once.
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <filesystem>
 #include <functional>
@@ -81,16 +82,18 @@ ValidationCallback expires_after(std::chrono::duration<double> age);
 namespace detail {
 // The value an entry holds: decoded from its payload, or read (mapped, with an mmap mode) from
 // its companion dump file, which must carry the binding the entry names. Throws
-// SerializationError or StorageError when it cannot.
-template <class V>
-V decode_entry(const StoredEntry& entry, const std::filesystem::path& companion, MmapMode mode) {
+// SerializationError or StorageError when it cannot. `companion_path` is called only for
+// companion entries: inline hits, the common case, need not build a path.
+template <class V, std::invocable CompanionPath>
+V decode_entry(const StoredEntry& entry, CompanionPath&& companion_path, MmapMode mode) {
   if (entry.metadata().payload_kind != PayloadKind::hdf5_companion) return decode<V>(entry.payload());
   const auto binding = entry.metadata().extra.find("companion");
   if (binding == entry.metadata().extra.end() || binding->second.empty()) {
     throw SerializationError("the entry names no companion file");
   }
   // Mapped arrays are not read, so not checked: O(1) hits. Arrays read into memory are.
-  DumpFile file(companion, {.mmap_mode = mode, .verify = mode == MmapMode::none}, dump_type_name<V>(), binding->second);
+  DumpFile file(std::invoke(companion_path), {.mmap_mode = mode, .verify = mode == MmapMode::none}, dump_type_name<V>(),
+                binding->second);
   DumpReader reader(file);
   return decode<V>(file.encoding());
 }
@@ -110,9 +113,10 @@ class ShelvedResult {
   // Loads the value; throws StorageError when it was cleared or pruned meanwhile.
   R get() const {
     if (value_) return *value_;
-    const StoredEntry entry = detail::load_shelved(location_, function_, key_);
+    const detail::ShelvedEntry shelved = detail::load_shelved(location_, function_, key_);
     try {
-      return detail::decode_entry<R>(entry, Store(location_).companion_path(function_, key_), MmapMode::none);
+      return detail::decode_entry<R>(
+          shelved.entry, [&] { return shelved.companion; }, MmapMode::none);
     } catch (const Error& e) {
       throw StorageError("the shelved result of '" + function_ + "' in " + location_ +
                          " does not decode as the requested type (" + e.message() +
@@ -160,8 +164,8 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   template <class... A>
   using ResultOf = std::remove_cvref_t<std::invoke_result_t<const F&, A...>>;
 
-  CachedFunction(F function, std::shared_ptr<const detail::FunctionCache> cache)
-      : function_(std::move(function)), cache_(std::move(cache)) {}
+  CachedFunction(F fn, std::shared_ptr<const detail::FunctionCache> cache)
+      : function_(std::move(fn)), cache_(std::move(cache)) {}
 
   // Hit: loads the stored result. Miss: runs the function and stores its result.
   template <class... A>
@@ -298,7 +302,8 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
       if (claim.entry) {
         std::optional<Stored> value;
         try {
-          value = detail::decode_entry<Stored>(*claim.entry, cache_->companion_path(report.key), cache_->mmap_mode());
+          value = detail::decode_entry<Stored>(
+              *claim.entry, [&] { return cache_->companion_path(report.key); }, cache_->mmap_mode());
         } catch (const SerializationError& e) {
           cache_->report_undecodable(report.key, e.message());
         } catch (const StorageError& e) {  // its companion file is missing or damaged

@@ -257,14 +257,16 @@ class Store {
   // entry's lock (<entry>.lock, created with link(), which NFS and Lustre make atomic; never
   // flock/fcntl, which they break) and returns it held. If another process holds the lock,
   // waits for its entry to appear, or for the lock to vanish or go stale, and then takes over.
+  // A caller that has just loaded the entry and found it missing or unusable passes
+  // `look_first = false` to go straight to the lock instead of reading it again; the entry is
+  // still looked at once the lock is taken, and after every wait.
   Claim claim(std::string_view function, const Hash128& key, const LockOptions& options = {},
-              const std::function<bool(const EntryMetadata&)>& accept = {}) const;
+              const std::function<bool(const EntryMetadata&)>& accept = {}, bool look_first = true) const;
 
   struct State;
 
  private:
   LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
-  LoadResult read_once(std::string_view function, const Hash128& key, bool touch) const;
   std::shared_ptr<State> state_;
 };
 

@@ -82,6 +82,7 @@ TEST_F(CacheCommand, ListAndShow) {
   EXPECT_TRUE(contains(show.output, "checksums verified")) << show.output;
   const CommandRun unknown = joblet_command("cache " + dir() + " show 0000000000000000");
   EXPECT_EQ(unknown.status, 1);
+  EXPECT_TRUE(contains(unknown.output, "`joblet cache ls` lists the keys")) << unknown.output;
   const CommandRun not_hex = joblet_command("cache " + dir() + " show ../etc");
   EXPECT_EQ(not_hex.status, 1);
   EXPECT_TRUE(contains(not_hex.output, "not a cache key")) << not_hex.output;

@@ -123,6 +123,16 @@ TEST(Dump, InvalidOptionsAndPathsAreErrors) {
   } catch (const joblet::StorageError& e) {
     EXPECT_NE(e.message().find("does not exist"), std::string::npos) << e.message();
   }
+  // A file where the directory should be is in the way, not missing.
+  std::ofstream(dir / "plain") << "a file";  // closed at the end of the statement
+  try {
+    joblet::dump(1, dir / "plain" / "x.h5");
+    FAIL();
+  } catch (const joblet::StorageError& e) {
+    EXPECT_NE(e.message().find("is not a usable directory"), std::string::npos) << e.message();
+    EXPECT_EQ(e.message().find("does not exist"), std::string::npos) << e.message();
+  }
+  std::filesystem::remove(dir / "plain");
   // Nothing is left behind by failed writes; a successful one leaves exactly its file.
   joblet::dump(iota_array<double>({10}), dir / "x.h5", {.fsync = true});
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
@@ -327,6 +337,15 @@ TEST(SharedArrayTest, OpensLazilyAndChecksWhatItFinds) {
   joblet::dump(make_simulation(), dir / "sim.h5");
   EXPECT_EQ(SharedArray(dir / "sim.h5", "arrays/0").get<double>(), make_simulation().field);
   EXPECT_THROW(SharedArray(dir / "sim.h5", "nothing").get<double>(), joblet::StorageError);
+  const std::string no_dataset = load_error([&] { SharedArray(dir / "sim.h5", "nothing").get<double>(); });
+  EXPECT_NE(no_dataset.find("h5ls"), std::string::npos) << no_dataset;  // how to find the right name
+}
+
+TEST(SharedArrayTest, ADefaultHandleSaysHowToMakeOne) {
+  const SharedArray nothing;
+  const std::string error = load_error([&] { nothing.get<double>(); });
+  EXPECT_NE(error.find("default-constructed"), std::string::npos) << error;
+  EXPECT_NE(error.find("SharedArray(file, dataset)"), std::string::npos) << error;
 }
 
 // --- peak memory ------------------------------------------------------------------------------

@@ -279,6 +279,17 @@ TEST(Memory, CallAndShelve) {
   }
 }
 
+TEST(Memory, DefaultConstructedShelvedResultSaysWhereToGetOne) {
+  const joblet::ShelvedResult<int> nothing;
+  try {
+    nothing.get();
+    FAIL() << "get() of a default-constructed ShelvedResult must throw";
+  } catch (const joblet::StorageError& e) {
+    EXPECT_NE(std::string(e.what()).find("get one from call_and_shelve"), std::string::npos) << e.what();
+  }
+  nothing.clear();  // refers to nothing: nothing to remove, and no error
+}
+
 TEST(Memory, CheckCallInCache) {
   TempDir dir;
   Memory memory(dir.path());

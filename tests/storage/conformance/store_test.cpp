@@ -73,6 +73,26 @@ TEST(Store, SaveLoadAndLayout) {
   EXPECT_FALSE(store.remove("f", key));
 }
 
+TEST(Store, OversizedMetadataIsRefusedWithTheFix) {
+  TempDir dir;
+  Store store(dir.path());
+  joblet::EntryMetadata metadata;
+  metadata.function = "f";
+  metadata.arguments = std::string(std::size_t{2} << 20, 'a');
+  try {
+    store.save("f", key_number(1), metadata, bytes_of("payload"));
+    FAIL() << "saving 2 MiB of metadata must throw";
+  } catch (const joblet::StorageError& e) {
+    EXPECT_NE(std::string(e.what()).find("1 MiB"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("shorten the metadata's version, arguments or extra fields"),
+              std::string::npos)
+        << e.what();
+  }
+  // Nothing was published, and no temporary file was left behind.
+  EXPECT_EQ(store.load("f", key_number(1)).status, joblet::LoadStatus::missing);
+  EXPECT_TRUE(store.list({.include_leftovers = true}).empty());
+}
+
 TEST(Store, MetadataIsReadableWithoutThePayload) {
   TempDir dir;
   Store store(dir.path());

@@ -257,6 +257,18 @@ TEST(BadDumpFiles, DamagedBytesNeverCrash) {
   EXPECT_GT(refused, 0);
 }
 
+TEST(ArrayFileInternals, RootIntegersAreU32) {
+  TempDir dir;
+  const auto path = dir / "attributes.h5";
+  {
+    joblet::detail::ArrayFileWriter writer(path, {});
+    writer.set_root_attribute("largest", std::numeric_limits<std::uint32_t>::max());
+    writer.finish();
+  }
+  joblet::detail::ArrayFileReader reader(path, /*require_footer=*/true);
+  EXPECT_EQ(reader.root_uint("largest"), std::optional<std::uint64_t>(std::numeric_limits<std::uint32_t>::max()));
+}
+
 TEST(ResultFolderInternals, FoldersOfDeadProcessesAreRemoved) {
   TempDir root;
   const pid_t dead = joblet::testing::fork_child([] { return 0; });

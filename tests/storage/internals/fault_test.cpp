@@ -8,6 +8,8 @@
 #include <string>
 
 #include "io.hpp"
+#include "joblet/detail/result_folder.hpp"
+#include "joblet/dump.hpp"
 #include "joblet/memory.hpp"
 #include "joblet/store.hpp"
 #include "support.hpp"
@@ -73,6 +75,33 @@ TEST(Faults, MemoryReturnsTheResultWhenTheDiskIsFull) {
   EXPECT_EQ(cached(21), 42);
   EXPECT_EQ(cached(21), 42);
   EXPECT_EQ(calls, 3);
+}
+
+// The same full disk, met by each writer of array files: each names the fix its caller can use.
+TEST(Faults, AFullDiskGetsTheAdviceOfWhoeverWrites) {
+  TempDir dir;
+  InjectorScope injector([](IoStep step) { return step == IoStep::write ? ENOSPC : 0; });
+  const joblet::NDArray<double> large({std::size_t{1} << 18}, 1.0);  // 2 MiB: above Memory's threshold
+  try {
+    joblet::dump(large, dir / "x.h5");
+    FAIL() << "dump must fail";
+  } catch (const joblet::StorageError& e) {
+    EXPECT_NE(e.message().find("write somewhere else"), std::string::npos) << e.message();
+    EXPECT_EQ(e.message().find("bytes_limit"), std::string::npos) << e.message();
+  }
+  joblet::testing::LogCapture log;
+  joblet::Memory memory(dir.path() / "cache");
+  auto cached = memory.cache("arrays", [&large](int) { return large; });
+  EXPECT_EQ(cached(1), large);
+  EXPECT_EQ(log.warnings("bytes_limit"), 1) << log.text();  // a companion file: the cache's advice
+  {
+    joblet::detail::ResultFolder folder(0, dir.path().string());
+    std::string frames;
+    joblet::detail::ResultWriter writer(folder, frames);
+    const std::size_t shape[1] = {large.size()};
+    EXPECT_FALSE(writer.store({joblet::DType::float64, shape, large.data(), large.nbytes()}));
+  }
+  EXPECT_EQ(log.warnings("temp_folder"), 1) << log.text();  // a result file: another folder for them
 }
 
 TEST(Faults, ComputeOnceWithoutLocksStillComputes) {

@@ -143,8 +143,14 @@ class FunctionCache {
 // The build id of this program's executable, as hex (see CacheOptions::salt_with_build_id).
 const std::string& build_id();
 
+// What a ShelvedResult refers to, with where its companion file would be: the store that found
+// the entry knows, so get() need not open a second one to ask.
+struct ShelvedEntry {
+  StoredEntry entry;
+  std::filesystem::path companion;
+};
 // Loads what a ShelvedResult refers to; throws StorageError naming what to do when it is gone.
-StoredEntry load_shelved(const std::string& location, const std::string& function, const Hash128& key);
+ShelvedEntry load_shelved(const std::string& location, const std::string& function, const Hash128& key);
 void clear_shelved(const std::string& location, const std::string& function, const Hash128& key);
 
 // A short description of an argument for the entry's metadata.
