@@ -13,15 +13,24 @@ std::optional<std::string> env_string(const char* name) {
   return std::string(value);
 }
 
+std::optional<long long> parse_integer(std::string_view text) {
+  long long value = 0;
+  auto [end, status] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (status != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
 std::optional<long long> env_integer(const char* name) {
   auto text = env_string(name);
   if (!text) return std::nullopt;
-  long long value = 0;
-  auto [end, status] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (status != std::errc{} || end != text->data() + text->size()) {
-    throw ConfigError(std::string(name) + "='" + *text + "' is not an integer; unset it or give a number");
-  }
+  auto value = parse_integer(*text);
+  if (!value) throw ConfigError(std::string(name) + "='" + *text + "' is not an integer; unset it or give a number");
   return value;
+}
+
+std::optional<long long> foreign_env_integer(const char* name) {
+  auto text = env_string(name);
+  return text ? parse_integer(*text) : std::nullopt;
 }
 
 }  // namespace joblet::detail

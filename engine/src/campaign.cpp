@@ -1,6 +1,6 @@
 #include "joblet/detail/campaign.hpp"
 
-#include <charconv>
+#include <string_view>
 
 #include "joblet/campaign.hpp"
 #include "joblet/detail/env.hpp"
@@ -8,39 +8,30 @@
 #include "joblet/detail/stop.hpp"
 
 namespace joblet::detail {
-namespace {
-
-std::optional<long long> integer(const char* name) {
-  auto text = env_string(name);
-  if (!text) return std::nullopt;
-  long long value = 0;
-  auto [end, status] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (status != std::errc{} || end != text->data() + text->size()) return std::nullopt;
-  return value;
-}
-
-}  // namespace
 
 std::optional<Shard> active_shard() {
   if (auto text = env_string("JOBLET_SHARD")) {
     if (*text == "off") return std::nullopt;
-    const auto slash = text->find('/');
-    unsigned long long index = 0, count = 0;
-    const bool parsed =
-        slash != std::string::npos &&
-        std::from_chars(text->data(), text->data() + slash, index).ec == std::errc{} &&
-        std::from_chars(text->data() + slash + 1, text->data() + text->size(), count).ec == std::errc{};
-    if (!parsed || count == 0 || index >= count) {
-      throw ConfigError("JOBLET_SHARD='" + *text + "' is not valid: write k/K with 0 <= k < K (this process computes "
-                        "shard k of K), or off");
+    const std::string_view whole = *text;
+    const auto slash = whole.find('/');
+    std::optional<long long> index, count;
+    if (slash != std::string_view::npos) {
+      index = parse_integer(whole.substr(0, slash));
+      count = parse_integer(whole.substr(slash + 1));
     }
-    return Shard{index, count};
+    if (!index || !count || *index < 0 || *index >= *count) {
+      throw ConfigError("JOBLET_SHARD='" + *text +
+                        "' is not valid: write k/K, two whole numbers with 0 <= k < K "
+                        "(this process computes shard k of K), or off to run whole calls, or unset it to take the "
+                        "shard from SLURM_ARRAY_TASK_ID");
+    }
+    return Shard{static_cast<std::size_t>(*index), static_cast<std::size_t>(*count)};
   }
-  const auto id = integer("SLURM_ARRAY_TASK_ID");
+  const auto id = foreign_env_integer("SLURM_ARRAY_TASK_ID");
   if (!id) return std::nullopt;
-  const long long first = integer("SLURM_ARRAY_TASK_MIN").value_or(0);
-  const long long step = integer("SLURM_ARRAY_TASK_STEP").value_or(1);
-  const long long count = integer("SLURM_ARRAY_TASK_COUNT").value_or(0);
+  const long long first = foreign_env_integer("SLURM_ARRAY_TASK_MIN").value_or(0);
+  const long long step = foreign_env_integer("SLURM_ARRAY_TASK_STEP").value_or(1);
+  const long long count = foreign_env_integer("SLURM_ARRAY_TASK_COUNT").value_or(0);
   const long long offset = *id - first;
   if (step <= 0 || count <= 0 || offset < 0 || offset % step != 0 || offset / step >= count) {
     throw ConfigError("cannot tell which shard job-array element " + std::to_string(*id) +

@@ -6,6 +6,7 @@
 #include "joblet/detail/call.hpp"
 #include "joblet/detail/env.hpp"
 #include "joblet/detail/log.hpp"
+#include "joblet/detail/task_scope.hpp"
 #include "worker_context.hpp"
 
 namespace joblet {
@@ -90,6 +91,9 @@ CallPlan plan_call(const Config& explicit_config) {
     plan.backend_name = *config.prefer == Prefer::processes ? "processes" : "threads";
   } else {
     plan.backend_name = default_backend();
+    // The mpi backend is a collective of every rank, but the ranks of a call run different
+    // tasks: a nested call that names no backend stays inside this rank, on its threads.
+    if (plan.backend_name == "mpi" && in_task()) plan.backend_name = "threads";
   }
   plan.backend = make_backend(plan.backend_name);
 

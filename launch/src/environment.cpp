@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <charconv>
+#include <limits>
 
 #include "joblet/detail/env.hpp"
 #include "joblet/error.hpp"
@@ -11,12 +11,11 @@ namespace joblet {
 namespace {
 
 std::optional<int> integer_variable(const char* name) {
-  auto text = detail::env_string(name);
-  if (!text) return std::nullopt;
-  int value = 0;
-  auto [end, status] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (status != std::errc{} || end != text->data() + text->size()) return std::nullopt;
-  return value;
+  const auto value = detail::foreign_env_integer(name);
+  if (!value || *value < std::numeric_limits<int>::min() || *value > std::numeric_limits<int>::max()) {
+    return std::nullopt;
+  }
+  return static_cast<int>(*value);
 }
 
 }  // namespace
@@ -60,6 +59,10 @@ Environment Environment::detect() {
   }
   if (!env.slurm_job_id.empty()) env.launcher = Launcher::slurm_batch;
   return env;
+}
+
+bool Environment::launched_many() const {
+  return ranks != 1 && (launcher == Launcher::mpirun || launcher == Launcher::srun);
 }
 
 std::string_view launcher_name(Launcher launcher) {

@@ -24,9 +24,7 @@ const MpiHooks* mpi_hooks() noexcept { return g_hooks.load(); }
 }  // namespace detail
 
 Session::Session(int& argc, char**& argv, SessionOptions options) : environment_(Environment::detect()) {
-  const bool launched_many = environment_.ranks != 1 &&
-                             (environment_.launcher == Launcher::mpirun || environment_.launcher == Launcher::srun);
-  if (launched_many || options.always_init_mpi) {
+  if (environment_.launched_many() || options.always_init_mpi) {
     const detail::MpiHooks* mpi = detail::mpi_hooks();
     if (mpi == nullptr) {
       throw ConfigError(fmt::format(

@@ -60,6 +60,9 @@
 namespace joblet {
 namespace {
 
+// Set on the threads that run the tasks of an mpi call.
+thread_local bool t_runs_mpi_tasks = false;
+
 using Clock = Job::Clock;
 using detail::FrameHeader;
 
@@ -79,12 +82,19 @@ constexpr auto kPrefetchBelow = std::chrono::milliseconds(2);
 // JOBLET_MPI_STREAM_RANKS changes it.
 constexpr int kStreamAllUpTo = 32;
 
+// Read at the start of each call, before its first collective: a rank that threw after it
+// would leave the others waiting in it.
 int stream_all_up_to() {
-  static const int ranks = [] {
-    const auto value = detail::env_integer("JOBLET_MPI_STREAM_RANKS");
-    return value ? static_cast<int>(*value) : kStreamAllUpTo;
-  }();
-  return ranks;
+  const auto text = detail::env_string("JOBLET_MPI_STREAM_RANKS");
+  if (!text) return kStreamAllUpTo;
+  const auto ranks = detail::parse_integer(*text);
+  if (!ranks || *ranks < 1) {
+    throw ConfigError(
+        fmt::format("JOBLET_MPI_STREAM_RANKS='{}' is not valid: give the number of ranks (>= 1) up to "
+                    "which every rank receives each result as it arrives (default {}), or unset it",
+                    *text, kStreamAllUpTo));
+  }
+  return static_cast<int>(std::min<long long>(*ranks, std::numeric_limits<int>::max()));
 }
 // Longest sleep between polls of the network while a call runs.
 constexpr auto kPollCap = std::chrono::microseconds(100);
@@ -211,7 +221,7 @@ class TimerSlack {
 
 class MpiRun final : public Run {
  public:
-  MpiRun(std::shared_ptr<Job> job, MPI_Comm parent, int n_workers)
+  MpiRun(std::shared_ptr<Job> job, MPI_Comm parent, int n_workers, int stream_ranks)
       : job_(std::move(job)), n_workers_(n_workers), compute_(std::make_shared<ComputeState>()) {
     check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
     MPI_Comm_rank(comm_, &rank_);
@@ -224,7 +234,7 @@ class MpiRun final : public Run {
     make_result_folder();
     if (job_->settings().results_to_root) {
       delivery_ = Delivery::root_only;
-    } else if (size_ > stream_all_up_to()) {
+    } else if (size_ > stream_ranks) {
       delivery_ = Delivery::gather_then_broadcast;
     }
     if (rank_ == 0) {
@@ -320,7 +330,12 @@ class MpiRun final : public Run {
     return ErrorSite{task, rank, who.host, who.pid};
   }
 
-  void start_compute_thread() { std::thread([state = compute_] { state->loop(); }).detach(); }
+  void start_compute_thread() {
+    std::thread([state = compute_] {
+      t_runs_mpi_tasks = true;
+      state->loop();
+    }).detach();
+  }
 
   // Large result arrays travel as files that every rank maps: in /dev/shm (or temp_folder)
   // when all ranks share a node, else in temp_folder or the cache directory, which a cluster
@@ -333,8 +348,6 @@ class MpiRun final : public Run {
       std::string root = settings.temp_folder;
       if (root.empty() && !g_single_node) {
         root = (std::filesystem::absolute(default_cache_dir()) / ".results").string();
-        std::error_code ignored;
-        std::filesystem::create_directories(root, ignored);
       }
       compute_->results = std::make_unique<detail::ResultFolder>(settings.max_nbytes, root);
       path = compute_->results->path();
@@ -788,9 +801,6 @@ class MpiBackend final : public Backend {
   int effective_n_jobs(int n_jobs) const override {
     int size = 1;
     MPI_Comm_size(g_communicator, &size);
-    if (n_jobs == 0) {
-      throw ConfigError("n_jobs == 0 is not valid: -1 uses every rank, a positive number that many ranks");
-    }
     if (n_jobs < 0) return std::max(size + 1 + n_jobs, 1);
     return std::min(n_jobs, size);
   }
@@ -803,12 +813,21 @@ class MpiBackend final : public Backend {
   bool shares_memory() const noexcept override { return false; }
   bool needs_all_tasks() const noexcept override { return true; }
   std::unique_ptr<Run> start(std::shared_ptr<Job> job) override {
+    if (t_runs_mpi_tasks) {
+      // The ranks are running different tasks of the outer mpi call: they would never meet in
+      // this call's collectives. (Inside a task of a call that every rank runs whole, e.g. a
+      // sequential one, the ranks do meet, and a nested mpi call is fine.)
+      throw ConfigError(
+          "a Parallel call inside a task cannot use the mpi backend: the ranks run different tasks "
+          "and would wait for each other forever; name backend \"threads\" or \"processes\" for the "
+          "inner call");
+    }
     if (!job->results_encodable()) {
       throw ConfigError("backend 'mpi' sends results between ranks, but the result type " + job->result_type_name() +
                         " cannot be encoded: give it a cereal serialize() function, or use backend \"threads\"");
     }
     const int n_workers = job->settings().n_workers;
-    return std::make_unique<MpiRun>(std::move(job), g_communicator, n_workers);
+    return std::make_unique<MpiRun>(std::move(job), g_communicator, n_workers, stream_all_up_to());
   }
 };
 

@@ -88,6 +88,20 @@ TEST(Environment, MpichHydra) {
             0);
 }
 
+TEST(Environment, LaunchedManyMeansALauncherStartedSeveralRanks) {
+  auto launched_many = [](const std::map<std::string, std::string>& variables) {
+    return in_child_with(variables, [] { return joblet::Environment::detect().launched_many() ? 1 : 0; });
+  };
+  EXPECT_EQ(launched_many({}), 0);
+  EXPECT_EQ(launched_many({{"OMPI_COMM_WORLD_SIZE", "4"}, {"OMPI_COMM_WORLD_RANK", "0"}}), 1);
+  EXPECT_EQ(launched_many({{"OMPI_COMM_WORLD_SIZE", "1"}, {"OMPI_COMM_WORLD_RANK", "0"}}), 0);
+  EXPECT_EQ(launched_many({{"SLURM_JOB_ID", "1"}, {"SLURM_STEP_ID", "0"}, {"SLURM_STEP_NUM_TASKS", "2"}}), 1);
+  EXPECT_EQ(launched_many({{"SLURM_JOB_ID", "12"}, {"SLURM_NTASKS", "4"}}), 0);  // a batch script: one process
+  EXPECT_EQ(launched_many({{"PMIX_RANK", "0"}}), 1);                             // the size is unknown until MPI says
+  // A launcher variable that is not wholly a number is ignored, not half read.
+  EXPECT_EQ(launched_many({{"OMPI_COMM_WORLD_SIZE", "4x"}}), 0);
+}
+
 TEST(Environment, CacheDirectory) {
   EXPECT_EQ(in_child_with({}, [] {
               unsetenv("JOBLET_CACHE_DIR");

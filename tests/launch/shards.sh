@@ -29,4 +29,8 @@ cmp -s "$cache/reference" "$cache/out-2" || fail "the assembled table differs fr
 
 JOBLET_SHARD=3/3 "$sweep" "${args[@]}" >/dev/null 2>"$cache/err-bad" && fail "JOBLET_SHARD=3/3 was accepted"
 grep -q "JOBLET_SHARD='3/3' is not valid" "$cache/err-bad" || fail "no clear error for JOBLET_SHARD=3/3"
+for bad in 1/3x 1x/3 0/2/5 -1/3; do
+  JOBLET_SHARD=$bad "$sweep" "${args[@]}" >/dev/null 2>"$cache/err-bad" && fail "JOBLET_SHARD=$bad was accepted"
+  grep -q "JOBLET_SHARD='$bad' is not valid: write k/K" "$cache/err-bad" || fail "no clear error for JOBLET_SHARD=$bad"
+done
 echo "ok: 3 shards, status tracked, the last shard assembled the uncached result"

@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <ranges>
+#include <string>
 #include <thread>
 
 namespace {
@@ -212,6 +214,73 @@ TEST(MpiHybrid, NestedThreadsCallsComputeInsideRankTasks) {
                                                   };
                                                 }));
   for (int outer = 0; outer < 12; ++outer) EXPECT_EQ(sums[outer], outer * 4950L);
+}
+
+TEST(MpiHybrid, NestedCallsThatNameNoBackendStayInsideTheirRank) {
+  // The ranks run different numbers of outer tasks, so an inner call on the mpi backend (the
+  // default under a Session) would wait in collectives for ranks that never join it.
+  const int n = 3 * world_size() + 1;
+  auto sums = joblet::Parallel({.backend = "mpi", .batch_size = 1})(
+      std::views::iota(0, n) | std::views::transform([](int outer) {
+        return [outer] {
+          joblet::Parallel inner({.n_jobs = 2});
+          if (inner.backend_name() != "threads") return -1L;
+          if (joblet::Parallel().backend_name() == "mpi") return -2L;
+          auto values = inner(std::views::iota(0, 100) |
+                              std::views::transform([outer](int i) { return [outer, i] { return outer * i; }; }));
+          long sum = 0;
+          for (int v : values) sum += v;
+          return sum;
+        };
+      }));
+  ASSERT_EQ(sums.size(), static_cast<std::size_t>(n));
+  for (int outer = 0; outer < n; ++outer) EXPECT_EQ(sums[outer], outer * 4950L) << outer;
+}
+
+TEST(MpiHybrid, NestedCallsThatNameMpiAreAnErrorNotAHang) {
+  auto tasks = std::views::iota(0, 2 * world_size() + 1) | std::views::transform([](int) {
+                 return [] {
+                   auto inner = joblet::Parallel({.backend = "mpi"})(
+                       std::views::iota(0, 4) | std::views::transform([](int i) { return [i] { return i; }; }));
+                   return static_cast<int>(inner.size());
+                 };
+               });
+  try {
+    joblet::Parallel({.backend = "mpi"})(tasks);
+    FAIL() << "expected a TaskError on rank " << world_rank();
+  } catch (const joblet::TaskError& e) {
+    EXPECT_NE(e.original_type().find("ConfigError"), std::string::npos) << e.original_type();
+    EXPECT_NE(e.original_message().find("cannot use the mpi backend"), std::string::npos) << e.original_message();
+  }
+  expect_items(joblet::Parallel({.backend = "mpi"})(item_tasks(20)), 20);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(MpiConfig, ABadStreamRanksValueIsAnErrorOnEveryRankBeforeAnyCollective) {
+  const char* launcher_value = std::getenv("JOBLET_MPI_STREAM_RANKS");
+  const bool set_by_launcher = launcher_value != nullptr;
+  const std::string kept = set_by_launcher ? launcher_value : "";
+  for (const std::string value : {"0", "-2", "many", "4x"}) {
+    SCOPED_TRACE(value);
+    setenv("JOBLET_MPI_STREAM_RANKS", value.c_str(), 1);
+    try {
+      joblet::Parallel({.backend = "mpi"})(item_tasks(10));
+      FAIL() << "expected a ConfigError on rank " << world_rank();
+    } catch (const joblet::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("JOBLET_MPI_STREAM_RANKS='" + value + "' is not valid"), std::string::npos)
+          << e.what();
+    }
+  }
+  if (set_by_launcher) {
+    setenv("JOBLET_MPI_STREAM_RANKS", kept.c_str(), 1);
+  } else {
+    unsetenv("JOBLET_MPI_STREAM_RANKS");
+  }
+  // Nothing of the rejected calls is left behind: the next call works on every rank.
+  expect_items(joblet::Parallel({.backend = "mpi"})(item_tasks(30)), 30);
 }
 
 }  // namespace

@@ -32,6 +32,9 @@ struct Environment {
 
   // Reads the variables of this process.
   static Environment detect();
+  // Whether a launcher started several ranks (or did not say how many): then a Session starts
+  // MPI and makes the mpi backend the default.
+  bool launched_many() const;
   // "srun, rank 3 of 8, Slurm job 1234 step 0, array element 2 of 4".
   std::string describe() const;
 };

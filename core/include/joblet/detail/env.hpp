@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace joblet::detail {
 
@@ -11,5 +12,10 @@ namespace joblet::detail {
 std::optional<std::string> env_string(const char* name);
 // The variable as an integer; throws ConfigError naming the variable when it is not one.
 std::optional<long long> env_integer(const char* name);
+// A variable that another program sets (Slurm, an MPI launcher) as an integer; nullopt when it
+// is unset or not one: its value is not the user's to fix, so it is ignored, not rejected.
+std::optional<long long> foreign_env_integer(const char* name);
+// The whole of `text` as a decimal integer; nullopt when any of it is something else.
+std::optional<long long> parse_integer(std::string_view text);
 
 }  // namespace joblet::detail

@@ -88,13 +88,7 @@ class TypedJob final : public Job {
   std::exception_ptr error(std::size_t index) const override { return slots_[index].error; }
 
   // The task at `index` (read from the input already).
-  const Task& task_at(std::size_t index) const {
-    if constexpr (kInPlace) {
-      return *slots_[index].task;
-    } else {
-      return *slots_[index].task;
-    }
-  }
+  const Task& task_at(std::size_t index) const { return *slots_[index].task; }
 
   // --- for the front end, after the task finished ---
   Value take_value(std::size_t index) {
