@@ -29,6 +29,7 @@ CallDriver::~CallDriver() {
 }
 
 void CallDriver::cancel() noexcept {
+  cancelled_ = true;
   job_->cancel();
   if (run_) run_->cancel();
 }
@@ -53,7 +54,9 @@ bool CallDriver::advance(std::vector<std::size_t>& finished) {
       report(true);
       return false;
     }
-    run_->wait(Job::Clock::now() + reporter_->interval());
+    // Cancelled: tasks that never started will never finish. Hand over what has arrived, then
+    // report the end instead of waiting for the rest.
+    if (!cancelled_) run_->wait(Job::Clock::now() + reporter_->interval());
     drained_.clear();
     job_->drain_outcomes(drained_);
     for (const IndexRange& range : drained_) {
@@ -82,6 +85,10 @@ bool CallDriver::advance(std::vector<std::size_t>& finished) {
       report(all_finished());
       return true;
     }
+    if (cancelled_) {
+      report(true);
+      return false;
+    }
     report(false);
   }
 }
@@ -97,10 +104,11 @@ void CallDriver::stop_and_exit() {
   for (const IndexRange& range : drained_) done_ += range.size();
   const std::size_t total = job_->size();
   const int signal = stop_signal();
-  log().warn("stopped by {}: {} of {} tasks done, {} remaining; the results of cached tasks are in the cache: run "
-             "the same command again to compute only what is missing",
-             signal == SIGUSR1 ? "SIGUSR1 (early warning of the time limit)" : "SIGTERM", done_, total,
-             total - std::min(done_, total));
+  log().warn(
+      "stopped by {}: {} of {} tasks done, {} remaining; the results of cached tasks are in the cache: run "
+      "the same command again to compute only what is missing",
+      signal == SIGUSR1 ? "SIGUSR1 (early warning of the time limit)" : "SIGTERM", done_, total,
+      total - std::min(done_, total));
   report(true);
   exit_process(kIncompleteExitStatus);
 }

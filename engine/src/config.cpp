@@ -68,8 +68,9 @@ CallPlan plan_call(const Config& explicit_config) {
   const Config config = explicit_config.merged_over(current_config());
 
   if (config.n_jobs && *config.n_jobs == 0) {
-    throw ConfigError("n_jobs == 0 is not valid: use 1 to run tasks one after the other in the caller, "
-                      "-1 for all CPUs, or a positive number of workers");
+    throw ConfigError(
+        "n_jobs == 0 is not valid: use 1 to run tasks one after the other in the caller, "
+        "-1 for all CPUs, or a positive number of workers");
   }
   if (config.verbose && *config.verbose < 0) {
     throw ConfigError("verbose = " + std::to_string(*config.verbose) + " is not valid: use 0 (silent) or more");
@@ -79,8 +80,9 @@ CallPlan plan_call(const Config& explicit_config) {
                       " s); leave it unset for no timeout");
   }
   if (config.pre_dispatch && *config.pre_dispatch == 0) {
-    throw ConfigError("pre_dispatch = 0 is not valid: give how many tasks to read ahead (at least 1), or leave "
-                      "it unset to read the whole input first");
+    throw ConfigError(
+        "pre_dispatch = 0 is not valid: give how many tasks to read ahead (at least 1), or leave "
+        "it unset to read the whole input first");
   }
 
   CallPlan plan;
@@ -95,7 +97,17 @@ CallPlan plan_call(const Config& explicit_config) {
     // tasks: a nested call that names no backend stays inside this rank, on its threads.
     if (plan.backend_name == "mpi" && in_task()) plan.backend_name = "threads";
   }
-  plan.backend = make_backend(plan.backend_name);
+  try {
+    plan.backend = make_backend(plan.backend_name);
+  } catch (const ConfigError& e) {
+    // A name nobody wrote in the code came from the environment: say so, or the user looks
+    // for it in the wrong place.
+    const bool from_environment =
+        !explicit_config.backend && config.backend && env_string("JOBLET_BACKEND") == config.backend;
+    if (!from_environment) throw;
+    throw ConfigError(e.message() + "; the name comes from the environment variable JOBLET_BACKEND='" +
+                      *config.backend + "': change or unset it");
+  }
 
   if (config.require == Require::sharedmem && !plan.backend->shares_memory()) {
     if (explicit_config.backend) {
@@ -123,23 +135,25 @@ CallPlan plan_call(const Config& explicit_config) {
 
   // One worker is a plain loop in the caller, except that enforcing a timeout needs the
   // caller free to watch the clock, which one worker (thread or process) gives.
-  if (plan.settings.n_workers == 1 && plan.backend->sequential_when_one_worker() &&
-      plan.backend_name != "sequential" && !plan.settings.timeout) {
+  if (plan.settings.n_workers == 1 && plan.backend->sequential_when_one_worker() && plan.backend_name != "sequential" &&
+      !plan.settings.timeout) {
     plan.backend_name = "sequential";
     plan.backend = make_backend(plan.backend_name);
   }
   // A child forked after oneTBB started its threads cannot use oneTBB.
   if (plan.backend_name == "threads" && in_forked_worker() && tbb_started()) {
     if (first_time("threads-in-forked-worker")) {
-      log().info("a parallel call inside a process worker runs sequentially: oneTBB cannot start threads in "
-                 "a child forked after the parent started its own");
+      log().info(
+          "a parallel call inside a process worker runs sequentially: oneTBB cannot start threads in "
+          "a child forked after the parent started its own");
     }
     plan.backend_name = "sequential";
     plan.backend = make_backend(plan.backend_name);
   }
   if (plan.backend_name == "sequential" && plan.settings.timeout && first_time("sequential-timeout")) {
-    log().warn("the sequential backend runs tasks in the caller's own thread and cannot enforce timeout; use "
-               "backend \"threads\" or \"processes\" to have it enforced");
+    log().warn(
+        "the sequential backend runs tasks in the caller's own thread and cannot enforce timeout; use "
+        "backend \"threads\" or \"processes\" to have it enforced");
   }
   if (plan.settings.pre_dispatch && plan.backend->needs_all_tasks()) {
     if (first_time("pre_dispatch-" + plan.backend_name)) {

@@ -61,11 +61,12 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std
 
 class SharedMemory {
  public:
-  explicit SharedMemory(int slots) : bytes_(sizeof(SharedControl) + sizeof(SharedSlot) * static_cast<std::size_t>(slots)) {
+  explicit SharedMemory(int slots)
+      : bytes_(sizeof(SharedControl) + sizeof(SharedSlot) * static_cast<std::size_t>(slots)) {
     memory_ = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (memory_ == MAP_FAILED) {
-      throw Error(fmt::format("processes backend: mmap of {} bytes of shared memory failed: {}", bytes_,
-                              std::strerror(errno)));
+      throw Error(
+          fmt::format("processes backend: mmap of {} bytes of shared memory failed: {}", bytes_, std::strerror(errno)));
     }
     control_ = new (memory_) SharedControl();
     for (int i = 0; i < slots; ++i) new (&slot(i)) SharedSlot();
@@ -116,7 +117,7 @@ bool write_all(int fd, const char* data, std::size_t size) {
 // share of the CPUs unless the user set them (as joblib does), so that N workers do not each
 // start one thread per CPU.
 constexpr const char* kThreadLimitVariables[] = {
-    "OMP_NUM_THREADS",      "OPENBLAS_NUM_THREADS",   "MKL_NUM_THREADS",     "BLIS_NUM_THREADS",
+    "OMP_NUM_THREADS",        "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",     "BLIS_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS",    "NUMEXPR_NUM_THREADS",
 };
 
@@ -144,9 +145,15 @@ struct WorkerArgs {
   if (getppid() != args.parent) _exit(kOrphanExit);
   on_exit(exit_without_parent_cleanup, nullptr);
   // A graceful stop is the parent's decision: Slurm signals every process of the job, and a
-  // worker must finish its task rather than die on the signal.
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGUSR1, SIG_IGN);
+  // worker must finish its task rather than die on the signal. Caught, not ignored: an ignored
+  // signal stays ignored across exec, so a program a task starts could not be stopped by it,
+  // while a caught one reverts to its default there.
+  struct sigaction outlive {};
+  outlive.sa_handler = [](int) {};
+  outlive.sa_flags = SA_RESTART;
+  sigemptyset(&outlive.sa_mask);
+  sigaction(SIGTERM, &outlive, nullptr);
+  sigaction(SIGUSR1, &outlive, nullptr);
   reinitialize_after_fork();
   enter_forked_worker(args.budget);
   const std::string share = std::to_string(args.budget);
@@ -237,8 +244,8 @@ class FrameBuffer {
 
 struct Worker {
   int slot = 0;
-  pid_t pid = -1;     // -1 once reaped
-  int fd = -1;        // read end of its pipe; -1 once closed
+  pid_t pid = -1;  // -1 once reaped
+  int fd = -1;     // read end of its pipe; -1 once closed
   int pidfd = -1;
   bool said_goodbye = false;
   std::vector<std::size_t> first;
@@ -328,9 +335,10 @@ class ProcessesRun final : public Run {
   void spawn(int slot, std::vector<std::size_t> first) {
     int pipe_fds[2];
     if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
-      throw Error(fmt::format("processes backend: cannot create a pipe for a worker: {} (too many open files? "
-                              "raise `ulimit -n` or lower n_jobs)",
-                              std::strerror(errno)));
+      throw Error(
+          fmt::format("processes backend: cannot create a pipe for a worker: {} (too many open files? "
+                      "raise `ulimit -n` or lower n_jobs)",
+                      std::strerror(errno)));
     }
     fcntl(pipe_fds[0], F_SETPIPE_SZ, 1 << 20);  // fewer, larger reads for big results; best effort
     SharedSlot& shared_slot = shared_.slot(slot);
@@ -338,8 +346,11 @@ class ProcessesRun final : public Run {
     shared_slot.chunk_begin.store(0);
     shared_slot.chunk_end.store(0);
 
-    WorkerArgs args{job_.get(), &shared_.control(), &shared_slot, pipe_fds[1], getpid(), first, n_workers_,
-                    std::max(1, job_->settings().cpu_budget / n_workers_), &results_};
+    WorkerArgs args{job_.get(),   &shared_.control(),
+                    &shared_slot, pipe_fds[1],
+                    getpid(),     first,
+                    n_workers_,   std::max(1, job_->settings().cpu_budget / n_workers_),
+                    &results_};
     // Buffered output would otherwise be written twice: once by us, once by the child.
     std::cout.flush();
     std::fflush(nullptr);
@@ -348,9 +359,10 @@ class ProcessesRun final : public Run {
       const int error = errno;
       ::close(pipe_fds[0]);
       ::close(pipe_fds[1]);
-      throw Error(fmt::format("processes backend: fork failed: {} (out of memory or process limit? lower n_jobs "
-                              "or use backend \"threads\")",
-                              std::strerror(error)));
+      throw Error(
+          fmt::format("processes backend: fork failed: {} (out of memory or process limit? lower n_jobs "
+                      "or use backend \"threads\")",
+                      std::strerror(error)));
     }
     if (pid == 0) {
       ::close(pipe_fds[0]);
@@ -504,7 +516,11 @@ class ProcessesRun final : public Run {
     } else if (WIFSIGNALED(status)) {
       signal = WTERMSIG(status);
       how = fmt::format("was killed by {}", signal_name(signal));
-      if (signal == SIGKILL) how += " (the kernel's out-of-memory killer sends it: check the memory limit and dmesg)";
+      if (signal == SIGKILL) {
+        how +=
+            " (sent by the task, the kernel's out-of-memory killer or an administrator: check the memory limit "
+            "and dmesg)";
+      }
       if (signal == SIGSEGV || signal == SIGBUS) how += " (a memory error in the task)";
     } else {
       code = WEXITSTATUS(status);
@@ -513,14 +529,19 @@ class ProcessesRun final : public Run {
     if (culprit >= 0) {
       const auto task = static_cast<std::size_t>(culprit);
       ErrorSite site{task, process_rank(), host_, static_cast<long>(pid)};
-      job_->complete_failed(task, std::make_exception_ptr(WorkerDiedError(
-                                      fmt::format("worker process {} {} while running task {}", pid, how, task),
-                                      signal, code, site)));
+      job_->complete_failed(
+          task, std::make_exception_ptr(WorkerDiedError(
+                    fmt::format("worker process {} {} while running task {}", pid, how, task), signal, code, site)));
       if (!job_->settings().keep_going) return;  // the call fails; nothing more to run
+      // The task it ran has its outcome (this death, or the timeout that killed it): that is
+      // progress, however many workers die this way. Only deaths outside any task, which
+      // finish nothing, can repeat without end.
+      deaths_without_progress_ = 0;
     } else {
       log().warn("worker process {} {} between tasks; its unfinished tasks go to a new worker", pid, how);
+      ++deaths_without_progress_;
     }
-    if (++deaths_without_progress_ > 2 * n_workers_ + 4) {
+    if (deaths_without_progress_ > 2 * n_workers_ + 4) {
       fail_pending(fmt::format("worker processes keep dying before finishing any task (the last {})", how));
       return;
     }
@@ -583,10 +604,10 @@ class ProcessesRun final : public Run {
       if (slot.index.load(std::memory_order_acquire) != index || now_ns - started <= timeout.count()) continue;
       const auto task = static_cast<std::size_t>(index);
       ErrorSite site{task, process_rank(), host_, static_cast<long>(worker.pid)};
-      auto error = std::make_exception_ptr(TimeoutError(
-          fmt::format("task {} ran past the timeout of {:.3g} s; its worker process {} was killed", task,
-                      std::chrono::duration<double>(timeout).count(), worker.pid),
-          site));
+      auto error = std::make_exception_ptr(
+          TimeoutError(fmt::format("task {} ran past the timeout of {:.3g} s; its worker process {} was killed", task,
+                                   std::chrono::duration<double>(timeout).count(), worker.pid),
+                       site));
       if (job_->complete_failed(task, error)) {
         ++recorded_;
         kill(worker.pid, SIGKILL);  // reaped by the next poll; its other claimed tasks go to a new worker

@@ -34,8 +34,8 @@ struct Registry {
 Registry& registry() {
   static Registry instance;
   // A process worker may make nested calls: never fork while another thread holds the lock.
-  static const int fork_guard = pthread_atfork([] { instance.mutex.lock(); }, [] { instance.mutex.unlock(); },
-                                               [] { instance.mutex.unlock(); });
+  static const int fork_guard =
+      pthread_atfork([] { instance.mutex.lock(); }, [] { instance.mutex.unlock(); }, [] { instance.mutex.unlock(); });
   (void)fork_guard;
   return instance;
 }
@@ -70,9 +70,14 @@ std::unique_ptr<Backend> make_backend(const std::string& name) {
     std::lock_guard lock(r.mutex);
     auto found = r.factories.find(name);
     if (found == r.factories.end()) {
-      std::string hint = name == "mpi" ? " (the mpi backend registers itself when the program links joblet::mpi "
-                                         "and creates a joblet::Session)"
-                                       : "";
+      std::string hint;
+      if (name == "mpi") {
+        hint = " (the mpi backend registers itself when the program links joblet::mpi and creates a joblet::Session)";
+      } else if (name == "loky" || name == "multiprocessing") {
+        hint = " (joblib's '" + name + "' backend is called \"processes\" in joblet: forked worker processes)";
+      } else if (name == "threading") {
+        hint = " (joblib's 'threading' backend is called \"threads\" in joblet)";
+      }
       throw ConfigError("unknown backend '" + name + "'; registered backends: " + r.names() + hint);
     }
     factory = found->second;

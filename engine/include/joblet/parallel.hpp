@@ -97,7 +97,9 @@ class Generator {
   }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  // Stops the call now instead of at destruction.
+  // Stops the call now instead of at destruction: no task starts any more. Iterating further
+  // yields the outcomes that had already arrived (in order, up to the first task that did not
+  // finish, for an ordered generator), then ends; it never waits.
   void cancel() noexcept {
     if (driver_) driver_->cancel();
   }
@@ -125,7 +127,12 @@ class Generator {
           return;
         }
         finished_.clear();
-        driver_->advance(finished_);
+        // False: nothing more will arrive (every task finished, or the call was cancelled and
+        // task next_ never will).
+        if (!driver_->advance(finished_) && !(next_ < job_->size() && job_->finished(next_))) {
+          finish();
+          return;
+        }
       }
     } else {
       while (ready_.empty()) {

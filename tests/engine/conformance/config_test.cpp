@@ -49,9 +49,8 @@ TEST(Config, OneJobIsAPlainLoopInTheCaller) {
   // A timeout needs a worker to watch: one worker thread, not the caller.
   EXPECT_EQ(joblet::Parallel({.n_jobs = 1, .backend = "threads", .timeout = 1s}).backend_name(), "threads");
   const auto caller = std::this_thread::get_id();
-  auto ids = joblet::Parallel({.n_jobs = 1})(std::views::iota(0, 3) | std::views::transform([](int) {
-                                                return [] { return std::this_thread::get_id(); };
-                                              }));
+  auto ids = joblet::Parallel({.n_jobs = 1})(
+      std::views::iota(0, 3) | std::views::transform([](int) { return [] { return std::this_thread::get_id(); }; }));
   for (auto id : ids) EXPECT_EQ(id, caller);
 }
 
@@ -135,15 +134,36 @@ TEST(Config, MalformedEnvironmentVariablesAreNamedInTheError) {
   }
   {
     EnvVar backend("JOBLET_BACKEND", "nope");
-    EXPECT_THROW(joblet::Parallel(), joblet::ConfigError);
+    try {
+      joblet::Parallel();
+      FAIL();
+    } catch (const joblet::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("JOBLET_BACKEND='nope'"), std::string::npos) << e.what();
+    }
   }
+}
+
+TEST(Config, JoblibBackendNamesPointToTheirJobletNames) {
+  const auto message = [](const char* name) {
+    try {
+      joblet::Parallel({.n_jobs = 2, .backend = name});
+    } catch (const joblet::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("loky").find("\"processes\""), std::string::npos) << message("loky");
+  EXPECT_NE(message("multiprocessing").find("\"processes\""), std::string::npos) << message("multiprocessing");
+  EXPECT_NE(message("threading").find("\"threads\""), std::string::npos) << message("threading");
+  // Written in the code: the environment is not blamed.
+  EXPECT_EQ(message("loky").find("JOBLET_BACKEND"), std::string::npos) << message("loky");
 }
 
 TEST(Config, ProgressCallbacksMergeLikeOtherFields) {
   int calls = 0;
   joblet::ParallelConfig scope({.progress = [&calls](const joblet::Progress&) { ++calls; }});
-  joblet::Parallel({.n_jobs = 2, .backend = "threads"})(
-      std::views::iota(0, 10) | std::views::transform([](int i) { return [i] { return i; }; }));
+  joblet::Parallel({.n_jobs = 2, .backend = "threads"})(std::views::iota(0, 10) |
+                                                        std::views::transform([](int i) { return [i] { return i; }; }));
   EXPECT_GE(calls, 1);
 }
 

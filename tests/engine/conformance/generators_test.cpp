@@ -47,8 +47,8 @@ TEST(Generators, OrderedYieldsEarlyResultsBeforeLateTasksFinish) {
                    return i;
                  };
                });
-  auto generator = joblet::Parallel({.n_jobs = 2, .backend = "threads", .batch_size = 1})(
-      tasks, joblet::return_as::generator);
+  auto generator =
+      joblet::Parallel({.n_jobs = 2, .backend = "threads", .batch_size = 1})(tasks, joblet::return_as::generator);
   auto it = generator.begin();
   EXPECT_EQ(*it, 0);
   EXPECT_FALSE(last_done.load());
@@ -100,6 +100,56 @@ TEST(Generators, DestroyingAProcessesGeneratorStopsItsWorkers) {
   EXPECT_EQ(joblet::testing::zombie_children(), 0);
 }
 
+// After cancel(), iterating on yields what had already arrived and then ends: it never waits
+// for tasks that will not run. Tasks from index 3 on block until the test ends, so a generator
+// that waited for them would hang (the CTest timeout reports it).
+template <class Shape>
+void cancel_then_iterate(const std::string& backend, Shape shape) {
+  SCOPED_TRACE(backend);
+  std::atomic<bool> release{false};
+  auto tasks = std::views::iota(0, 50) | std::views::transform([&release](int i) {
+                 return [i, &release] {
+                   while (i >= 3 && !release.load()) sleep_ms(1);
+                   return i;
+                 };
+               });
+  auto generator = joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 1})(tasks, shape);
+  std::vector<int> seen;
+  const auto number = [](const auto& item) -> int {
+    if constexpr (requires { item.ok(); }) {
+      return item.value();  // an Outcome (keep_going)
+    } else {
+      return item;
+    }
+  };
+  const auto value_of = [&](const auto& item) -> int {
+    if constexpr (requires { item.index; }) {
+      return number(item.value);
+    } else {
+      return number(item);
+    }
+  };
+  auto it = generator.begin();
+  ASSERT_NE(it, generator.end());
+  seen.push_back(value_of(*it));
+  generator.cancel();
+  for (++it; it != generator.end(); ++it) seen.push_back(value_of(*it));
+  release = true;
+  for (int value : seen) EXPECT_LT(value, 3);
+  // Iterating a finished generator again stays finished.
+  EXPECT_EQ(it, generator.end());
+}
+
+TEST(Generators, IteratingAfterCancelEndsWithoutWaiting) {
+  for (const std::string backend : {"threads", "processes"}) {
+    cancel_then_iterate(backend, joblet::return_as::generator);
+    cancel_then_iterate(backend, joblet::return_as::generator_unordered);
+    cancel_then_iterate(backend, joblet::return_as::generator.keep_going());
+    cancel_then_iterate(backend, joblet::return_as::generator_unordered.keep_going());
+  }
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
 TEST(Generators, SequentialGeneratorsRunTasksAsTheyAreConsumed) {
   int ran = 0;
   auto tasks = std::views::iota(0, 1000) | std::views::transform([&ran](int i) {
@@ -117,9 +167,8 @@ TEST(Generators, SequentialGeneratorsRunTasksAsTheyAreConsumed) {
 
 TEST(Generators, ResultsAreReleasedAsTheyAreConsumed) {
   // Each result is moved out to the consumer: the generator keeps no copy.
-  auto tasks = std::views::iota(0, 10) | std::views::transform([](int i) {
-                 return [i] { return std::vector<int>(1000, i); };
-               });
+  auto tasks =
+      std::views::iota(0, 10) | std::views::transform([](int i) { return [i] { return std::vector<int>(1000, i); }; });
   for (auto& values : joblet::Parallel({.n_jobs = 2, .backend = "threads"})(tasks, joblet::return_as::generator)) {
     std::vector<int> taken = std::move(values);
     EXPECT_EQ(taken.size(), 1000u);

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <joblet/joblet.hpp>
 
+#include <unistd.h>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <ranges>
+#include <string>
 
 #include "../support.hpp"
 
@@ -42,6 +45,8 @@ TEST(Workers, SegfaultIsReported) {
 
 TEST(Workers, SigkillIsReportedWithTheOomHint) {
   expect_death_reported(tasks_dying_at(50, 3, [] { std::raise(SIGKILL); }), 3, SIGKILL, -1, "out-of-memory");
+  // The task itself may have sent it: the message does not blame memory alone.
+  expect_death_reported(tasks_dying_at(50, 3, [] { std::raise(SIGKILL); }), 3, SIGKILL, -1, "sent by the task");
 }
 
 TEST(Workers, AbortIsReported) {
@@ -71,17 +76,73 @@ TEST(Workers, KeepGoingRecordsTheDeathAndFinishesTheOtherTasks) {
   EXPECT_FALSE(joblet::testing::has_children());
 }
 
+// With keep_going, a worker's death fails only the task it was running: every other task runs
+// (on a fresh worker) and keeps its own outcome, however many workers die and however the
+// batches fall. Deaths in every batch used to exhaust a "no progress" budget and fail them all.
 TEST(Workers, KeepGoingSurvivesManyDeaths) {
-  auto tasks = tasks_dying_at(30, -1, [] {});
-  auto dying = std::views::iota(0, 30) | std::views::transform([](int i) {
+  for (const std::size_t batch_size : {std::size_t{0}, std::size_t{1}, std::size_t{7}}) {
+    SCOPED_TRACE(batch_size);
+    auto dying = std::views::iota(0, 120) | std::views::transform([](int i) {
+                   return [i] {
+                     if (i % 3 == 0) std::raise(SIGKILL);
+                     return i;
+                   };
+                 });
+    joblet::Config config{.n_jobs = 2, .backend = "processes"};
+    if (batch_size > 0) config.batch_size = batch_size;
+    auto outcomes = joblet::Parallel(config)(dying, joblet::return_as::list.keep_going());
+    ASSERT_EQ(outcomes.size(), 120u);
+    for (int i = 0; i < 120; ++i) {
+      ASSERT_EQ(outcomes[i].ok(), i % 3 != 0)
+          << "task " << i << ": " << (outcomes[i].ok() ? "" : outcomes[i].error_message());
+      if (i % 3 != 0) EXPECT_EQ(outcomes[i].value(), i);
+    }
+  }
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
+// Timeouts kill the worker too: many of them fail only the tasks that ran too long.
+TEST(Workers, KeepGoingSurvivesManyTimeouts) {
+  using namespace std::chrono_literals;
+  auto tasks = std::views::iota(0, 24) | std::views::transform([](int i) {
                  return [i] {
-                   if (i % 3 == 0) std::raise(SIGKILL);
+                   if (i % 2 == 0) pause();  // until the timeout's SIGKILL
                    return i;
                  };
                });
-  auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes"})(dying, joblet::return_as::list.keep_going());
-  for (int i = 0; i < 30; ++i) EXPECT_EQ(outcomes[i].ok(), i % 3 != 0) << i;
-  (void)tasks;
+  auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes", .timeout = 50ms, .batch_size = 1})(
+      tasks, joblet::return_as::list.keep_going());
+  for (int i = 0; i < 24; ++i) {
+    ASSERT_EQ(outcomes[i].ok(), i % 2 != 0) << "task " << i;
+    if (i % 2 == 0) EXPECT_THROW(outcomes[i].value(), joblet::TimeoutError);
+  }
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
+// A worker catches SIGTERM and SIGUSR1 (a graceful stop is the parent's decision), but what a
+// task starts must get the default dispositions: an ignored signal would survive exec, and
+// Slurm's time-limit SIGTERM could not stop a helper program a task runs.
+TEST(Workers, ProgramsStartedByTasksGetDefaultSignalDispositions) {
+  auto masks = joblet::Parallel({.n_jobs = 2, .backend = "processes"})(
+      std::views::iota(0, 2) | std::views::transform([](int) {
+        return [] {
+          FILE* pipe = popen("grep -E '^Sig(Ign|Cgt):' /proc/self/status", "r");
+          std::string text;
+          char buffer[256];
+          while (pipe != nullptr && std::fgets(buffer, sizeof buffer, pipe) != nullptr) text += buffer;
+          if (pipe != nullptr) pclose(pipe);
+          return text;
+        };
+      }));
+  for (const std::string& text : masks) {
+    for (const char* field : {"SigIgn:", "SigCgt:"}) {
+      const auto at = text.find(field);
+      ASSERT_NE(at, std::string::npos) << text;
+      const unsigned long long mask = std::stoull(text.substr(at + std::strlen(field)), nullptr, 16);
+      EXPECT_EQ(mask & (1ULL << (SIGTERM - 1)), 0u) << field << " has SIGTERM: " << text;
+      EXPECT_EQ(mask & (1ULL << (SIGUSR1 - 1)), 0u) << field << " has SIGUSR1: " << text;
+    }
+  }
 }
 
 TEST(Workers, ProcessesSeeTheCallersDataAndOnlyResultsComeBack) {
@@ -102,7 +163,8 @@ TEST(Workers, WorkersDoNotSeeWritesToCallerMemory) {
   // Processes, unlike threads, work on a copy: this is why require = sharedmem exists.
   std::vector<int> marks(10, 0);
   joblet::Parallel({.n_jobs = 2, .backend = "processes"})(
-      std::views::iota(0, 10) | std::views::transform([&marks](int i) { return [&marks, i] { return marks[i] = 1; }; }));
+      std::views::iota(0, 10) |
+      std::views::transform([&marks](int i) { return [&marks, i] { return marks[i] = 1; }; }));
   EXPECT_EQ(std::count(marks.begin(), marks.end(), 1), 0);
 }
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "joblet/backend.hpp"
-#include "joblet/detail/stop.hpp"
 #include "joblet/config.hpp"
+#include "joblet/detail/stop.hpp"
 #include "joblet/progress.hpp"
 
 namespace joblet::detail {
@@ -43,8 +43,9 @@ class CallDriver {
   CallDriver& operator=(const CallDriver&) = delete;
 
   // Waits until more tasks finished and appends their indices to `finished`. Returns false,
-  // appending nothing, once every task has finished. Unless the call keeps going, rethrows
-  // the first failure (after cancelling the rest).
+  // appending nothing, once every task has finished, or once a cancelled call has nothing
+  // more to report (it then never waits). Unless the call keeps going, rethrows the first
+  // failure (after cancelling the rest).
   bool advance(std::vector<std::size_t>& finished);
   // Stops the call: no new task starts and workers stop (see Run::cancel).
   void cancel() noexcept;
@@ -62,6 +63,7 @@ class CallDriver {
   std::vector<IndexRange> drained_;
   std::size_t done_ = 0;
   std::size_t failed_ = 0;
+  bool cancelled_ = false;
   std::exception_ptr failure_;
   bool reported_end_ = false;
   // Set for a top-level call (not one nested in a task): it handles graceful stops.
