@@ -734,6 +734,9 @@ class MpiRun final : public Run {
     }
     while (frames_received_ < expected || !sends_.empty()) progress_idle();
     if (compute_->results && compute_->results->enabled()) {
+      // Whatever a task abandoned at its timeout writes from here on would never be read: it
+      // stays inline, so that no rank recreates the folder after rank 0 removed it.
+      if (rank_ != 0) compute_->results->remove_now();  // only closes it: rank 0 owns the folder
       // Every rank has mapped the result files it received before rank 0 removes the folder.
       MPI_Request barrier;
       check(MPI_Ibarrier(comm_, &barrier), "MPI_Ibarrier");
@@ -741,6 +744,9 @@ class MpiRun final : public Run {
         check(MPI_Test(&barrier, &done, MPI_STATUS_IGNORE), "MPI_Test");
         if (!done) progress_idle();
       }
+      // Now, not when the ComputeState goes: an abandoned compute thread keeps that alive
+      // after the call returned.
+      if (rank_ == 0) compute_->results->remove_now();
     }
     MPI_Comm_free(&comm_);
   }

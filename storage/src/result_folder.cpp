@@ -164,7 +164,12 @@ ResultFolder::ResultFolder(std::size_t max_nbytes, SharedPath folder)
   if (max_nbytes != std::numeric_limits<std::size_t>::max()) path_ = std::move(folder.path);
 }
 
-ResultFolder::~ResultFolder() {
+ResultFolder::~ResultFolder() { remove_now(); }
+
+void ResultFolder::remove_now() {
+  std::unique_lock lock(writing_);
+  if (removed_) return;
+  removed_ = true;
   if (path_.empty() || !remove_when_done_) return;
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
@@ -177,6 +182,8 @@ ResultWriter::ResultWriter(const ResultFolder& folder, const std::string& out) n
 
 std::optional<std::string> ResultWriter::store(const ArrayBlock& block) {
   static std::atomic<unsigned> files{0};
+  std::shared_lock lock(folder_.writing_);
+  if (folder_.removed_) return std::nullopt;  // the call is over: nobody would read the file
   try {
     // The folder is private (0700) whoever makes it; its parent may not exist yet either (the
     // MPI backend's <cache>/.results, made by the first rank with a large result).

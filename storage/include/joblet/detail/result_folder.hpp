@@ -14,7 +14,8 @@
 // and only a short reference goes through the pipe. The caller maps the file (private pages:
 // the array is writable and the file never changes) instead of reading it; arrays stay valid
 // after the folder is gone. The folder is made by the first worker that needs it, and removed
-// with everything in it when the ResultFolder is destroyed: when the call ends, however it ends.
+// with everything in it when the ResultFolder is destroyed (or by remove_now()): when the call
+// ends, however it ends.
 // A worker that cannot write a file (no space left) sends the array through the pipe instead.
 //
 // The folder: the configured one, else /dev/shm when it has room (2 GiB free, as joblib asks),
@@ -29,6 +30,7 @@
 #include <cstddef>
 #include <limits>
 #include <optional>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -53,14 +55,24 @@ class ResultFolder {
   ResultFolder(const ResultFolder&) = delete;
   ResultFolder& operator=(const ResultFolder&) = delete;
 
+  // Removes the folder now (when this ResultFolder removes it at all), for a caller whose
+  // workers may outlive the call (a thread abandoned at a timeout). Thread-safe: results
+  // written after it stay inline, so the folder is never made again.
+  void remove_now();
+
   bool enabled() const noexcept { return !path_.empty(); }
   const std::string& path() const noexcept { return path_; }
   std::size_t max_nbytes() const noexcept { return max_nbytes_; }
 
  private:
+  friend class ResultWriter;
+
   std::size_t max_nbytes_;
   std::string path_;
   bool remove_when_done_ = true;
+  // Writers hold it shared while they make a file; remove_now() exclusively.
+  mutable std::shared_mutex writing_;
+  bool removed_ = false;
 };
 
 class ResultWriter final : public ArrayWriter {
