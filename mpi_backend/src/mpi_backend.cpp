@@ -3,6 +3,9 @@
 // rank runs tasks. Rank 0 owns the task counter: its compute thread takes work from it
 // directly, and its calling thread grants work to the other ranks.
 //
+// A call starts with a meeting of every rank (mpi_meetings.cpp): ranks that reached different
+// calls, or a rank that left the job, fail the call on every rank instead of hanging it.
+//
 // Messages, on a communicator duplicated for each call so that they never mix with the
 // program's own or with another call's:
 //   CLAIM  rank -> 0   "give me up to k tasks"           (one outstanding per rank)
@@ -41,9 +44,9 @@
 #include <deque>
 #include <filesystem>
 #include <limits>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -56,6 +59,7 @@
 #include "joblet/detail/result_folder.hpp"
 #include "joblet/environment.hpp"
 #include "mpi_failures.hpp"
+#include "mpi_meetings.hpp"
 
 namespace joblet {
 namespace {
@@ -116,11 +120,6 @@ void check(int status, const char* what) {
 
 std::int64_t now_ns() { return Clock::now().time_since_epoch().count(); }
 
-struct RankIdentity {
-  long pid;
-  char host[64];
-};
-
 // The compute thread(s) of this rank and what they share with the calling thread.
 struct ComputeState {
   std::shared_ptr<Job> job;
@@ -136,10 +135,10 @@ struct ComputeState {
     Clock::duration elapsed;
   };
   std::deque<Finished> finished;
-  RunningTask tracker;                      // the task the newest thread runs
-  std::atomic<std::int64_t> abandoned{-1};  // the task the caller gave up on
+  RunningTask tracker;                            // the task the newest thread runs
+  std::atomic<std::int64_t> abandoned{-1};        // the task the caller gave up on
   std::atomic<std::int64_t> batch_started_ns{0};  // the running batch: when it started
-  std::atomic<std::uint64_t> batch_tasks{0};       // and how many tasks it has
+  std::atomic<std::uint64_t> batch_tasks{0};      // and how many tasks it has
 
   // Rank 0 only: the task counter, taken from under `mutex` by the compute thread for itself
   // and by the calling thread for the others.
@@ -157,7 +156,8 @@ struct ComputeState {
     if (job->cancelled() || next >= job->size()) return {};
     const std::size_t left = job->size() - next;
     const std::size_t share = std::max<std::size_t>(left / (2 * static_cast<std::size_t>(n_workers)), 1);
-    const std::size_t take = std::min<std::size_t>({static_cast<std::size_t>(std::max<std::uint64_t>(count, 1)), share, left});
+    const std::size_t take =
+        std::min<std::size_t>({static_cast<std::size_t>(std::max<std::uint64_t>(count, 1)), share, left});
     const IndexRange range{next, next + take};
     next += take;
     grants->record(rank, range.begin, range.end);
@@ -221,13 +221,14 @@ class TimerSlack {
 
 class MpiRun final : public Run {
  public:
-  MpiRun(std::shared_ptr<Job> job, MPI_Comm parent, int n_workers, int stream_ranks)
+  MpiRun(std::shared_ptr<Job> job, int n_workers, int stream_ranks)
       : job_(std::move(job)), n_workers_(n_workers), compute_(std::make_shared<ComputeState>()) {
-    check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
+    // The meeting never blocks, and fails on every rank when the ranks reached different calls
+    // or one left the job; only once every rank is here may blocking collectives follow.
+    identities_ = detail::meet_for_call(job_->size(), std::hash<std::string>{}(job_->result_type_name()));
+    check(MPI_Comm_dup(detail::meetings_communicator(), &comm_), "MPI_Comm_dup");
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
-    check_same_call();
-    exchange_identities();
     sent_to_.assign(static_cast<std::size_t>(size_), 0);
     compute_->job = job_;
     compute_->n_workers = n_workers_;
@@ -291,42 +292,8 @@ class MpiRun final : public Run {
  private:
   // --- setting up ------------------------------------------------------------------------
 
-  // Every rank must bring the same call: compare task counts and result types.
-  void check_same_call() {
-    struct Signature {
-      unsigned long long tasks;
-      unsigned long long type_hash;
-    } mine{job_->size(), std::hash<std::string>{}(job_->result_type_name())};
-    std::vector<Signature> all(static_cast<std::size_t>(size_));
-    check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, comm_), "MPI_Allgather");
-    std::string differences;
-    for (int r = 0; r < size_; ++r) {
-      const auto& other = all[static_cast<std::size_t>(r)];
-      if (other.tasks != all[0].tasks || other.type_hash != all[0].type_hash) {
-        differences += fmt::format("; rank {}: {} tasks", r, other.tasks);
-        if (other.type_hash != all[0].type_hash) differences += " with another result type";
-      }
-    }
-    if (!differences.empty()) {
-      MPI_Comm_free(&comm_);
-      throw ConfigError(fmt::format(
-          "ranks reached this parallel call with different task lists (rank 0: {} tasks{}): every rank must make "
-          "the same calls with the same tasks, like an MPI collective",
-          all[0].tasks, differences));
-    }
-  }
-
-  void exchange_identities() {
-    RankIdentity mine{static_cast<long>(getpid()), {}};
-    const std::string host = ErrorSite::here().host;
-    std::strncpy(mine.host, host.c_str(), sizeof mine.host - 1);
-    identities_.resize(static_cast<std::size_t>(size_));
-    check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, identities_.data(), sizeof mine, MPI_BYTE, comm_),
-          "MPI_Allgather");
-  }
-
   ErrorSite site_of(int rank, std::size_t task) const {
-    const RankIdentity& who = identities_[static_cast<std::size_t>(rank)];
+    const detail::RankIdentity& who = identities_[static_cast<std::size_t>(rank)];
     return ErrorSite{task, rank, who.host, who.pid};
   }
 
@@ -468,7 +435,8 @@ class MpiRun final : public Run {
         if (next != nullptr) next->append(frames, at, whole);
         // Rank 0 ends gather-mode calls with a broadcast: of every outcome, or (results to the
         // root only) of the failures, so that no rank can finish without having seen them.
-        if (rank_ == 0 && (delivery_ == Delivery::gather_then_broadcast || (failure && delivery_ == Delivery::root_only))) {
+        if (rank_ == 0 &&
+            (delivery_ == Delivery::gather_then_broadcast || (failure && delivery_ == Delivery::root_only))) {
           gathered_.append(frames, at, whole);
         }
       }
@@ -535,7 +503,8 @@ class MpiRun final : public Run {
         if (!short_batches) {
           if (ns_per_task_ < 0) return false;  // nothing measured yet: wait for the first batch
           const double lead = std::max(2.0 * std::max(round_trip_ns_, 0.0), 200e3);
-          const double expected = ns_per_task_ * static_cast<double>(compute_->batch_tasks.load(std::memory_order_relaxed));
+          const double expected =
+              ns_per_task_ * static_cast<double>(compute_->batch_tasks.load(std::memory_order_relaxed));
           const auto ask_at =
               compute_->batch_started_ns.load(std::memory_order_relaxed) + static_cast<std::int64_t>(expected - lead);
           if (now_ns() < ask_at) {
@@ -566,8 +535,7 @@ class MpiRun final : public Run {
 
   void observe(std::size_t tasks, Clock::duration elapsed) {
     if (tasks == 0) return;
-    const double per_task =
-        static_cast<double>(std::chrono::nanoseconds(elapsed).count()) / static_cast<double>(tasks);
+    const double per_task = static_cast<double>(std::chrono::nanoseconds(elapsed).count()) / static_cast<double>(tasks);
     ns_per_task_ = ns_per_task_ < 0 ? per_task : 0.3 * ns_per_task_ + 0.7 * per_task;
     batch_ns_ = ns_per_task_ * static_cast<double>(std::max<std::uint64_t>(last_batch_, 1));
   }
@@ -660,9 +628,10 @@ class MpiRun final : public Run {
         f.header[0] = completed ? 1 : 0;
         f.header[1] = f.data.size();
         if (f.data.size() > kMaxMessageBytes) {
-          throw SerializationError(fmt::format("mpi backend: {} bytes of results exceed what one broadcast can send; "
-                                               "return large arrays through the cache or files instead",
-                                               f.data.size()));
+          throw SerializationError(
+              fmt::format("mpi backend: {} bytes of results exceed what one broadcast can send; "
+                          "return large arrays through the cache or files instead",
+                          f.data.size()));
         }
       }
       check(MPI_Ibcast(f.header, 2, MPI_UINT64_T, 0, comm_, &f.request), "MPI_Ibcast");
@@ -785,7 +754,7 @@ class MpiRun final : public Run {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
-  std::vector<RankIdentity> identities_;
+  std::vector<detail::RankIdentity> identities_;
   bool exhausted_ = false;
   bool claim_outstanding_ = false;
   std::int64_t claim_sent_ns_ = 0;
@@ -811,11 +780,7 @@ class MpiBackend final : public Backend {
     return std::min(n_jobs, size);
   }
   int default_n_jobs() const override { return -1; }
-  bool all_agree(bool value) override {
-    int mine = value ? 1 : 0, everyone = 0;
-    check(MPI_Allreduce(&mine, &everyone, 1, MPI_INT, MPI_MIN, g_communicator), "MPI_Allreduce");
-    return everyone == 1;
-  }
+  bool all_agree(bool value) override { return detail::meet_to_agree(value); }
   bool shares_memory() const noexcept override { return false; }
   bool needs_all_tasks() const noexcept override { return true; }
   std::unique_ptr<Run> start(std::shared_ptr<Job> job) override {
@@ -833,7 +798,7 @@ class MpiBackend final : public Backend {
                         " cannot be encoded: give it a cereal serialize() function, or use backend \"threads\"");
     }
     const int n_workers = job->settings().n_workers;
-    return std::make_unique<MpiRun>(std::move(job), g_communicator, n_workers, stream_all_up_to());
+    return std::make_unique<MpiRun>(std::move(job), n_workers, stream_all_up_to());
   }
 };
 
@@ -867,6 +832,7 @@ void share_node_cpus(MPI_Comm communicator) {
 
 void register_mpi_backend(MPI_Comm communicator) {
   g_communicator = communicator;
+  detail::open_meetings(communicator);
   share_node_cpus(communicator);
   static const bool registered = [] {
     register_backend("mpi", [] { return std::make_unique<MpiBackend>(); });

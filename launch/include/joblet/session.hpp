@@ -10,8 +10,10 @@
 // It detects how the program was started (Environment) and, when a launcher started more than
 // one rank, initialises MPI (MPI_THREAD_MULTIPLE), registers the "mpi" backend and makes it
 // the default, turns compute-once on for Memory (ranks missing the same key compute it once),
-// and prefixes log lines with the rank and host. It finalises MPI when it ends. Started without
-// a launcher, the same program runs on the "threads" backend.
+// and prefixes log lines with the rank and host. It finalises MPI when it ends: a rank that
+// ends while other ranks still make parallel calls makes those calls fail with an error naming
+// it, instead of leaving them waiting forever. Started without a launcher, the same program runs
+// on the "threads" backend.
 //
 // Slurm: SIGTERM (a time limit) or SIGUSR1 (the `--signal` early warning) during a parallel
 // call stops it gracefully: no new task starts, running ones finish (cached results are
