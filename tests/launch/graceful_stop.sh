@@ -16,9 +16,15 @@ entries() { find "$cache" -type f -not -name '.*' -not -path '*/.*' | wc -l; }
 pid=$!
 # Signal once the first result is stored (the call is under way), not after a fixed sleep that
 # a loaded or a many-core machine would turn into a signal before the call or after its end.
-for ((wait = 0; wait < 600; ++wait)); do
-  (($(entries) >= 1)) && break
-  kill -0 "$pid" 2>/dev/null || break
+# kill() makes the signal pending at once, with 59 tasks of 100 ms still to do on 2 workers.
+# No bound on the wait but the program's end: CTest's TIMEOUT catches a hang.
+# (An ended child stays a zombie until `wait`, which kill -0 takes for alive: look at its state.)
+running() { local stat; stat=$(cat "/proc/$1/stat" 2>/dev/null) && [[ ${stat##*) } != Z* ]]; }
+until (($(entries) >= 1)); do
+  if ! running "$pid"; then
+    echo "FAIL: the program ended before it stored a result: $(cat "$cache.err")" >&2
+    exit 1
+  fi
   sleep 0.05
 done
 if ((${#launcher[@]})); then

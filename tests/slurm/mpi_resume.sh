@@ -10,20 +10,28 @@
 #   3. The rerun computes exactly the tasks missing from the cache (counted from the cache: a
 #      recomputed entry is a new file), takes over the compute-once locks the killed ranks left,
 #      and prints the table of a sequential run.
+# Nothing here waits for a duration (lib.sh, "Synchronising on states"): the test holds the
+# compute-once locks of the tasks it needs unfinished (the gate), so a job provably cannot end
+# before the signal or the kill, and it delivers SIGTERM while the ranks are stopped, so that
+# they have it before they run on.
 # Usage: tests/slurm/mpi_resume.sh ISING_SWEEP JOBLET (wraps itself in with-cluster when needed)
 set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
 begin_scenario mpi-resume "$@"
-# About 0.15 s per task here: 60 tasks keep 2 ranks busy for a few seconds.
+# About 0.15 s per task here, some 5 s for 2 ranks. The gates, not the number of tasks, keep the
+# jobs from ending before the signal and the kill.
 args=(--size 16 --temperatures 60 --sweeps 10000 --verbose 0)
 tasks=60
 export JOBLET_CACHE_DIR=$work/cache
 cache_files() { find "$JOBLET_CACHE_DIR" -type f -name "$1" 2>/dev/null | grep -c . || true; }
 
-"$sweep" "${args[@]}" --backend sequential --no-cache >reference.txt 2>reference.err ||
+# The reference, with a cache of its own: its entries give the task keys in task order.
+"$sweep" "${args[@]}" --backend sequential --cache "$work/reference-cache" >reference.txt 2>reference.err ||
   { fail "the sequential reference run failed"; show reference.err; }
+mapfile -t keys < <(task_keys "$work/reference-cache")
+((${#keys[@]} == tasks)) || { fail "the sequential reference run left ${#keys[@]} entries, expected $tasks"; finish; }
 pass "sequential reference ($tasks tasks)"
 
 submit() { # NAME
@@ -32,13 +40,30 @@ submit() { # NAME
 }
 
 # --- 1. SIGTERM ------------------------------------------------------------------------------
+# Every task from task G on is gated: the job computes tasks 0 to G-1 and then waits, each rank
+# on a gated task. SIGTERM comes while the ranks are stopped; then the gate opens: each rank
+# finishes the task it was waiting for and stops, D = G + (tasks in flight) < N.
+gate_at=$((tasks / 5))
+hold_gate "${keys[@]:gate_at}" || finish
 stopped_job=$(submit stopped) || { fail "sbatch of mpi-job.sbatch failed"; finish; }
-wait_for_entries "$stopped_job" $((tasks / 5)) stopped || finish
-scancel --signal=TERM "$stopped_job" || fail "scancel --signal=TERM $stopped_job failed"
+wait_for_entries "$stopped_job" "$gate_at" stopped || finish
+stop_program "$stopped_job" "$sweep" || finish
+signal_stopped_program "$stopped_job" TERM --signal=TERM || finish
+close_gate
 wait_for_job "$stopped_job" 60
 entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-stopped
 stopped=$(count_lines entries-stopped)
 err=stopped-$stopped_job.err
+# The gate held back what it should: tasks 0 to G-1 are in the cache (the job's keys are the
+# sequential run's, and it took the tasks in their order).
+present=()
+for ((i = 0; i < tasks; i++)); do
+  grep -q " ${keys[i]}\$" entries-stopped && present+=("$i")
+done
+if [[ ${present[*]:0:gate_at} != "$(seq -s ' ' 0 $((gate_at - 1)))" ]]; then
+  fail "job $stopped_job left tasks ${present[*]} in the cache, not 0 to $((gate_at - 1)) and a few gated ones:" \
+    "the gate did not hold back the tasks it should"
+fi
 # "[joblet warning rank R host] stopped by SIGTERM: D of N tasks done, R remaining; ..."
 declare -A reported
 for rank in 0 1; do
@@ -65,14 +90,26 @@ else
 fi
 
 # --- 2. kill -9 ------------------------------------------------------------------------------
+# The last task not in the cache is gated: the job cannot end, whenever the kill comes. It comes
+# once the job has computed tasks/5 more (or all but the gated one), most likely while both
+# ranks compute (their locks are left behind).
+for ((last = tasks - 1; last >= 0; last--)); do
+  grep -q " ${keys[last]}\$" entries-stopped || break
+done
+((last >= 0)) || { fail "no task left for the kill: job $stopped_job did everything"; finish; }
+hold_gate "${keys[last]}" || finish
 killed_job=$(submit killed) || { fail "the second sbatch failed"; finish; }
-wait_for_entries "$killed_job" $((stopped + tasks / 5)) killed || finish
+target=$((stopped + tasks / 5))
+((target <= tasks - 1)) || target=$((tasks - 1))
+wait_for_entries "$killed_job" "$target" killed || finish
 # SIGKILL to every process of the job at once: the batch script, srun and both ranks. (Not
 # `scancel --signal=KILL`: Slurm turns that into an ordinary cancel, SIGTERM first.)
 mapfile -t pids < <(job_pids "$killed_job")
 ((${#pids[@]} >= 4)) || fail "found ${#pids[@]} processes of job $killed_job, expected its script, srun and 2 ranks"
 kill -KILL "${pids[@]}" 2>/dev/null
 wait_for_job "$killed_job" 60
+# The job is gone: the gate's lock goes too (the locks counted below are the killed ranks').
+close_gate
 entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-killed
 survived=$(count_lines entries-killed)
 locks=$(cache_files '*.lock')

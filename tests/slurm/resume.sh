@@ -12,13 +12,19 @@
 # R remaining" with D equal to the entries in the cache and exits 75; each later job computes
 # exactly the missing tasks (counted from the cache: a recomputed entry is a new file), and the
 # last one prints the table of a sequential run.
+# No step waits for a duration (lib.sh, "Synchronising on states"): once a job has computed
+# enough tasks, the test stops its program (SIGSTOP) and signals or cancels the job while it is
+# stopped; the program runs on only once the signal has reached it. So Slurm's delivery time,
+# however long under load, cannot let the job finish first. (The compute-once gates of
+# mpi_resume.sh do not apply: one process computes without compute-once locks.)
 # Usage: tests/slurm/resume.sh ISING_SWEEP JOBLET (wraps itself in with-cluster when needed)
 set -uo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
 ensure_cluster "$(realpath "$0")" "$@"
 begin_scenario resume "$@"
-# About 0.15 s per task here: 56 tasks keep 2 workers busy for a few seconds.
+# About 0.15 s per task here: 56 tasks keep 2 workers busy for a few seconds, far longer than
+# the test takes to stop the program once it has seen the entries it waits for.
 args=(--size 16 --temperatures 56 --sweeps 10000 --verbose 0)
 tasks=56
 export JOBLET_CACHE_DIR=$work/cache
@@ -32,12 +38,14 @@ pass "sequential reference ($tasks tasks)"
 # releases each resubmitted job itself).
 export LONG_RUN_SBATCH_OPTIONS="--cpus-per-task=2 --error=%x-%j.err --hold"
 
-# Once the cache holds at least COUNT entries while JOB runs, sends the signal.
-signal_when() { # JOB COUNT SCANCEL-OPTIONS...
-  local job=$1 count=$2
-  shift 2
+# Once the cache holds at least COUNT entries while JOB runs, stops the program and sends it
+# the signal with SCANCEL-OPTIONS while it is stopped (SIG: the signal that reaches the program).
+signal_when() { # JOB COUNT SIG SCANCEL-OPTIONS...
+  local job=$1 count=$2 sig=$3
+  shift 3
   wait_for_entries "$job" "$count" joblet-long-run || return 1
-  scancel "$@" "$job" || fail "scancel $* $job failed"
+  stop_program "$job" "$sweep" || return 1
+  signal_stopped_program "$job" "$sig" "$@"
 }
 
 # Checks a job that was stopped by SIGNAL: exit 75, the stop line, done = entries in the cache,
@@ -70,7 +78,7 @@ check_stopped() { # JOB SIGNAL-WORD
 # shellcheck disable=SC2086  # split on purpose, as the template does
 first=$(sbatch --parsable ${LONG_RUN_SBATCH_OPTIONS/--hold/} "$templates/long-run.sbatch" "$sweep" "${args[@]}") ||
   { fail "sbatch of long-run.sbatch failed"; finish; }
-signal_when "$first" $((tasks / 4)) --signal=TERM || finish
+signal_when "$first" $((tasks / 4)) TERM --signal=TERM || finish
 wait_for_job "$first" 60
 check_stopped "$first" SIGTERM || finish
 "$joblet" status --dir "$JOBLET_CACHE_DIR" >status-1.txt 2>&1
@@ -82,7 +90,7 @@ second=$next
 # --- job 2: the early warning, SIGUSR1 to the program's step ---------------------------------
 entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-1
 scontrol release "$second" || fail "scontrol release $second failed"
-signal_when "$second" $((done_1 + tasks / 4)) --signal=USR1 || finish
+signal_when "$second" $((done_1 + tasks / 4)) USR1 --signal=USR1 || finish
 wait_for_job "$second" 60
 check_stopped "$second" SIGUSR1 || finish
 entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-2
@@ -99,8 +107,9 @@ done_2=$done_count
 third=$next
 
 # --- job 3: a plain scancel ends the chain ----------------------------------------------------
+# A plain scancel: Slurm sends SIGCONT and SIGTERM (and SIGKILL KillWait later).
 scontrol release "$third" || fail "scontrol release $third failed"
-signal_when "$third" $((done_2 + tasks / 8)) || finish
+signal_when "$third" $((done_2 + tasks / 8)) TERM || finish
 wait_for_job "$third" 60
 entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >entries-3
 done_3=$(count_lines entries-3)
