@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "joblet/dump.hpp"
 #include "joblet/environment.hpp"
 #include "joblet/error.hpp"
 #include "joblet/store.hpp"
@@ -52,7 +53,13 @@ int stats(const CacheArguments& arguments) {
   std::uint64_t temporaries = 0;
   std::uint64_t temporary_bytes = 0;
   std::uint64_t locks = 0;
-  for (const EntryInfo& info : store.list(listing(arguments, true, true))) {
+  std::vector<const EntryInfo*> foreign;
+  const std::vector<EntryInfo> listed = store.list(listing(arguments, true, true));
+  for (const EntryInfo& info : listed) {
+    if (info.kind == EntryKind::foreign) {
+      foreign.push_back(&info);
+      continue;
+    }
     if (info.kind == EntryKind::temporary) {
       ++temporaries;
       temporary_bytes += info.size;
@@ -84,6 +91,7 @@ int stats(const CacheArguments& arguments) {
         "lock{}\n",
         temporaries, temporaries == 1 ? "" : "s", format_size(temporary_bytes), locks, locks == 1 ? "" : "s"));
   }
+  for (const EntryInfo* info : foreign) print(fmt::format("  not followed: {}: {}\n", info->path.string(), info->problem));
   if (functions.empty()) return 0;
   std::size_t width = 8;
   for (const auto& [name, summary] : functions) width = std::max(width, name.size());
@@ -101,6 +109,12 @@ int stats(const CacheArguments& arguments) {
 int ls(const CacheArguments& arguments) {
   const Store store = open_store(arguments);
   std::vector<EntryInfo> entries = store.list(listing(arguments, true));
+  for (const EntryInfo& info : entries) {
+    if (info.kind == EntryKind::foreign) {
+      std::fputs(fmt::format("joblet: not followed: {}: {}\n", info.path.string(), info.problem).c_str(), stderr);
+    }
+  }
+  std::erase_if(entries, [](const EntryInfo& info) { return info.kind != EntryKind::entry; });
   std::sort(entries.begin(), entries.end(), [](const EntryInfo& a, const EntryInfo& b) {
     return std::tie(a.function, b.last_used) < std::tie(b.function, a.last_used);
   });
@@ -138,7 +152,7 @@ int show(const CacheArguments& arguments) {
   }
   std::vector<EntryInfo> matches;
   for (auto& info : store.list(listing(arguments, false))) {
-    if (info.key.hex().starts_with(prefix)) matches.push_back(std::move(info));
+    if (info.kind == EntryKind::entry && info.key.hex().starts_with(prefix)) matches.push_back(std::move(info));
   }
   if (matches.empty()) {
     throw ConfigError("no entry's key starts with '" + prefix + "' in " + store.root().string() +
@@ -159,12 +173,32 @@ int show(const CacheArguments& arguments) {
   const EntryMetadata& metadata = loaded.entry->metadata();
   print(fmt::format(
       "function     {}\nversion      {}\narguments    {}\nresult type  {}\ncomputed in  {}\ncreated      "
-      "{}\npayload      {} ({} bytes), checksum {}\nformat       version {}\nstatus       ok (checksums "
-      "verified)\n",
+      "{}\npayload      {} ({} bytes), checksum {}\nformat       version {}\n",
       metadata.function, metadata.version.empty() ? "(none)" : metadata.version, metadata.arguments,
       metadata.result_type, format_duration(metadata.duration), format_time(metadata.created),
       format_size(metadata.payload_size), metadata.payload_size, metadata.checksum.hex(), metadata.format_version));
-  return 0;
+  if (metadata.payload_kind != PayloadKind::hdf5_companion) {
+    print("status       ok (checksums verified)\n");
+    return 0;
+  }
+  // The value is in the companion file: the entry is only as good as it.
+  const auto binding = metadata.extra.find("companion");
+  try {
+    if (binding == metadata.extra.end() || binding->second.empty()) {
+      throw StorageError("the entry names no companion file");
+    }
+    detail::DumpFile companion(loaded.entry->companion(), {}, {}, binding->second, detail::FileUse::cache_companion,
+                               loaded.entry->companion_opened_as());
+    print(fmt::format("companion    {}\nstatus       ok (entry checksums and the companion's structure verified; "
+                      "its arrays are checked as they are read)\n",
+                      store.companion_path(info.function, info.key).string()));
+    return 0;
+  } catch (const Error& e) {
+    print(fmt::format("status       unusable: its companion file is missing or damaged ({}); the next call "
+                      "recomputes and replaces it\n",
+                      e.message()));
+    return 1;
+  }
 }
 
 int clear(const CacheArguments& arguments) {
@@ -172,9 +206,13 @@ int clear(const CacheArguments& arguments) {
   const std::string scope = arguments.function ? "function '" + *arguments.function + "'" : std::string("the cache");
   if (arguments.dry_run) {
     std::uint64_t bytes = 0;
-    const auto entries = store.list(listing(arguments, false));
-    for (const auto& info : entries) bytes += info.size;
-    print(fmt::format("would remove {} ({}) of {}\n", entries_text(entries.size()), format_size(bytes), scope));
+    std::uint64_t count = 0;
+    for (const auto& info : store.list(listing(arguments, false))) {
+      if (info.kind != EntryKind::entry) continue;
+      bytes += info.size;
+      ++count;
+    }
+    print(fmt::format("would remove {} ({}) of {}\n", entries_text(count), format_size(bytes), scope));
     return 0;
   }
   const std::size_t removed =
@@ -220,6 +258,15 @@ int prune(const CacheArguments& arguments) {
       leftovers == 0
           ? std::string()
           : fmt::format(", and {} leftover file{} of killed writers", leftovers, leftovers == 1 ? "" : "s")));
+  if (!report.failed.empty()) {
+    // Not removed is not done: say so and fail, so that scripts and cron jobs notice.
+    std::fputs(fmt::format("joblet: {} file{} could not be removed, e.g. {}: {}\n", report.failed.size(),
+                           report.failed.size() == 1 ? "" : "s", report.failed.front().path.string(),
+                           report.failed.front().problem)
+                   .c_str(),
+               stderr);
+    return 1;
+  }
   return 0;
 }
 

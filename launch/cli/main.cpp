@@ -25,6 +25,8 @@ void add_cache_command(CLI::App& app, joblet::cli::CacheArguments& arguments) {
   const auto action = [&arguments](CacheAction chosen) { return [&arguments, chosen] { arguments.action = chosen; }; };
   const auto add_function_filter = [&arguments](CLI::App* command, const char* help) {
     command->add_option("-f,--function", arguments.function, help);
+    // `joblet cache ls --dir X` as well as `joblet cache --dir X ls`.
+    command->fallthrough();
   };
 
   CLI::App* stats = cache->add_subcommand("stats", "Entries, sizes and compute time, per function");

@@ -17,6 +17,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "beneath.hpp"
 #include "io.hpp"
 #include "joblet/error.hpp"
 
@@ -172,6 +173,33 @@ bool add_chunk_regions(hid_t dataset, hid_t space, std::vector<Region>& regions)
     if (address != HADDR_UNDEF && size > 0) regions.push_back({address, size});
   }
   return true;
+}
+
+// How many bytes of a chunked dataset's elements its written chunks cover (each chunk holds a
+// whole chunk's elements, whatever its stored, compressed, size). Chunks that were never
+// written read as fill values.
+std::uint64_t written_chunk_bytes(hid_t dataset, hid_t dcpl, const DatasetInfo& info) {
+  const int rank = static_cast<int>(info.shape.size());
+  std::vector<hsize_t> chunk(static_cast<std::size_t>(std::max(rank, 1)), 1);
+  if (rank > 0 && H5Pget_chunk(dcpl, rank, chunk.data()) != rank) {
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+  }
+  std::uint64_t chunk_bytes = dtype_size(info.dtype);
+  for (int d = 0; d < rank; ++d) {
+    if (chunk[static_cast<std::size_t>(d)] != 0 && chunk_bytes > ~std::uint64_t{0} / chunk[static_cast<std::size_t>(d)]) {
+      return ~std::uint64_t{0};  // chunks larger than any memory: the nbytes bound decides
+    }
+    chunk_bytes *= chunk[static_cast<std::size_t>(d)];
+  }
+  h5::Id space(H5Dget_space(dataset), H5Sclose);
+  hsize_t chunks = 0;
+  if (!space || H5Dget_num_chunks(dataset, space.get(), &chunks) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+  }
+  return chunks > ~std::uint64_t{0} / std::max<std::uint64_t>(chunk_bytes, 1) ? ~std::uint64_t{0}
+                                                                                : chunks * chunk_bytes;
 }
 
 // The message for array bytes that do not match the checksum written with them.
@@ -582,13 +610,27 @@ FileMapping::~FileMapping() {
   if (data_ != nullptr) munmap(data_, size_);
 }
 
-ArrayFileReader::ArrayFileReader(std::filesystem::path path, bool require_footer) : path_(std::move(path)) {
+ArrayFileReader::ArrayFileReader(std::filesystem::path path, bool require_footer, FileUse use,
+                                 const std::filesystem::path& opened_as)
+    : path_(std::move(path)), use_(use) {
+  const bool for_user = use_ == FileUse::user_file;
+  // What the reader of a user's file can do about it; the cache recomputes what it cannot read.
+  const auto advice = [&](const char* text) { return for_user ? std::string(text) : std::string(); };
   // Plain checks first, so a missing or foreign file gets a plain answer rather than HDF5's,
-  // and a damaged one is refused before HDF5 parses it.
-  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw StorageError("cannot open " + quoted(path_) + ": " + describe_file_errno(errno));
+  // and a damaged one is refused before HDF5 parses it. O_NONBLOCK: a FIFO given as the file
+  // is refused below instead of blocking the open until a writer appears.
+  fd_ = ::open((opened_as.empty() ? path_ : opened_as).c_str(),
+               O_RDONLY | O_CLOEXEC | O_NONBLOCK | (for_user ? 0 : O_NOFOLLOW));
+  if (fd_ < 0) {
+    const int error = errno;
+    const std::string why = for_user ? describe_file_errno(error) : std::string(std::strerror(error));
+    if (error == ENOENT) throw FileReplaced("cannot open " + quoted(path_) + ": " + why);
+    if (error == ELOOP && !for_user) throw StorageError(quoted(path_) + " is a symbolic link, which the cache never follows");
+    throw StorageError("cannot open " + quoted(path_) + ": " + why);
+  }
   struct stat opened {};
-  const bool regular = fstat(fd_, &opened) == 0 && S_ISREG(opened.st_mode);
+  const bool examined = fstat(fd_, &opened) == 0;
+  const bool regular = examined && S_ISREG(opened.st_mode);
   const auto size = static_cast<std::uint64_t>(opened.st_size);
   unsigned char signature[8] = {};
   const bool is_hdf5 = regular && read_at(fd_, reinterpret_cast<std::byte*>(signature), 8, 0) == 0 &&
@@ -598,10 +640,14 @@ ArrayFileReader::ArrayFileReader(std::filesystem::path path, bool require_footer
     fd_ = -1;
     throw StorageError(why);
   };
-  if (!regular) refuse("cannot open " + quoted(path_) + ": it is not a regular file");
+  if (!regular) {
+    refuse("cannot open " + quoted(path_) + ": it is not a regular file (a directory, FIFO or device)" +
+           advice("; give the path of a file written by joblet::dump"));
+  }
+  if (!for_user && opened.st_nlink > 1) refuse("cannot use " + quoted(path_) + ": " + unusable_file(opened));
   if (!is_hdf5) {
-    refuse(quoted(path_) + " is not an HDF5 file (" + std::to_string(size) +
-           " bytes without HDF5's signature): joblet::load reads files written by joblet::dump");
+    refuse(quoted(path_) + " is not an HDF5 file (" + std::to_string(size) + " bytes without HDF5's signature)" +
+           advice(": joblet::load reads files written by joblet::dump"));
   }
   file_size_ = size;
   FooterTail tail{};
@@ -611,7 +657,7 @@ ArrayFileReader::ArrayFileReader(std::filesystem::path path, bool require_footer
   if (has_footer) {
     if (tail.version != kFooterVersion) {
       refuse(quoted(path_) + " was written by a newer joblet (file footer version " + std::to_string(tail.version) +
-             "); this joblet reads version " + std::to_string(kFooterVersion) + ": upgrade joblet to read it");
+             "); this joblet reads version " + std::to_string(kFooterVersion) + advice(": upgrade joblet to read it"));
     }
     const std::uint64_t room = size - sizeof tail;
     const bool sized = tail.end <= room && tail.region_count <= (room - tail.end) / sizeof(Region) &&
@@ -626,24 +672,35 @@ ArrayFileReader::ArrayFileReader(std::filesystem::path path, bool require_footer
     if (!intact) {
       refuse(quoted(path_) +
              " is damaged: its structure does not match the checksum joblet wrote with it "
-             "(a changed or corrupted file); write it again");
+             "(a changed or corrupted file)" +
+             advice("; write it again"));
     }
     file_size_ = tail.end;
   } else if (require_footer) {
-    refuse(quoted(path_) +
-           " is not a complete file written by joblet::dump (it has no joblet footer): another program's HDF5 "
-           "file (read its datasets with joblet::SharedArray(path, dataset)), or a file truncated while being "
-           "written or copied");
+    refuse(quoted(path_) + (for_user ? " is not a complete file written by joblet::dump (it has no joblet footer): "
+                                       "another program's HDF5 file (read its datasets with "
+                                       "joblet::SharedArray(path, dataset)), or a file truncated while being "
+                                       "written or copied"
+                                     : " has no joblet footer: it was cut short or changed by another program"));
   }
   auto lock = h5::lock();
   h5::Id fapl = h5::file_access();
-  const hid_t file = H5Fopen(path_.c_str(), H5F_ACC_RDONLY, fapl.get());
+  // HDF5 opens files by name (for a cache companion, one resolved through the directory joblet
+  // opened); what it opened is then checked to be the file checked above. (Not
+  // /proc/self/fd/<file>: HDF5 resolves that link, which fails once the file was replaced.)
+  const std::filesystem::path& name = opened_as.empty() ? path_ : opened_as;
+  const hid_t file = H5Fopen(name.c_str(), H5F_ACC_RDONLY, fapl.get());
   if (file < 0) {
     const std::string why = h5::error_text();
     if (why.find("truncated") != std::string::npos) {
-      refuse(quoted(path_) + " is truncated (" + why +
-             "): it was cut short while being written or copied; write it "
-             "again");
+      refuse(quoted(path_) + " is truncated (" + why + "): it was cut short while being written or copied" +
+             advice("; write it again"));
+    }
+    struct stat now {};
+    if (::stat(name.c_str(), &now) != 0 || now.st_ino != opened.st_ino || now.st_dev != opened.st_dev) {
+      ::close(fd_);
+      fd_ = -1;
+      throw FileReplaced(quoted(path_) + " was replaced or removed while being opened");
     }
     refuse("cannot open " + quoted(path_) + " as an HDF5 file (damaged?): " + why);
   }
@@ -656,7 +713,9 @@ ArrayFileReader::ArrayFileReader(std::filesystem::path path, bool require_footer
   if (!same) {
     H5Fclose(file);
     H5Eclear2(H5E_DEFAULT);
-    refuse(quoted(path_) + " was replaced while being opened; open it again");
+    ::close(fd_);
+    fd_ = -1;
+    throw FileReplaced(quoted(path_) + " was replaced while being opened; open it again");
   }
   file_ = h5::Id(file, H5Fclose);
 }
@@ -758,6 +817,17 @@ DatasetInfo ArrayFileReader::dataset(const std::string& name) const {
       throw StorageError(where + " claims shape " + describe_shape(info.shape) + " (" + std::to_string(info.nbytes) +
                          " bytes) from " + std::to_string(stored) +
                          " stored bytes, more than it can hold or this machine's memory: it is damaged");
+    }
+    // Storage never written (no chunks, or a contiguous dataset HDF5 never allocated) reads as
+    // fill values: bytes the file does not hold. A little of that is a dataset left partly
+    // unwritten; more would make a tiny file expand into gigabytes of memory.
+    const std::uint64_t written = layout == H5D_CHUNKED ? written_chunk_bytes(dataset.get(), dcpl.get(), info)
+                                  : layout == H5D_COMPACT ? info.nbytes
+                                                          : 0;
+    if (info.nbytes > written + kChunkBytes) {
+      throw StorageError(where + " claims shape " + describe_shape(info.shape) + " (" + std::to_string(info.nbytes) +
+                         " bytes) but the file holds only " + std::to_string(written) +
+                         " bytes of it (its storage was never written): it is damaged or incomplete");
     }
   }
   if (auto text = h5::read_string_attribute(dataset.get(), kChecksumAttribute, 64)) {

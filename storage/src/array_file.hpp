@@ -40,6 +40,7 @@
 
 #include "hdf5_util.hpp"
 #include "joblet/detail/array_io.hpp"
+#include "joblet/dump.hpp"
 #include "joblet/dtype.hpp"
 #include "joblet/hash.hpp"
 #include "joblet/mmap_mode.hpp"
@@ -144,10 +145,16 @@ class FileMapping final : public ArrayBuffer {
 
 class ArrayFileReader {
  public:
-  // Opens an HDF5 file; StorageError naming the cause when it is missing, not HDF5, truncated,
-  // or has a joblet footer that does not match it. With `require_footer`, a file without one
-  // (another program's, or a joblet file cut short) is refused before HDF5 reads it.
-  explicit ArrayFileReader(std::filesystem::path path, bool require_footer = false);
+  // Opens an HDF5 file; StorageError naming the cause when it is not HDF5, truncated, not a
+  // regular file (never waiting on a FIFO), or has a joblet footer that does not match it;
+  // FileReplaced when it is not there. With `require_footer`, a file without one (another
+  // program's, or a joblet file cut short) is refused before HDF5 reads it. A cache companion is
+  // never followed through a symbolic link nor read when hard-linked, and its messages carry no
+  // advice meant for dump() and load() callers (the cache recomputes what it cannot read).
+  // `opened_as`, when given, is the name opened instead of `path` (which messages and mapped
+  // arrays show).
+  explicit ArrayFileReader(std::filesystem::path path, bool require_footer = false,
+                           FileUse use = FileUse::user_file, const std::filesystem::path& opened_as = {});
   ~ArrayFileReader();
   ArrayFileReader(const ArrayFileReader&) = delete;
   ArrayFileReader& operator=(const ArrayFileReader&) = delete;
@@ -174,6 +181,7 @@ class ArrayFileReader {
 
  private:
   std::filesystem::path path_;
+  FileUse use_ = FileUse::user_file;
   h5::Id file_;
   int fd_ = -1;                  // the file checked and parsed (HDF5's is checked to be the same file)
   std::uint64_t file_size_ = 0;  // the bytes HDF5 uses (without the footer)

@@ -1,13 +1,15 @@
 #include "joblet/campaign.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
-#include <iterator>
+#include <cstring>
 
+#include "beneath.hpp"
 #include "io.hpp"
 #include "joblet/codec.hpp"
 #include "joblet/detail/log.hpp"
@@ -30,41 +32,58 @@ struct CampaignRecord {
   }
 };
 
-std::filesystem::path campaigns_directory(const std::filesystem::path& location) { return location / ".campaigns"; }
+constexpr const char* kCampaignsDirectory = ".campaigns";
+// 16 bytes per task: room for campaigns of tens of millions of tasks, and a bound on what a
+// damaged record can make `joblet status` read.
+constexpr std::uint64_t kMaxRecordBytes = std::uint64_t{1} << 30;
+
+std::string record_name(const std::string& name) { return name + ".campaign"; }
 
 }  // namespace
 
 std::string record_campaign(const std::filesystem::path& location, const std::string& function,
                             std::span<const Hash128> keys) {
   validate_function_name(function);
-  const std::string name = function + "-" + hash_value(std::vector<Hash128>(keys.begin(), keys.end())).hex().substr(0, 8);
-  const auto directory = campaigns_directory(location);
-  const auto path = directory / (name + ".campaign");
-  std::error_code error;
-  if (std::filesystem::exists(path, error)) return name;
-  if (const int failure = detail::make_directories(directory, false); failure != 0) {
-    throw StorageError("cannot create " + directory.string() + ": " + detail::describe_write_errno(failure));
+  const std::string name =
+      function + "-" + hash_value(std::vector<Hash128>(keys.begin(), keys.end())).hex().substr(0, 8);
+  detail::CacheRoot root(std::filesystem::absolute(location).lexically_normal().string());
+  const std::string shown = root.shown(kCampaignsDirectory);
+  // Below the cache root, no link is followed: a record never lands outside the cache.
+  detail::FileDescriptor directory = root.open_directory(kCampaignsDirectory, true, false);
+  if (!directory) {
+    const int error = errno;
+    if (error == ELOOP || error == ENOTDIR || error == EEXIST) {
+      throw StorageError("cannot record campaign " + name + ": " + root.describe_obstacle(kCampaignsDirectory));
+    }
+    throw StorageError("cannot create " + shown + ": " + detail::describe_write_errno(error));
   }
-  CampaignRecord record{kCampaignFormat, function, std::vector<Hash128>(keys.begin(), keys.end()),
-                        std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count()};
+  const std::string file = record_name(name);
+  struct stat existing {};
+  if (::fstatat(directory.get(), file.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(existing.st_mode)) {
+    return name;  // recorded before (a rerun, another array element)
+  }
+  CampaignRecord record{
+      kCampaignFormat, function, std::vector<Hash128>(keys.begin(), keys.end()),
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()};
   const std::string bytes = encode(record);
-  // Published like cache entries: written under a unique name, then renamed into place.
-  const auto temporary = directory / detail::temporary_name(name);
+  // Published like cache entries: written under a unique name, then renamed into place (over
+  // anything else that stood there: a link is replaced, never followed).
+  const std::string temporary = detail::temporary_name(name);
   const std::span<const std::byte> part(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
   int failure = 0;
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  const int fd = ::openat(directory.get(), temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0) {
     failure = errno;
   } else {
     failure = detail::write_all(fd, {&part, 1});
     if (::close(fd) != 0 && failure == 0) failure = errno;
-    if (failure == 0 && std::rename(temporary.c_str(), path.c_str()) != 0) failure = errno;
+    if (failure == 0 && ::renameat(directory.get(), temporary.c_str(), directory.get(), file.c_str()) != 0) {
+      failure = errno;
+    }
   }
   if (failure != 0) {
-    std::filesystem::remove(temporary, error);
-    throw StorageError("cannot record campaign " + name + " in " + directory.string() + ": " +
+    ::unlinkat(directory.get(), temporary.c_str(), 0);
+    throw StorageError("cannot record campaign " + name + " in " + shown + ": " +
                        detail::describe_write_errno(failure));
   }
   return name;
@@ -72,14 +91,54 @@ std::string record_campaign(const std::filesystem::path& location, const std::st
 
 std::vector<CampaignStatus> campaign_status(const std::filesystem::path& location) {
   std::vector<CampaignStatus> campaigns;
-  std::error_code error;
-  const auto directory = campaigns_directory(location);
-  if (!std::filesystem::is_directory(directory, error)) return campaigns;
+  detail::CacheRoot root(std::filesystem::absolute(location).lexically_normal().string());
+  detail::FileDescriptor directory = root.open_directory(kCampaignsDirectory, false, false);
+  if (!directory) {
+    if (errno == ELOOP || errno == ENOTDIR) {
+      detail::log().warn("not reading campaign records: {}", root.describe_obstacle(kCampaignsDirectory));
+    }
+    return campaigns;
+  }
   Store store(location);
-  for (const auto& file : std::filesystem::directory_iterator(directory, error)) {
-    if (file.path().extension() != ".campaign") continue;
-    std::ifstream in(file.path(), std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::vector<std::string> names;
+  if (DIR* handle = ::fdopendir(::dup(directory.get()))) {
+    while (const dirent* item = ::readdir(handle)) {
+      const std::string_view name = item->d_name;
+      if (name.size() > 9 && name.ends_with(".campaign")) names.emplace_back(name);
+    }
+    ::closedir(handle);
+  }
+  std::sort(names.begin(), names.end());
+  for (const auto& file : names) {
+    const std::string shown = root.shown(std::string(kCampaignsDirectory) + "/" + file);
+    const auto skip = [&](const std::string& why) {
+      detail::log().warn(
+          "skipping the campaign record {}: {}; remove it, or read it with the joblet version that wrote it", shown,
+          why);
+    };
+    // Never followed through a link, never waited on (a FIFO), read only as far as it goes.
+    detail::FileDescriptor fd(::openat(directory.get(), file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    struct stat info {};
+    if (!fd) {
+      if (errno != ENOENT)
+        skip(errno == ELOOP ? "it is a symbolic link, which the cache never follows" : std::strerror(errno));
+      continue;
+    }
+    if (fstat(fd.get(), &info) != 0) continue;
+    if (std::string why = detail::unusable_file(info); !why.empty()) {
+      skip(why);
+      continue;
+    }
+    const auto size = static_cast<std::uint64_t>(info.st_size);
+    if (size > kMaxRecordBytes || detail::holds_less_than_it_claims(info)) {
+      skip("it claims " + std::to_string(size) + " bytes, more than a record holds (a sparse or damaged file)");
+      continue;
+    }
+    std::string bytes(static_cast<std::size_t>(size), '\0');
+    if (detail::read_fully_at(fd.get(), bytes.data(), bytes.size(), 0) != 0) {
+      skip("it cannot be read");
+      continue;
+    }
     try {
       const auto record = decode<CampaignRecord>(bytes);
       if (record.format != kCampaignFormat) {
@@ -87,21 +146,19 @@ std::vector<CampaignStatus> campaign_status(const std::filesystem::path& locatio
                                  std::to_string(kCampaignFormat));
       }
       CampaignStatus status;
-      status.name = file.path().stem().string();
+      status.name = file.substr(0, file.size() - 9);
       status.function = record.function;
       status.tasks = record.keys.size();
-      status.done = static_cast<std::size_t>(std::count_if(record.keys.begin(), record.keys.end(), [&](const Hash128& key) {
-        return store.contains(record.function, key);
-      }));
+      status.done =
+          static_cast<std::size_t>(std::count_if(record.keys.begin(), record.keys.end(), [&](const Hash128& key) {
+            return store.contains(record.function, key);
+          }));
       status.recorded = std::chrono::system_clock::time_point(std::chrono::seconds(record.recorded_seconds));
       campaigns.push_back(std::move(status));
     } catch (const Error& e) {
-      detail::log().warn(
-          "skipping the campaign record {}: {}; remove it, or read it with the joblet version that wrote it",
-          file.path().string(), e.message());
+      skip(e.message());
     }
   }
-  std::sort(campaigns.begin(), campaigns.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return campaigns;
 }
 

@@ -36,8 +36,8 @@ bool valid_array_name(std::string_view name) {
 }  // namespace
 
 struct DumpFile::Impl {
-  Impl(const std::filesystem::path& path, LoadOptions load_options)
-      : reader(path, /*require_footer=*/true), options(load_options) {}
+  Impl(const std::filesystem::path& path, LoadOptions load_options, FileUse use, const std::filesystem::path& opened_as)
+      : reader(path, /*require_footer=*/true, use, opened_as), options(load_options) {}
   ArrayFileReader reader;
   LoadOptions options;
   std::string type_name;
@@ -98,15 +98,15 @@ std::uint64_t DumpWriter::write(const std::filesystem::path& path, std::string_v
 }
 
 DumpFile::DumpFile(const std::filesystem::path& path, const LoadOptions& options, std::string_view type_name,
-                   std::string_view binding)
-    : impl_(std::make_unique<Impl>(path, options)) {
+                   std::string_view binding, FileUse use, const std::filesystem::path& opened_as)
+    : impl_(std::make_unique<Impl>(path, options, use, opened_as)) {
   Impl& file = *impl_;
   file.type_name = std::string(type_name);
+  const bool for_user = use == FileUse::user_file;
   const auto format = file.reader.root_string("joblet_format");
   if (!format || *format != kFormatName) {
-    throw StorageError(quoted(path) +
-                       " is an HDF5 file but not one written by joblet::dump (no joblet_format attribute); read "
-                       "its datasets with joblet::SharedArray(path, dataset)");
+    throw StorageError(quoted(path) + " is an HDF5 file but not one written by joblet::dump (no joblet_format attribute)" +
+                       (for_user ? "; read its datasets with joblet::SharedArray(path, dataset)" : ""));
   }
   const auto version = file.reader.root_uint("joblet_format_version");
   if (!version) throw StorageError(quoted(path) + " is damaged: its joblet_format_version attribute is unreadable");
@@ -121,13 +121,14 @@ DumpFile::DumpFile(const std::filesystem::path& path, const LoadOptions& options
   }
   const auto stored_type = file.reader.root_string("joblet_type", 65536);
   if (!stored_type) throw StorageError(quoted(path) + " is damaged: its joblet_type attribute is unreadable");
-  if (*stored_type != type_name) {
+  if (!type_name.empty() && *stored_type != type_name) {
     throw StorageError(quoted(path) + " holds a " + *stored_type + ", not a " + std::string(type_name) +
-                       ": load it as the type it was dumped as");
+                       (for_user ? ": load it as the type it was dumped as" : ""));
   }
   if (!binding.empty() && file.reader.root_string("joblet_binding").value_or("") != binding) {
-    throw StorageError(quoted(path) + " belongs to another entry (it was replaced meanwhile)");
+    throw FileReplaced(quoted(path) + " belongs to another entry (it was replaced meanwhile)");
   }
+  if (type_name.empty()) file.type_name = *stored_type;
   file.encoding = file.reader.read_bytes(kEncodingDataset, file.reader.file_size());
 }
 

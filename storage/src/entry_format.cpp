@@ -15,8 +15,10 @@ namespace {
 
 // The metadata as it is encoded. `extra` holds fields added by later minor revisions (a
 // companion file's name for a later payload kind, say) without a format version bump: readers
-// ignore keys they do not know.
+// ignore keys they do not know. Format 2 added the key, so that an entry copied or renamed
+// under another key can be told from the real one.
 struct MetadataRecord {
+  Hash128 key;
   std::string function;
   std::string version;
   std::string arguments;
@@ -29,7 +31,7 @@ struct MetadataRecord {
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(function, version, arguments, result_type, duration_ns, created_ns, payload_size, checksum, extra);
+    ar(key, function, version, arguments, result_type, duration_ns, created_ns, payload_size, checksum, extra);
   }
 };
 
@@ -63,6 +65,7 @@ std::uint64_t aligned_payload_offset(std::uint64_t metadata_size) {
 
 std::string encode_entry_prefix(const EntryMetadata& metadata) {
   MetadataRecord record{
+      metadata.key,
       metadata.function,
       metadata.version,
       metadata.arguments,
@@ -106,7 +109,9 @@ EntryHeader parse_entry_header(std::span<const std::byte> first_bytes, std::uint
   header.format_version = get<std::uint32_t>(first_bytes, 8);
   if (header.format_version != kEntryFormatVersion) {
     throw CorruptEntry("the entry has format version " + std::to_string(header.format_version) +
-                       "; this joblet reads version " + std::to_string(kEntryFormatVersion));
+                       "; this joblet reads version " + std::to_string(kEntryFormatVersion) +
+                       (header.format_version < kEntryFormatVersion ? " (it is recomputed and replaced)"
+                                                                    : " (written by a newer joblet)"));
   }
   if (get<std::uint32_t>(first_bytes, 12) != kEntryHeaderSize) throw CorruptEntry("the entry's header size is wrong");
   header.metadata_size = get<std::uint64_t>(first_bytes, 16);
@@ -147,6 +152,7 @@ EntryMetadata parse_entry_metadata(const EntryHeader& header, std::span<const st
   }
   if (record.payload_size != header.payload_size) throw CorruptEntry("the entry's metadata and header disagree");
   EntryMetadata metadata;
+  metadata.key = record.key;
   metadata.function = std::move(record.function);
   metadata.version = std::move(record.version);
   metadata.arguments = std::move(record.arguments);

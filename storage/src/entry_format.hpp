@@ -1,9 +1,9 @@
 #pragma once
-// The bytes of one entry file (format version 1). All integers little-endian.
+// The bytes of one entry file (format version 2). All integers little-endian.
 //
 //   offset  size  field
 //        0     8  magic "JOBLETCE" (joblet cache entry)
-//        8     4  format version (1)
+//        8     4  format version (2; version 1 had no key in its metadata)
 //       12     4  header size (64); a later version may grow the header
 //       16     8  metadata size M (at most 1 MiB)
 //       24     8  payload offset P: 64 + M rounded up to a multiple of 64, so that a payload
@@ -13,8 +13,8 @@
 //       44     4  reserved, 0
 //       48     8  header checksum: XXH3-64 of bytes 0..47 followed by the M metadata bytes
 //       56     8  reserved, 0
-//       64     M  metadata: the codec's encoding of MetadataRecord, which carries the payload's
-//                 XXH3-128 checksum
+//       64     M  metadata: the codec's encoding of MetadataRecord, which carries the entry's
+//                 key and the payload's XXH3-128 checksum
 //   64 + M   pad  zeros up to P
 //        P     S  payload
 //
@@ -35,7 +35,7 @@
 namespace joblet::detail {
 
 inline constexpr std::array<char, 8> kEntryMagic{'J', 'O', 'B', 'L', 'E', 'T', 'C', 'E'};
-inline constexpr std::uint32_t kEntryFormatVersion = 1;
+inline constexpr std::uint32_t kEntryFormatVersion = 2;
 inline constexpr std::size_t kEntryHeaderSize = 64;
 inline constexpr std::size_t kPayloadAlignment = 64;
 inline constexpr std::uint64_t kMaxMetadataSize = std::uint64_t{1} << 20;

@@ -18,6 +18,10 @@
 //   link() (which cannot overwrite a third lock). The lock is an optimisation, never a
 //   correctness condition: entries are published atomically whoever computes them, so the
 //   rare race where two processes both compute costs time, not a wrong result.
+// - Everything happens through the shard directory's descriptor, opened beneath the cache root
+//   without following links (beneath.hpp). Something that is not a plain file where the lock
+//   belongs (a symbolic link, a FIFO, a directory) was not made by joblet: it is taken over at
+//   once, never followed, read or waited on.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -30,6 +34,7 @@
 #include <random>
 #include <thread>
 
+#include "beneath.hpp"
 #include "io.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/error.hpp"
@@ -38,8 +43,12 @@
 
 namespace joblet {
 
+using detail::FileDescriptor;
+
 struct EntryLock::Impl {
-  std::string path;
+  std::shared_ptr<const FileDescriptor> directory;  // the shard directory the lock is in
+  std::string name;                                 // "<key>.lock"
+  std::string path;                                 // for messages
   int fd = -1;
   dev_t device = 0;
   ino_t inode = 0;
@@ -65,7 +74,10 @@ struct EntryLock::Impl {
     if (beating.joinable()) beating.join();
     // Remove the lock only if it is still ours: a waiter may have judged it stale and replaced it.
     struct stat info {};
-    if (lstat(path.c_str(), &info) == 0 && info.st_dev == device && info.st_ino == inode) ::unlink(path.c_str());
+    if (::fstatat(directory->get(), name.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_dev == device &&
+        info.st_ino == inode) {
+      ::unlinkat(directory->get(), name.c_str(), 0);
+    }
     if (fd >= 0) ::close(fd);
   }
 };
@@ -85,6 +97,7 @@ struct LockView {
   std::int64_t mtime_ns = 0;
   std::string host;
   long pid = 0;
+  bool foreign = false;  // not a plain file: not a lock joblet made
   bool same_file(const LockView& other) const noexcept {
     return device == other.device && inode == other.inode && mtime_ns == other.mtime_ns;
   }
@@ -96,26 +109,34 @@ std::string lock_content() {
          "\ntoken " + std::to_string(engine()) + "\n";
 }
 
-// What is at `path` now; nullopt if nothing.
-std::optional<LockView> look_at(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return std::nullopt;
+// What is at `name` in `directory` now; nullopt if nothing.
+std::optional<LockView> look_at(int directory, const std::string& name) {
   LockView view;
   struct stat info {};
+  // Opened without following a link and without waiting on a FIFO.
+  const int fd = ::openat(directory, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    if (::fstatat(directory, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
+    view.device = info.st_dev;
+    view.inode = info.st_ino;
+    view.foreign = true;  // a symbolic link (or something that cannot be opened)
+    return view;
+  }
   if (fstat(fd, &info) == 0) {
     view.device = info.st_dev;
     view.inode = info.st_ino;
     view.mtime_ns = static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
+    view.foreign = !S_ISREG(info.st_mode);
   }
   char buffer[512];
-  const ssize_t got = ::read(fd, buffer, sizeof buffer - 1);
+  const ssize_t got = view.foreign ? 0 : ::pread(fd, buffer, sizeof buffer - 1, 0);
   ::close(fd);
   if (got > 0) {
     const std::string_view text(buffer, static_cast<std::size_t>(got));
-    const auto field = [&](std::string_view name) -> std::string_view {
-      const auto at = text.find("\n" + std::string(name) + " ");
+    const auto field = [&](std::string_view key) -> std::string_view {
+      const auto at = text.find("\n" + std::string(key) + " ");
       if (at == std::string_view::npos) return {};
-      const auto start = at + name.size() + 2;
+      const auto start = at + key.size() + 2;
       const auto end = text.find('\n', start);
       return end == std::string_view::npos ? std::string_view{} : text.substr(start, end - start);
     };
@@ -129,29 +150,20 @@ std::optional<LockView> look_at(const std::string& path) {
 enum class Attempt { held, busy, unavailable };
 
 // Tries to create the lock; on success fills `impl`.
-Attempt try_create(const std::string& lock_path, const std::string& directory, const std::string& hex,
-                   bool group_shared, std::unique_ptr<EntryLock::Impl>& impl, int& error) {
-  const std::string temporary = directory + "/" + detail::temporary_name(hex + ".lock");
-  int fd = -1;
-  for (int attempt = 0; attempt < 4 && fd < 0; ++attempt) {
-    if ((error = detail::injected_fault(detail::IoStep::create_lock)) != 0) return Attempt::unavailable;
-    fd = ::open(temporary.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0) break;
-    if (errno != ENOENT) {
-      error = errno;
-      return Attempt::unavailable;
-    }
-    if ((error = detail::make_directories(directory, group_shared)) != 0) return Attempt::unavailable;
-  }
+Attempt try_create(const std::shared_ptr<const FileDescriptor>& directory, const std::string& name,
+                   const std::string& hex, std::unique_ptr<EntryLock::Impl>& impl, int& error) {
+  const std::string temporary = detail::temporary_name(hex + ".lock");
+  if ((error = detail::injected_fault(detail::IoStep::create_lock)) != 0) return Attempt::unavailable;
+  const int fd = ::openat(directory->get(), temporary.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0) {
-    error = ENOENT;
+    error = errno;
     return Attempt::unavailable;
   }
   const std::string content = lock_content();
   const bool written = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
   bool held = false;
   if (written) {
-    if (::link(temporary.c_str(), lock_path.c_str()) == 0) {
+    if (::linkat(directory->get(), temporary.c_str(), directory->get(), name.c_str(), 0) == 0) {
       held = true;
     } else {
       error = errno;
@@ -161,7 +173,7 @@ Attempt try_create(const std::string& lock_path, const std::string& directory, c
   } else {
     error = errno;
   }
-  ::unlink(temporary.c_str());
+  ::unlinkat(directory->get(), temporary.c_str(), 0);
   if (!held) {
     ::close(fd);
     if (!written) return Attempt::unavailable;
@@ -169,7 +181,8 @@ Attempt try_create(const std::string& lock_path, const std::string& directory, c
     return error == EEXIST ? Attempt::busy : Attempt::unavailable;
   }
   impl = std::make_unique<EntryLock::Impl>();
-  impl->path = lock_path;
+  impl->directory = directory;
+  impl->name = name;
   impl->fd = fd;
   struct stat info {};
   fstat(fd, &info);
@@ -178,22 +191,30 @@ Attempt try_create(const std::string& lock_path, const std::string& directory, c
   return Attempt::held;
 }
 
-// Removes the lock at `lock_path` if it is still the one judged stale.
-void take_over(const std::string& lock_path, const std::string& directory, const std::string& hex,
+// Removes the lock `name` if it is still the one judged stale.
+void take_over(int directory, const std::string& name, const std::string& path, const std::string& hex,
                const LockView& stale) {
-  const std::string aside = directory + "/" + detail::temporary_name(hex + ".lock.stale");
-  if (::rename(lock_path.c_str(), aside.c_str()) != 0) return;  // gone already: someone else took over
+  const std::string aside = detail::temporary_name(hex + ".lock.stale");
+  if (::renameat(directory, name.c_str(), directory, aside.c_str()) != 0) return;  // gone: someone took over
   struct stat info {};
-  const bool judged = lstat(aside.c_str(), &info) == 0 && info.st_dev == stale.device && info.st_ino == stale.inode;
+  const bool judged = ::fstatat(directory, aside.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0 &&
+                      info.st_dev == stale.device && info.st_ino == stale.inode;
   if (!judged) {
     // We moved a fresh lock another waiter had just created: put it back unless a newer one
     // appeared meanwhile (link never overwrites).
-    ::link(aside.c_str(), lock_path.c_str());
+    ::linkat(directory, aside.c_str(), directory, name.c_str(), 0);
   }
-  ::unlink(aside.c_str());
-  if (judged)
-    detail::log().info("took over the stale compute-once lock {} (held by pid {} on {})", lock_path, stale.pid,
+  ::unlinkat(directory, aside.c_str(), 0);
+  if (!judged) return;
+  if (stale.foreign) {
+    detail::log().warn(
+        "removed {}: something that is not a lock file (a symbolic link, FIFO or directory) stood "
+        "where a compute-once lock belongs",
+        path);
+  } else {
+    detail::log().info("took over the stale compute-once lock {} (held by pid {} on {})", path, stale.pid,
                        stale.host.empty() ? std::string("an unknown host") : stale.host);
+  }
 }
 
 }  // namespace
@@ -214,24 +235,44 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
   validate_lock_options(options);
   validate_function_name(function);
   const std::string hex = key.hex();
-  const std::string directory = detail::shard_directory(*state_, function, hex);
-  const std::string lock_path = detail::lock_path_of(directory + "/" + hex);
+  const std::string shard = detail::relative_shard(function, hex);
+  const std::string name = hex + ".lock";
+  const std::string lock_path = state_->directory.shown(shard + "/" + name);
   const auto usable = [&](LoadResult& found) { return found && (!accept || accept(found.entry->metadata())); };
+  const auto unavailable = [&](int error) {
+    if (detail::first_time("joblet.store.lock:" + state_->root_text)) {
+      detail::log().warn(
+          "cannot create compute-once locks in {} ({}); computing without them, so several "
+          "processes may compute the same result",
+          state_->root_text,
+          error == ELOOP || error == ENOTDIR ? state_->directory.describe_obstacle(shard)
+                                             : detail::describe_write_errno(error));
+    }
+    return Claim{};
+  };
 
   using Steady = std::chrono::steady_clock;
   std::optional<LockView> watched;
   Steady::time_point unchanged_since{};
   auto poll = options.poll;
   bool waited = false;
+  int directories_lost = 0;
+  std::shared_ptr<const FileDescriptor> directory;
   for (bool look = look_first;; look = true) {
     if (look) {
       if (LoadResult found = load(function, key); usable(found)) return Claim{std::move(found.entry), {}, waited};
     }
+    if (!directory) {
+      FileDescriptor opened = state_->directory.open_directory(shard, true, state_->options.group_shared);
+      if (!opened) return unavailable(errno);
+      directory = std::make_shared<const FileDescriptor>(std::move(opened));
+    }
 
     std::unique_ptr<EntryLock::Impl> impl;
     int error = 0;
-    switch (try_create(lock_path, directory, hex, state_->options.group_shared, impl, error)) {
+    switch (try_create(directory, name, hex, impl, error)) {
       case Attempt::held: {
+        impl->path = lock_path;
         impl->heartbeat = options.heartbeat;
         impl->start();
         EntryLock lock(std::move(impl));
@@ -240,24 +281,24 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
         return Claim{std::nullopt, std::move(lock), waited};
       }
       case Attempt::unavailable:
-        if (detail::first_time("joblet.store.lock:" + state_->root_text)) {
-          detail::log().warn(
-              "cannot create compute-once locks in {} ({}); computing without them, so several "
-              "processes may compute the same result",
-              state_->root_text, detail::describe_write_errno(error));
+        if (error == ENOENT && ++directories_lost < 4) {
+          directory.reset();  // a concurrent clear() removed the directory: make it again
+          continue;
         }
-        return Claim{};
+        return unavailable(error);
       case Attempt::busy:
         waited = true;
         break;
     }
 
-    const std::optional<LockView> now_seen = look_at(lock_path);
+    const std::optional<LockView> now_seen = look_at(directory->get(), name);
     if (!now_seen) continue;  // released between our attempt and our look: try again at once
     const auto now = Steady::now();
-    bool stale = false;
-    if (now_seen->host == detail::host_name_for_files() && now_seen->pid != getpid() &&
-        !detail::process_alive(now_seen->pid)) {
+    bool stale = now_seen->foreign;
+    if (stale) {
+      // Not a lock joblet made: nobody computes under it.
+    } else if (now_seen->host == detail::host_name_for_files() && now_seen->pid != getpid() &&
+               !detail::process_alive(now_seen->pid)) {
       stale = true;
     } else if (watched && watched->same_file(*now_seen)) {
       stale = now - unchanged_since >= options.stale_after;
@@ -266,7 +307,7 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
       unchanged_since = now;
     }
     if (stale) {
-      take_over(lock_path, directory, hex, *now_seen);
+      take_over(directory->get(), name, lock_path, hex, *now_seen);
       watched.reset();
       poll = options.poll;
       continue;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <charconv>
 #include <random>
+#include <thread>
 
 #include "io.hpp"
 #include "joblet/detail/log.hpp"
@@ -98,6 +99,12 @@ bool FunctionCache::enabled() const noexcept { return memory_->store.has_value()
 Claim FunctionCache::claim(const Hash128& key) const {
   const Store& store = *memory_->store;
   LoadResult found = store.load(name_, key);
+  // The key covers the version, so an entry of another version here was put here by hand.
+  if (found && found.entry->metadata().version != version_) {
+    found.status = LoadStatus::corrupt;
+    found.problem = "it was written for version '" + found.entry->metadata().version + "' of '" + name_ +
+                    "', not version '" + version_ + "': it was copied or renamed here, and is not used";
+  }
   switch (found.status) {
     case LoadStatus::found:
       if (!options_.validate || options_.validate(found.entry->metadata())) return Claim{std::move(found.entry), {}};
@@ -114,7 +121,12 @@ Claim FunctionCache::claim(const Hash128& key) const {
       break;
   }
   if (!compute_once_) return Claim{};
-  return store.claim(name_, key, memory_->options.lock, options_.validate, /*look_first=*/false);
+  return store.claim(
+      name_, key, memory_->options.lock,
+      [this](const EntryMetadata& metadata) {
+        return metadata.version == version_ && (!options_.validate || options_.validate(metadata));
+      },
+      /*look_first=*/false);
 }
 
 void FunctionCache::report_undecodable(const Hash128& key, const std::string& why) const {
@@ -169,19 +181,14 @@ void FunctionCache::publish_with_arrays(const Hash128& key, const std::string& a
   try {
     const Store& store = *memory_->store;
     const std::string binding = new_binding();
-    // The companion first: an entry is only ever published once the file it names is.
-    const std::filesystem::path companion = store.companion_path(name_, key, /*make_directory=*/true);
     DumpOptions options;
     options.fsync = store.options().fsync;
-    arrays.write(companion, encoding, demangle(result_type.name()), options, binding, describe_write_errno);
-    if (store.options().group_shared) {
-      struct stat info {};
-      if (stat(companion.c_str(), &info) == 0) chmod(companion.c_str(), (info.st_mode & 07777) | S_IRGRP | S_IWGRP);
-    }
     EntryMetadata metadata = entry_metadata(arguments, result_type, computed_in);
-    metadata.payload_kind = PayloadKind::hdf5_companion;
     metadata.extra["companion"] = binding;
-    store.save(name_, key, std::move(metadata), {});
+    // The store writes the companion first: an entry is only published once the file it names is.
+    store.save_with_companion(name_, key, std::move(metadata), [&](const std::filesystem::path& companion) {
+      arrays.write(companion, encoding, demangle(result_type.name()), options, binding, describe_write_errno);
+    });
   } catch (const Error& e) {
     report_store_failure(e.message());
   } catch (const std::exception& e) {
@@ -192,10 +199,6 @@ void FunctionCache::publish_with_arrays(const Hash128& key, const std::string& a
 MmapMode FunctionCache::mmap_mode() const noexcept { return memory_->options.mmap_mode; }
 
 std::size_t FunctionCache::array_file_threshold() const noexcept { return memory_->options.array_file_threshold; }
-
-std::filesystem::path FunctionCache::companion_path(const Hash128& key) const {
-  return memory_->store->companion_path(name_, key);
-}
 
 void FunctionCache::report_unencodable(const Hash128& key, const std::string& why) const noexcept {
   add(*counters_, memory_->totals, &Counters::store_failures, 1);
@@ -223,7 +226,7 @@ void FunctionCache::record(const CallReport& report) const {
 bool FunctionCache::contains(const Hash128& key) const {
   if (!enabled()) return false;
   const auto metadata = memory_->store->metadata(name_, key);
-  return metadata && (!options_.validate || options_.validate(*metadata));
+  return metadata && metadata->version == version_ && (!options_.validate || options_.validate(*metadata));
 }
 
 bool FunctionCache::forget(const Hash128& key) const { return enabled() && memory_->store->remove(name_, key); }
@@ -243,7 +246,7 @@ ShelvedEntry load_shelved(const std::string& location, const std::string& functi
   const Store store(location);
   LoadResult found = store.load(function, key);
   if (found.status == LoadStatus::found) {
-    return ShelvedEntry{std::move(*found.entry), companion_path_of(found.path.string())};
+    return ShelvedEntry{std::move(*found.entry)};
   }
   throw StorageError("the shelved result of '" + function + "' (key " + key.hex() + ") is no longer usable in " +
                      location + " (" +
@@ -273,6 +276,10 @@ std::string quote_for_summary(std::string_view text) {
   for (char c : text.substr(0, kShown)) quoted += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
   quoted += text.size() > kShown ? "\"..." : "\"";
   return quoted;
+}
+
+void pause_before_looking_again(int attempt) {
+  std::this_thread::sleep_for(std::chrono::microseconds(std::min(50 << std::min(attempt, 10), 10'000)));
 }
 
 namespace {

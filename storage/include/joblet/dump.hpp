@@ -79,6 +79,19 @@ struct LoadOptions {
 
 namespace detail {
 
+// A file that is not there, or no longer the one that was named (a cache companion bound to
+// another entry): the benign race of files replaced by rename, which a reader answers by
+// looking again, not by calling anything damaged.
+class FileReplaced : public StorageError {
+  using StorageError::StorageError;
+};
+
+// Who a file is read for: messages advise what the reader can do about it.
+enum class FileUse {
+  user_file,       // load() and SharedArray: the user's own files
+  cache_companion  // a cache entry's companion: never followed through a link, recomputed when damaged
+};
+
 // Collects the arrays of a value while it is encoded, then writes them and the encoding.
 class DumpWriter final : public ArrayWriter {
  public:
@@ -103,11 +116,15 @@ class DumpWriter final : public ArrayWriter {
   std::vector<Array> arrays_;
 };
 
-// A dump file opened and checked for a value of type `type_name` (and `binding`, when given).
+// A dump file opened and checked for a value of type `type_name` (any type when empty), and
+// `binding`, when given: throws FileReplaced when the file is bound to another entry.
+// `opened_as`, when given, is the name the file is opened by (see StoredEntry::companion);
+// `path` is what messages and mapped arrays show.
 class DumpFile {
  public:
   DumpFile(const std::filesystem::path& path, const LoadOptions& options, std::string_view type_name,
-           std::string_view binding = {});
+           std::string_view binding = {}, FileUse use = FileUse::user_file,
+           const std::filesystem::path& opened_as = {});
   ~DumpFile();
   DumpFile(const DumpFile&) = delete;
   DumpFile& operator=(const DumpFile&) = delete;

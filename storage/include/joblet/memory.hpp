@@ -82,21 +82,25 @@ ValidationCallback expires_after(std::chrono::duration<double> age);
 namespace detail {
 // The value an entry holds: decoded from its payload, or read (mapped, with an mmap mode) from
 // its companion dump file, which must carry the binding the entry names. Throws
-// SerializationError or StorageError when it cannot. `companion_path` is called only for
-// companion entries: inline hits, the common case, need not build a path.
-template <class V, std::invocable CompanionPath>
-V decode_entry(const StoredEntry& entry, CompanionPath&& companion_path, MmapMode mode) {
+// SerializationError or StorageError when it cannot, FileReplaced when the companion was
+// replaced (or removed) since the entry was read: look at the entry again.
+template <class V>
+V decode_entry(const StoredEntry& entry, MmapMode mode) {
   if (entry.metadata().payload_kind != PayloadKind::hdf5_companion) return decode<V>(entry.payload());
   const auto binding = entry.metadata().extra.find("companion");
   if (binding == entry.metadata().extra.end() || binding->second.empty()) {
     throw SerializationError("the entry names no companion file");
   }
   // Mapped arrays are not read, so not checked: O(1) hits. Arrays read into memory are.
-  DumpFile file(std::invoke(companion_path), {.mmap_mode = mode, .verify = mode == MmapMode::none}, dump_type_name<V>(),
-                binding->second);
+  DumpFile file(entry.companion(), {.mmap_mode = mode, .verify = mode == MmapMode::none}, dump_type_name<V>(),
+                binding->second, FileUse::cache_companion, entry.companion_opened_as());
   DumpReader reader(file);
   return decode<V>(file.encoding());
 }
+
+// How many times a hit looks at its entry again when the entry's companion was replaced
+// between reading the one and opening the other (a writer republished it meanwhile).
+inline constexpr int kReplacedCompanionRetries = 16;
 }  // namespace detail
 
 // A small, serializable reference to a stored result (joblib's MemorizedResult): pass it to
@@ -113,14 +117,22 @@ class ShelvedResult {
   // Loads the value; throws StorageError when it was cleared or pruned meanwhile.
   R get() const {
     if (value_) return *value_;
-    const detail::ShelvedEntry shelved = detail::load_shelved(location_, function_, key_);
-    try {
-      return detail::decode_entry<R>(
-          shelved.entry, [&] { return shelved.companion; }, MmapMode::none);
-    } catch (const Error& e) {
-      throw StorageError("the shelved result of '" + function_ + "' in " + location_ +
-                         " does not decode as the requested type (" + e.message() +
-                         "); get() it with the cached function's result type");
+    for (int attempt = 0;; ++attempt) {
+      const detail::ShelvedEntry shelved = detail::load_shelved(location_, function_, key_);
+      try {
+        return detail::decode_entry<R>(shelved.entry, MmapMode::none);
+      } catch (const detail::FileReplaced& e) {
+        if (attempt < detail::kReplacedCompanionRetries) {  // republished meanwhile: read it again
+          detail::pause_before_looking_again(attempt);
+          continue;
+        }
+        throw StorageError("the shelved result of '" + function_ + "' in " + location_ + " keeps changing (" +
+                           e.message() + "); get() it again once the processes rewriting it are done");
+      } catch (const Error& e) {
+        throw StorageError("the shelved result of '" + function_ + "' in " + location_ +
+                           " does not decode as the requested type (" + e.message() +
+                           "); get() it with the cached function's result type");
+      }
     }
   }
   // Removes the stored value from the cache.
@@ -297,16 +309,24 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
     }
     report.key = key_of<R>(args...);
     EntryLock lock;
-    if (!force) {
+    for (int attempt = 0; !force; ++attempt) {
       Claim claim = cache_->claim(report.key);
       if (claim.entry) {
         std::optional<Stored> value;
         try {
-          value = detail::decode_entry<Stored>(
-              *claim.entry, [&] { return cache_->companion_path(report.key); }, cache_->mmap_mode());
+          value = detail::decode_entry<Stored>(*claim.entry, cache_->mmap_mode());
+        } catch (const detail::FileReplaced& e) {
+          // Another process republished the entry between our reading it and opening its
+          // companion: a benign race. Read the new entry; recomputing would set off the same
+          // race in every other reader.
+          if (attempt < detail::kReplacedCompanionRetries) {
+            detail::pause_before_looking_again(attempt);
+            continue;
+          }
+          cache_->report_undecodable(report.key, e.message());
         } catch (const SerializationError& e) {
           cache_->report_undecodable(report.key, e.message());
-        } catch (const StorageError& e) {  // its companion file is missing or damaged
+        } catch (const StorageError& e) {  // its companion file is damaged
           cache_->report_undecodable(report.key, e.message());
         }
         if (value) {
@@ -323,6 +343,7 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
         }
       }
       lock = std::move(claim.lock);
+      break;
     }
     const std::string arguments = summarize(args...);
     const auto compute_start = Clock::now();

@@ -16,10 +16,13 @@
 // - Readers open only published names and verify checksums (header + metadata, and payload):
 //   a missing, truncated or corrupt entry is a miss. A reader holding an open entry keeps
 //   reading it even if another process replaces or prunes it meanwhile.
-// - A writer killed mid-write leaves only a hidden temporary file, removed by reduce_size()
-//   once it is old.
-// - Nothing read from an entry can make the reader allocate more than the file's size, crash,
-//   or touch a path outside the store.
+// - A writer killed mid-write leaves only a hidden temporary file: the next process of its host
+//   that writes the same function removes it, reduce_size() any that is old.
+// - Nothing read from an entry can make the reader allocate more than the file holds, crash,
+//   hang, or touch a path outside the store: everything below the root is reached without
+//   following symbolic links, and only plain, singly linked files are read (storage/src/
+//   beneath.hpp). An entry names its own key, function and version, so a valid entry copied
+//   under another key is refused, not served.
 
 #include <chrono>
 #include <cstddef>
@@ -60,6 +63,7 @@ struct EntryMetadata {
   std::uint64_t payload_size = 0;                   // set by the store
   std::uint32_t format_version = 0;                 // set by the store
   Hash128 checksum{};                               // XXH3-128 of the payload; set by the store
+  Hash128 key{};  // the key the entry was written for; set by the store, checked on every read
   PayloadKind payload_kind = PayloadKind::inline_codec;
   // Fields of later revisions, kept by the store (readers ignore keys they do not know).
   std::map<std::string, std::string> extra{};
@@ -74,12 +78,26 @@ class StoredEntry {
   std::span<const std::byte> payload() const noexcept {
     return {bytes_.get() + payload_offset_, file_size_ - payload_offset_};
   }
+  // Its companion file (PayloadKind::hdf5_companion), and the name to open it by while this
+  // entry lives: resolved through the directory the entry was read from, not through the tree
+  // as it is now (the same as companion() where /proc is not mounted).
+  const std::filesystem::path& companion() const noexcept { return companion_; }
+  const std::filesystem::path& companion_opened_as() const noexcept { return companion_opened_as_; }
+  void set_companion(std::filesystem::path path, std::filesystem::path opened_as,
+                     std::shared_ptr<const void> directory) noexcept {
+    companion_ = std::move(path);
+    companion_opened_as_ = std::move(opened_as);
+    directory_ = std::move(directory);
+  }
 
  private:
   EntryMetadata metadata_;
   std::unique_ptr<std::byte[]> bytes_;  // the whole file, read once (not zero-filled first)
   std::size_t file_size_;
   std::size_t payload_offset_;
+  std::filesystem::path companion_{};
+  std::filesystem::path companion_opened_as_{};
+  std::shared_ptr<const void> directory_{};  // keeps the directory companion_opened_as_ goes through open
 };
 
 enum class LoadStatus {
@@ -162,6 +180,8 @@ enum class EntryKind {
   temporary,  // a writer's temporary file (a live writer's, or one left by a killed writer), or
               // a companion file whose entry is gone or not yet published
   lock,       // a compute-once lock
+  foreign,    // something the cache did not make where it keeps its own files (a symbolic link
+              // or a file where a directory belongs): never followed, never removed; see problem
 };
 
 struct EntryInfo {
@@ -196,11 +216,18 @@ struct ReduceOptions {
   std::chrono::duration<double> leftover_age{24.0 * 3600.0};
 };
 
+// A file that should have gone and could not (permissions, a read-only filesystem).
+struct RemovalFailure {
+  std::filesystem::path path{};
+  std::string problem{};  // the cause and the fix
+};
+
 struct ReduceReport {
   std::vector<EntryInfo> removed{};  // entries (and leftovers) removed, or that would be on a dry run
   std::uint64_t removed_bytes = 0;
   std::uint64_t kept_entries = 0;
   std::uint64_t kept_bytes = 0;
+  std::vector<RemovalFailure> failed{};  // files that should have gone and are still there
 };
 
 // Throws ConfigError unless heartbeat is under half of stale_after and the poll intervals make sense.
@@ -217,10 +244,8 @@ class Store {
   const std::filesystem::path& root() const noexcept;
   const StoreOptions& options() const noexcept;
   std::filesystem::path entry_path(std::string_view function, const Hash128& key) const;
-  // Where an entry's companion file goes (PayloadKind::hdf5_companion): "<entry>.h5". With
-  // `make_directory`, its directory is created (with the store's permissions) for a writer.
-  std::filesystem::path companion_path(std::string_view function, const Hash128& key,
-                                       bool make_directory = false) const;
+  // Where an entry's companion file is (PayloadKind::hdf5_companion): "<entry>.h5".
+  std::filesystem::path companion_path(std::string_view function, const Hash128& key) const;
 
   // Reads and verifies an entry. A found entry's mtime is refreshed (see touch_interval). A
   // corrupt entry is reported, not thrown: the caller recomputes and saves over it.
@@ -232,12 +257,15 @@ class Store {
   std::optional<EntryMetadata> metadata(std::string_view function, const Hash128& key) const;
   bool contains(std::string_view function, const Hash128& key) const;
 
-  // Publishes an entry, replacing any entry of the same key. Fills the metadata's
+  // Publishes an entry, replacing any entry of the same key. Fills the metadata's key,
   // payload_size, format_version and checksum. Throws StorageError naming the cause (no space,
-  // read-only, permissions) after removing its temporary file. An hdf5_companion entry is saved
-  // after its companion was published.
+  // read-only, permissions, something in the way) after removing its temporary file.
   void save(std::string_view function, const Hash128& key, EntryMetadata metadata,
             std::span<const std::byte> payload) const;
+  // Publishes an hdf5_companion entry: `write_companion` writes the companion file at the name
+  // it is given (published atomically, as dump() does), then the entry naming it is saved.
+  void save_with_companion(std::string_view function, const Hash128& key, EntryMetadata metadata,
+                           const std::function<void(const std::filesystem::path&)>& write_companion) const;
   // Removes one entry (and its companion); false when there was none.
   bool remove(std::string_view function, const Hash128& key) const;
 
@@ -245,8 +273,11 @@ class Store {
   std::vector<EntryInfo> list(const ListOptions& options = {}) const;
   // The functions that have a directory in the store.
   std::vector<std::string> functions() const;
-  // Removes every entry (of one function, or all), with their leftovers; returns how many
-  // entries went. Safe against concurrent writers: one that loses its directory recreates it.
+  // Removes every entry (of one function, or all), with the leftovers of processes that are
+  // provably gone (of this host and dead, or older than a day); returns how many entries went.
+  // Safe against concurrent writers: their temporary files and locks stay, and one that loses
+  // its directory recreates it. Throws StorageError, after removing all it can, when files
+  // could not be removed (permissions, a read-only filesystem), naming them and the fix.
   std::size_t clear(std::optional<std::string_view> function = std::nullopt) const;
   // LRU eviction (see ReduceOptions). Safe with other processes pruning or writing at the same
   // time: an entry removed twice is removed once, an entry replaced while being judged is at
@@ -267,6 +298,8 @@ class Store {
 
  private:
   LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
+  void publish(std::string_view function, const Hash128& key, EntryMetadata metadata, std::span<const std::byte> payload,
+               const std::function<void(const std::filesystem::path&)>* write_companion) const;
   std::shared_ptr<State> state_;
 };
 

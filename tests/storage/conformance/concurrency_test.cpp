@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <string>
 #include <thread>
@@ -255,3 +257,107 @@ TEST(ComputeOnce, BadLockOptionsAreRejected) {
 }
 
 }  // namespace
+
+// Results of 1 MiB and more live in a companion file that a writer replaces before the entry
+// naming it. A reader that opened the old entry and then finds the new companion has met a
+// benign race: it reads the entry again. Calling the entry corrupt would recompute and
+// republish it, setting off the same race in every other reader (hundreds of recomputations).
+std::vector<std::uint64_t> large_pattern(int key) {
+  std::vector<std::uint64_t> values(160'000);  // 1.25 MiB: a companion file
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<std::uint64_t>(key) * 1'000'003 + i;
+  return values;
+}
+
+TEST(Concurrency, ReadersOfReplacedCompanionsComputeNothing) {
+  TempDir dir;
+  const auto counter = dir / "computations";
+  const auto cache = dir / "cache";
+  constexpr int kKeys = 4;
+  constexpr int kReaders = 6;
+  constexpr int kReads = 120;
+  constexpr int kForcedWrites = 40;
+  const auto make = [&](const Memory& memory) {
+    return memory.cache("field", [counter](int key) {
+      count_computation(counter);
+      return large_pattern(key);
+    });
+  };
+  {
+    Memory memory(cache, {.store = {.fsync = false}});
+    auto cached = make(memory);
+    for (int key = 0; key < kKeys; ++key) cached(key);
+  }
+  std::vector<pid_t> children;
+  for (int r = 0; r < kReaders; ++r) {
+    children.push_back(fork_child([&, r] {
+      Memory memory(cache, {.store = {.fsync = false}});
+      auto cached = make(memory);
+      std::mt19937 random(static_cast<unsigned>(r));
+      for (int i = 0; i < kReads; ++i) {
+        const int key = static_cast<int>(random() % kKeys);
+        if (cached(key) != large_pattern(key)) return 1;
+      }
+      return cached.statistics().corrupt_entries == 0 ? 0 : 2;
+    }));
+  }
+  children.push_back(fork_child([&] {
+    Memory memory(cache, {.store = {.fsync = false}});
+    auto cached = make(memory);
+    for (int i = 0; i < kForcedWrites; ++i) cached.call(i % kKeys);
+    return 0;
+  }));
+  for (pid_t child : children) EXPECT_EQ(wait_child(child), 0);
+  // The first computation of each key, and the writes asked for: the readers computed nothing.
+  EXPECT_EQ(computations(counter), static_cast<std::size_t>(kKeys + kForcedWrites));
+}
+
+TEST(Concurrency, ThreadsReadingAKeyAWriterReplacesComputeNothing) {
+  TempDir dir;
+  std::atomic<int> computed{0};
+  Memory memory(dir.path(), {.store = {.fsync = false}});
+  auto cached = memory.cache("field", [&computed](int key) {
+    computed.fetch_add(1);
+    return large_pattern(key);
+  });
+  cached(0);
+  std::atomic<bool> wrong{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        if (cached(0) != large_pattern(0)) wrong = true;
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < 20; ++i) cached.call(0);
+  });
+  for (auto& thread : threads) thread.join();
+  EXPECT_FALSE(wrong.load());
+  EXPECT_EQ(computed.load(), 1 + 20);
+  EXPECT_EQ(cached.statistics().corrupt_entries, 0u);
+}
+
+// `joblet cache clear` (Store::clear) while programs write: their temporary files and locks are
+// theirs until they publish, so every write still succeeds.
+TEST(Concurrency, ClearNeverBreaksALiveWriter) {
+  TempDir dir;
+  const auto cache = dir / "cache";
+  const auto done = dir / "writer-done";
+  const pid_t writer = fork_child([&] {
+    Memory memory(cache, {.store = {.fsync = true}});
+    auto cached = memory.cache("small", [](int key) { return std::vector<int>(64, key); });
+    for (int key = 0; key < 300; ++key) cached(key);
+    const auto failures = cached.statistics().store_failures;
+    joblet::testing::write_text(done, "done");
+    return failures == 0 ? 0 : 1;
+  });
+  const pid_t clearer = fork_child([&] {
+    joblet::Store store(cache);
+    // Until the writer is done (or gone: reaped by the test, after it failed).
+    while (!std::filesystem::exists(done) && kill(writer, 0) == 0) store.clear();
+    return 0;
+  });
+  EXPECT_EQ(wait_child(writer), 0) << "a write failed while the cache was being cleared";
+  EXPECT_EQ(wait_child(clearer), 0);
+}

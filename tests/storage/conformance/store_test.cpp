@@ -64,7 +64,7 @@ TEST(Store, SaveLoadAndLayout) {
   EXPECT_EQ(read.result_type, "double");
   EXPECT_EQ(read.duration, std::chrono::milliseconds(5));
   EXPECT_EQ(read.payload_size, 1000u);
-  EXPECT_EQ(read.format_version, 1u);
+  EXPECT_EQ(read.format_version, 2u);
   EXPECT_EQ(read.checksum, joblet::hash_bytes(payload.data(), payload.size()));
   EXPECT_EQ(std::chrono::duration_cast<std::chrono::microseconds>(read.created.time_since_epoch()),
             std::chrono::duration_cast<std::chrono::microseconds>(metadata.created.time_since_epoch()));

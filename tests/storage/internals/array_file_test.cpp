@@ -58,13 +58,14 @@ class Surgery {
   }
   // Replaces a dataset by one of this type and shape; `allocated`: contiguous and written,
   // else chunks (when `chunk` > 0) or contiguous space that was never written.
-  void replace(const char* name, hid_t type, std::vector<hsize_t> dims, bool allocated, hsize_t chunk = 0) {
+  void replace(const char* name, hid_t type, std::vector<hsize_t> dims, bool allocated, hsize_t chunk = 0,
+               bool compressed = true) {
     H5Ldelete(file_, name, H5P_DEFAULT);
     const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
     const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     if (chunk > 0) {
       H5Pset_chunk(dcpl, 1, &chunk);
-      H5Pset_deflate(dcpl, 6);
+      if (compressed) H5Pset_deflate(dcpl, 6);
     }
     const hid_t dataset = H5Dcreate2(file_, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (allocated) {
@@ -157,6 +158,32 @@ TEST(BadDumpFiles, HugeClaimedSizesAllocateNothing) {
   // An encoding whose own shape overflows.
   Surgery(path).set_encoding(array_encoding({huge, huge}, "0"));
   EXPECT_NE(load_error(path).find("does not hold a valid"), std::string::npos) << load_error(path);
+}
+
+// A few kilobytes of file whose dataset claims 2 GiB it never wrote (no chunks, or contiguous
+// space never allocated) would read as 2 GiB of fill values: refused before anything is
+// allocated, through load() and through SharedArray alike.
+TEST(BadDumpFiles, StorageNeverWrittenIsNotReadAsFillValues) {
+  TempDir dir;
+  const hsize_t big = hsize_t{1} << 28;
+  for (const bool chunked : {true, false}) {
+    SCOPED_TRACE(chunked ? "chunked" : "contiguous");
+    const auto path = dumped(dir);
+    {
+      Surgery surgery(path);
+      surgery.replace("arrays/0", H5T_IEEE_F64LE, {big}, false, chunked ? 1 << 17 : 0, /*compressed=*/false);
+      surgery.set_encoding(array_encoding({big}, "0"));
+    }
+    EXPECT_LT(std::filesystem::file_size(path), 64u << 10);
+    EXPECT_NE(load_error(path).find("never written"), std::string::npos) << load_error(path);
+    joblet::SharedArray shared(path, "arrays/0");
+    try {
+      (void)shared.get<double>(joblet::MmapMode::none);
+      ADD_FAILURE() << "a SharedArray of a dataset that was never written loaded";
+    } catch (const joblet::StorageError& e) {
+      EXPECT_NE(e.message().find("never written"), std::string::npos) << e.message();
+    }
+  }
 }
 
 TEST(BadDumpFiles, EncodingsNamingOtherDatasets) {

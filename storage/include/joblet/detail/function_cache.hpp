@@ -117,7 +117,6 @@ class FunctionCache {
                            const DumpWriter& arrays) const noexcept;
   MmapMode mmap_mode() const noexcept;
   std::size_t array_file_threshold() const noexcept;
-  std::filesystem::path companion_path(const Hash128& key) const;
   void record(const CallReport& report) const;
 
   bool contains(const Hash128& key) const;
@@ -143,12 +142,14 @@ class FunctionCache {
 // The build id of this program's executable, as hex (see CacheOptions::salt_with_build_id).
 const std::string& build_id();
 
-// What a ShelvedResult refers to, with where its companion file would be: the store that found
-// the entry knows, so get() need not open a second one to ask.
+// What a ShelvedResult refers to (its companion, if any, is opened through entry.companion()).
 struct ShelvedEntry {
   StoredEntry entry;
-  std::filesystem::path companion;
 };
+
+// Sleeps a little longer at each attempt (from 50 µs to 10 ms): a writer republishing an entry
+// renames its companion, then the entry, a few milliseconds apart.
+void pause_before_looking_again(int attempt);
 // Loads what a ShelvedResult refers to; throws StorageError naming what to do when it is gone.
 ShelvedEntry load_shelved(const std::string& location, const std::string& function, const Hash128& key);
 void clear_shelved(const std::string& location, const std::string& function, const Hash128& key);
