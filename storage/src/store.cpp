@@ -157,7 +157,12 @@ ReadAttempt read_once(const Store::State& state, std::string_view function, cons
     fd = FileDescriptor(detail::open_beneath(root, relative, O_RDONLY | O_NONBLOCK));
     if (fd) break;
     const int error = errno;
-    if (error == ENOENT && attempt == 0 && state.directory.reopen_if_replaced()) continue;
+    // A miss, or a root removed since it was opened (a deleted directory has no links): only
+    // then is it worth looking for a new one, so a plain miss costs one fstat more, not a stat.
+    if (error == ENOENT && attempt == 0) {
+      struct stat opened {};
+      if (fstat(root, &opened) == 0 && opened.st_nlink == 0 && state.directory.reopen_if_replaced()) continue;
+    }
     if (error == ENOENT || error == ENOTDIR) return read;  // missing
     if (error == ELOOP) return corrupt(state.directory.describe_obstacle(relative, /*names_file=*/true));
     return corrupt(std::string("it cannot be opened: ") + std::strerror(error), error);
