@@ -101,7 +101,10 @@ std::vector<CampaignStatus> campaign_status(const std::filesystem::path& locatio
   }
   Store store(location);
   std::vector<std::string> names;
-  if (DIR* handle = ::fdopendir(::dup(directory.get()))) {
+  const int listing = ::dup(directory.get());
+  DIR* handle = listing >= 0 ? ::fdopendir(listing) : nullptr;
+  if (handle == nullptr && listing >= 0) ::close(listing);
+  if (handle != nullptr) {
     while (const dirent* item = ::readdir(handle)) {
       const std::string_view name = item->d_name;
       if (name.size() > 9 && name.ends_with(".campaign")) names.emplace_back(name);

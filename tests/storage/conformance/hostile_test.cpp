@@ -261,6 +261,26 @@ TEST(HostileCache, AHardLinkedEntryIsRefusedAndTheOtherFileUntouched) {
   EXPECT_TRUE(listed[0].metadata.has_value()) << listed[0].problem;  // republished as a file of its own
 }
 
+TEST(HostileCache, ALinkedEntryIsReportedNotFollowed) {
+  TempDir dir;
+  TempDir elsewhere;
+  Memory memory(dir.path());
+  auto cached = memory.cache("square", square);
+  cached(3);
+  const auto entry = memory.store()->entry_path("square", cached.key(3));
+  fs::rename(entry, elsewhere / "entry");
+  fs::create_symlink(elsewhere / "entry", entry);
+  const auto before = snapshot(elsewhere.path());
+  auto run = joblet_command({"cache", "ls", "--dir", dir.path().string()});
+  EXPECT_TRUE(contains(run.output, "symbolic link")) << run.output;
+  run = joblet_command({"cache", "stats", "--dir", dir.path().string()});
+  EXPECT_TRUE(contains(run.output, "1 unreadable")) << run.output;
+  g_calls = 0;
+  EXPECT_EQ(cached(3), 9.0);
+  EXPECT_EQ(g_calls, 1);
+  EXPECT_EQ(snapshot(elsewhere.path()), before);
+}
+
 // --- hangs -----------------------------------------------------------------------------------
 
 TEST(HostileCache, FifosAnywhereNeverHang) {
