@@ -2,14 +2,18 @@
 // Helpers shared by the engine suites.
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -72,5 +76,76 @@ inline bool has_children() {
 }
 
 inline void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+// How long a test waits for a state before it gives up: loose, only so that a broken test fails
+// instead of hanging (CTest's TIMEOUT is 120 s).
+inline constexpr std::chrono::seconds kPatience{60};
+
+// Waits until `ready()` holds (polled every millisecond); false if it still does not after
+// `patience`.
+template <class Ready>
+bool wait_until(Ready&& ready, std::chrono::milliseconds patience = kPatience) {
+  const auto give_up = std::chrono::steady_clock::now() + patience;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() >= give_up) return ready();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// A T in memory shared with every process forked after it was made (MAP_SHARED | MAP_ANONYMOUS):
+// worker processes of the processes backend see the caller's writes and the caller theirs.
+// Made before the call that forks them. T holds lock-free atomics only.
+template <class T>
+class SharedMemory {
+ public:
+  SharedMemory() {
+    void* memory = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) throw std::runtime_error("mmap of shared memory failed");
+    value_ = new (memory) T();
+  }
+  ~SharedMemory() {
+    value_->~T();
+    munmap(value_, sizeof(T));
+  }
+  SharedMemory(const SharedMemory&) = delete;
+  SharedMemory& operator=(const SharedMemory&) = delete;
+  T* get() const noexcept { return value_; }
+  T* operator->() const noexcept { return value_; }
+  T& operator*() const noexcept { return *value_; }
+
+ private:
+  T* value_;
+};
+
+// Blocks the calling process until a signal kills it: a task of a worker process that the call
+// must kill (a call that returns at all then proves it did).
+[[noreturn]] inline void block_until_killed() {
+  for (;;) pause();
+}
+
+// The threads backend's calling thread runs a batch itself when no worker has started 50 ms
+// into the call (workers slow to be scheduled on a loaded machine). A task that waits for
+// something the caller does would then wait for itself. Made in the calling thread before the
+// call; every task calls task_started() first: on a worker it notes that a worker runs tasks,
+// after which the caller runs no more batches; on the caller it waits for that note.
+class CallerThread {
+ public:
+  // Whether this is the calling thread (not a thread of a forked worker process, which has the
+  // same thread id in a process of its own).
+  bool here() const noexcept { return std::this_thread::get_id() == id_ && getpid() == pid_; }
+  void task_started() {
+    if (!here()) {
+      worker_started_.store(true);
+    } else {
+      wait_until([this] { return worker_started_.load(); });
+    }
+  }
+
+ private:
+  std::thread::id id_ = std::this_thread::get_id();
+  pid_t pid_ = getpid();
+  std::atomic<bool> worker_started_{false};
+};
 
 }  // namespace joblet::testing

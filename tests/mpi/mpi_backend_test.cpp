@@ -13,6 +13,7 @@
 #include <joblet/joblet.hpp>
 #include <joblet/mpi.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -54,6 +55,48 @@ auto item_tasks(int n) {
          });
 }
 
+// A folder every rank sees: rank 0 makes it in /tmp and tells the others (the ranks of these
+// tests share a node). Collective; empty on every rank if it could not be made.
+std::string make_shared_folder() {
+  std::string folder = "/tmp/joblet-mpi-test-XXXXXX";
+  if (world_rank() == 0 && mkdtemp(folder.data()) == nullptr) folder.assign(folder.size(), '\0');
+  MPI_Bcast(folder.data(), static_cast<int>(folder.size()), MPI_CHAR, 0, MPI_COMM_WORLD);
+  return folder[0] == '\0' ? std::string() : folder;
+}
+
+// Collective, after the last use of the folder on every rank.
+void remove_shared_folder(const std::string& folder) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove_all(folder);
+}
+
+// n tasks, each of which returns only once every rank has started one (each rank says so with a
+// file in `folder`), so that no rank can run them all alone, however fast it is. Loosely bounded
+// (a minute for the whole call): a rank that never got a task then shows in the results.
+auto tasks_every_rank_starts(int n, const std::string& folder) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  const int ranks = world_size();
+  const auto started = [folder](int rank) {
+    return std::filesystem::path(folder) / ("started-" + std::to_string(rank));
+  };
+  return std::views::iota(0, n) | std::views::transform([give_up, ranks, started](int i) {
+           return [i, give_up, ranks, started] {
+             const int rank = world_rank();
+             std::ofstream(started(rank)).put('x');
+             const auto every_rank_started = [&] {
+               for (int r = 0; r < ranks; ++r) {
+                 if (!std::filesystem::exists(started(r))) return false;
+               }
+               return true;
+             };
+             while (!every_rank_started() && std::chrono::steady_clock::now() < give_up) {
+               std::this_thread::sleep_for(std::chrono::milliseconds(1));
+             }
+             return Item{i, rank, {}};
+           };
+         });
+}
+
 // Its ASSERTs leave this function only, not the test.
 void expect_items(const std::vector<Item>& items, int n) {
   ASSERT_EQ(items.size(), static_cast<std::size_t>(n));
@@ -80,17 +123,13 @@ TEST(Mpi, ListEqualsTheSequentialMapOnEveryRank) {
 }
 
 TEST(Mpi, EveryRankComputes) {
-  // Tasks long enough that no rank can take them all.
-  auto items = joblet::Parallel({.backend = "mpi", .batch_size = 1})(
-      std::views::iota(0, 8 * world_size()) | std::views::transform([](int i) {
-        return [i] {
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
-          return Item{i, world_rank(), {}};
-        };
-      }));
+  const std::string folder = make_shared_folder();
+  ASSERT_FALSE(folder.empty()) << "rank 0 could not make a folder in /tmp";  // on every rank
+  auto items = joblet::Parallel({.backend = "mpi", .batch_size = 1})(tasks_every_rank_starts(8 * world_size(), folder));
   std::vector<int> per_rank(world_size(), 0);
   for (const Item& item : items) ++per_rank[item.computed_on];
   for (int r = 0; r < world_size(); ++r) EXPECT_GT(per_rank[r], 0) << "rank " << r << " computed nothing";
+  remove_shared_folder(folder);
 }
 
 TEST(Mpi, GeneratorsYieldEverythingOnEveryRank) {
@@ -166,18 +205,38 @@ TEST(Mpi, NJobsLimitsTheRanksThatCompute) {
 
 TEST(Mpi, TimeoutsFailTheCallOnEveryRank) {
   using namespace std::chrono_literals;
-  auto tasks = std::views::iota(0, 10) | std::views::transform([](int i) {
-                 return [i] {
-                   if (i == 3) std::this_thread::sleep_for(3s);
+  // Task 3 blocks until the call has returned (on the rank that runs it, a thread abandoned at
+  // its timeout runs on); the other tasks are instant, far within the timeout even on a loaded
+  // machine.
+  struct Gate {
+    std::atomic<bool> entered{false}, release{false}, left{false};
+  };
+  auto gate = std::make_shared<Gate>();
+  const auto wait_for = [](const std::atomic<bool>& flag) {
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    while (!flag.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+    return flag.load();
+  };
+  auto tasks = std::views::iota(0, 10) | std::views::transform([gate, wait_for](int i) {
+                 return [i, gate, wait_for] {
+                   if (i == 3) {
+                     gate->entered = true;
+                     wait_for(gate->release);
+                     gate->left = true;
+                   }
                    return i;
                  };
                });
   try {
-    joblet::Parallel({.backend = "mpi", .timeout = 300ms, .batch_size = 1})(tasks);
+    joblet::Parallel({.backend = "mpi", .timeout = 2s, .batch_size = 1})(tasks);
     ADD_FAILURE() << "expected a TimeoutError";
   } catch (const joblet::TimeoutError& e) {
     EXPECT_EQ(e.site().task_index, 3u);
   }
+  // The call did not wait for the task.
+  EXPECT_FALSE(gate->left.load());
+  gate->release = true;
+  if (gate->entered.load()) EXPECT_TRUE(wait_for(gate->left));
 }
 
 TEST(Mpi, ResultsThatCannotBeEncodedAreRejected) {
@@ -304,13 +363,10 @@ TEST(MpiDelivery, ResultsToRootLeavesTheOtherRanksEmptyHanded) {
     EXPECT_TRUE(items.empty());
   }
   // Every rank still computed: rank 0 did not do it all alone.
+  const std::string folder = make_shared_folder();
+  ASSERT_FALSE(folder.empty()) << "rank 0 could not make a folder in /tmp";  // on every rank
   auto where = joblet::Parallel({.backend = "mpi", .batch_size = 1, .results_to = joblet::ResultsTo::root})(
-      std::views::iota(0, 6 * world_size()) | std::views::transform([](int i) {
-        return [i] {
-          std::this_thread::sleep_for(std::chrono::milliseconds(10));
-          return Item{i, world_rank(), {}};
-        };
-      }));
+      tasks_every_rank_starts(6 * world_size(), folder));
   if (world_rank() == 0) {
     std::vector<int> per_rank(world_size(), 0);
     for (const Item& item : where) ++per_rank[item.computed_on];
@@ -324,6 +380,7 @@ TEST(MpiDelivery, ResultsToRootLeavesTheOtherRanksEmptyHanded) {
     ++yielded;
   }
   EXPECT_EQ(yielded, world_rank() == 0 ? 50 : 0);
+  remove_shared_folder(folder);
 }
 
 TEST(MpiDelivery, FailuresReachEveryRankWhenResultsGoToTheRoot) {

@@ -100,11 +100,26 @@ inline int wait_child(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-inline void wait_for_file(const std::filesystem::path& path) {
-  // Loosely bounded, only so that a broken test fails instead of hanging.
-  for (int i = 0; i < 6000 && !std::filesystem::exists(path); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+// Waits until `ready()` holds (polled every millisecond); false if it still does not after
+// `patience`, which is loose: only so that a broken test fails instead of hanging.
+template <class Ready>
+bool wait_until(Ready&& ready, std::chrono::milliseconds patience = std::chrono::seconds(60)) {
+  const auto give_up = std::chrono::steady_clock::now() + patience;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() >= give_up) return ready();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  return true;
+}
+
+// Waits until `path` exists; false if it still does not after a loose minute.
+inline bool wait_for_file(const std::filesystem::path& path) {
+  return wait_until([&] { return std::filesystem::exists(path); });
+}
+
+// Blocks the calling process until a signal kills it (a forked child that the test kills).
+[[noreturn]] inline void block_until_killed() {
+  for (;;) pause();
 }
 
 inline std::string read_text(const std::filesystem::path& path) {

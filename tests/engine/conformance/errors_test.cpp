@@ -4,15 +4,12 @@
 #include <joblet/joblet.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <ranges>
 #include <stdexcept>
 
 #include "../support.hpp"
 
 namespace {
-
-using joblet::testing::sleep_ms;
 
 struct CustomError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -59,8 +56,8 @@ TEST(Errors, ProcessesReportTypeMessageIndexAndPid) {
 TEST(Errors, GeneratorsThrowWhenTheyReachTheFailure) {
   for (const auto& backend : joblet::testing::kBackends) {
     SCOPED_TRACE(backend);
-    auto generator = joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks_failing_at(50, 20),
-                                                                         joblet::return_as::generator);
+    auto generator =
+        joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks_failing_at(50, 20), joblet::return_as::generator);
     int yielded = 0;
     auto consume = [&] {
       for (int value : generator) {
@@ -74,24 +71,52 @@ TEST(Errors, GeneratorsThrowWhenTheyReachTheFailure) {
 }
 
 TEST(Errors, AFailureAmongLongTasksReturnsPromptly) {
-  // 40 tasks of 200 ms on 2 workers take 4 s; a failure in the first task must end the call
-  // long before (no new task starts after it). The bound is loose on purpose.
-  for (const std::string backend : {"threads", "processes"}) {
-    SCOPED_TRACE(backend);
+  // 40 tasks on 2 workers, the first of which fails: no task may start once the failure is
+  // seen. Every other task blocks until the call has stopped on the failure, so each worker can
+  // have started at most one of them (the counter would run up to 40 otherwise), and a call
+  // that waited for the rest would never return.
+  {
+    SCOPED_TRACE("threads");
+    // Threads cannot be killed: they are let go by the progress report that follows the call's
+    // cancellation on the failure (a report with a failure in it).
     std::atomic<int> started{0};
-    auto tasks = std::views::iota(0, 40) | std::views::transform([&started](int i) {
-                   return [i, &started] {
+    std::atomic<bool> failure_reported{false};
+    joblet::testing::CallerThread caller;
+    auto tasks = std::views::iota(0, 40) | std::views::transform([&](int i) {
+                   return [i, &started, &failure_reported, &caller] {
                      started.fetch_add(1);
                      if (i == 0) throw std::runtime_error("first task fails");
-                     sleep_ms(200);
+                     // The caller, should it run a batch, is the one that reports: it goes on.
+                     if (!caller.here()) {
+                       EXPECT_TRUE(joblet::testing::wait_until([&] { return failure_reported.load(); }));
+                     }
                      return i;
                    };
                  });
-    const auto begin = std::chrono::steady_clock::now();
-    EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 1})(tasks), std::exception);
-    const auto elapsed = std::chrono::steady_clock::now() - begin;
-    EXPECT_LT(elapsed, std::chrono::milliseconds(2000));
-    if (backend == "threads") EXPECT_LE(started.load(), 4);
+    const auto report = [&failure_reported](const joblet::Progress& progress) {
+      if (progress.failed > 0) failure_reported.store(true);
+    };
+    EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "threads", .batch_size = 1, .progress = report})(tasks),
+                 std::runtime_error);
+    // The failing task, one blocked task per worker, and one the caller may have run.
+    EXPECT_LE(started.load(), 4);
+    EXPECT_TRUE(failure_reported.load());
+  }
+  {
+    SCOPED_TRACE("processes");
+    // Worker processes are killed when the call stops: the other tasks block until then.
+    joblet::testing::SharedMemory<std::atomic<int>> started;
+    auto tasks = std::views::iota(0, 40) | std::views::transform([started = started.get()](int i) {
+                   return [i, started] {
+                     started->fetch_add(1);
+                     if (i == 0) throw std::runtime_error("first task fails");
+                     joblet::testing::block_until_killed();
+                     return i;
+                   };
+                 });
+    EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "processes", .batch_size = 1})(tasks), joblet::TaskError);
+    // The failing task and one blocked task per worker.
+    EXPECT_LE(started->load(), 3);
     EXPECT_FALSE(joblet::testing::has_children());
   }
 }
@@ -132,8 +157,8 @@ TEST(Errors, KeepGoingGeneratorsYieldFailuresInPlace) {
                  };
                });
   int index = 0;
-  for (auto& outcome : joblet::Parallel({.n_jobs = 2, .backend = "threads"})(
-           tasks, joblet::return_as::generator.keep_going())) {
+  for (auto& outcome :
+       joblet::Parallel({.n_jobs = 2, .backend = "threads"})(tasks, joblet::return_as::generator.keep_going())) {
     EXPECT_EQ(outcome.ok(), index != 5);
     ++index;
   }

@@ -3,13 +3,16 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,8 +91,18 @@ TEST(Concurrency, AWriterKilledMidWriteLeavesNoVisiblePartialEntry) {
   TempDir dir;
   joblet::Store store(dir.path(), {.fsync = false});
   constexpr std::size_t kPayload = 16 << 20;
-  std::mt19937 random(7);
+  // The temporary files in the store: a write in progress (or one that a killed writer left).
+  const auto temporaries = [&] {
+    std::set<std::filesystem::path> paths;
+    for (const auto& info : store.list({.include_leftovers = true})) {
+      if (info.kind == joblet::EntryKind::temporary) paths.insert(info.path);
+    }
+    return paths;
+  };
   for (int round = 0; round < 6; ++round) {
+    // Earlier rounds may have left temporaries: only a new one shows this writer writing.
+    const auto left_before = temporaries();
+    const std::size_t entries_before = store.list().size();
     const pid_t writer = fork_child([&] {
       std::string payload(kPayload, '\0');
       for (int i = 0;; ++i) {
@@ -99,7 +112,17 @@ TEST(Concurrency, AWriterKilledMidWriteLeavesNoVisiblePartialEntry) {
       }
       return 0;
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(5 + random() % 60));
+    // Killed while a write is in progress: in its first write, or (odd rounds) in a later one,
+    // once it has published an entry.
+    const bool after_an_entry = round % 2 == 1;
+    const bool writing = joblet::testing::wait_until([&] {
+      if (after_an_entry && store.list().size() <= entries_before) return false;
+      for (const auto& path : temporaries()) {
+        if (!left_before.contains(path)) return true;
+      }
+      return false;
+    });
+    EXPECT_TRUE(writing) << "round " << round << ": the writer was never seen writing";
     kill(writer, SIGKILL);
     EXPECT_EQ(wait_child(writer), 128 + SIGKILL);
   }
@@ -124,15 +147,21 @@ TEST(Concurrency, AWriterKilledMidWriteLeavesNoVisiblePartialEntry) {
 TEST(ComputeOnce, OneProcessComputesWhileTheOthersWait) {
   TempDir dir;
   const auto counter = dir.path() / "computed";
+  constexpr int kChildren = 4;
+  const auto asking = [&](int child) { return dir.path() / ("asking-" + std::to_string(child)); };
   std::vector<pid_t> children;
-  for (int c = 0; c < 4; ++c) {
-    children.push_back(fork_child([&] {
+  for (int c = 0; c < kChildren; ++c) {
+    children.push_back(fork_child([&, c] {
       Memory memory(dir.path() / "cache", {.compute_once = true});
       auto cached = memory.cache("once", [&](int x) {
         count_computation(counter);
-        std::this_thread::sleep_for(300ms);
+        // Every child has come to ask before the result exists: the others wait for this one.
+        for (int other = 0; other < kChildren; ++other) {
+          if (!joblet::testing::wait_for_file(asking(other))) return -1;
+        }
         return x * 2;
       });
+      joblet::testing::write_text(asking(c), "yes");
       return cached(21) == 42 ? 0 : 1;
     }));
   }
@@ -152,7 +181,7 @@ TEST(ComputeOnce, AHolderKilledMidComputeIsTakenOver) {
     count_computation(counter);
     if (getpid() != parent) {
       joblet::testing::write_text(started, "yes");
-      std::this_thread::sleep_for(60s);  // killed long before
+      joblet::testing::block_until_killed();
     }
     return x + 1;
   };
@@ -181,6 +210,7 @@ void plant_foreign_lock(const Memory& memory, const joblet::Hash128& key, const 
   joblet::testing::write_text(lock, "joblet compute-once lock\nhost elsewhere\npid 1\ntoken 5\n");
 }
 
+// Only the foreign lock's own staleness is judged quickly here: nobody holds it.
 const MemoryOptions kQuickLocks{.compute_once = true, .lock = {.stale_after = 0.3s, .heartbeat = 0.1s}};
 
 TEST(ComputeOnce, AStaleLockFromAnotherHostIsTakenOver) {
@@ -196,20 +226,42 @@ TEST(ComputeOnce, AStaleLockFromAnotherHostIsTakenOver) {
 TEST(ComputeOnce, TwoWaitersTakingOverAtOnceBothFinish) {
   TempDir dir;
   const auto counter = dir.path() / "computed";
-  {
-    Memory memory(dir.path() / "cache", kQuickLocks);
-    auto cached = memory.cache("race", [](int x) { return x; });
-    plant_foreign_lock(memory, cached.key(5), "race");
-  }
+  const auto holding = dir.path() / "holding";
+  constexpr int kChildren = 3;
+  const auto ready = [&](int child) { return dir.path() / ("ready-" + std::to_string(child)); };
+  // The first to compute blocks until it is killed, leaving a lock whose process is dead on this
+  // host: every child finds it stale at once, whatever the load. The others compute for a while
+  // (how long decides nothing) under live locks, which the default stale_after (a minute) never
+  // lets pass for stale.
+  const auto make = [&](const Memory& memory) {
+    return memory.cache("race", [&](int x) {
+      if (!std::filesystem::exists(holding)) {
+        joblet::testing::write_text(holding, "yes");
+        joblet::testing::block_until_killed();
+      }
+      count_computation(counter);
+      std::this_thread::sleep_for(200ms);
+      return x;
+    });
+  };
+  const pid_t holder = fork_child([&] {
+    Memory memory(dir.path() / "cache", {.compute_once = true});
+    make(memory)(5);
+    return 0;
+  });
+  EXPECT_TRUE(joblet::testing::wait_for_file(holding));
+  kill(holder, SIGKILL);
+  ASSERT_EQ(wait_child(holder), 128 + SIGKILL);
   std::vector<pid_t> children;
-  for (int c = 0; c < 3; ++c) {
-    children.push_back(fork_child([&] {
-      Memory memory(dir.path() / "cache", kQuickLocks);
-      auto cached = memory.cache("race", [&](int x) {
-        count_computation(counter);
-        std::this_thread::sleep_for(200ms);
-        return x;
-      });
+  for (int c = 0; c < kChildren; ++c) {
+    children.push_back(fork_child([&, c] {
+      Memory memory(dir.path() / "cache", {.compute_once = true});
+      auto cached = make(memory);
+      // All at once: each comes to the stale lock once every one is ready.
+      joblet::testing::write_text(ready(c), "yes");
+      for (int other = 0; other < kChildren; ++other) {
+        if (!joblet::testing::wait_for_file(ready(other))) return 2;
+      }
       return cached(5) == 5 ? 0 : 1;
     }));
   }
@@ -219,29 +271,69 @@ TEST(ComputeOnce, TwoWaitersTakingOverAtOnceBothFinish) {
   EXPECT_LE(computations(counter), 2u);
 }
 
+// Reads away the events queued on a non-blocking inotify descriptor.
+void forget_events(int inotify) {
+  alignas(inotify_event) char events[4096];
+  while (::read(inotify, events, sizeof events) > 0) {
+  }
+}
+
+// Waits for an event on `inotify` (one watching a file for IN_OPEN: a process opened it), then
+// reads away every queued one; false after a loose minute without one.
+bool wait_for_an_open(int inotify) {
+  pollfd ready{inotify, POLLIN, 0};
+  if (::poll(&ready, 1, 60'000) != 1) return false;
+  forget_events(inotify);
+  return true;
+}
+
 TEST(ComputeOnce, TheHeartbeatKeepsALongComputationsLock) {
   TempDir dir;
   const auto counter = dir.path() / "computed";
   const auto started = dir.path() / "started";
-  // The computation lasts many times stale_after: only the heartbeat keeps the waiter waiting.
-  const MemoryOptions options{.compute_once = true, .lock = {.stale_after = 1.0s, .heartbeat = 0.1s}};
-  const auto compute = [&](int x) {
-    count_computation(counter);
-    joblet::testing::write_text(started, "yes");
-    std::this_thread::sleep_for(2500ms);
-    return x * 3;
+  const auto release = dir.path() / "release";
+  // Only the heartbeat tells the waiter that the holder lives. A heartbeat starved by load for
+  // less than stale_after - heartbeat cannot pass for a dead holder.
+  const auto stale_after = 3s;
+  const MemoryOptions options{.compute_once = true, .lock = {.stale_after = stale_after, .heartbeat = 0.25s}};
+  // The holder computes until the test lets it go: once the waiter has watched its lock for
+  // twice stale_after.
+  const auto make = [&](const Memory& memory) {
+    return memory.cache("long", [&](int x) {
+      count_computation(counter);
+      joblet::testing::write_text(started, "yes");
+      joblet::testing::wait_for_file(release);
+      return x * 3;
+    });
   };
   const pid_t holder = fork_child([&] {
     Memory memory(dir.path() / "cache", options);
-    return memory.cache("long", compute)(3) == 9 ? 0 : 1;
+    return make(memory)(3) == 9 ? 0 : 1;
   });
-  joblet::testing::wait_for_file(started);
+  EXPECT_TRUE(joblet::testing::wait_for_file(started));
+  // The waiter looks at the lock by opening it; nothing else opens it.
+  const std::string lock = [&] {
+    Memory memory(dir.path() / "cache", options);
+    return memory.store()->entry_path("long", make(memory).key(3)).string() + ".lock";
+  }();
+  const int looks = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  EXPECT_GE(looks, 0);
+  EXPECT_GE(inotify_add_watch(looks, lock.c_str(), IN_OPEN), 0) << lock << ": " << std::strerror(errno);
   const pid_t waiter = fork_child([&] {
     Memory memory(dir.path() / "cache", options);
-    auto cached = memory.cache("long", compute);
+    auto cached = make(memory);
     if (cached(3) != 9) return 1;
     return cached.statistics().waits == 1 ? 0 : 2;
   });
+  EXPECT_TRUE(wait_for_an_open(looks)) << "the waiter never looked at the lock";
+  // Twice stale_after after its first look, the waiter looks again, still waiting: without the
+  // heartbeat, it would have taken the lock over by then. (The sleep only makes the wait long;
+  // what follows waits for the waiter's next look, made after it.)
+  std::this_thread::sleep_for(2 * stale_after);
+  forget_events(looks);
+  EXPECT_TRUE(wait_for_an_open(looks)) << "the waiter stopped looking at the lock";
+  ::close(looks);
+  joblet::testing::write_text(release, "go");
   EXPECT_EQ(wait_child(holder), 0);
   EXPECT_EQ(wait_child(waiter), 0);
   EXPECT_EQ(computations(counter), 1u);
@@ -273,9 +365,10 @@ TEST(Concurrency, ReadersOfReplacedCompanionsComputeNothing) {
   const auto counter = dir / "computations";
   const auto cache = dir / "cache";
   constexpr int kKeys = 4;
-  constexpr int kReaders = 6;
-  constexpr int kReads = 120;
-  constexpr int kForcedWrites = 40;
+  // Small counts: every read maps or reads 1.25 MiB through HDF5, which ThreadSanitizer slows a lot.
+  constexpr int kReaders = 4;
+  constexpr int kReads = 30;
+  constexpr int kForcedWrites = 12;
   const auto make = [&](const Memory& memory) {
     return memory.cache("field", [counter](int key) {
       count_computation(counter);
@@ -324,17 +417,17 @@ TEST(Concurrency, ThreadsReadingAKeyAWriterReplacesComputeNothing) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
-      for (int i = 0; i < 100; ++i) {
+      for (int i = 0; i < 25; ++i) {
         if (cached(0) != large_pattern(0)) wrong = true;
       }
     });
   }
   threads.emplace_back([&] {
-    for (int i = 0; i < 20; ++i) cached.call(0);
+    for (int i = 0; i < 8; ++i) cached.call(0);
   });
   for (auto& thread : threads) thread.join();
   EXPECT_FALSE(wrong.load());
-  EXPECT_EQ(computed.load(), 1 + 20);
+  EXPECT_EQ(computed.load(), 1 + 8);
   EXPECT_EQ(cached.statistics().corrupt_entries, 0u);
 }
 
