@@ -20,7 +20,8 @@ CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool stre
     running_.emplace();
     job_->set_stops_on_signal(true);
   }
-  if (!all_finished()) run_ = plan.backend->start(job_);  // an empty input needs no workers
+  // An empty input needs no workers, unless the backend's calls are collectives.
+  if (!all_finished() || plan.backend->starts_every_call()) run_ = plan.backend->start(job_);
 }
 
 CallDriver::~CallDriver() {

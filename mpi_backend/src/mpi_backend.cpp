@@ -244,10 +244,12 @@ class MpiRun final : public Run {
       compute_->own_batch.store(next_batch_size());
       detail::note_grants(compute_->grants.get());
     }
-    if (rank_ < n_workers_) {
+    if (rank_ < n_workers_ && job_->size() > 0) {
       start_compute_thread();
     } else {
-      exhausted_ = true;  // ranks beyond n_jobs only receive results
+      // Ranks beyond n_jobs only receive results; a call without tasks (every rank still meets
+      // in it, to agree on that) has nothing to claim.
+      exhausted_ = true;
       compute_->no_more_work = true;
     }
     detail::note_running_task(&compute_->tracker, rank_);
@@ -683,8 +685,10 @@ class MpiRun final : public Run {
       compute_->no_more_work = true;
     }
     compute_->work_ready.notify_all();
-    // An outstanding claim is answered before this rank says it stops.
+    // An outstanding claim is answered before this rank says it stops; no new one goes out (a
+    // claim posted while the others leave could be answered after their communicator is gone).
     while (claim_outstanding_) progress_idle();
+    exhausted_ = true;
     // Tasks still running finish (after a graceful stop, however long they take; a task
     // abandoned at its timeout is not waited for), and their outcomes go out like the others,
     // so every rank ends with the same view of what was done.
@@ -783,6 +787,7 @@ class MpiBackend final : public Backend {
   bool all_agree(bool value) override { return detail::meet_to_agree(value); }
   bool shares_memory() const noexcept override { return false; }
   bool needs_all_tasks() const noexcept override { return true; }
+  bool starts_every_call() const noexcept override { return true; }
   std::unique_ptr<Run> start(std::shared_ptr<Job> job) override {
     if (t_runs_mpi_tasks) {
       // The ranks are running different tasks of the outer mpi call: they would never meet in

@@ -197,6 +197,20 @@ TEST(Mpi, DifferentTaskCountsAreAnErrorOnEveryRankNotAHang) {
   }
 }
 
+// A rank with no tasks still comes to the call: the others are told, instead of waiting for it.
+TEST(Mpi, AnEmptyTaskListOnOneRankIsAnErrorOnEveryRank) {
+  const int n = world_rank() == 0 ? 0 : 5;
+  try {
+    joblet::Parallel({.backend = "mpi"})(item_tasks(n));
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const joblet::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("different task lists"), std::string::npos) << e.what();
+  }
+  // Empty on every rank: an empty result everywhere, and the ranks still in step.
+  EXPECT_TRUE(joblet::Parallel({.backend = "mpi"})(item_tasks(0)).empty());
+  expect_items(joblet::Parallel({.backend = "mpi"})(item_tasks(7)), 7);
+}
+
 TEST(Mpi, NJobsLimitsTheRanksThatCompute) {
   auto items = joblet::Parallel({.n_jobs = 1, .backend = "mpi"})(item_tasks(30));
   expect_items(items, 30);

@@ -11,8 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <limits>
@@ -45,15 +45,15 @@ struct RunningTask {
 // What a call asks of its backend.
 struct JobSettings {
   int n_workers = 1;
-  std::size_t batch_size = 0;                            // 0: adapt to task duration
-  std::optional<std::chrono::nanoseconds> timeout;       // per task
-  bool keep_going = false;                               // a failure does not cancel the rest
-  bool results_to_root = false;                          // multi-process: only the root gets results
-  int cpu_budget = 1;                                    // CPUs the whole call may use
-  std::optional<std::size_t> pre_dispatch;               // lazy input window; unset: read all first
+  std::size_t batch_size = 0;                       // 0: adapt to task duration
+  std::optional<std::chrono::nanoseconds> timeout;  // per task
+  bool keep_going = false;                          // a failure does not cancel the rest
+  bool results_to_root = false;                     // multi-process: only the root gets results
+  int cpu_budget = 1;                               // CPUs the whole call may use
+  std::optional<std::size_t> pre_dispatch;          // lazy input window; unset: read all first
   // Process workers: result arrays above this go through files in temp_folder (see Config).
   std::size_t max_nbytes = std::numeric_limits<std::size_t>::max();
-  std::string temp_folder;                               // empty: /dev/shm with room, else TMPDIR
+  std::string temp_folder;  // empty: /dev/shm with room, else TMPDIR
 };
 
 // One parallel call as a backend sees it. Thread-safe where noted.
@@ -141,7 +141,6 @@ class Job {
   virtual bool store_error(std::size_t index, std::exception_ptr error) = 0;
   virtual std::uint8_t state(std::size_t index) const noexcept = 0;
 
-
   // For typed jobs constructed with their whole input already read.
   void set_complete_input(std::size_t size) noexcept;
   // Hands finished indices to the caller's thread.
@@ -198,6 +197,10 @@ class Backend {
   // built-in threads and processes backends do, following joblib's n_jobs = 1). A backend
   // that returns false gets every call made with it, whatever n_jobs.
   virtual bool sequential_when_one_worker() const noexcept { return false; }
+  // Whether every call starts a run, even one with no tasks: for backends whose calls are
+  // collectives of several processes (MPI), where a process with an empty input must still meet
+  // the others (and be told when theirs is not empty) instead of leaving them waiting.
+  virtual bool starts_every_call() const noexcept { return false; }
   virtual std::unique_ptr<Run> start(std::shared_ptr<Job> job) = 0;
   // For backends whose calls span processes (MPI): whether `value` holds in every one of them,
   // so that all take the same branch. Collective there; identity elsewhere.
