@@ -68,6 +68,7 @@ namespace {
 thread_local bool t_runs_mpi_tasks = false;
 
 using Clock = Job::Clock;
+using detail::check;
 using detail::FrameHeader;
 
 enum Tag : int { kClaimTag = 1, kGrantTag = 2, kFramesTag = 3 };
@@ -108,15 +109,6 @@ constexpr std::size_t kMaxMessageBytes = std::size_t{1} << 30;
 MPI_Comm g_communicator = MPI_COMM_WORLD;
 // Whether every rank runs on one node (then /dev/shm is a folder they all see).
 bool g_single_node = true;
-
-void check(int status, const char* what) {
-  if (status != MPI_SUCCESS) {
-    char text[MPI_MAX_ERROR_STRING];
-    int length = 0;
-    MPI_Error_string(status, text, &length);
-    throw Error(fmt::format("mpi backend: {} failed: {}", what, std::string(text, static_cast<std::size_t>(length))));
-  }
-}
 
 std::int64_t now_ns() { return Clock::now().time_since_epoch().count(); }
 

@@ -81,15 +81,6 @@ std::deque<Signature> g_objections;                   // objections sent (stable
 std::vector<MPI_Request> g_sends;                     // departure notes and objections in flight
 std::vector<std::unique_ptr<Gathering>> g_abandoned;  // meetings a departure ended
 
-void check(int status, const char* what) {
-  if (status != MPI_SUCCESS) {
-    char text[MPI_MAX_ERROR_STRING];
-    int length = 0;
-    MPI_Error_string(status, text, &length);
-    throw Error(fmt::format("mpi backend: {} failed: {}", what, std::string(text, static_cast<std::size_t>(length))));
-  }
-}
-
 Signature own(Meeting meeting) {
   Signature mine{};
   mine.meeting = meeting;
@@ -233,6 +224,15 @@ void require_same_meeting(const std::vector<Signature>& all, Meeting kind) {
 }
 
 }  // namespace
+
+void check(int status, const char* what) {
+  if (status != MPI_SUCCESS) {
+    char text[MPI_MAX_ERROR_STRING];
+    int length = 0;
+    MPI_Error_string(status, text, &length);
+    throw Error(fmt::format("mpi backend: {} failed: {}", what, std::string(text, static_cast<std::size_t>(length))));
+  }
+}
 
 void open_meetings(MPI_Comm communicator) {
   if (g_meetings != MPI_COMM_NULL) MPI_Comm_free(&g_meetings);

@@ -11,6 +11,9 @@
 
 namespace joblet::detail {
 
+// Throws Error naming `what` and MPI's explanation unless `status` is MPI_SUCCESS.
+void check(int status, const char* what);
+
 struct RankIdentity {
   long pid = 0;
   std::string host;

@@ -247,13 +247,13 @@ bool temporary_of_dead_process(std::string_view name) {
     field = name.substr(dot + 1);
     name = name.substr(0, dot);
   }
-  const std::string_view host = fields[3];
   const std::string pid(fields[2]);
-  if (host != host_name_for_files() || pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) {
-    return false;
-  }
-  const long number = std::strtol(pid.c_str(), nullptr, 10);
-  return number > 0 && number != static_cast<long>(::getpid()) && !process_alive(number);
+  if (pid.empty() || pid.size() > 18 || pid.find_first_not_of("0123456789") != std::string::npos) return false;
+  return dead_process_of_this_host(fields[3], std::strtol(pid.c_str(), nullptr, 10));
+}
+
+bool dead_process_of_this_host(std::string_view host, long pid) {
+  return host == host_name_for_files() && pid > 0 && pid != static_cast<long>(::getpid()) && !process_alive(pid);
 }
 
 }  // namespace joblet::detail

@@ -111,6 +111,9 @@ class CacheRoot {
   mutable std::vector<int> retired_;
 };
 
+// Whether `pid` on `host` is a process of this host (not this one) that no longer exists.
+bool dead_process_of_this_host(std::string_view host, long pid);
+
 // Whether a hidden temporary file ("." stem "." host "." pid "." thread "." random ".tmp", as
 // temporary_name() makes them) was left by a process of this host that no longer exists.
 bool temporary_of_dead_process(std::string_view name);

@@ -128,24 +128,40 @@ std::optional<LockView> look_at(int directory, const std::string& name) {
     view.mtime_ns = static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
     view.foreign = !S_ISREG(info.st_mode);
   }
-  char buffer[512];
-  const ssize_t got = view.foreign ? 0 : ::pread(fd, buffer, sizeof buffer - 1, 0);
-  ::close(fd);
-  if (got > 0) {
-    const std::string_view text(buffer, static_cast<std::size_t>(got));
-    const auto field = [&](std::string_view key) -> std::string_view {
-      const auto at = text.find("\n" + std::string(key) + " ");
-      if (at == std::string_view::npos) return {};
-      const auto start = at + key.size() + 2;
-      const auto end = text.find('\n', start);
-      return end == std::string_view::npos ? std::string_view{} : text.substr(start, end - start);
-    };
-    view.host = std::string(field("host"));
-    const auto pid_text = field("pid");
-    view.pid = pid_text.empty() ? 0 : std::strtol(std::string(pid_text).c_str(), nullptr, 10);
+  if (!view.foreign) {
+    detail::LockOwner owner = detail::read_lock_owner(fd);
+    view.host = std::move(owner.host);
+    view.pid = owner.pid;
   }
+  ::close(fd);
   return view;
 }
+
+}  // namespace
+
+namespace detail {
+LockOwner read_lock_owner(int fd) {
+  LockOwner owner;
+  char buffer[512];
+  const ssize_t got = ::pread(fd, buffer, sizeof buffer - 1, 0);
+  if (got <= 0) return owner;
+  const std::string_view text(buffer, static_cast<std::size_t>(got));
+  const auto field = [&](std::string_view key) -> std::string_view {
+    const auto at = text.find("\n" + std::string(key) + " ");
+    if (at == std::string_view::npos) return {};
+    const auto start = at + key.size() + 2;
+    const auto end = text.find('\n', start);
+    return end == std::string_view::npos ? std::string_view{} : text.substr(start, end - start);
+  };
+  owner.host = std::string(field("host"));
+  const std::string pid(field("pid"));
+  if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos)
+    owner.pid = std::strtol(pid.c_str(), nullptr, 10);
+  return owner;
+}
+}  // namespace detail
+
+namespace {
 
 enum class Attempt { held, busy, unavailable };
 

@@ -248,24 +248,8 @@ bool lock_of_dead_process(int directory, const std::string& name) {
   FileDescriptor fd(::openat(directory, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   struct stat info {};
   if (!fd || fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) return false;
-  char buffer[512];
-  const ssize_t got = ::pread(fd.get(), buffer, sizeof buffer - 1, 0);
-  if (got <= 0) return false;
-  const std::string_view text(buffer, static_cast<std::size_t>(got));
-  const auto field = [&](std::string_view key) -> std::string {
-    const auto at = text.find("\n" + std::string(key) + " ");
-    if (at == std::string_view::npos) return {};
-    const auto start = at + key.size() + 2;
-    const auto end = text.find('\n', start);
-    return end == std::string_view::npos ? std::string() : std::string(text.substr(start, end - start));
-  };
-  const std::string pid = field("pid");
-  if (field("host") != detail::host_name_for_files() || pid.empty() ||
-      pid.find_first_not_of("0123456789") != std::string::npos) {
-    return false;
-  }
-  const long number = std::strtol(pid.c_str(), nullptr, 10);
-  return number > 0 && number != static_cast<long>(::getpid()) && !detail::process_alive(number);
+  const detail::LockOwner owner = detail::read_lock_owner(fd.get());
+  return detail::dead_process_of_this_host(owner.host, owner.pid);
 }
 
 }  // namespace

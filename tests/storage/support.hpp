@@ -170,4 +170,40 @@ class TmpfsMount {
   std::string error_;
 };
 
+// Resident memory of this process now (KiB).
+inline long resident_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// Peak resident memory `body` adds (KiB), measured in a forked child after `prepare`: the
+// peak counter is reset first, so what `prepare` touched is not counted.
+inline long peak_added_kib(const std::function<void()>& prepare, const std::function<void()>& body) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  const pid_t child = fork_child([&] {
+    close(fds[0]);
+    prepare();
+    std::ofstream("/proc/self/clear_refs") << "5";
+    const long before = resident_kib();
+    body();
+    long peak = -1;
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmHWM:", 0) == 0) peak = std::stol(line.substr(6));
+    }
+    const long added = peak - before;
+    return write(fds[1], &added, sizeof added) == sizeof added ? 0 : 1;
+  });
+  close(fds[1]);
+  long added = -1;
+  if (read(fds[0], &added, sizeof added) != sizeof added) added = -1;
+  close(fds[0]);
+  if (wait_child(child) != 0) return -1;
+  return added;
+}
+
 }  // namespace joblet::testing

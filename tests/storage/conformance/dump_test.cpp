@@ -190,14 +190,6 @@ TEST(Mmap, CopyOnWriteNeverChangesTheFile) {
   EXPECT_EQ(joblet::load<NDArray<int>>(path, {.mmap_mode = MmapMode::read_only, .verify = true})(5), 5);
 }
 
-long resident_kib() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
-
 TEST(Mmap, LoadingAMappedFileReadsNothing) {
   TempDir dir;
   const auto path = dir / "big.h5";
@@ -205,9 +197,9 @@ TEST(Mmap, LoadingAMappedFileReadsNothing) {
     const NDArray<double> big({std::size_t{32} << 20}, 1.0);  // 256 MiB
     joblet::dump(big, path);
   }
-  const long before = resident_kib();
+  const long before = joblet::testing::resident_kib();
   auto mapped = joblet::load<NDArray<double>>(path, {.mmap_mode = MmapMode::read_only});
-  EXPECT_LT(resident_kib() - before, 16 * 1024);  // O(1): the 256 MiB stay on disk until touched
+  EXPECT_LT(joblet::testing::resident_kib() - before, 16 * 1024);  // O(1): the 256 MiB stay on disk until touched
   EXPECT_EQ(mapped(mapped.size() - 1), 1.0);
 }
 
@@ -350,32 +342,6 @@ TEST(SharedArrayTest, ADefaultHandleSaysHowToMakeOne) {
 
 // --- peak memory ------------------------------------------------------------------------------
 
-// Peak resident memory added by `body` in a forked child (KiB): VmHWM after, minus VmRSS
-// before, with the peak counter reset first.
-long peak_added_kib(const std::function<void()>& prepare, const std::function<void()>& body) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  const pid_t child = joblet::testing::fork_child([&] {
-    prepare();
-    std::ofstream("/proc/self/clear_refs") << "5";
-    const long before = resident_kib();
-    body();
-    long peak = -1;
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("VmHWM:", 0) == 0) peak = std::stol(line.substr(6));
-    }
-    const long added = peak - before;
-    return write(fds[1], &added, sizeof added) == sizeof added ? 0 : 1;
-  });
-  close(fds[1]);
-  long added = -1;
-  if (read(fds[0], &added, sizeof added) != sizeof added) added = -1;
-  close(fds[0]);
-  EXPECT_EQ(joblet::testing::wait_child(child), 0);
-  return added;
-}
-
 // Whether this build runs under AddressSanitizer (gcc defines the macro, clang has the feature).
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kAddressSanitizer = true;
@@ -404,34 +370,34 @@ TEST(PeakMemory, DumpAndLoadNeedLittleBeyondTheArray) {
   constexpr long kArrayKib = static_cast<long>(kBytes / 1024);
   constexpr long kSlackKib = 32 * 1024;
   // The reference: a plain array of the same size, made and filled in the measured body.
-  const long plain_added = peak_added_kib([] {},
-                                          [] {
-                                            NDArray<double> plain({kBytes / sizeof(double)}, 2.0);
-                                            if (plain(0) != 2.0) std::abort();
-                                          });
+  const long plain_added = joblet::testing::peak_added_kib([] {},
+                                                           [] {
+                                                             NDArray<double> plain({kBytes / sizeof(double)}, 2.0);
+                                                             if (plain(0) != 2.0) std::abort();
+                                                           });
   EXPECT_GE(plain_added, kArrayKib);
   const long build_overhead = plain_added > kArrayKib ? plain_added - kArrayKib : 0;
   if (!kAddressSanitizer) {
     EXPECT_LE(build_overhead, 1024) << "a plain array of " << kArrayKib << " KiB added " << plain_added << " KiB";
   }
   NDArray<double> big;
-  const long dump_added = peak_added_kib(
+  const long dump_added = joblet::testing::peak_added_kib(
       [&] {
         big = NDArray<double>({kBytes / sizeof(double)}, 2.0);  // touched: resident before the dump
       },
       [&] { joblet::dump(big, path); });
   EXPECT_GE(dump_added, 0);
   EXPECT_LE(dump_added, kSlackKib);
-  const long load_added = peak_added_kib([] {},
-                                         [&] {
-                                           auto loaded = joblet::load<NDArray<double>>(path);
-                                           if (loaded(0) != 2.0) std::abort();
-                                         });
+  const long load_added = joblet::testing::peak_added_kib([] {},
+                                                          [&] {
+                                                            auto loaded = joblet::load<NDArray<double>>(path);
+                                                            if (loaded(0) != 2.0) std::abort();
+                                                          });
   EXPECT_GE(load_added, kArrayKib);
   EXPECT_LE(load_added, kArrayKib + build_overhead + kSlackKib)
       << "a plain array of the same size added " << plain_added << " KiB in this build";
-  std::printf("[ peak     ] plain array %ld KiB, dump %ld KiB, load %ld KiB (array %ld KiB)\n", plain_added,
-              dump_added, load_added, kArrayKib);
+  std::printf("[ peak     ] plain array %ld KiB, dump %ld KiB, load %ld KiB (array %ld KiB)\n", plain_added, dump_added,
+              load_added, kArrayKib);
 }
 
 }  // namespace

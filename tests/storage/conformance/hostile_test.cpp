@@ -103,34 +103,6 @@ CommandRun joblet_command(const std::vector<std::string>& arguments) {
 
 bool contains(const std::string& text, const std::string& fragment) { return text.find(fragment) != std::string::npos; }
 
-// Peak resident memory (KiB) `body` adds, measured in a forked child.
-long peak_added_kib(const std::function<void()>& body) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  const pid_t child = joblet::testing::fork_child([&] {
-    close(fds[0]);
-    std::ofstream("/proc/self/clear_refs") << "5";
-    const auto resident = [] {
-      std::ifstream status("/proc/self/status");
-      long value = -1;
-      for (std::string line; std::getline(status, line);) {
-        if (line.rfind("VmHWM:", 0) == 0) value = std::stol(line.substr(6));
-      }
-      return value;
-    };
-    const long before = resident();
-    body();
-    const long added = resident() - before;
-    return write(fds[1], &added, sizeof added) == sizeof added ? 0 : 1;
-  });
-  close(fds[1]);
-  long added = -1;
-  if (read(fds[0], &added, sizeof added) != sizeof added) added = -1;
-  close(fds[0]);
-  EXPECT_EQ(joblet::testing::wait_child(child), 0);
-  return added;
-}
-
 // --- escapes ---------------------------------------------------------------------------------
 
 TEST(HostileCache, ALinkedShardDirectoryIsNeitherWrittenNorFollowed) {
@@ -326,10 +298,11 @@ TEST(HostileCache, AnEntryThatClaimsAGigabyteItDoesNotHoldAllocatesNothingLikeIt
   const auto entry = memory.store()->entry_path("square", cached.key(9));
   // A few hundred bytes of entry, and a gigabyte of holes after them.
   ASSERT_EQ(truncate(entry.c_str(), off_t{1} << 30), 0);
-  const long added = peak_added_kib([&] {
-    g_calls = 0;
-    if (cached(9) != 81.0 || g_calls != 1) std::abort();
-  });
+  const long added = joblet::testing::peak_added_kib([] {},
+                                                     [&] {
+                                                       g_calls = 0;
+                                                       if (cached(9) != 81.0 || g_calls != 1) std::abort();
+                                                     });
   EXPECT_GE(added, 0);
   EXPECT_LT(added, 64 * 1024) << "KiB added by a call that read a sparse 1 GiB entry";
   ASSERT_EQ(truncate(entry.c_str(), off_t{1} << 30), 0);  // the child's recomputation replaced it

@@ -47,14 +47,6 @@ Output output(int seed) {
 
 std::vector<joblet::EntryInfo> entries(const Memory& memory) { return memory.store()->list(); }
 
-long resident_kib() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
-
 TEST(MemoryArrays, LargeArraysGoToACompanionDumpFile) {
   TempDir dir;
   Memory memory(dir.path());
@@ -94,9 +86,9 @@ TEST(MemoryArrays, MmapHitsMapInConstantMemory) {
   auto cached = memory.cache("field", field, {.version = "1"});
   cached(3, n);  // computed and stored
   g_calls = 0;
-  const long before = resident_kib();
+  const long before = joblet::testing::resident_kib();
   const NDArray<double> hit = cached(3, n);
-  EXPECT_LT(resident_kib() - before, 16 * 1024);  // nothing of the 256 MiB was read
+  EXPECT_LT(joblet::testing::resident_kib() - before, 16 * 1024);  // nothing of the 256 MiB was read
   EXPECT_EQ(g_calls, 0);
   EXPECT_TRUE(hit.is_mapped());
   EXPECT_FALSE(hit.writable());
