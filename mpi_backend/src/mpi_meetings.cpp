@@ -14,7 +14,9 @@
 // the same note from each of them, so that it can say what went wrong before MPI ends. While
 // a rank waits at a meeting it watches for these notes: a rank that left will never come, so
 // it throws a ConfigError naming that rank instead of waiting forever, and tells the leaver
-// (an objection), which then logs which call the others were in.
+// (an objection), which then logs which call the others were in. A rank that fails that way
+// and leaves in turn says in its note which rank it failed for, so that every rank names the
+// rank that left first, whichever note reaches it first.
 //
 // A meeting abandoned that way leaves its allgather pending for good (collectives cannot be
 // cancelled): its buffers are kept until the process ends, and no later meeting starts once a
@@ -50,7 +52,7 @@ struct Signature {
   std::uint64_t calls;  // parallel calls this rank entered (a call counts itself)
   std::uint64_t tasks;
   std::uint64_t type_hash;
-  std::int64_t value;  // all_agree and checkpoints
+  std::int64_t value;  // all_agree and checkpoints; in a departure note, the rank it failed for, or -1
   std::int64_t pid;
   char host[64];
 };
@@ -74,6 +76,7 @@ std::int64_t g_pid = 0;
 char g_host[64] = {};
 std::uint64_t g_calls = 0;
 bool g_departed = false;
+std::int64_t g_failed_for = -1;                       // the rank whose departure this rank failed for
 Signature g_note{};                                   // this rank's departure note, while it is sent
 std::vector<std::optional<Signature>> g_notes;        // departure notes received, by rank
 std::vector<bool> g_blamed;                           // leavers this rank already threw an error for
@@ -128,8 +131,35 @@ bool receive_departures() {
   return std::any_of(g_notes.begin(), g_notes.end(), [](const auto& note) { return note.has_value(); });
 }
 
+// The rank that left first, following the notes of ranks that left because another had: the
+// note of the rank a leaver failed for was sent before that leaver's, and is received here,
+// waiting for it if it has not arrived yet.
+const Signature& first_to_leave(int rank) {
+  for (int steps = 0; steps < g_size; ++steps) {
+    const Signature& note = *g_notes[static_cast<std::size_t>(rank)];
+    const std::int64_t cause = note.value;
+    if (cause < 0 || cause >= g_size || cause == g_rank || cause == rank) return note;
+    auto& earlier = g_notes[static_cast<std::size_t>(cause)];
+    if (!earlier) {
+      Signature received{};
+      check(MPI_Recv(&received, sizeof received, MPI_BYTE, static_cast<int>(cause), kDepartureTag, g_departures,
+                     MPI_STATUS_IGNORE),
+            "MPI_Recv");
+      earlier = received;
+    }
+    rank = static_cast<int>(cause);
+  }
+  return *g_notes[static_cast<std::size_t>(rank)];
+}
+
 // A rank left while this one waits for it at `mine`: tells it (once), then fails here.
 [[noreturn]] void fail_for_departure(const Signature& mine) {
+  for (int rank = 0; rank < g_size; ++rank) {
+    if (g_notes[static_cast<std::size_t>(rank)]) {
+      g_failed_for = first_to_leave(rank).rank;
+      break;
+    }
+  }
   std::string message;
   for (int rank = 0; rank < g_size; ++rank) {
     const auto& note = g_notes[static_cast<std::size_t>(rank)];
@@ -142,7 +172,7 @@ bool receive_departures() {
             "MPI_Isend");
       g_sends.push_back(request);
     }
-    if (message.empty()) {
+    if (rank == g_failed_for) {
       message = fmt::format(
           "{} left the MPI job (it finalised MPI: returned from main, or called MPI_Finalize) after {}, while this "
           "rank (rank {}) is {} and waits for it: {}. Make rank {} reach the same calls as the others, and let every "
@@ -247,6 +277,7 @@ void open_meetings(MPI_Comm communicator) {
   std::strncpy(g_host, host.c_str(), sizeof g_host - 1);
   g_calls = 0;
   g_departed = false;
+  g_failed_for = -1;
   g_notes.assign(static_cast<std::size_t>(g_size), std::nullopt);
   g_blamed.assign(static_cast<std::size_t>(g_size), false);
 }
@@ -311,6 +342,7 @@ void leave_mpi_calls() noexcept {
   if (g_departed || g_departures == MPI_COMM_NULL) return;
   g_departed = true;
   g_note = own(Meeting::departure);
+  g_note.value = g_failed_for;
   for (int rank = 0; rank < g_size; ++rank) {
     if (rank == g_rank) continue;
     MPI_Request request;

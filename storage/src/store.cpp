@@ -223,12 +223,14 @@ ReadAttempt read_once(const Store::State& state, std::string_view function, cons
   throw StorageError("cannot " + what + " " + path + ": " + detail::describe_write_errno(error));
 }
 
-// The shard directory an entry is written in, made when missing. Something in the way (a link,
-// a file where a directory belongs) is named with the fix.
-FileDescriptor open_for_writing(const Store::State& state, const std::string& shard, const std::string& path) {
-  FileDescriptor directory = state.directory.open_directory(shard, true, state.options.group_shared);
-  if (directory) return directory;
+// Makes the shard directory an entry is written in. Something in the way (a link, a file where
+// a directory belongs) is named with the fix. ENOENT is not an error: a concurrent clear()
+// removed the function directory between its creation and the shard's, and the caller tries
+// again.
+void make_shard_directory(const Store::State& state, const std::string& shard, const std::string& path) {
+  if (state.directory.open_directory(shard, true, state.options.group_shared)) return;
   const int error = errno;
+  if (error == ENOENT) return;
   if (error == ELOOP || error == ENOTDIR || error == EEXIST) {
     throw StorageError("cannot write cache entry " + path + ": " + state.directory.describe_obstacle(shard));
   }
@@ -435,7 +437,7 @@ void Store::publish(std::string_view function, const Hash128& key, EntryMetadata
     }
     // Its directory is missing (new, or just removed by a clear()): make it, and try again.
     if (attempt == 16) throw_write_error("write cache entry", path, error);
-    open_for_writing(*state_, shard, path);
+    make_shard_directory(*state_, shard, path);
   }
   FileDescriptor directory(
       detail::open_beneath(state_->directory.descriptor(false, false), shard, O_RDONLY | O_DIRECTORY));

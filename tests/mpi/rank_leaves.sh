@@ -7,7 +7,9 @@
 set -uo pipefail
 how=$1 ranks=$2 program=$3
 shift 3
-output=$("$@" -n "$ranks" "$program" --leave "$how" 2>&1)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+output=$("$@" -n "$ranks" "$program" --leave "$how" --mark "$scratch/rank-0-left" 2>&1)
 status=$?
 echo "$output" >&2
 if [[ $how == none ]]; then
