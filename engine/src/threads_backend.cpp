@@ -8,7 +8,8 @@
 // A call with a timeout runs on threads of its own instead: a task abandoned at its timeout
 // keeps its thread until it returns, and oneTBB keeps another worker parked with the arena of
 // a running task, so later calls would get fewer workers — a new 1-slot arena got none for
-// 1.8 s in our measurements with oneTBB 2021.8.
+// 1.8 s in our measurements with oneTBB 2021.8. There the caller, nested or not, runs no task:
+// a task it ran could not be abandoned.
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/info.h>
 #include <oneapi/tbb/task_arena.h>
@@ -30,7 +31,8 @@ namespace {
 // around 1 % of the work while the last batches remain short enough to balance.
 constexpr auto kBatchTarget = std::chrono::microseconds(20);
 // If no oneTBB thread picked up work by then (all busy elsewhere, or a global_control limit),
-// the caller runs batches itself so that the call always progresses.
+// the caller runs batches itself so that the call always progresses. Never with a timeout: the
+// caller must stay free to stop waiting for a task, so every task runs on a thread of its own.
 constexpr auto kHelpAfter = std::chrono::milliseconds(50);
 
 thread_local bool t_in_threads_worker = false;
@@ -47,7 +49,8 @@ tbb::task_arena& arena_for(int concurrency) {
   // none reserved for the caller needs n, so the global limit is raised when needed.
   const int wanted = concurrency + 1;
   if (wanted > limit_value && wanted > static_cast<int>(tbb::info::default_concurrency())) {
-    auto* raised = new tbb::global_control(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(wanted));
+    auto* raised =
+        new tbb::global_control(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(wanted));
     delete limit;
     limit = raised;
     limit_value = wanted;
@@ -137,14 +140,14 @@ class ThreadsRun final : public Run {
   explicit ThreadsRun(std::shared_ptr<Job> job)
       : nested_(t_in_threads_worker), state_(std::make_shared<SharedState>(job, job->settings().n_workers)) {
     const int n = state_->n_workers;
-    // A nested call's caller is itself one of the n workers.
-    const int first = nested_ ? 1 : 0;
     if (state_->tracks_tasks()) {
-      for (int worker = first; worker < n; ++worker) {
+      for (int worker = 0; worker < n; ++worker) {
         std::thread([state = state_, worker] { state->worker_loop(worker); }).detach();
       }
       return;
     }
+    // A nested call's caller is itself one of the n workers.
+    const int first = nested_ ? 1 : 0;
     tbb::task_arena& arena = arena_for(n);
     for (int worker = first; worker < n; ++worker) {
       arena.enqueue([state = state_, worker] { state->worker_loop(worker); });
@@ -161,6 +164,11 @@ class ThreadsRun final : public Run {
   void wait(Job::Clock::time_point deadline) override {
     Job& job = *state_->job;
     const auto now = Job::Clock::now();
+    if (state_->tracks_tasks()) {
+      job.wait_for_outcomes(std::min(deadline, next_expiry(now)));
+      enforce_timeout();
+      return;
+    }
     const bool no_worker_yet = state_->started.load(std::memory_order_relaxed) == 0;
     if (!job.cancelled() && (nested_ || (no_worker_yet && now - created_ > kHelpAfter))) {
       CpuBudgetScope budget(state_->budget_per_worker);
@@ -168,9 +176,7 @@ class ThreadsRun final : public Run {
     }
     auto wake = deadline;
     if (no_worker_yet && !nested_) wake = std::min(wake, created_ + kHelpAfter);
-    if (job.settings().timeout) wake = std::min(wake, next_expiry(now));
     job.wait_for_outcomes(wake);
-    if (job.settings().timeout) enforce_timeout();
   }
 
   void cancel() noexcept override { state_->job->cancel(); }
@@ -183,7 +189,8 @@ class ThreadsRun final : public Run {
     for (const WorkerSlot& slot : state_->slots) {
       const auto index = slot.index.load(std::memory_order_acquire);
       if (index < 0 || slot.abandoned.load(std::memory_order_relaxed) == index) continue;
-      const auto started = Job::Clock::time_point(Job::Clock::duration(slot.started_ns.load(std::memory_order_relaxed)));
+      const auto started =
+          Job::Clock::time_point(Job::Clock::duration(slot.started_ns.load(std::memory_order_relaxed)));
       earliest = std::min(earliest, started + timeout);
     }
     return earliest + std::chrono::milliseconds(1);

@@ -23,8 +23,8 @@ constexpr auto kTimeout = 2s;
 
 // What the tasks of a threads call and the test share. Held by the tasks too: a thread abandoned
 // at its timeout runs on after the call returned.
+// No task runs on the calling thread when a timeout is set: it must stay free to stop waiting.
 struct Gate {
-  joblet::testing::CallerThread caller;
   std::atomic<bool> release{false};  // lets the blocked task go
   std::atomic<bool> left{false};     // it has
 };
@@ -33,7 +33,6 @@ struct Gate {
 auto thread_tasks(int n, int slow, std::shared_ptr<Gate> gate) {
   return std::views::iota(0, n) | std::views::transform([slow, gate](int i) {
            return [i, slow, gate] {
-             gate->caller.task_started();
              if (i == slow) {
                wait_until([&] { return gate->release.load(); });
                gate->left.store(true);
@@ -66,6 +65,40 @@ TEST(Timeout, ThreadsStopWaitingAndNameTheTask) {
   EXPECT_FALSE(gate->left.load());
   gate->release.store(true);
   EXPECT_TRUE(wait_until([&] { return gate->left.load(); }));  // the abandoned thread ends
+}
+
+TEST(Timeout, ANestedThreadsCallStillEnforcesItsTimeout) {
+  // Every inner task blocks until let go: a nested caller that ran one itself (as it does
+  // without a timeout) could never stop waiting for it.
+  struct Blocked {
+    std::atomic<bool> release{false};
+    std::atomic<int> started{0};
+    std::atomic<int> left{0};
+  };
+  auto blocked = std::make_shared<Blocked>();
+  auto inner_tasks = std::views::iota(0, 4) | std::views::transform([blocked](int i) {
+                       return [i, blocked] {
+                         blocked->started.fetch_add(1);
+                         wait_until([&] { return blocked->release.load(); });
+                         blocked->left.fetch_add(1);
+                         return i;
+                       };
+                     });
+  auto outer_tasks = std::views::iota(0, 2) | std::views::transform([&](int) {
+                       return [&] {
+                         try {
+                           joblet::Parallel({.n_jobs = 2, .backend = "threads", .timeout = 1s})(inner_tasks);
+                           return std::string("returned");
+                         } catch (const joblet::TimeoutError&) {
+                           // While every task still blocks: the call did not wait for any.
+                           return std::string(blocked->left.load() == 0 ? "timed out" : "timed out late");
+                         }
+                       };
+                     });
+  const auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "threads"})(outer_tasks);
+  EXPECT_EQ(outcomes, (std::vector<std::string>{"timed out", "timed out"}));
+  blocked->release.store(true);
+  EXPECT_TRUE(wait_until([&] { return blocked->left.load() == blocked->started.load(); }));
 }
 
 TEST(Timeout, ProcessesKillTheWorker) {
