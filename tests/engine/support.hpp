@@ -34,7 +34,10 @@ class CapturedFd {
     saved_ = dup(fd_);
     dup2(file_, fd_);
   }
-  ~CapturedFd() { restore(); }
+  ~CapturedFd() {
+    restore();
+    unlink(path_.c_str());
+  }
   // Restores the descriptor and returns what was written to it.
   std::string text() {
     restore();

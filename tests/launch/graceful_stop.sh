@@ -9,7 +9,7 @@ shift 2
 launcher=("$@")
 tasks=60 milliseconds=100
 cache=$(mktemp -d /tmp/joblet-stop-XXXXXX)
-trap 'rm -rf "$cache"' EXIT
+trap 'rm -rf "$cache" "$cache.out" "$cache.err"' EXIT
 entries() { find "$cache" -type f -not -name '.*' -not -path '*/.*' | wc -l; }
 
 "${launcher[@]}" "$program" "$cache" "$backend" "$tasks" "$milliseconds" >"$cache.out" 2>"$cache.err" &
