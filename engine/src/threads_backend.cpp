@@ -157,8 +157,17 @@ class ThreadsRun final : public Run {
   ~ThreadsRun() override {
     std::unique_lock lock(state_->mutex);
     // Timed-out tasks cannot be stopped; everything else is waited for, so no task of this
-    // call still runs when the call returns.
-    while (state_->busy_loops() > 0) state_->loop_exited.wait_for(lock, std::chrono::milliseconds(50));
+    // call still runs when the call returns. A call that failed (at its first timeout, say)
+    // still stops waiting for each other task once that task passes the timeout too.
+    const bool tracks_tasks = state_->tracks_tasks();
+    while (state_->busy_loops() > 0) {
+      const auto now = Job::Clock::now();
+      state_->loop_exited.wait_until(lock, tracks_tasks ? next_expiry(now) : now + std::chrono::milliseconds(50));
+      if (tracks_tasks) {
+        for_each_overdue_task(
+            [](WorkerSlot& slot, std::int64_t index) { slot.abandoned.store(index, std::memory_order_relaxed); });
+      }
+    }
   }
 
   void wait(Job::Clock::time_point deadline) override {
@@ -196,16 +205,24 @@ class ThreadsRun final : public Run {
     return earliest + std::chrono::milliseconds(1);
   }
 
-  void enforce_timeout() {
-    Job& job = *state_->job;
-    const auto timeout = *job.settings().timeout;
+  // Calls overdue(slot, task index) for each running task past the timeout not given up yet.
+  template <class Overdue>
+  void for_each_overdue_task(Overdue overdue) {
+    const auto timeout = *state_->job->settings().timeout;
     const auto now_ns = Job::Clock::now().time_since_epoch().count();
     for (WorkerSlot& slot : state_->slots) {
       const auto index = slot.index.load(std::memory_order_acquire);
       if (index < 0 || slot.abandoned.load(std::memory_order_relaxed) == index) continue;
       const auto started = slot.started_ns.load(std::memory_order_relaxed);
       if (slot.index.load(std::memory_order_acquire) != index) continue;  // it moved on meanwhile
-      if (now_ns - started <= timeout.count()) continue;
+      if (now_ns - started > timeout.count()) overdue(slot, index);
+    }
+  }
+
+  void enforce_timeout() {
+    Job& job = *state_->job;
+    const auto timeout = *job.settings().timeout;
+    for_each_overdue_task([&](WorkerSlot& slot, std::int64_t index) {
       const auto task = static_cast<std::size_t>(index);
       auto error = std::make_exception_ptr(TimeoutError(
           fmt::format("task {} ran past the timeout of {:.3g} s; the call stopped waiting for it (a thread cannot "
@@ -213,7 +230,7 @@ class ThreadsRun final : public Run {
                       task, std::chrono::duration<double>(timeout).count()),
           ErrorSite::here(task)));
       if (job.complete_failed(task, error)) slot.abandoned.store(index, std::memory_order_relaxed);
-    }
+    });
   }
 
   bool nested_;

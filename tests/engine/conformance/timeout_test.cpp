@@ -11,6 +11,7 @@
 #include <chrono>
 #include <memory>
 #include <ranges>
+#include <thread>
 
 #include "../support.hpp"
 
@@ -65,6 +66,35 @@ TEST(Timeout, ThreadsStopWaitingAndNameTheTask) {
   EXPECT_FALSE(gate->left.load());
   gate->release.store(true);
   EXPECT_TRUE(wait_until([&] { return gate->left.load(); }));  // the abandoned thread ends
+}
+
+TEST(Timeout, AFailedCallStopsWaitingForEveryTaskPastTheTimeout) {
+  // Task 0 blocks; task 1 keeps the other thread busy for a while, so that task 2, which blocks
+  // too, starts later and passes the timeout only after the call failed on task 0. The call
+  // must not wait for task 2 either.
+  struct Blocked {
+    std::atomic<bool> release{false};
+    std::atomic<int> started{0};
+    std::atomic<int> left{0};
+  };
+  auto blocked = std::make_shared<Blocked>();
+  auto tasks = std::views::iota(0, 3) | std::views::transform([blocked](int i) {
+                 return [i, blocked] {
+                   if (i == 1) {
+                     std::this_thread::sleep_for(kTimeout / 2);
+                     return i;
+                   }
+                   blocked->started.fetch_add(1);
+                   wait_until([&] { return blocked->release.load(); });
+                   blocked->left.fetch_add(1);
+                   return i;
+                 };
+               });
+  EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "threads", .timeout = kTimeout, .batch_size = 1})(tasks),
+               joblet::TimeoutError);
+  EXPECT_EQ(blocked->left.load(), 0) << "the call waited for a blocked task";
+  blocked->release.store(true);
+  EXPECT_TRUE(wait_until([&] { return blocked->left.load() == blocked->started.load(); }));
 }
 
 TEST(Timeout, ANestedThreadsCallStillEnforcesItsTimeout) {
