@@ -53,6 +53,24 @@ auto process_tasks(int n, int slow) {
          });
 }
 
+// Tasks that block until let go, counted: how many started, how many returned. Shared with the
+// threads that run them, which may outlive the call.
+struct Blocked {
+  std::atomic<bool> release{false};
+  std::atomic<int> started{0};
+  std::atomic<int> left{0};
+  void block() {
+    started.fetch_add(1);
+    wait_until([&] { return release.load(); });
+    left.fetch_add(1);
+  }
+  // Lets every blocked task go; whether all of them returned.
+  bool let_go() {
+    release.store(true);
+    return wait_until([&] { return left.load() == started.load(); });
+  }
+};
+
 TEST(Timeout, ThreadsStopWaitingAndNameTheTask) {
   auto gate = std::make_shared<Gate>();
   try {
@@ -72,11 +90,6 @@ TEST(Timeout, AFailedCallStopsWaitingForEveryTaskPastTheTimeout) {
   // Task 0 blocks; task 1 keeps the other thread busy for a while, so that task 2, which blocks
   // too, starts later and passes the timeout only after the call failed on task 0. The call
   // must not wait for task 2 either.
-  struct Blocked {
-    std::atomic<bool> release{false};
-    std::atomic<int> started{0};
-    std::atomic<int> left{0};
-  };
   auto blocked = std::make_shared<Blocked>();
   auto tasks = std::views::iota(0, 3) | std::views::transform([blocked](int i) {
                  return [i, blocked] {
@@ -84,33 +97,23 @@ TEST(Timeout, AFailedCallStopsWaitingForEveryTaskPastTheTimeout) {
                      std::this_thread::sleep_for(kTimeout / 2);
                      return i;
                    }
-                   blocked->started.fetch_add(1);
-                   wait_until([&] { return blocked->release.load(); });
-                   blocked->left.fetch_add(1);
+                   blocked->block();
                    return i;
                  };
                });
   EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "threads", .timeout = kTimeout, .batch_size = 1})(tasks),
                joblet::TimeoutError);
   EXPECT_EQ(blocked->left.load(), 0) << "the call waited for a blocked task";
-  blocked->release.store(true);
-  EXPECT_TRUE(wait_until([&] { return blocked->left.load() == blocked->started.load(); }));
+  EXPECT_TRUE(blocked->let_go());
 }
 
 TEST(Timeout, ANestedThreadsCallStillEnforcesItsTimeout) {
   // Every inner task blocks until let go: a nested caller that ran one itself (as it does
   // without a timeout) could never stop waiting for it.
-  struct Blocked {
-    std::atomic<bool> release{false};
-    std::atomic<int> started{0};
-    std::atomic<int> left{0};
-  };
   auto blocked = std::make_shared<Blocked>();
   auto inner_tasks = std::views::iota(0, 4) | std::views::transform([blocked](int i) {
                        return [i, blocked] {
-                         blocked->started.fetch_add(1);
-                         wait_until([&] { return blocked->release.load(); });
-                         blocked->left.fetch_add(1);
+                         blocked->block();
                          return i;
                        };
                      });
@@ -127,8 +130,7 @@ TEST(Timeout, ANestedThreadsCallStillEnforcesItsTimeout) {
                      });
   const auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "threads"})(outer_tasks);
   EXPECT_EQ(outcomes, (std::vector<std::string>{"timed out", "timed out"}));
-  blocked->release.store(true);
-  EXPECT_TRUE(wait_until([&] { return blocked->left.load() == blocked->started.load(); }));
+  EXPECT_TRUE(blocked->let_go());
 }
 
 TEST(Timeout, ProcessesKillTheWorker) {
