@@ -247,9 +247,12 @@ bool temporary_of_dead_process(std::string_view name) {
     field = name.substr(dot + 1);
     name = name.substr(0, dot);
   }
-  const std::string pid(fields[2]);
-  if (pid.empty() || pid.size() > 18 || pid.find_first_not_of("0123456789") != std::string::npos) return false;
-  return dead_process_of_this_host(fields[3], std::strtol(pid.c_str(), nullptr, 10));
+  return dead_process_of_this_host(fields[3], pid_from_text(fields[2]));
+}
+
+long pid_from_text(std::string_view text) {
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string_view::npos) return 0;
+  return std::strtol(std::string(text).c_str(), nullptr, 10);
 }
 
 bool dead_process_of_this_host(std::string_view host, long pid) {

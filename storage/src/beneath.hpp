@@ -114,6 +114,10 @@ class CacheRoot {
 // Whether `pid` on `host` is a process of this host (not this one) that no longer exists.
 bool dead_process_of_this_host(std::string_view host, long pid);
 
+// A process id written in decimal, as lock and temporary file names and contents hold it; 0
+// when `text` is not one.
+long pid_from_text(std::string_view text);
+
 // Whether a hidden temporary file ("." stem "." host "." pid "." thread "." random ".tmp", as
 // temporary_name() makes them) was left by a process of this host that no longer exists.
 bool temporary_of_dead_process(std::string_view name);

@@ -89,6 +89,29 @@ EntryLock& EntryLock::operator=(EntryLock&&) noexcept = default;
 EntryLock::~EntryLock() = default;
 void EntryLock::release() noexcept { impl_.reset(); }
 
+namespace detail {
+
+// Reads what lock_content() below writes.
+LockOwner read_lock_owner(int fd) {
+  LockOwner owner;
+  char buffer[512];
+  const ssize_t got = ::pread(fd, buffer, sizeof buffer - 1, 0);
+  if (got <= 0) return owner;
+  const std::string_view text(buffer, static_cast<std::size_t>(got));
+  const auto field = [&](std::string_view key) -> std::string_view {
+    const auto at = text.find("\n" + std::string(key) + " ");
+    if (at == std::string_view::npos) return {};
+    const auto start = at + key.size() + 2;
+    const auto end = text.find('\n', start);
+    return end == std::string_view::npos ? std::string_view{} : text.substr(start, end - start);
+  };
+  owner.host = std::string(field("host"));
+  owner.pid = pid_from_text(field("pid"));
+  return owner;
+}
+
+}  // namespace detail
+
 namespace {
 
 struct LockView {
@@ -103,6 +126,7 @@ struct LockView {
   }
 };
 
+// What a lock file holds: read back by detail::read_lock_owner() above.
 std::string lock_content() {
   thread_local std::mt19937_64 engine{std::random_device{}()};
   return "joblet compute-once lock\nhost " + detail::host_name_for_files() + "\npid " + std::to_string(getpid()) +
@@ -136,32 +160,6 @@ std::optional<LockView> look_at(int directory, const std::string& name) {
   ::close(fd);
   return view;
 }
-
-}  // namespace
-
-namespace detail {
-LockOwner read_lock_owner(int fd) {
-  LockOwner owner;
-  char buffer[512];
-  const ssize_t got = ::pread(fd, buffer, sizeof buffer - 1, 0);
-  if (got <= 0) return owner;
-  const std::string_view text(buffer, static_cast<std::size_t>(got));
-  const auto field = [&](std::string_view key) -> std::string_view {
-    const auto at = text.find("\n" + std::string(key) + " ");
-    if (at == std::string_view::npos) return {};
-    const auto start = at + key.size() + 2;
-    const auto end = text.find('\n', start);
-    return end == std::string_view::npos ? std::string_view{} : text.substr(start, end - start);
-  };
-  owner.host = std::string(field("host"));
-  const std::string pid(field("pid"));
-  if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos)
-    owner.pid = std::strtol(pid.c_str(), nullptr, 10);
-  return owner;
-}
-}  // namespace detail
-
-namespace {
 
 enum class Attempt { held, busy, unavailable };
 
