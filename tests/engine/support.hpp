@@ -2,6 +2,7 @@
 // Helpers shared by the engine suites.
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -150,5 +151,21 @@ class CallerThread {
   pid_t pid_ = getpid();
   std::atomic<bool> worker_started_{false};
 };
+
+// A keep_going call's outcomes: every task i returned i, but task `failed`, which failed with
+// an Error of type E.
+template <class E, class Outcomes>
+void expect_only_failed(const Outcomes& outcomes, std::size_t size, std::size_t failed) {
+  ASSERT_EQ(outcomes.size(), size);
+  for (std::size_t i = 0; i < size; ++i) {
+    if (i == failed) {
+      ASSERT_FALSE(outcomes[i].ok());
+      EXPECT_THROW(outcomes[i].value(), E);
+    } else {
+      ASSERT_TRUE(outcomes[i].ok()) << "task " << i << ": " << outcomes[i].error_message();
+      EXPECT_EQ(outcomes[i].value(), static_cast<int>(i));
+    }
+  }
+}
 
 }  // namespace joblet::testing

@@ -165,20 +165,6 @@ TEST(Timeout, OneWorkerStillEnforcesTheTimeout) {
   }
 }
 
-template <class Outcomes>
-void expect_only_13_timed_out(const Outcomes& outcomes) {
-  ASSERT_EQ(outcomes.size(), 40u);
-  for (int i = 0; i < 40; ++i) {
-    if (i == 13) {
-      ASSERT_FALSE(outcomes[i].ok());
-      EXPECT_THROW(outcomes[i].value(), joblet::TimeoutError);
-    } else {
-      ASSERT_TRUE(outcomes[i].ok()) << i << ": " << outcomes[i].error_message();
-      EXPECT_EQ(outcomes[i].value(), i);
-    }
-  }
-}
-
 TEST(Timeout, KeepGoingRecordsTimeoutsAndFinishesTheRest) {
   {
     SCOPED_TRACE("threads");
@@ -193,14 +179,14 @@ TEST(Timeout, KeepGoingRecordsTimeoutsAndFinishesTheRest) {
         joblet::Parallel({.n_jobs = 2, .backend = "threads", .timeout = kTimeout, .batch_size = 4, .progress = report})(
             thread_tasks(40, 13, gate), joblet::return_as::list.keep_going());
     EXPECT_TRUE(gate->left.load());
-    expect_only_13_timed_out(outcomes);
+    joblet::testing::expect_only_failed<joblet::TimeoutError>(outcomes, 40, 13);
   }
   {
     SCOPED_TRACE("processes");
     // Task 13's worker is killed; the tasks of its batch it had not run go to a new worker.
     auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes", .timeout = kTimeout, .batch_size = 4})(
         process_tasks(40, 13), joblet::return_as::list.keep_going());
-    expect_only_13_timed_out(outcomes);
+    joblet::testing::expect_only_failed<joblet::TimeoutError>(outcomes, 40, 13);
     EXPECT_FALSE(joblet::testing::has_children());
   }
 }

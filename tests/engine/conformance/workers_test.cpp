@@ -63,16 +63,7 @@ TEST(Workers, KeepGoingRecordsTheDeathAndFinishesTheOtherTasks) {
   auto tasks = tasks_dying_at(200, 57, [] { std::raise(SIGSEGV); });
   auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes", .batch_size = 16})(
       tasks, joblet::return_as::list.keep_going());
-  ASSERT_EQ(outcomes.size(), 200u);
-  for (int i = 0; i < 200; ++i) {
-    if (i == 57) {
-      ASSERT_FALSE(outcomes[i].ok());
-      EXPECT_THROW(outcomes[i].value(), joblet::WorkerDiedError);
-    } else {
-      ASSERT_TRUE(outcomes[i].ok()) << "task " << i << ": " << outcomes[i].error_message();
-      EXPECT_EQ(outcomes[i].value(), i);
-    }
-  }
+  joblet::testing::expect_only_failed<joblet::WorkerDiedError>(outcomes, 200, 57);
   EXPECT_FALSE(joblet::testing::has_children());
 }
 
