@@ -6,8 +6,8 @@
 #include <mutex>
 #include <unordered_set>
 
-#include "joblet/detail/env.hpp"
 #include "joblet/error.hpp"
+#include "joblet/settings.hpp"
 
 namespace joblet {
 namespace {
@@ -25,14 +25,12 @@ std::shared_ptr<spdlog::logger> make_logger() {
   auto created = spdlog::stderr_color_mt("joblet");
   created->set_pattern(pattern());
   spdlog::level::level_enum level = spdlog::level::warn;
-  if (auto name = detail::env_string("JOBLET_LOG_LEVEL")) {
-    level = spdlog::level::from_str(*name);
-    // from_str maps unknown names to off; a typo must not silence warnings.
-    if (level == spdlog::level::off && *name != "off") {
-      level = spdlog::level::warn;
-      created->warn("JOBLET_LOG_LEVEL='{}' is not a level; use trace, debug, info, warn, error, critical or off",
-                    *name);
-    }
+  // A malformed level is a warning here, not an error: a typo must not silence warnings, and
+  // the logger may be made where nothing can catch (Session rejects it when it starts).
+  try {
+    if (auto name = detail::setting("JOBLET_LOG_LEVEL")) level = spdlog::level::from_str(*name);
+  } catch (const ConfigError& e) {
+    created->warn("{}", e.message());
   }
   created->set_level(level);
   created->flush_on(spdlog::level::warn);

@@ -3,18 +3,31 @@
 #include "joblet/detail/task_scope.hpp"
 #include "progress_reporter.hpp"
 
-#include <signal.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 
 namespace joblet::detail {
+
+std::size_t PlainCallStart::size() const noexcept { return job_.size(); }
+bool PlainCallStart::input_complete() const noexcept { return job_.input_complete(); }
+const std::string& PlainCallStart::backend_name() const noexcept { return plan_.backend_name; }
+int PlainCallStart::n_workers() const noexcept { return plan_.settings.n_workers; }
+bool PlainCallStart::nested() const noexcept { return in_task(); }
+bool PlainCallStart::all_agree(bool value) { return plan_.backend->all_agree(value); }
+
+void notify_call_start(const CallObservers& observers, CallStart& call) {
+  for (const auto& observer : observers) observer->on_call_start(call);
+}
 
 CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool streaming)
     : job_(std::move(job)),
       keep_going_(job_->settings().keep_going),
       // Across MPI ranks, progress is printed by rank 0 only (callbacks run on every rank).
       reporter_(std::make_unique<ProgressReporter>(process_rank() > 0 ? 0 : plan.verbose, plan.progress,
-                                                   plan.backend_name, job_->settings().n_workers)) {
+                                                   plan.backend_name, job_->settings().n_workers)),
+      observers_(call_observers()),
+      started_(Job::Clock::now()) {
   job_->set_wake_on_each_outcome(streaming || plan.verbose > 0 || plan.progress != nullptr);
   if (!in_task()) {
     running_.emplace();
@@ -26,7 +39,13 @@ CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool stre
 
 CallDriver::~CallDriver() {
   if (run_ && !all_finished()) cancel();
-  run_.reset();  // waits for running in-process tasks, reaps worker processes
+  run_.reset();          // waits for running in-process tasks, reaps worker processes
+  if (!reported_end_) {  // a generator dropped before its end
+    try {
+      report(true);
+    } catch (...) {  // observers must not throw at the end; nothing can be reported from here
+    }
+  }
 }
 
 void CallDriver::cancel() noexcept {
@@ -39,17 +58,26 @@ bool CallDriver::all_finished() const noexcept {
   return !job_->results_here() || (job_->input_complete() && done_ >= job_->size());
 }
 
-void CallDriver::report(bool finished) {
+void CallDriver::report(bool finished, int stop_signal) {
   if (reported_end_) return;
   reported_end_ = finished;
   const auto total = job_->input_complete() ? std::optional<std::size_t>(job_->size()) : std::nullopt;
   reporter_->update(done_, failed_, total, finished);
+  if (finished && observers_) {
+    const CallEnd end{.tasks = job_->size(),
+                      .done = done_,
+                      .failed = failed_,
+                      .stop_signal = stop_signal,
+                      .nested = !running_.has_value(),
+                      .elapsed = Job::Clock::now() - started_};
+    for (const auto& observer : *observers_) observer->on_call_end(end);
+  }
 }
 
 bool CallDriver::advance(std::vector<std::size_t>& finished) {
   const std::size_t before = finished.size();
   for (;;) {
-    if (running_ && stop_requested()) stop_and_exit();
+    if (running_ && stop_requested()) stop_gracefully();
     if (failure_ && !keep_going_) std::rethrow_exception(failure_);
     if (all_finished()) {
       report(true);
@@ -64,9 +92,13 @@ bool CallDriver::advance(std::vector<std::size_t>& finished) {
       for (std::size_t index = range.begin; index < range.end; ++index) {
         finished.push_back(index);
         ++done_;
-        if (job_->failed(index)) {
+        const bool failed = job_->failed(index);
+        if (failed) {
           ++failed_;
           if (!failure_) failure_ = job_->error(index);
+        }
+        if (observers_) {
+          for (const auto& observer : *observers_) observer->on_task_done({.index = index, .failed = failed});
         }
       }
     }
@@ -94,7 +126,7 @@ bool CallDriver::advance(std::vector<std::size_t>& finished) {
   }
 }
 
-void CallDriver::stop_and_exit() {
+void CallDriver::stop_gracefully() {
   job_->cancel();
   if (run_) {
     run_->stop();
@@ -103,15 +135,13 @@ void CallDriver::stop_and_exit() {
   drained_.clear();
   job_->drain_outcomes(drained_);
   for (const IndexRange& range : drained_) done_ += range.size();
-  const std::size_t total = job_->size();
   const int signal = stop_signal();
-  log().warn(
-      "stopped by {}: {} of {} tasks done, {} remaining; the results of cached tasks are in the cache: run "
-      "the same command again to compute only what is missing",
-      signal == SIGUSR1 ? "SIGUSR1 (early warning of the time limit)" : "SIGTERM", done_, total,
-      total - std::min(done_, total));
-  report(true);
-  exit_process(kIncompleteExitStatus);
+  report(true, signal);  // launch/'s time-limit policy ends the process here (status 75)
+  throw Error(
+      fmt::format("the call was stopped by signal {} with {} of {} tasks done, and no call observer ended "
+                  "the process; create a joblet::Session, whose policy says what is left and exits with "
+                  "status 75",
+                  signal, done_, job_->size()));
 }
 
 }  // namespace joblet::detail

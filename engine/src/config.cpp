@@ -7,6 +7,7 @@
 #include "joblet/detail/env.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/detail/task_scope.hpp"
+#include "joblet/settings.hpp"
 #include "worker_context.hpp"
 
 namespace joblet {
@@ -46,16 +47,10 @@ ParallelConfig::~ParallelConfig() { t_innermost = outer_; }
 Config current_config() {
   Config config = t_innermost ? t_innermost->merged_ : Config{};
   if (!config.n_jobs) {
-    if (auto n = detail::env_integer("JOBLET_N_JOBS")) {
-      if (*n == 0 || *n > 1'000'000 || *n < -1'000'000) {
-        throw ConfigError("JOBLET_N_JOBS=" + std::to_string(*n) +
-                          " is not valid: use -1 for all CPUs, a positive count, or unset it");
-      }
-      config.n_jobs = static_cast<int>(*n);
-    }
+    if (auto n = detail::integer_setting("JOBLET_N_JOBS")) config.n_jobs = static_cast<int>(*n);
   }
-  if (!config.backend) config.backend = detail::env_string("JOBLET_BACKEND");
-  if (!config.temp_folder) config.temp_folder = detail::env_string("JOBLET_TEMP_FOLDER");
+  if (!config.backend) config.backend = detail::setting("JOBLET_BACKEND");
+  if (!config.temp_folder) config.temp_folder = detail::setting("JOBLET_TEMP_FOLDER");
   return config;
 }
 
@@ -103,7 +98,7 @@ CallPlan plan_call(const Config& explicit_config) {
     // A name nobody wrote in the code came from the environment: say so, or the user looks
     // for it in the wrong place.
     const bool from_environment =
-        !explicit_config.backend && config.backend && env_string("JOBLET_BACKEND") == config.backend;
+        !explicit_config.backend && config.backend && setting("JOBLET_BACKEND") == config.backend;
     if (!from_environment) throw;
     throw ConfigError(e.message() + "; the name comes from the environment variable JOBLET_BACKEND='" +
                       *config.backend + "': change or unset it");

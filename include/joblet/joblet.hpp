@@ -3,6 +3,7 @@
 // One header for everything; each concept also has its own header.
 
 #include "joblet/backend.hpp"
+#include "joblet/cached_call.hpp"
 #include "joblet/campaign.hpp"
 #include "joblet/codec.hpp"
 #include "joblet/config.hpp"
@@ -18,9 +19,11 @@
 #include "joblet/mmap_mode.hpp"
 #include "joblet/mpi.hpp"
 #include "joblet/ndarray.hpp"
+#include "joblet/observer.hpp"
 #include "joblet/outcome.hpp"
 #include "joblet/parallel.hpp"
 #include "joblet/progress.hpp"
 #include "joblet/session.hpp"
+#include "joblet/settings.hpp"
 #include "joblet/shared_array.hpp"
 #include "joblet/store.hpp"

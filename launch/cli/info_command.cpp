@@ -9,12 +9,14 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "joblet/backend.hpp"
 #include "joblet/cpu.hpp"
 #include "joblet/detail/cgroup.hpp"
 #include "joblet/environment.hpp"
+#include "joblet/settings.hpp"
 
 namespace joblet::cli {
 namespace {
@@ -81,11 +83,18 @@ int run_info_command(const InfoArguments& arguments) {
              env.launched_many() ? "mpi (a launcher started several ranks)" : default_backend());
   fmt::print("backends        {}\n", fmt::join(backend_names(), ", "));
   fmt::print("cache           {} on {}\n", std::filesystem::absolute(cache).string(), filesystem_of(cache));
-  fmt::print("versions        {}; oneTBB {}; spdlog {}.{}.{}\n", mpi_version(), TBB_runtime_version(),
-             SPDLOG_VER_MAJOR, SPDLOG_VER_MINOR, SPDLOG_VER_PATCH);
+  fmt::print("versions        {}; oneTBB {}; spdlog {}.{}.{}\n", mpi_version(), TBB_runtime_version(), SPDLOG_VER_MAJOR,
+             SPDLOG_VER_MINOR, SPDLOG_VER_PATCH);
   if (env.launcher == Launcher::slurm_batch && env.slurm_tasks > 1) {
     fmt::print("note            this Slurm job has {} tasks: start the program with srun to use them all\n",
                env.slurm_tasks);
+  }
+  fmt::print("\nsettings (environment variables; a malformed one is an error naming it)\n");
+  for (const SettingInfo& setting : settings_catalogue()) {
+    const char* value = std::getenv(std::string(setting.name).c_str());
+    fmt::print("  {:<24} {:<14} {}\n", setting.name, setting.type,
+               value && *value ? fmt::format("= {}", value) : fmt::format("(unset: {})", setting.default_value));
+    fmt::print("  {:<24} {}\n", "", setting.meaning);
   }
   return 0;
 }

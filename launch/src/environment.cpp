@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "joblet/detail/env.hpp"
+#include "joblet/settings.hpp"
 #include "joblet/error.hpp"
 
 namespace joblet {
@@ -95,6 +96,6 @@ std::string Environment::describe() const {
   return text;
 }
 
-std::string default_cache_dir() { return detail::env_string("JOBLET_CACHE_DIR").value_or("joblet-cache"); }
+std::string default_cache_dir() { return detail::setting("JOBLET_CACHE_DIR").value_or("joblet-cache"); }
 
 }  // namespace joblet

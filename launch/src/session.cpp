@@ -10,9 +10,10 @@
 #include "joblet/backend.hpp"
 #include "joblet/detail/env.hpp"
 #include "joblet/detail/log.hpp"
-#include "joblet/detail/stop.hpp"
 #include "joblet/detail/mpi_hooks.hpp"
+#include "joblet/detail/stop.hpp"
 #include "joblet/memory.hpp"
+#include "joblet/settings.hpp"
 
 namespace joblet {
 namespace detail {
@@ -24,6 +25,7 @@ const MpiHooks* mpi_hooks() noexcept { return g_hooks.load(); }
 }  // namespace detail
 
 Session::Session(int& argc, char**& argv, SessionOptions options) : environment_(Environment::detect()) {
+  check_settings();  // a typo in a batch script fails the job now, not hours in
   if (environment_.launched_many() || options.always_init_mpi) {
     const detail::MpiHooks* mpi = detail::mpi_hooks();
     if (mpi == nullptr) {
@@ -52,13 +54,14 @@ Session::Session(int& argc, char**& argv, SessionOptions options) : environment_
     }
   } else if (environment_.launcher == Launcher::slurm_batch && environment_.slurm_tasks > 1 &&
              detail::first_time("batch-without-srun")) {
-    detail::log().info("this Slurm job has {} tasks but the program runs in its batch script, outside srun: it uses "
-                       "this node's CPUs only (start it with `srun` to use every task)",
-                       environment_.slurm_tasks);
+    detail::log().info(
+        "this Slurm job has {} tasks but the program runs in its batch script, outside srun: it uses "
+        "this node's CPUs only (start it with `srun` to use every task)",
+        environment_.slurm_tasks);
   }
   detail::set_process_rank(mpi_ && size_ > 1 ? rank_ : -1);
   if (mpi_ && size_ > 1) set_log_identity(fmt::format("rank {} {}", rank_, ErrorSite::here().host));
-  if (auto pattern = detail::env_string("JOBLET_LOG_FILE")) add_log_file(expand_log_file_name(*pattern));
+  if (auto pattern = detail::setting("JOBLET_LOG_FILE")) add_log_file(expand_log_file_name(*pattern));
 
   // A Slurm time limit (SIGTERM, or the --signal early warning SIGUSR1) stops calls gracefully;
   // the process then ends with status 75, after finalising MPI on every rank.
@@ -80,14 +83,31 @@ std::string Session::expand_log_file_name(const std::string& pattern) const {
       continue;
     }
     switch (pattern[++i]) {
-      case 'j': name += environment_.slurm_job_id.empty() ? "nojob" : environment_.slurm_job_id; break;
-      case 't': name += std::to_string(mpi_ ? rank_ : environment_.rank); break;
-      case 'A': name += environment_.slurm_array_job_id.empty() ? "noarray" : environment_.slurm_array_job_id; break;
-      case 'a': name += environment_.slurm_array_task_id ? std::to_string(*environment_.slurm_array_task_id) : "0"; break;
-      case 'N': name += ErrorSite::here().host; break;
-      case 'p': name += std::to_string(getpid()); break;
-      case '%': name += '%'; break;
-      default: name += '%'; name += pattern[i]; break;
+      case 'j':
+        name += environment_.slurm_job_id.empty() ? "nojob" : environment_.slurm_job_id;
+        break;
+      case 't':
+        name += std::to_string(mpi_ ? rank_ : environment_.rank);
+        break;
+      case 'A':
+        name += environment_.slurm_array_job_id.empty() ? "noarray" : environment_.slurm_array_job_id;
+        break;
+      case 'a':
+        name += environment_.slurm_array_task_id ? std::to_string(*environment_.slurm_array_task_id) : "0";
+        break;
+      case 'N':
+        name += ErrorSite::here().host;
+        break;
+      case 'p':
+        name += std::to_string(getpid());
+        break;
+      case '%':
+        name += '%';
+        break;
+      default:
+        name += '%';
+        name += pattern[i];
+        break;
     }
   }
   return name;
@@ -98,9 +118,10 @@ Session::~Session() {
   const detail::MpiHooks* mpi = detail::mpi_hooks();
   if (std::uncaught_exceptions() > 0 && size_ > 1) {
     // Another rank may be waiting for this one in a collective: finalising could hang the job.
-    detail::log().critical("rank {} is leaving its Session while an exception is thrown; aborting the MPI job so "
-                           "that no other rank waits for it forever",
-                           rank_);
+    detail::log().critical(
+        "rank {} is leaving its Session while an exception is thrown; aborting the MPI job so "
+        "that no other rank waits for it forever",
+        rank_);
     mpi->abort(1);
   }
   if (owns_mpi_) mpi->finalize();

@@ -53,11 +53,11 @@
 #include "joblet/backend.hpp"
 #include "joblet/cpu.hpp"
 #include "joblet/detail/cpu_budget.hpp"
-#include "joblet/detail/env.hpp"
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/detail/result_folder.hpp"
 #include "joblet/environment.hpp"
+#include "joblet/settings.hpp"
 #include "mpi_failures.hpp"
 #include "mpi_meetings.hpp"
 
@@ -90,15 +90,8 @@ constexpr int kStreamAllUpTo = 32;
 // Read at the start of each call, before its first collective: a rank that threw after it
 // would leave the others waiting in it.
 int stream_all_up_to() {
-  const auto text = detail::env_string("JOBLET_MPI_STREAM_RANKS");
-  if (!text) return kStreamAllUpTo;
-  const auto ranks = detail::parse_integer(*text);
-  if (!ranks || *ranks < 1) {
-    throw ConfigError(
-        fmt::format("JOBLET_MPI_STREAM_RANKS='{}' is not valid: give the number of ranks (>= 1) up to "
-                    "which every rank receives each result as it arrives (default {}), or unset it",
-                    *text, kStreamAllUpTo));
-  }
+  const auto ranks = detail::integer_setting("JOBLET_MPI_STREAM_RANKS");  // >= 1 when set
+  if (!ranks) return kStreamAllUpTo;
   return static_cast<int>(std::min<long long>(*ranks, std::numeric_limits<int>::max()));
 }
 // Longest sleep between polls of the network while a call runs.

@@ -11,10 +11,12 @@
 
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <optional>
 #include <ranges>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -23,7 +25,7 @@
 #include "joblet/config.hpp"
 #include "joblet/delayed.hpp"
 #include "joblet/detail/call.hpp"
-#include "joblet/detail/campaign.hpp"
+#include "joblet/detail/campaign_start.hpp"
 #include "joblet/detail/typed_job.hpp"
 #include "joblet/outcome.hpp"
 
@@ -190,9 +192,7 @@ class Parallel {
     settings.keep_going = KeepGoing;
     const bool read_all = !settings.pre_dispatch.has_value();
     auto job = std::make_shared<CallJob>(std::views::all(std::forward<Tasks>(tasks)), settings, read_all);
-    if constexpr (detail::CachedTask<typename CallJob::TaskType>::value) {
-      if (job->input_complete() && job->size() > 0) run_campaign(*job);  // may end the process (a shard)
-    }
+    if (auto observers = detail::call_observers()) notify_start(*observers, *job);
 
     if constexpr (S == detail::Shape::list) {
       {
@@ -228,36 +228,22 @@ class Parallel {
   int n_workers() const noexcept { return plan_.settings.n_workers; }
 
  private:
-  // A call over one cached function: records the campaign for `joblet status`; in a shard
-  // (a job-array element, JOBLET_SHARD) computes only the shard's tasks, then returns to the
-  // full call if every task is in the cache (it then only loads results), or ends the process
-  // with status 0, leaving the assembly to the last shard or to a run without a shard.
+  // Observers may run part of a campaign first (a job-array element computing its shard), or
+  // end the process before this call starts.
   template <class CallJob>
-  void run_campaign(const CallJob& job) {
-    using Traits = detail::CachedTask<typename CallJob::TaskType>;
-    const auto& function = Traits::function(job.task_at(0));
-    const auto location = function.location();
-    if (!location) return;  // a Memory that caches nothing
-    std::vector<Hash128> keys(job.size());
-    for (std::size_t index = 0; index < job.size(); ++index) {
-      const auto& task = job.task_at(index);
-      if (Traits::function(task).name() != function.name()) return;  // several functions: no campaign
-      keys[index] = Traits::key(task);
+  void notify_start(const detail::CallObservers& observers, const CallJob& job) {
+    if constexpr (detail::is_cached_call<typename CallJob::TaskType>) {
+      auto run_only = [this, &job](std::span<const std::size_t> indices) {
+        (*this)(indices | std::views::transform([&job](std::size_t index) {
+                  return [&job, index] { return std::invoke(job.task_at(index)); };
+                }));
+      };
+      detail::CampaignStart<CallJob, decltype(run_only)> start(job, plan_, std::move(run_only));
+      detail::notify_call_start(observers, start);
+    } else {
+      detail::PlainCallStart start(job, plan_);
+      detail::notify_call_start(observers, start);
     }
-    const std::string campaign = detail::record_campaign_quietly(*location, function.name(), keys);
-    const auto shard = detail::active_shard();
-    if (!shard || shard->count < 2) return;
-
-    std::vector<std::size_t> mine;
-    for (std::size_t index = shard->index; index < job.size(); index += shard->count) mine.push_back(index);
-    detail::log_shard_start(campaign, *shard, mine.size(), job.size());
-    (*this)(mine | std::views::transform([&job](std::size_t index) {
-              return [&job, index] { return std::invoke(job.task_at(index)); };
-            }));
-    std::size_t in_cache = 0;
-    for (std::size_t index = 0; index < job.size(); ++index) in_cache += Traits::in_cache(job.task_at(index)) ? 1 : 0;
-    if (plan_.backend->all_agree(in_cache == job.size())) return;  // every shard is done: assemble
-    detail::end_shard(campaign, *shard, mine.size(), in_cache, job.size());
   }
 
   detail::CallPlan plan_;

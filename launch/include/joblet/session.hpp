@@ -32,6 +32,14 @@
 
 namespace joblet {
 
+namespace detail {
+bool install_launch_policies() noexcept;
+// launch/'s policies for every Parallel call (campaign records for `joblet status`, job-array
+// shards of a campaign, status 75 after a time limit) are installed in any program that
+// includes this header (this initialiser also makes the linker keep them).
+inline const bool launch_policies_installed = install_launch_policies();
+}  // namespace detail
+
 struct SessionOptions {
   // Initialise MPI even for one rank (for programs that make their own MPI calls).
   bool always_init_mpi = false;

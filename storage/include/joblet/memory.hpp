@@ -41,6 +41,7 @@
 #include <typeinfo>
 #include <utility>
 
+#include "joblet/cached_call.hpp"
 #include "joblet/codec.hpp"
 #include "joblet/detail/function_cache.hpp"
 #include "joblet/detail/signature.hpp"
@@ -173,6 +174,7 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   using Ignore = IgnoreArgs<Ignored...>;
 
  public:
+  using is_cached_function = std::true_type;  // see cached_call.hpp
   template <class... A>
   using ResultOf = std::remove_cvref_t<std::invoke_result_t<const F&, A...>>;
 

@@ -12,6 +12,7 @@
 #include "joblet/backend.hpp"
 #include "joblet/config.hpp"
 #include "joblet/detail/stop.hpp"
+#include "joblet/observer.hpp"
 #include "joblet/progress.hpp"
 
 namespace joblet::detail {
@@ -30,6 +31,26 @@ struct CallPlan {
 // Resolves `explicit_config` against the enclosing scopes, JOBLET_* variables and defaults.
 // Throws ConfigError for invalid values.
 CallPlan plan_call(const Config& explicit_config);
+
+// What the observers of a call that is not a campaign see of it as it starts.
+class PlainCallStart : public CallStart {
+ public:
+  PlainCallStart(const Job& job, const CallPlan& plan) noexcept : job_(job), plan_(plan) {}
+  std::size_t size() const noexcept override;
+  bool input_complete() const noexcept override;
+  const std::string& backend_name() const noexcept override;
+  int n_workers() const noexcept override;
+  bool nested() const noexcept override;
+  Campaign* campaign() override { return nullptr; }
+  bool all_agree(bool value) override;
+
+ private:
+  const Job& job_;
+  const CallPlan& plan_;
+};
+
+// Calls on_call_start of each observer in turn.
+void notify_call_start(const CallObservers& observers, CallStart& call);
 
 // Drives one started call from the caller's thread: waits for outcomes, reports progress and
 // applies the error policy. Destroying it before the call finished cancels the call.
@@ -52,14 +73,18 @@ class CallDriver {
 
  private:
   bool all_finished() const noexcept;
-  void report(bool finished);
-  // SIGTERM/SIGUSR1 under Session: let running tasks finish, say what is left, exit 75.
-  [[noreturn]] void stop_and_exit();
+  // Draws progress; at the end (once) also tells the observers, `stop_signal` if stopped.
+  void report(bool finished, int stop_signal = 0);
+  // SIGTERM/SIGUSR1 under Session: let running tasks finish, then tell the observers (launch/'s
+  // policy ends the process). Throws if none of them did.
+  [[noreturn]] void stop_gracefully();
 
   std::shared_ptr<Job> job_;
   bool keep_going_;
   std::unique_ptr<Run> run_;
   std::unique_ptr<ProgressReporter> reporter_;
+  std::shared_ptr<const CallObservers> observers_;
+  Job::Clock::time_point started_;
   std::vector<IndexRange> drained_;
   std::size_t done_ = 0;
   std::size_t failed_ = 0;

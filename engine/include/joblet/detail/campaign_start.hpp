@@ -1,0 +1,84 @@
+#pragma once
+// What the observers of a campaign see as it starts: a call whose tasks are all
+// delayed(cached, args...) of one cached function (recognised through storage's CachedCallable
+// concept, so this header never includes the cache).
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "joblet/cached_call.hpp"
+#include "joblet/delayed.hpp"
+#include "joblet/detail/call.hpp"
+
+namespace joblet::detail {
+
+template <class Task>
+inline constexpr bool is_cached_call = false;
+template <class F, class... Args>
+requires CachedCallable<F, Args...>
+inline constexpr bool is_cached_call<Delayed<F, Args...>> = true;
+
+// CallJob: a TypedJob whose tasks are cached calls. RunOnly: void(std::span<const std::size_t>).
+template <class CallJob, class RunOnly>
+class CampaignStart final : public PlainCallStart, private Campaign {
+ public:
+  CampaignStart(const CallJob& job, const CallPlan& plan, RunOnly run_only)
+      : PlainCallStart(job, plan), job_(job), run_only_(std::move(run_only)) {}
+
+  Campaign* campaign() override {
+    if (!checked_) {
+      checked_ = true;
+      is_campaign_ = check();
+    }
+    return is_campaign_ ? this : nullptr;
+  }
+
+ private:
+  bool check() {
+    if (!job_.input_complete() || job_.size() == 0) return false;
+    const auto location = job_.task_at(0).function().location();
+    if (!location) return false;  // a Memory that caches nothing
+    const std::string& name = function();
+    for (std::size_t index = 1; index < job_.size(); ++index) {
+      if (job_.task_at(index).function().name() != name) return false;  // several functions
+    }
+    location_ = *location;
+    return true;
+  }
+
+  const std::string& function() const override { return job_.task_at(0).function().name(); }
+  const std::filesystem::path& location() const override { return location_; }
+  std::span<const Hash128> keys() override {
+    if (keys_.size() != job_.size()) {
+      keys_.resize(job_.size());
+      for (std::size_t index = 0; index < job_.size(); ++index) {
+        const auto& task = job_.task_at(index);
+        keys_[index] = std::apply([&](const auto&... args) { return task.function().key(args...); }, task.arguments());
+      }
+    }
+    return keys_;
+  }
+  bool in_cache(std::size_t index) const override {
+    const auto& task = job_.task_at(index);
+    return std::apply([&](const auto&... args) { return task.function().check_call_in_cache(args...); },
+                      task.arguments());
+  }
+  void run_only(std::span<const std::size_t> indices) override { run_only_(indices); }
+
+  const CallJob& job_;
+  RunOnly run_only_;
+  bool checked_ = false;
+  bool is_campaign_ = false;
+  std::filesystem::path location_;
+  std::vector<Hash128> keys_;
+};
+
+}  // namespace joblet::detail
