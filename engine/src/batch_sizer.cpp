@@ -1,12 +1,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include "backends.hpp"
+#include "joblet/detail/batch_sizer.hpp"
 
 namespace joblet::detail {
 
 std::size_t BatchSizer::next(std::size_t unclaimed) noexcept {
-  if (fixed_ > 0) return fixed_;
+  if (fixed_ > 0) return last_ = fixed_;
   // The first claim is a single task: its duration is the first estimate.
   if (ns_per_task_ < 0) return 1;
   const double ideal = target_ns_ / std::max(ns_per_task_, 1.0);

@@ -1,6 +1,7 @@
 // sequential: the caller runs the tasks itself, a batch per wait(). Used for n_jobs == 1,
 // inside forked workers where oneTBB cannot run, and in tests as the reference.
 #include "backends.hpp"
+#include "joblet/detail/batch_sizer.hpp"
 
 namespace joblet::detail {
 namespace {

@@ -22,6 +22,8 @@
 #include <thread>
 
 #include "backends.hpp"
+#include "joblet/detail/batch_sizer.hpp"
+#include "joblet/detail/task_watchdog.hpp"
 #include "worker_context.hpp"
 
 namespace joblet::detail {
@@ -64,9 +66,7 @@ tbb::task_arena& arena_for(int concurrency) {
   return *arena;
 }
 
-struct alignas(64) WorkerSlot : RunningTask {
-  std::atomic<std::int64_t> abandoned{-1};  // the task index the caller stopped waiting for
-};
+struct alignas(64) WorkerSlot : WatchedSlot {};
 
 // Everything a worker loop touches; kept alive by every loop, queued or running.
 struct SharedState {
@@ -74,6 +74,7 @@ struct SharedState {
   int n_workers;
   int budget_per_worker;
   std::vector<WorkerSlot> slots;  // one per worker, plus one for the caller
+  TaskWatchdog watchdog;
   std::atomic<int> started{0};
   std::mutex mutex;
   std::condition_variable loop_exited;
@@ -83,9 +84,10 @@ struct SharedState {
       : job(std::move(j)),
         n_workers(workers),
         budget_per_worker(std::max(1, job->settings().cpu_budget / workers)),
-        slots(static_cast<std::size_t>(workers) + 1) {}
+        slots(static_cast<std::size_t>(workers) + 1),
+        watchdog(job->settings().timeout) {}
 
-  bool tracks_tasks() const noexcept { return job->settings().timeout.has_value(); }
+  bool tracks_tasks() const noexcept { return watchdog.active(); }
 
   // Runs batches until none is left (or just one); returns whether it ran any. `slot`
   // records the running task for timeouts.
@@ -128,8 +130,7 @@ struct SharedState {
   int busy_loops() {
     int stuck = 0;
     for (const WorkerSlot& slot : slots) {
-      const auto index = slot.index.load(std::memory_order_acquire);
-      if (index >= 0 && slot.abandoned.load(std::memory_order_relaxed) == index) ++stuck;
+      if (slot.index.load(std::memory_order_acquire) >= 0 && slot.watched_index() < 0) ++stuck;
     }
     return active - stuck;
   }
@@ -162,11 +163,9 @@ class ThreadsRun final : public Run {
     const bool tracks_tasks = state_->tracks_tasks();
     while (state_->busy_loops() > 0) {
       const auto now = Job::Clock::now();
-      state_->loop_exited.wait_until(lock, tracks_tasks ? next_expiry(now) : now + std::chrono::milliseconds(50));
-      if (tracks_tasks) {
-        for_each_overdue_task(
-            [](WorkerSlot& slot, std::int64_t index) { slot.abandoned.store(index, std::memory_order_relaxed); });
-      }
+      state_->loop_exited.wait_until(
+          lock, tracks_tasks ? state_->watchdog.next_expiry(state_->slots, now) : now + std::chrono::milliseconds(50));
+      state_->watchdog.check(state_->slots, [](WatchedSlot&, std::size_t) { return true; });
     }
   }
 
@@ -174,7 +173,7 @@ class ThreadsRun final : public Run {
     Job& job = *state_->job;
     const auto now = Job::Clock::now();
     if (state_->tracks_tasks()) {
-      job.wait_for_outcomes(std::min(deadline, next_expiry(now)));
+      job.wait_for_outcomes(std::min(deadline, state_->watchdog.next_expiry(state_->slots, now)));
       enforce_timeout();
       return;
     }
@@ -191,45 +190,15 @@ class ThreadsRun final : public Run {
   void cancel() noexcept override { state_->job->cancel(); }
 
  private:
-  // When the earliest running task will pass the timeout (a task starting now: now + timeout).
-  Job::Clock::time_point next_expiry(Job::Clock::time_point now) const {
-    const auto timeout = *state_->job->settings().timeout;
-    auto earliest = now + timeout;
-    for (const WorkerSlot& slot : state_->slots) {
-      const auto index = slot.index.load(std::memory_order_acquire);
-      if (index < 0 || slot.abandoned.load(std::memory_order_relaxed) == index) continue;
-      const auto started =
-          Job::Clock::time_point(Job::Clock::duration(slot.started_ns.load(std::memory_order_relaxed)));
-      earliest = std::min(earliest, started + timeout);
-    }
-    return earliest + std::chrono::milliseconds(1);
-  }
-
-  // Calls overdue(slot, task index) for each running task past the timeout not given up yet.
-  template <class Overdue>
-  void for_each_overdue_task(Overdue overdue) {
-    const auto timeout = *state_->job->settings().timeout;
-    const auto now_ns = Job::Clock::now().time_since_epoch().count();
-    for (WorkerSlot& slot : state_->slots) {
-      const auto index = slot.index.load(std::memory_order_acquire);
-      if (index < 0 || slot.abandoned.load(std::memory_order_relaxed) == index) continue;
-      const auto started = slot.started_ns.load(std::memory_order_relaxed);
-      if (slot.index.load(std::memory_order_acquire) != index) continue;  // it moved on meanwhile
-      if (now_ns - started > timeout.count()) overdue(slot, index);
-    }
-  }
-
   void enforce_timeout() {
     Job& job = *state_->job;
-    const auto timeout = *job.settings().timeout;
-    for_each_overdue_task([&](WorkerSlot& slot, std::int64_t index) {
-      const auto task = static_cast<std::size_t>(index);
-      auto error = std::make_exception_ptr(TimeoutError(
-          fmt::format("task {} ran past the timeout of {:.3g} s; the call stopped waiting for it (a thread cannot "
-                      "be stopped: it finishes the task in the background, and its result is discarded)",
-                      task, std::chrono::duration<double>(timeout).count()),
-          ErrorSite::here(task)));
-      if (job.complete_failed(task, error)) slot.abandoned.store(index, std::memory_order_relaxed);
+    state_->watchdog.check(state_->slots, [&](WatchedSlot&, std::size_t task) {
+      return job.complete_failed(
+          task, std::make_exception_ptr(TimeoutError(
+                    state_->watchdog.describe(task,
+                                              "the call stopped waiting for it (a thread cannot be stopped: it "
+                                              "finishes the task in the background, and its result is discarded)"),
+                    ErrorSite::here(task))));
     });
   }
 

@@ -4,7 +4,7 @@
 
 #include <thread>
 
-#include "../../../engine/src/backends.hpp"
+#include "joblet/detail/batch_sizer.hpp"
 
 namespace {
 

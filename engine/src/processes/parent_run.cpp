@@ -1,3 +1,7 @@
+// processes: the parent's side of a call, and the backend. Workers are forked when the call
+// starts (child_setup.cpp) and run worker_loop.cpp; the parent reads their frames, records
+// outcomes, reaps and replaces dead workers, and kills a worker past the timeout.
+//
 // processes: workers forked when the call starts. They inherit every task (closures and
 // inputs, copy-on-write), claim indices from a counter in shared memory, and send back only
 // encoded outcomes, in frames over one pipe each.
@@ -5,12 +9,8 @@
 // A dead worker is seen through its pidfd (or waitpid polling where pidfds are missing) and
 // reported with the task it was running; a worker past the timeout is killed. No worker
 // outlives the call: every one is reaped, and they die with the parent (PR_SET_PDEATHSIG).
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,196 +18,26 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <iostream>
-#include <new>
-#include <set>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
 
-#include "backends.hpp"
-#include "joblet/detail/frames.hpp"
+#include "../backends.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/detail/result_folder.hpp"
-#include "worker_context.hpp"
+#include "shared_state.hpp"
 
 namespace joblet::detail {
 namespace {
 
 using Clock = Job::Clock;
 
-// A worker process should spend about this long per claim: a frame write in the worker and
-// a wake-up of the parent cost tens of microseconds, so this keeps them near 1 % for tiny tasks.
-constexpr auto kBatchTarget = std::chrono::milliseconds(1);
-// Frames are written when a batch ends or when this much is buffered.
-constexpr std::size_t kFlushBytes = 1 << 20;
-// The control frame a worker sends when it ran out of tasks and exits normally.
-constexpr std::uint64_t kGoodbye = kControlFrame;
-// Exit code of a worker whose parent died before it started.
-constexpr int kOrphanExit = 121;
-
-struct alignas(64) SharedSlot : RunningTask {
-  std::atomic<std::uint64_t> chunk_begin{0};
-  std::atomic<std::uint64_t> chunk_end{0};
-};
-
-// Lives in memory shared by the parent and every worker (MAP_SHARED, created before fork).
-struct SharedControl {
-  alignas(64) std::atomic<std::uint64_t> next{0};
-  alignas(64) std::atomic<std::uint32_t> cancelled{0};
-};
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::int64_t>::is_always_lock_free,
-              "cross-process atomics must be lock-free");
-
-class SharedMemory {
- public:
-  explicit SharedMemory(int slots)
-      : bytes_(sizeof(SharedControl) + sizeof(SharedSlot) * static_cast<std::size_t>(slots)) {
-    memory_ = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (memory_ == MAP_FAILED) {
-      throw Error(
-          fmt::format("processes backend: mmap of {} bytes of shared memory failed: {}", bytes_, std::strerror(errno)));
-    }
-    control_ = new (memory_) SharedControl();
-    for (int i = 0; i < slots; ++i) new (&slot(i)) SharedSlot();
-  }
-  ~SharedMemory() { munmap(memory_, bytes_); }
-  SharedMemory(const SharedMemory&) = delete;
-  SharedMemory& operator=(const SharedMemory&) = delete;
-
-  SharedControl& control() noexcept { return *control_; }
-  SharedSlot& slot(int i) noexcept {
-    return reinterpret_cast<SharedSlot*>(static_cast<char*>(memory_) + sizeof(SharedControl))[i];
-  }
-
- private:
-  std::size_t bytes_;
-  void* memory_;
-  SharedControl* control_;
-};
-
 std::string signal_name(int signal) {
   const char* abbreviation = sigabbrev_np(signal);
   return abbreviation ? fmt::format("SIG{}", abbreviation) : fmt::format("signal {}", signal);
 }
-
-int open_pidfd(pid_t pid) {
-#ifdef SYS_pidfd_open
-  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-#else
-  (void)pid;
-  return -1;
-#endif
-}
-
-bool write_all(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t written = ::write(fd, data, size);
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) return false;
-    data += written;
-    size -= static_cast<std::size_t>(written);
-  }
-  return true;
-}
-
-// ---- the worker's side ----------------------------------------------------------------------
-
-// Variables that size the thread pools of OpenMP, BLAS and friends, set in each worker to its
-// share of the CPUs unless the user set them (as joblib does), so that N workers do not each
-// start one thread per CPU.
-constexpr const char* kThreadLimitVariables[] = {
-    "OMP_NUM_THREADS",        "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",     "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS",    "NUMEXPR_NUM_THREADS",
-};
-
-// exit() inside a task must not run the parent's atexit handlers and static destructors in
-// the worker (they may wait for threads that do not exist here): end the process at once.
-void exit_without_parent_cleanup(int status, void*) {
-  std::fflush(nullptr);
-  _exit(status);
-}
-
-struct WorkerArgs {
-  Job* job;
-  SharedControl* control;
-  SharedSlot* slot;
-  int fd;
-  pid_t parent;
-  std::vector<std::size_t> first;  // indices to run before claiming (left over by a dead worker)
-  int n_workers;
-  int budget;
-  const ResultFolder* results;  // large result arrays go to files there instead of the pipe
-};
-
-[[noreturn]] void worker_main(const WorkerArgs& args) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != args.parent) _exit(kOrphanExit);
-  on_exit(exit_without_parent_cleanup, nullptr);
-  // A graceful stop is the parent's decision: Slurm signals every process of the job, and a
-  // worker must finish its task rather than die on the signal. Caught, not ignored: an ignored
-  // signal stays ignored across exec, so a program a task starts could not be stopped by it,
-  // while a caught one reverts to its default there.
-  struct sigaction outlive {};
-  outlive.sa_handler = [](int) {};
-  outlive.sa_flags = SA_RESTART;
-  sigemptyset(&outlive.sa_mask);
-  sigaction(SIGTERM, &outlive, nullptr);
-  sigaction(SIGUSR1, &outlive, nullptr);
-  reinitialize_after_fork();
-  enter_forked_worker(args.budget);
-  const std::string share = std::to_string(args.budget);
-  for (const char* name : kThreadLimitVariables) setenv(name, share.c_str(), 0);
-
-  Job& job = *args.job;
-  SharedControl& control = *args.control;
-  SharedSlot& slot = *args.slot;
-  const std::size_t total = job.size();
-  std::string frames;
-  frames.reserve(64 * 1024);
-  std::optional<ResultWriter> result_files;
-  if (args.results->enabled()) result_files.emplace(*args.results, frames);
-  auto flush = [&] {
-    if (!frames.empty() && !write_all(args.fd, frames.data(), frames.size())) _exit(kOrphanExit);  // parent gone
-    frames.clear();
-  };
-  auto run_one = [&](std::size_t index) {
-    slot.started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-    slot.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
-    append_frame(frames, index, [&](std::string& out) { job.run_encoded(index, out); });
-    slot.index.store(-1, std::memory_order_release);
-    if (frames.size() >= kFlushBytes) flush();
-  };
-  auto cancelled = [&] { return control.cancelled.load(std::memory_order_relaxed) != 0; };
-
-  for (std::size_t index : args.first) {
-    if (cancelled()) break;
-    run_one(index);
-  }
-  flush();
-  BatchSizer sizer(job.settings().batch_size, kBatchTarget, args.n_workers);
-  while (!cancelled()) {
-    const std::uint64_t claimed = control.next.load(std::memory_order_relaxed);
-    const std::size_t count = sizer.next(claimed >= total ? 0 : total - claimed);
-    const std::uint64_t begin = control.next.fetch_add(count, std::memory_order_relaxed);
-    if (begin >= total) break;
-    const std::uint64_t end = std::min<std::uint64_t>(begin + count, total);
-    slot.chunk_begin.store(begin, std::memory_order_relaxed);
-    slot.chunk_end.store(end, std::memory_order_release);
-    const auto start = Clock::now();
-    for (std::uint64_t index = begin; index < end && !cancelled(); ++index) run_one(index);
-    flush();
-    sizer.observe(end - begin, Clock::now() - start);
-  }
-  std::cout.flush();
-  std::fflush(nullptr);
-  frames.clear();
-  append_control_frame(frames);
-  flush();
-  _exit(0);
-}
-
-// ---- the parent's side ----------------------------------------------------------------------
 
 // Bytes read from one worker, parsed into frames as they complete. Not a std::string: large
 // results would be zero-filled before being overwritten.
@@ -260,7 +90,8 @@ class ProcessesRun final : public Run {
                                                           std::max<std::size_t>(job_->size(), 1)))),
         shared_(n_workers_),
         host_(ErrorSite::here().host),
-        results_(job_->settings().max_nbytes, job_->settings().temp_folder) {
+        results_(job_->settings().max_nbytes, job_->settings().temp_folder),
+        watchdog_(job_->settings().timeout) {
     workers_.reserve(static_cast<std::size_t>(n_workers_));
     try {
       for (int slot = 0; slot < n_workers_; ++slot) spawn(slot, {});
@@ -323,7 +154,7 @@ class ProcessesRun final : public Run {
       const auto now = Clock::now();
       if (now >= deadline) return;
       poll_once(deadline);
-      if (job_->settings().timeout) enforce_timeout();
+      enforce_timeout();
     }
   }
 
@@ -332,48 +163,34 @@ class ProcessesRun final : public Run {
     return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [](const Worker& w) { return w.pid > 0; }));
   }
 
+  // The slots of the workers alive now, for the watchdog.
+  auto live_slots() {
+    return workers_ | std::views::filter([](const Worker& worker) { return worker.pid > 0; }) |
+           std::views::transform([this](const Worker& worker) -> SharedSlot& { return shared_.slot(worker.slot); });
+  }
+
   void spawn(int slot, std::vector<std::size_t> first) {
-    int pipe_fds[2];
-    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
-      throw Error(
-          fmt::format("processes backend: cannot create a pipe for a worker: {} (too many open files? "
-                      "raise `ulimit -n` or lower n_jobs)",
-                      std::strerror(errno)));
-    }
-    fcntl(pipe_fds[0], F_SETPIPE_SZ, 1 << 20);  // fewer, larger reads for big results; best effort
     SharedSlot& shared_slot = shared_.slot(slot);
     shared_slot.index.store(-1);
+    shared_slot.abandoned.store(-1);
     shared_slot.chunk_begin.store(0);
     shared_slot.chunk_end.store(0);
-
-    WorkerArgs args{job_.get(),   &shared_.control(),
-                    &shared_slot, pipe_fds[1],
-                    getpid(),     first,
-                    n_workers_,   std::max(1, job_->settings().cpu_budget / n_workers_),
-                    &results_};
-    // Buffered output would otherwise be written twice: once by us, once by the child.
-    std::cout.flush();
-    std::fflush(nullptr);
-    const pid_t pid = fork();
-    if (pid < 0) {
-      const int error = errno;
-      ::close(pipe_fds[0]);
-      ::close(pipe_fds[1]);
-      throw Error(
-          fmt::format("processes backend: fork failed: {} (out of memory or process limit? lower n_jobs "
-                      "or use backend \"threads\")",
-                      std::strerror(error)));
-    }
-    if (pid == 0) {
-      ::close(pipe_fds[0]);
-      for (const Worker& other : workers_) {
-        if (other.fd >= 0) ::close(other.fd);
-        if (other.pidfd >= 0) ::close(other.pidfd);
+    std::vector<int> inherited_fds;
+    for (const Worker& other : workers_) {
+      for (int fd : {other.fd, other.pidfd}) {
+        if (fd >= 0) inherited_fds.push_back(fd);
       }
-      worker_main(args);
     }
-    ::close(pipe_fds[1]);
-    fcntl(pipe_fds[0], F_SETFL, fcntl(pipe_fds[0], F_GETFL) | O_NONBLOCK);
+    const ForkedWorker forked = fork_worker(WorkerArgs{.job = job_.get(),
+                                                       .control = &shared_.control(),
+                                                       .slot = &shared_slot,
+                                                       .fd = -1,
+                                                       .parent = -1,
+                                                       .first = first,
+                                                       .n_workers = n_workers_,
+                                                       .budget = std::max(1, job_->settings().cpu_budget / n_workers_),
+                                                       .results = &results_},
+                                            inherited_fds);
 
     Worker* worker = nullptr;
     for (Worker& existing : workers_) {
@@ -382,9 +199,9 @@ class ProcessesRun final : public Run {
     if (worker == nullptr) worker = &workers_.emplace_back();
     *worker = Worker{};
     worker->slot = slot;
-    worker->pid = pid;
-    worker->fd = pipe_fds[0];
-    worker->pidfd = open_pidfd(pid);
+    worker->pid = forked.pid;
+    worker->fd = forked.fd;
+    worker->pidfd = forked.pidfd;
     worker->first = std::move(first);
   }
 
@@ -412,7 +229,7 @@ class ProcessesRun final : public Run {
       }
     }
     auto wake = deadline;
-    if (auto timeout = job_->settings().timeout) wake = std::min(wake, next_expiry());
+    wake = std::min(wake, watchdog_.next_expiry(live_slots(), Clock::now()));
     auto wait_ms = std::chrono::ceil<std::chrono::milliseconds>(wake - Clock::now()).count();
     if (polling_for_exit) wait_ms = std::min<decltype(wait_ms)>(wait_ms, 20);
     const int ready = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<decltype(wait_ms)>(wait_ms, 0)));
@@ -580,39 +397,20 @@ class ProcessesRun final : public Run {
     }
   }
 
-  Clock::time_point next_expiry() const {
-    const auto timeout = *job_->settings().timeout;
-    auto earliest = Clock::now() + timeout;
-    for (const Worker& worker : workers_) {
-      if (worker.pid <= 0) continue;
-      SharedSlot& slot = const_cast<SharedMemory&>(shared_).slot(worker.slot);
-      if (slot.index.load(std::memory_order_acquire) < 0) continue;
-      earliest = std::min(earliest, Clock::time_point(Clock::duration(slot.started_ns.load())) + timeout);
-    }
-    return earliest + std::chrono::milliseconds(1);
-  }
-
+  // A worker past the timeout is killed (reaped by the next poll); the other tasks it claimed go
+  // to a new worker.
   void enforce_timeout() {
-    const auto timeout = *job_->settings().timeout;
-    const auto now_ns = Clock::now().time_since_epoch().count();
-    for (Worker& worker : workers_) {
-      if (worker.pid <= 0) continue;
-      SharedSlot& slot = shared_.slot(worker.slot);
-      const auto index = slot.index.load(std::memory_order_acquire);
-      if (index < 0) continue;
-      const auto started = slot.started_ns.load(std::memory_order_relaxed);
-      if (slot.index.load(std::memory_order_acquire) != index || now_ns - started <= timeout.count()) continue;
-      const auto task = static_cast<std::size_t>(index);
-      ErrorSite site{task, process_rank(), host_, static_cast<long>(worker.pid)};
+    watchdog_.check(live_slots(), [&](WatchedSlot& slot, std::size_t task) {
+      const auto worker = std::find_if(workers_.begin(), workers_.end(),
+                                       [&](const Worker& w) { return w.pid > 0 && &shared_.slot(w.slot) == &slot; });
+      ErrorSite site{task, process_rank(), host_, static_cast<long>(worker->pid)};
       auto error = std::make_exception_ptr(
-          TimeoutError(fmt::format("task {} ran past the timeout of {:.3g} s; its worker process {} was killed", task,
-                                   std::chrono::duration<double>(timeout).count(), worker.pid),
-                       site));
-      if (job_->complete_failed(task, error)) {
-        ++recorded_;
-        kill(worker.pid, SIGKILL);  // reaped by the next poll; its other claimed tasks go to a new worker
-      }
-    }
+          TimeoutError(watchdog_.describe(task, fmt::format("its worker process {} was killed", worker->pid)), site));
+      if (!job_->complete_failed(task, error)) return false;
+      ++recorded_;
+      kill(worker->pid, SIGKILL);
+      return true;
+    });
   }
 
   static void close_fd(int& fd) noexcept {
@@ -629,6 +427,7 @@ class ProcessesRun final : public Run {
   SharedMemory shared_;
   std::string host_;
   ResultFolder results_;  // removed, with the files workers wrote, when the call ends
+  TaskWatchdog watchdog_;
   std::vector<Worker> workers_;
   std::size_t recorded_ = 0;
   int deaths_without_progress_ = 0;
