@@ -154,6 +154,8 @@ void check_settings() {
   }
 }
 
+std::string default_cache_dir() { return detail::setting("JOBLET_CACHE_DIR").value_or("joblet-cache"); }
+
 namespace detail {
 
 std::optional<std::string> setting(std::string_view name) { return checked_value(known_setting(name)); }

@@ -1,5 +1,7 @@
 #include "joblet/detail/stop.hpp"
 
+#include "joblet/detail/mpi_hooks.hpp"
+
 #include <signal.h>
 
 #include <atomic>
@@ -49,6 +51,12 @@ void enable_graceful_stop() {
 bool graceful_stop_enabled() noexcept { return g_enabled.load(); }
 
 void set_exit_hook(void (*hook)(int)) noexcept { g_exit_hook.store(hook); }
+
+namespace {
+std::atomic<const MpiHooks*> g_mpi_hooks{nullptr};
+}
+void set_mpi_hooks(const MpiHooks* hooks) noexcept { g_mpi_hooks.store(hooks); }
+const MpiHooks* mpi_hooks() noexcept { return g_mpi_hooks.load(); }
 
 void exit_process(int status) {
   if (auto hook = g_exit_hook.load()) hook(status);

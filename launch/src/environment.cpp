@@ -96,6 +96,5 @@ std::string Environment::describe() const {
   return text;
 }
 
-std::string default_cache_dir() { return detail::setting("JOBLET_CACHE_DIR").value_or("joblet-cache"); }
 
 }  // namespace joblet

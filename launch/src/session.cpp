@@ -16,13 +16,6 @@
 #include "joblet/settings.hpp"
 
 namespace joblet {
-namespace detail {
-namespace {
-std::atomic<const MpiHooks*> g_hooks{nullptr};
-}
-void set_mpi_hooks(const MpiHooks* hooks) noexcept { g_hooks.store(hooks); }
-const MpiHooks* mpi_hooks() noexcept { return g_hooks.load(); }
-}  // namespace detail
 
 Session::Session(int& argc, char**& argv, SessionOptions options) : environment_(Environment::detect()) {
   check_settings();  // a typo in a batch script fails the job now, not hours in

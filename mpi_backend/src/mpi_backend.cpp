@@ -56,7 +56,6 @@
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/detail/result_folder.hpp"
-#include "joblet/environment.hpp"
 #include "joblet/settings.hpp"
 #include "mpi_failures.hpp"
 #include "mpi_meetings.hpp"

@@ -28,6 +28,9 @@ std::span<const SettingInfo> settings_catalogue();
 // and logs a warning for each JOBLET_* name that is not in the table (with the nearest one).
 void check_settings();
 
+// The cache directory joblet uses when none is given: $JOBLET_CACHE_DIR, else ./joblet-cache.
+std::string default_cache_dir();
+
 namespace detail {
 // The value of a variable of the table, checked; nullopt when unset or empty. Throws
 // ConfigError when it is malformed, and std::logic_error for a name the table lacks (a bug).

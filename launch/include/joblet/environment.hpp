@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 
+#include "joblet/settings.hpp"
+
 namespace joblet {
 
 enum class Launcher {
@@ -41,7 +43,5 @@ struct Environment {
 
 std::string_view launcher_name(Launcher launcher);
 
-// The cache directory joblet uses when none is given: $JOBLET_CACHE_DIR, else ./joblet-cache.
-std::string default_cache_dir();
 
 }  // namespace joblet

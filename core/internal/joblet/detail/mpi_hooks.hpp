@@ -1,6 +1,7 @@
 #pragma once
-// How Session reaches MPI without depending on it: joblet::mpi fills these in (from a static
-// initialiser in <joblet/mpi.hpp>), so a program that never links it never needs MPI.
+// How Session (launch/) reaches MPI without depending on it, and without joblet::mpi depending
+// on launch/: joblet::mpi fills these in (from a static initialiser in <joblet/mpi.hpp>), so a
+// program that never links it never needs MPI.
 
 namespace joblet::detail {
 
