@@ -1,6 +1,7 @@
 // launch/'s policies for every Parallel call, installed as call observers (observer.hpp):
 // campaigns are recorded for `joblet status`, a job-array element computes only its shard of a
-// campaign, and a call stopped by a time limit ends the process with status 75.
+// campaign, and a call stopped by a time limit ends the process with status 75. Installed with
+// them: storage's files for the large results of process-based backends (result_files.cpp).
 #include <signal.h>
 
 #include <mutex>
@@ -107,7 +108,10 @@ class TimeLimitPolicy final : public CallObserver {
 
 }  // namespace
 
+void install_result_files() noexcept;  // result_files.cpp
+
 bool install_launch_policies() noexcept {
+  install_result_files();
   static std::once_flag once;
   static bool installed = false;
   try {

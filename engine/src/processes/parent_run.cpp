@@ -26,7 +26,7 @@
 
 #include "../backends.hpp"
 #include "joblet/detail/log.hpp"
-#include "joblet/detail/result_folder.hpp"
+#include "joblet/detail/result_files.hpp"
 #include "shared_state.hpp"
 
 namespace joblet::detail {
@@ -90,7 +90,7 @@ class ProcessesRun final : public Run {
                                                           std::max<std::size_t>(job_->size(), 1)))),
         shared_(n_workers_),
         host_(ErrorSite::here().host),
-        results_(job_->settings().max_nbytes, job_->settings().temp_folder),
+        results_(make_result_files({.max_nbytes = job_->settings().max_nbytes, .root = job_->settings().temp_folder})),
         watchdog_(job_->settings().timeout) {
     workers_.reserve(static_cast<std::size_t>(n_workers_));
     try {
@@ -189,7 +189,7 @@ class ProcessesRun final : public Run {
                                                        .first = first,
                                                        .n_workers = n_workers_,
                                                        .budget = std::max(1, job_->settings().cpu_budget / n_workers_),
-                                                       .results = &results_},
+                                                       .results = results_.get()},
                                             inherited_fds);
 
     Worker* worker = nullptr;
@@ -297,9 +297,12 @@ class ProcessesRun final : public Run {
       if (worker.buffer.missing() > 0) return;
       const auto* payload = reinterpret_cast<const std::byte*>(worker.buffer.front() + sizeof header);
       ErrorSite site{header.index, process_rank(), host_, static_cast<long>(worker.pid)};
-      std::optional<ResultReader> result_files;  // maps the arrays the worker wrote to files
-      if (results_.enabled()) result_files.emplace(results_, std::span<const std::byte>(payload, header.length));
-      job_->complete_encoded(header.index, {payload, header.length}, site);
+      auto record = [&] { job_->complete_encoded(header.index, {payload, header.length}, site); };
+      if (results_) {
+        results_->while_decoding({payload, header.length}, record);  // maps the arrays the worker wrote to files
+      } else {
+        record();
+      }
       ++recorded_;
       deaths_without_progress_ = 0;
       worker.buffer.consume(sizeof header + header.length);
@@ -426,7 +429,7 @@ class ProcessesRun final : public Run {
   int n_workers_;
   SharedMemory shared_;
   std::string host_;
-  ResultFolder results_;  // removed, with the files workers wrote, when the call ends
+  std::unique_ptr<ResultFiles> results_;  // removed, with the files workers wrote, when the call ends
   TaskWatchdog watchdog_;
   std::vector<Worker> workers_;
   std::size_t recorded_ = 0;

@@ -16,7 +16,7 @@
 
 namespace joblet::detail {
 
-class ResultFolder;
+class ResultFiles;
 
 // A worker process should spend about this long per claim: a frame write in the worker and
 // a wake-up of the parent cost tens of microseconds, so this keeps them near 1 % for tiny tasks.
@@ -69,7 +69,7 @@ struct WorkerArgs {
   std::vector<std::size_t> first;  // indices to run before claiming (left over by a dead worker)
   int n_workers;
   int budget;
-  const ResultFolder* results;  // large result arrays go to files there instead of the pipe
+  const ResultFiles* results;  // large result arrays go to files there instead of the pipe (null: never)
 };
 
 // A worker forked by fork_worker(): its pid, the read end of its pipe, its pidfd (-1 where the

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "joblet/detail/batch_sizer.hpp"
-#include "joblet/detail/result_folder.hpp"
+#include "joblet/detail/result_files.hpp"
 #include "shared_state.hpp"
 
 namespace joblet::detail {
@@ -38,8 +38,6 @@ bool write_all(int fd, const char* data, std::size_t size) {
   const std::size_t total = job.size();
   std::string frames;
   frames.reserve(64 * 1024);
-  std::optional<ResultWriter> result_files;
-  if (args.results->enabled()) result_files.emplace(*args.results, frames);
   auto flush = [&] {
     if (!frames.empty() && !write_all(args.fd, frames.data(), frames.size())) _exit(kOrphanExit);  // parent gone
     frames.clear();
@@ -53,24 +51,31 @@ bool write_all(int fd, const char* data, std::size_t size) {
   };
   auto cancelled = [&] { return control.cancelled.load(std::memory_order_relaxed) != 0; };
 
-  for (std::size_t index : args.first) {
-    if (cancelled()) break;
-    run_one(index);
-  }
-  flush();
-  BatchSizer sizer(job.settings().batch_size, kBatchTarget, args.n_workers);
-  while (!cancelled()) {
-    const std::uint64_t claimed = control.next.load(std::memory_order_relaxed);
-    const std::size_t count = sizer.next(claimed >= total ? 0 : total - claimed);
-    const std::uint64_t begin = control.next.fetch_add(count, std::memory_order_relaxed);
-    if (begin >= total) break;
-    const std::uint64_t end = std::min<std::uint64_t>(begin + count, total);
-    slot.chunk_begin.store(begin, std::memory_order_relaxed);
-    slot.chunk_end.store(end, std::memory_order_release);
-    const auto start = Clock::now();
-    for (std::uint64_t index = begin; index < end && !cancelled(); ++index) run_one(index);
+  auto run_all = [&] {
+    for (std::size_t index : args.first) {
+      if (cancelled()) break;
+      run_one(index);
+    }
     flush();
-    sizer.observe(end - begin, Clock::now() - start);
+    BatchSizer sizer(job.settings().batch_size, kBatchTarget, args.n_workers);
+    while (!cancelled()) {
+      const std::uint64_t claimed = control.next.load(std::memory_order_relaxed);
+      const std::size_t count = sizer.next(claimed >= total ? 0 : total - claimed);
+      const std::uint64_t begin = control.next.fetch_add(count, std::memory_order_relaxed);
+      if (begin >= total) break;
+      const std::uint64_t end = std::min<std::uint64_t>(begin + count, total);
+      slot.chunk_begin.store(begin, std::memory_order_relaxed);
+      slot.chunk_end.store(end, std::memory_order_release);
+      const auto start = Clock::now();
+      for (std::uint64_t index = begin; index < end && !cancelled(); ++index) run_one(index);
+      flush();
+      sizer.observe(end - begin, Clock::now() - start);
+    }
+  };
+  if (args.results != nullptr) {
+    args.results->while_encoding(frames, run_all);  // large arrays to files, references in frames
+  } else {
+    run_all();
   }
   std::cout.flush();
   std::fflush(nullptr);

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "joblet/ndarray.hpp"
-#include "joblet/parallel.hpp"
+// The umbrella header: it installs storage's result files into the engine (launch/ composes them).
+#include "joblet/joblet.hpp"
 #include "support.hpp"
 
 namespace {

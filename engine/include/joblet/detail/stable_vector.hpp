@@ -24,6 +24,9 @@ class StableVector {
   // Valid for indices below what grow_to() made room for; safe while another thread grows.
   T& operator[](std::size_t index) const noexcept {
     const auto [segment, offset] = locate(index);
+    // Valid indices keep `segment` in range. Without this, GCC 12 cannot tell and warns
+    // (-Wstringop-overflow) on the atomic load in users' code, breaking -Werror builds.
+    if (segment >= segments_.size()) __builtin_unreachable();
     return segments_[segment].load(std::memory_order_acquire)[offset];
   }
 

@@ -23,8 +23,8 @@ struct WatchedSlot : RunningTask {
 
   // The running task not given up on yet, or -1.
   std::int64_t watched_index() const noexcept {
-    const auto index = this->index.load(std::memory_order_acquire);
-    return index >= 0 && abandoned.load(std::memory_order_relaxed) == index ? -1 : index;
+    const auto running = index.load(std::memory_order_acquire);
+    return running >= 0 && abandoned.load(std::memory_order_relaxed) == running ? -1 : running;
   }
 };
 

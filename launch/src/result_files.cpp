@@ -1,0 +1,43 @@
+// The engine's large-result files (engine's result_files.hpp), made of storage's result folder:
+// launch/ is where the two meet, so neither depends on the other.
+#include <memory>
+#include <optional>
+
+#include "joblet/detail/result_files.hpp"
+#include "joblet/detail/result_folder.hpp"
+
+namespace joblet::detail {
+namespace {
+
+class FolderResultFiles final : public ResultFiles {
+ public:
+  explicit FolderResultFiles(const ResultFilesPlace& place)
+      : folder_(place.shared_path.empty()
+                    ? ResultFolder(place.max_nbytes, place.root)
+                    : ResultFolder(place.max_nbytes,
+                                   ResultFolder::SharedPath{place.shared_path, place.remove_when_done})) {}
+
+  void while_encoding(const std::string& out, FunctionRef encode) const override {
+    ResultWriter writer(folder_, out);
+    encode();
+  }
+  void while_decoding(std::span<const std::byte> bytes, FunctionRef decode) const override {
+    ResultReader reader(folder_, bytes);
+    decode();
+  }
+  void remove_now() noexcept override { folder_.remove_now(); }
+  const std::string& path() const noexcept override { return folder_.path(); }
+
+ private:
+  ResultFolder folder_;
+};
+
+}  // namespace
+
+void install_result_files() noexcept {
+  set_result_files_factory([](const ResultFilesPlace& place) -> std::unique_ptr<ResultFiles> {
+    return std::make_unique<FolderResultFiles>(place);
+  });
+}
+
+}  // namespace joblet::detail
