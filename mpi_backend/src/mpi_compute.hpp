@@ -1,0 +1,90 @@
+#pragma once
+// The compute thread(s) of a rank in an mpi call: they run the batches queued for them and leave
+// the outcomes, as frames, for the calling thread, which makes every MPI call of the rank. One
+// thread normally; keep_going starts another when a task is abandoned at its timeout, and the
+// stuck one finishes its batch whenever its task returns.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "joblet/backend.hpp"
+#include "joblet/detail/task_watchdog.hpp"
+
+namespace joblet::detail {
+
+class MpiTaskCounter;
+class ResultFolder;
+
+// Kept alive by its threads, which may outlive the call (a task abandoned at its timeout).
+class MpiComputeThreads : public std::enable_shared_from_this<MpiComputeThreads> {
+ public:
+  using Clock = Job::Clock;
+
+  struct Finished {
+    IndexRange range;
+    std::string frames;
+    Clock::duration elapsed;
+  };
+  // What the threads have to do besides their running task.
+  struct Backlog {
+    bool queued = false;          // a batch waits
+    bool running = false;         // a batch runs
+    std::int64_t started_ns = 0;  // when the running batch started
+    std::uint64_t tasks = 0;      // and how many tasks it has
+  };
+
+  // `counter`: rank 0's, from which its threads take their own batches (null elsewhere).
+  // `results`: where result arrays above max_nbytes go instead of frames (null: nowhere).
+  MpiComputeThreads(std::shared_ptr<Job> job, std::unique_ptr<MpiTaskCounter> counter,
+                    std::shared_ptr<const ResultFolder> results);
+  ~MpiComputeThreads();
+
+  void start_thread();
+  // Queues a batch; an empty one means that no more will come: the threads end when the queue
+  // is empty.
+  void give(IndexRange range);
+  // Drops the queued batches; no more will come.
+  void stop();
+
+  Backlog backlog();
+  // Whether nothing is queued, running, or finished and not taken yet.
+  bool idle();
+  // Whether a batch runs that this rank should wait for: one whose task was abandoned at its
+  // timeout may never end.
+  bool running_unabandoned();
+  std::deque<Finished> take_finished();
+  // Until a batch finished, or `timeout`.
+  void wait_for_finished(std::chrono::microseconds timeout);
+
+  // The task the newest thread runs.
+  WatchedSlot& running_task() noexcept { return running_task_; }
+  MpiTaskCounter* counter() noexcept { return counter_.get(); }
+
+ private:
+  void loop();
+
+  std::shared_ptr<Job> job_;
+  std::unique_ptr<MpiTaskCounter> counter_;
+  std::shared_ptr<const ResultFolder> results_;
+  std::mutex mutex_;
+  std::condition_variable work_ready_;
+  std::condition_variable outcomes_ready_;
+  std::deque<IndexRange> queue_;
+  bool no_more_work_ = false;
+  int busy_ = 0;  // threads running a batch now
+  std::deque<Finished> finished_;
+  WatchedSlot running_task_;
+  std::atomic<std::int64_t> batch_started_ns_{0};  // the running batch: when it started
+  std::atomic<std::uint64_t> batch_tasks_{0};      // and how many tasks it has
+};
+
+// Whether this thread runs the tasks of an mpi call.
+bool runs_mpi_tasks() noexcept;
+
+}  // namespace joblet::detail

@@ -1,0 +1,169 @@
+#include "mpi_delivery.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <span>
+#include <utility>
+
+#include "joblet/detail/frames.hpp"
+#include "joblet/detail/result_folder.hpp"
+#include "joblet/settings.hpp"
+#include "mpi_transport.hpp"
+
+namespace joblet::detail {
+namespace {
+
+bool is_failure(const char* frame) {
+  FrameHeader header;
+  std::memcpy(&header, frame, sizeof header);
+  return header.length > 0 && frame[sizeof header] != '\0';
+}
+
+}  // namespace
+
+MpiDelivery::MpiDelivery(Job& job, MpiTransport& transport, const std::vector<RankIdentity>& identities,
+                         int stream_ranks, bool single_node)
+    : job_(job), transport_(transport), identities_(identities), rank_(transport.rank()) {
+  open_result_folder(single_node);
+  if (job_.settings().results_to_root) {
+    mode_ = Mode::root_only;
+  } else if (transport_.size() > stream_ranks) {
+    mode_ = Mode::gather_then_broadcast;
+  }
+}
+
+// In /dev/shm (or temp_folder) when all ranks share a node, else in temp_folder or the cache
+// directory, which a cluster keeps on a filesystem every node sees. Rank 0 picks the folder and
+// removes it.
+void MpiDelivery::open_result_folder(bool single_node) {
+  const JobSettings& settings = job_.settings();
+  if (settings.max_nbytes == std::numeric_limits<std::size_t>::max()) return;
+  std::string path;
+  if (rank_ == 0) {
+    std::string root = settings.temp_folder;
+    if (root.empty() && !single_node) {
+      root = (std::filesystem::absolute(default_cache_dir()) / ".results").string();
+    }
+    results_ = std::make_shared<ResultFolder>(settings.max_nbytes, root);
+    path = results_->path();
+  }
+  unsigned long long length = path.size();
+  check(MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, transport_.communicator()), "MPI_Bcast");
+  path.resize(length);
+  check(MPI_Bcast(path.data(), static_cast<int>(length), MPI_CHAR, 0, transport_.communicator()), "MPI_Bcast");
+  if (rank_ != 0) {
+    results_ =
+        std::make_shared<ResultFolder>(settings.max_nbytes, ResultFolder::SharedPath{path, /*remove_when_done=*/false});
+  }
+}
+
+void MpiDelivery::receive(std::string_view frames, int source) { record(frames, source, nullptr, nullptr); }
+
+void MpiDelivery::record_own(std::string_view frames) { record(frames, rank_, &own_successes_, &own_failures_); }
+
+// Records each outcome in `frames` (made on rank `source`). The frames of outcomes recorded here
+// first go on: failures to `failures`; successes to `fresh` and, on rank 0 in gather modes, to
+// the end-of-call broadcast.
+void MpiDelivery::record(std::string_view frames, int source, std::string* fresh, std::string* failures) {
+  std::size_t at = 0;
+  while (at + sizeof(FrameHeader) <= frames.size()) {
+    FrameHeader header;
+    std::memcpy(&header, frames.data() + at, sizeof header);
+    if (header.index >= job_.size() || header.length > frames.size() - at - sizeof header) {
+      throw Error(fmt::format("mpi backend: a malformed outcome from rank {} (task {}, {} bytes)", source, header.index,
+                              header.length));
+    }
+    const std::size_t whole = sizeof header + header.length;
+    const bool failure = is_failure(frames.data() + at);
+    if (!failure && !keeps_results()) {
+      // ResultsTo::root: this rank's successes go to rank 0 without being kept here.
+      if (fresh != nullptr) fresh->append(frames, at, whole);
+      at += whole;
+      continue;
+    }
+    const auto* payload = reinterpret_cast<const std::byte*>(frames.data() + at + sizeof header);
+    std::optional<ResultReader> result_files;  // maps arrays that came as files
+    if (results_ && results_->enabled()) {
+      result_files.emplace(*results_, std::span<const std::byte>(payload, header.length));
+    }
+    const RankIdentity& who = identities_[static_cast<std::size_t>(source)];
+    if (job_.complete_encoded(header.index, {payload, header.length},
+                              ErrorSite{header.index, source, who.host, who.pid})) {
+      ++recorded_;
+      std::string* next = failure ? failures : fresh;
+      if (next != nullptr) next->append(frames, at, whole);
+      // Rank 0 ends gather-mode calls with a broadcast: of every outcome, or (results to the
+      // root only) of the failures, so that no rank can finish without having seen them.
+      if (rank_ == 0 && (mode_ == Mode::gather_then_broadcast || (failure && mode_ == Mode::root_only))) {
+        gathered_.append(frames, at, whole);
+      }
+    }
+    at += whole;
+  }
+}
+
+void MpiDelivery::send_own() {
+  std::string successes = std::exchange(own_successes_, {});
+  std::string failures = std::exchange(own_failures_, {});
+  // Once the ranks counted the FRAMES messages they sent each other, no more may go out.
+  if (transport_.draining()) return;
+  if (!failures.empty()) transport_.send_to_all(kFramesTag, std::move(failures));
+  if (successes.empty()) return;
+  if (mode_ == Mode::stream_to_all) {
+    transport_.send_to_all(kFramesTag, std::move(successes));
+  } else if (rank_ != 0) {
+    transport_.send(0, kFramesTag, std::move(successes));
+  }
+}
+
+void MpiDelivery::post_final_broadcast() {
+  FinalBroadcast& f = final_;
+  if (f.posted) return;
+  if (rank_ == 0) {
+    const bool completed = !job_.cancelled() && recorded_ >= job_.size();
+    f.data.swap(gathered_);
+    f.header[0] = completed ? 1 : 0;
+    f.header[1] = f.data.size();
+    if (f.data.size() > kMaxMessageBytes) {
+      throw SerializationError(
+          fmt::format("mpi backend: {} bytes of results exceed what one broadcast can send; "
+                      "return large arrays through the cache or files instead",
+                      f.data.size()));
+    }
+  }
+  check(MPI_Ibcast(f.header, 2, MPI_UINT64_T, 0, transport_.communicator(), &f.request), "MPI_Ibcast");
+  f.posted = true;
+}
+
+bool MpiDelivery::advance_final_broadcast() {
+  FinalBroadcast& f = final_;
+  if (!f.posted || f.done) return false;
+  bool changed = false;
+  for (;;) {
+    int done = 0;
+    check(MPI_Test(&f.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (!done) return changed;
+    changed = true;
+    if (!f.header_done) {
+      f.header_done = true;
+      if (rank_ != 0) f.data.resize(f.header[1]);
+      check(
+          MPI_Ibcast(f.data.data(), static_cast<int>(f.header[1]), MPI_BYTE, 0, transport_.communicator(), &f.request),
+          "MPI_Ibcast");
+      continue;
+    }
+    f.done = true;
+    if (rank_ != 0) {
+      record(f.data, 0, nullptr, nullptr);  // failures first: they decide how the call ends
+      if (f.header[0] == 1 && mode_ == Mode::root_only) job_.finish_without_results();
+    }
+    std::string().swap(f.data);
+    return true;
+  }
+}
+
+}  // namespace joblet::detail
