@@ -4,7 +4,7 @@
 #include <thread>
 
 #include "joblet/detail/frames.hpp"
-#include "joblet/detail/result_folder.hpp"
+#include "joblet/detail/result_files.hpp"
 #include "mpi_claims.hpp"
 
 namespace joblet::detail {
@@ -19,7 +19,7 @@ std::int64_t now_ns() { return Job::Clock::now().time_since_epoch().count(); }
 bool runs_mpi_tasks() noexcept { return t_runs_mpi_tasks; }
 
 MpiComputeThreads::MpiComputeThreads(std::shared_ptr<Job> job, std::unique_ptr<MpiTaskCounter> counter,
-                                     std::shared_ptr<const ResultFolder> results)
+                                     std::shared_ptr<const ResultFiles> results)
     : job_(std::move(job)), counter_(std::move(counter)), results_(std::move(results)) {}
 
 MpiComputeThreads::~MpiComputeThreads() = default;
@@ -101,14 +101,19 @@ void MpiComputeThreads::loop() {
     batch_started_ns_.store(now_ns(), std::memory_order_relaxed);
     outcomes_ready_.notify_one();  // the caller may want to ask for the next batch now
     std::string frames;
-    std::optional<ResultWriter> result_files;  // large arrays to files, references in frames
-    if (results_ && results_->enabled()) result_files.emplace(*results_, frames);
     const auto start = Clock::now();
-    for (std::size_t index = range.begin; index < range.end && !job_->stopping(); ++index) {
-      running_task_.started_ns.store(now_ns(), std::memory_order_relaxed);
-      running_task_.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
-      append_frame(frames, index, [&](std::string& out) { job_->run_encoded(index, out); });
-      running_task_.index.store(-1, std::memory_order_release);
+    auto run_batch = [&] {
+      for (std::size_t index = range.begin; index < range.end && !job_->stopping(); ++index) {
+        running_task_.started_ns.store(now_ns(), std::memory_order_relaxed);
+        running_task_.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
+        append_frame(frames, index, [&](std::string& out) { job_->run_encoded(index, out); });
+        running_task_.index.store(-1, std::memory_order_release);
+      }
+    };
+    if (results_) {
+      results_->while_encoding(frames, run_batch);  // large arrays to files, references in frames
+    } else {
+      run_batch();
     }
     const auto elapsed = Clock::now() - start;
     lock.lock();

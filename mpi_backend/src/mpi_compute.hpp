@@ -19,7 +19,7 @@
 namespace joblet::detail {
 
 class MpiTaskCounter;
-class ResultFolder;
+class ResultFiles;
 
 // Kept alive by its threads, which may outlive the call (a task abandoned at its timeout).
 class MpiComputeThreads : public std::enable_shared_from_this<MpiComputeThreads> {
@@ -42,7 +42,7 @@ class MpiComputeThreads : public std::enable_shared_from_this<MpiComputeThreads>
   // `counter`: rank 0's, from which its threads take their own batches (null elsewhere).
   // `results`: where result arrays above max_nbytes go instead of frames (null: nowhere).
   MpiComputeThreads(std::shared_ptr<Job> job, std::unique_ptr<MpiTaskCounter> counter,
-                    std::shared_ptr<const ResultFolder> results);
+                    std::shared_ptr<const ResultFiles> results);
   ~MpiComputeThreads();
 
   void start_thread();
@@ -71,7 +71,7 @@ class MpiComputeThreads : public std::enable_shared_from_this<MpiComputeThreads>
 
   std::shared_ptr<Job> job_;
   std::unique_ptr<MpiTaskCounter> counter_;
-  std::shared_ptr<const ResultFolder> results_;
+  std::shared_ptr<const ResultFiles> results_;
   std::mutex mutex_;
   std::condition_variable work_ready_;
   std::condition_variable outcomes_ready_;

@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "joblet/detail/frames.hpp"
-#include "joblet/detail/result_folder.hpp"
+#include "joblet/detail/result_files.hpp"
 #include "joblet/settings.hpp"
 #include "mpi_transport.hpp"
 
@@ -48,16 +48,19 @@ void MpiDelivery::open_result_folder(bool single_node) {
     if (root.empty() && !single_node) {
       root = (std::filesystem::absolute(default_cache_dir()) / ".results").string();
     }
-    results_ = std::make_shared<ResultFolder>(settings.max_nbytes, root);
-    path = results_->path();
+    results_ = make_result_files({.max_nbytes = settings.max_nbytes,
+                                  .root = root,
+                                  .shared_path = {},
+                                  .remove_when_done = true});
+    if (results_) path = results_->path();
   }
   unsigned long long length = path.size();
   check(MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, transport_.communicator()), "MPI_Bcast");
   path.resize(length);
   check(MPI_Bcast(path.data(), static_cast<int>(length), MPI_CHAR, 0, transport_.communicator()), "MPI_Bcast");
-  if (rank_ != 0) {
-    results_ =
-        std::make_shared<ResultFolder>(settings.max_nbytes, ResultFolder::SharedPath{path, /*remove_when_done=*/false});
+  if (rank_ != 0 && !path.empty()) {  // empty: nothing provides files, results stay inline
+    results_ = make_result_files(
+        {.max_nbytes = settings.max_nbytes, .root = {}, .shared_path = path, .remove_when_done = false});
   }
 }
 
@@ -86,13 +89,18 @@ void MpiDelivery::record(std::string_view frames, int source, std::string* fresh
       continue;
     }
     const auto* payload = reinterpret_cast<const std::byte*>(frames.data() + at + sizeof header);
-    std::optional<ResultReader> result_files;  // maps arrays that came as files
-    if (results_ && results_->enabled()) {
-      result_files.emplace(*results_, std::span<const std::byte>(payload, header.length));
-    }
     const RankIdentity& who = identities_[static_cast<std::size_t>(source)];
-    if (job_.complete_encoded(header.index, {payload, header.length},
-                              ErrorSite{header.index, source, who.host, who.pid})) {
+    bool recorded = false;
+    auto complete = [&] {
+      recorded = job_.complete_encoded(header.index, {payload, header.length},
+                                       ErrorSite{header.index, source, who.host, who.pid});
+    };
+    if (results_) {
+      results_->while_decoding({payload, header.length}, complete);  // maps arrays that came as files
+    } else {
+      complete();
+    }
+    if (recorded) {
       ++recorded_;
       std::string* next = failure ? failures : fresh;
       if (next != nullptr) next->append(frames, at, whole);

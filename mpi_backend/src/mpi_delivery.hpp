@@ -24,7 +24,7 @@
 namespace joblet::detail {
 
 class MpiTransport;
-class ResultFolder;
+class ResultFiles;
 
 class MpiDelivery {
  public:
@@ -35,7 +35,7 @@ class MpiDelivery {
               bool single_node);
 
   // Where result arrays above max_nbytes go instead of messages (null: they never do).
-  const std::shared_ptr<ResultFolder>& result_folder() const noexcept { return results_; }
+  const std::shared_ptr<ResultFiles>& result_folder() const noexcept { return results_; }
   // Outcomes recorded on this rank.
   std::size_t recorded() const noexcept { return recorded_; }
   // Whether results are gathered on rank 0 and broadcast when the call ends.
@@ -77,7 +77,7 @@ class MpiDelivery {
   const std::vector<RankIdentity>& identities_;
   int rank_;
   Mode mode_ = Mode::stream_to_all;
-  std::shared_ptr<ResultFolder> results_;
+  std::shared_ptr<ResultFiles> results_;
   std::size_t recorded_ = 0;
   std::string own_successes_;  // recorded here first, not sent yet
   std::string own_failures_;

@@ -25,7 +25,7 @@
 
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/log.hpp"
-#include "joblet/detail/result_folder.hpp"
+#include "joblet/detail/result_files.hpp"
 #include "joblet/detail/task_watchdog.hpp"
 #include "mpi_claims.hpp"
 #include "mpi_compute.hpp"
@@ -217,8 +217,8 @@ class MpiRun final : public Run {
   }
 
   void close_result_folder() {
-    const std::shared_ptr<ResultFolder>& folder = delivery_.result_folder();
-    if (!folder || !folder->enabled()) return;
+    const std::shared_ptr<ResultFiles>& folder = delivery_.result_folder();
+    if (!folder) return;
     // Whatever a task abandoned at its timeout writes from here on would never be read: it stays
     // inline, so that no rank recreates the folder after rank 0 removed it.
     if (rank() != 0) folder->remove_now();  // only closes it: rank 0 owns the folder

@@ -90,7 +90,10 @@ class ProcessesRun final : public Run {
                                                           std::max<std::size_t>(job_->size(), 1)))),
         shared_(n_workers_),
         host_(ErrorSite::here().host),
-        results_(make_result_files({.max_nbytes = job_->settings().max_nbytes, .root = job_->settings().temp_folder})),
+        results_(make_result_files({.max_nbytes = job_->settings().max_nbytes,
+                                    .root = job_->settings().temp_folder,
+                                    .shared_path = {},
+                                    .remove_when_done = true})),
         watchdog_(job_->settings().timeout) {
     workers_.reserve(static_cast<std::size_t>(n_workers_));
     try {

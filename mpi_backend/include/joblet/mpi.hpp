@@ -11,7 +11,26 @@
 // joblet::Session registers the backend (and makes it the default) when a launcher started
 // more than one rank; call register_mpi_backend() yourself only if you initialise MPI yourself.
 
+// joblet uses MPI's C API only. Open MPI's and MPICH's <mpi.h> otherwise also parse their MPI-2
+// C++ bindings (dropped by MPI-3), which cost every file that includes joblet 1.5 s of compiling.
+// A program that still uses those bindings includes <mpi.h> before joblet's headers.
+#if !defined(OMPI_SKIP_MPICXX)
+#define OMPI_SKIP_MPICXX 1
+#define JOBLET_DEFINED_OMPI_SKIP_MPICXX
+#endif
+#if !defined(MPICH_SKIP_MPICXX)
+#define MPICH_SKIP_MPICXX 1
+#define JOBLET_DEFINED_MPICH_SKIP_MPICXX
+#endif
 #include <mpi.h>
+#ifdef JOBLET_DEFINED_OMPI_SKIP_MPICXX
+#undef OMPI_SKIP_MPICXX
+#undef JOBLET_DEFINED_OMPI_SKIP_MPICXX
+#endif
+#ifdef JOBLET_DEFINED_MPICH_SKIP_MPICXX
+#undef MPICH_SKIP_MPICXX
+#undef JOBLET_DEFINED_MPICH_SKIP_MPICXX
+#endif
 
 namespace joblet {
 
