@@ -1,6 +1,7 @@
 #include "joblet/detail/stop.hpp"
 
 #include "joblet/detail/mpi_hooks.hpp"
+#include "joblet/detail/signals.hpp"
 
 #include <signal.h>
 
@@ -17,17 +18,14 @@ std::atomic<void (*)(int)> g_exit_hook{nullptr};
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free,
               "signal handlers need lock-free atomics");
 
-void on_stop_signal(int signal) { request_stop(signal); }
-}  // namespace
-
-void request_stop(int signal) noexcept {
+// Asks running calls to stop. A SIGTERM with no call running takes its course (the program
+// ends at once, as it would without joblet: there is nothing to save).
+bool on_stop_signal(int signal) noexcept {
   g_signal.store(signal);
   g_stop.store(true);
-  if (signal == SIGTERM && g_running.load() == 0) {
-    ::signal(SIGTERM, SIG_DFL);
-    raise(SIGTERM);
-  }
+  return !(signal == SIGTERM && g_running.load() == 0);
 }
+}  // namespace
 
 bool stop_requested() noexcept { return g_stop.load(std::memory_order_relaxed); }
 int stop_signal() noexcept { return g_signal.load(std::memory_order_relaxed); }
@@ -38,13 +36,7 @@ RunningCall::~RunningCall() { g_running.fetch_sub(1); }
 void enable_graceful_stop() {
   g_enabled.store(true);
   for (int signal : {SIGTERM, SIGUSR1}) {
-    struct sigaction current {};
-    if (sigaction(signal, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
-    struct sigaction handler {};
-    handler.sa_handler = on_stop_signal;
-    sigemptyset(&handler.sa_mask);
-    handler.sa_flags = SA_RESTART;
-    sigaction(signal, &handler, nullptr);
+    if (!program_handles_signal(signal)) listen_to_signal(signal, on_stop_signal);
   }
 }
 

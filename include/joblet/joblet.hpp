@@ -13,11 +13,11 @@
 #include "joblet/dump.hpp"
 #include "joblet/environment.hpp"
 #include "joblet/error.hpp"
+#include "joblet/features.hpp"
 #include "joblet/hash.hpp"
 #include "joblet/log.hpp"
 #include "joblet/memory.hpp"
 #include "joblet/mmap_mode.hpp"
-#include "joblet/mpi.hpp"
 #include "joblet/ndarray.hpp"
 #include "joblet/observer.hpp"
 #include "joblet/outcome.hpp"
@@ -27,3 +27,7 @@
 #include "joblet/settings.hpp"
 #include "joblet/shared_array.hpp"
 #include "joblet/store.hpp"
+
+#if JOBLET_HAS_MPI
+#include "joblet/mpi.hpp"
+#endif

@@ -1,12 +1,15 @@
 #include "info_command.hpp"
 
 #include <fmt/format.h>
-#include <mpi.h>
 #include <oneapi/tbb/version.h>
 #include <sched.h>
 #include <spdlog/version.h>
 #include <sys/vfs.h>
 #include <unistd.h>
+
+#if defined(JOBLET_CLI_WITH_MPI)
+#include <mpi.h>
+#endif
 
 #include <cmath>
 #include <cstdlib>
@@ -58,12 +61,16 @@ std::string filesystem_of(std::filesystem::path path) {
 }
 
 std::string mpi_version() {
+#if !defined(JOBLET_CLI_WITH_MPI)
+  return "MPI: not built (JOBLET_MPI=OFF, or no MPI found)";
+#else
   char text[MPI_MAX_LIBRARY_VERSION_STRING];
   int length = 0;
   MPI_Get_library_version(text, &length);  // allowed before MPI_Init
   std::string version(text, static_cast<std::size_t>(length));
   if (auto end = version.find_first_of(",\n"); end != std::string::npos) version.resize(end);
   return version;
+#endif
 }
 
 }  // namespace

@@ -7,7 +7,7 @@
 // Everything a handler touches is an atomic or fixed storage: no allocation, no stdio, no locks.
 #include "mpi_failures.hpp"
 
-#include "joblet/detail/stop.hpp"
+#include "joblet/detail/signals.hpp"
 
 #include <mpi.h>
 #include <signal.h>
@@ -27,7 +27,6 @@ std::atomic<int> g_rank{-1};
 char g_host[64] = {};
 
 constexpr int kReportedSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM};
-struct sigaction g_previous[NSIG];
 
 // Text built without allocating, for signal handlers.
 struct Line {
@@ -40,8 +39,8 @@ struct Line {
   Line& operator<<(long long number) {
     char digits[24];
     int count = 0;
-    unsigned long long value = number < 0 ? 0ULL - static_cast<unsigned long long>(number)
-                                          : static_cast<unsigned long long>(number);
+    unsigned long long value =
+        number < 0 ? 0ULL - static_cast<unsigned long long>(number) : static_cast<unsigned long long>(number);
     do {
       digits[count++] = static_cast<char>('0' + value % 10);
       value /= 10;
@@ -101,28 +100,11 @@ void report_held_tasks() {
   line.write_out();
 }
 
-void chain(int signal, siginfo_t* info, void* context) {
-  const struct sigaction& previous = g_previous[signal];
-  if ((previous.sa_flags & SA_SIGINFO) != 0 && previous.sa_sigaction != nullptr) {
-    previous.sa_sigaction(signal, info, context);
-  } else if (previous.sa_handler == SIG_IGN) {
-    return;
-  } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != nullptr) {
-    previous.sa_handler(signal);
-  } else {
-    ::signal(signal, SIG_DFL);
-    raise(signal);
-  }
-}
-
-void on_signal(int signal, siginfo_t* info, void* context) {
+// On every reported signal: say what this rank held or ran; the signal then takes its course
+// (the graceful stop of a time limit, or death) through core's dispatcher.
+bool on_signal(int signal) noexcept {
   if (signal == SIGTERM) {
     report_held_tasks();
-    // Under Session a SIGTERM may be a Slurm time limit: stop gracefully instead of dying.
-    if (graceful_stop_enabled()) {
-      request_stop(signal);
-      return;
-    }
   } else if (g_rank.load() >= 0) {
     Line line;
     const char* name = sigabbrev_np(signal);
@@ -130,7 +112,7 @@ void on_signal(int signal, siginfo_t* info, void* context) {
     with_task(line);
     line.write_out();
   }
-  chain(signal, info, context);
+  return false;
 }
 
 // exit() inside a task (flagged only while a task runs, so normal exits stay silent).
@@ -153,13 +135,7 @@ void note_grants(const Grants* grants) noexcept { g_grants.store(grants); }
 
 void install_failure_reports() {
   gethostname(g_host, sizeof g_host - 1);
-  for (int signal : kReportedSignals) {
-    struct sigaction report {};
-    report.sa_sigaction = on_signal;
-    report.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigemptyset(&report.sa_mask);
-    sigaction(signal, &report, &g_previous[signal]);
-  }
+  for (int signal : kReportedSignals) listen_to_signal(signal, on_signal);
   on_exit(on_exit_report, nullptr);
 }
 

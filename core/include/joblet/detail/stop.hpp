@@ -9,9 +9,6 @@ namespace joblet::detail {
 // "Incomplete, run again" (EX_TEMPFAIL): the status of a process stopped before its call ended.
 inline constexpr int kIncompleteExitStatus = 75;
 
-// Async-signal-safe: asks running calls to stop. A SIGTERM with no call running ends the
-// program at once, as it would without joblet (there is nothing to save).
-void request_stop(int signal) noexcept;
 bool stop_requested() noexcept;
 int stop_signal() noexcept;
 
@@ -24,8 +21,9 @@ class RunningCall {
   RunningCall& operator=(const RunningCall&) = delete;
 };
 
-// Installs the SIGTERM and SIGUSR1 handlers that call request_stop (Session does this). A
-// signal already handled by someone else (a program's own handler) is left alone.
+// Makes SIGTERM and SIGUSR1 ask running calls to stop (Session does this), through core's one
+// signal dispatcher. A SIGTERM with no call running ends the program at once, as it would
+// without joblet (there is nothing to save). A signal the program handles itself is left alone.
 void enable_graceful_stop();
 bool graceful_stop_enabled() noexcept;
 
