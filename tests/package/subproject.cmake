@@ -1,19 +1,9 @@
 # Configures a project that adds joblet with add_subdirectory, builds its threads-only program
 # (only the targets it needs), checks that nothing of MPI or HDF5 is on its link line, and runs
 # it. Run with cmake -P.
-foreach(var JOBLET_SOURCE_DIR SOURCE_DIR WORK_DIR)
-  if(NOT DEFINED ${var})
-    message(FATAL_ERROR "subproject.cmake needs -D${var}=...")
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/script_helpers.cmake)
+require_arguments(JOBLET_SOURCE_DIR SOURCE_DIR WORK_DIR)
 file(REMOVE_RECURSE "${WORK_DIR}")
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE out)
-  if(NOT status EQUAL 0)
-    message(FATAL_ERROR "failed (${status}): ${ARGN}\n${out}")
-  endif()
-  set(output "${out}" PARENT_SCOPE)
-endfunction()
 run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}" -G Ninja "-DJOBLET_SOURCE_DIR=${JOBLET_SOURCE_DIR}")
 run(${CMAKE_COMMAND} -LA -N "${WORK_DIR}")
 if(output MATCHES "CMAKE_BUILD_TYPE:STRING=[A-Za-z]")

@@ -26,36 +26,37 @@ int in_child(Body body) {
 
 std::atomic<int> g_heard{0};
 
-TEST(Signals, EveryListenerHearsTheSignalThenItTakesItsCourse) {
-  const int status = in_child([] {
+// Two listeners of SIGUSR2 (adding 1 and 10 to g_heard), the second one handling it or not;
+// then raises it and returns whether both heard it.
+int raise_to_two_listeners(bool second_handles) {
+  joblet::detail::listen_to_signal(SIGUSR2, [](int) noexcept {
+    g_heard.fetch_add(1);
+    return false;
+  });
+  if (second_handles) {
     joblet::detail::listen_to_signal(SIGUSR2, [](int) noexcept {
-      g_heard.fetch_add(1);
-      return false;
+      g_heard.fetch_add(10);
+      return true;
     });
+  } else {
     joblet::detail::listen_to_signal(SIGUSR2, [](int) noexcept {
       g_heard.fetch_add(10);
       return false;
     });
-    raise(SIGUSR2);  // nobody handles it: the default action ends the process
-    return 3;
-  });
+  }
+  raise(SIGUSR2);
+  return g_heard.load() == 11 ? 0 : 4;
+}
+
+TEST(Signals, EveryListenerHearsTheSignalThenItTakesItsCourse) {
+  const int status = in_child([] { return raise_to_two_listeners(false); });
+  // Nobody handled it: its default action ended the process.
   ASSERT_TRUE(WIFSIGNALED(status)) << "exited with " << WEXITSTATUS(status);
   EXPECT_EQ(WTERMSIG(status), SIGUSR2);
 }
 
 TEST(Signals, AListenerThatHandlesTheSignalKeepsTheProcessAlive) {
-  const int status = in_child([] {
-    joblet::detail::listen_to_signal(SIGUSR2, [](int) noexcept {
-      g_heard.fetch_add(1);
-      return false;
-    });
-    joblet::detail::listen_to_signal(SIGUSR2, [](int) noexcept {
-      g_heard.fetch_add(10);
-      return true;
-    });
-    raise(SIGUSR2);
-    return g_heard.load() == 11 ? 0 : 4;
-  });
+  const int status = in_child([] { return raise_to_two_listeners(true); });
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "4: not every listener heard it";
 }
