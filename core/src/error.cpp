@@ -8,10 +8,10 @@
 #include <memory>
 #include <typeinfo>
 
+#include "joblet/detail/runtime.hpp"
+
 namespace joblet {
 namespace {
-
-std::atomic<int> g_rank{-1};
 
 std::string host_name() {
   char buffer[256] = {};
@@ -52,13 +52,12 @@ WorkerDiedError::WorkerDiedError(const std::string& message, int signal, int exi
 
 namespace detail {
 
-void set_process_rank(int rank) noexcept { g_rank.store(rank, std::memory_order_relaxed); }
-int process_rank() noexcept { return g_rank.load(std::memory_order_relaxed); }
+void set_process_rank(int rank) noexcept { detail::process_runtime().rank.store(rank, std::memory_order_relaxed); }
+int process_rank() noexcept { return detail::process_runtime().rank.load(std::memory_order_relaxed); }
 
 std::string demangle(const char* mangled) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
-                                                  std::free);
+  std::unique_ptr<char, void (*)(void*)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
   return status == 0 && readable ? std::string(readable.get()) : std::string(mangled);
 }
 

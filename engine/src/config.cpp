@@ -6,13 +6,16 @@
 #include "joblet/detail/call.hpp"
 #include "joblet/detail/env.hpp"
 #include "joblet/detail/log.hpp"
+#include "joblet/detail/runtime.hpp"
 #include "joblet/detail/task_scope.hpp"
 #include "joblet/settings.hpp"
 #include "worker_context.hpp"
 
 namespace joblet {
 namespace {
-thread_local const ParallelConfig* t_innermost = nullptr;
+
+// The innermost ParallelConfig scope opened on this thread.
+const ParallelConfig* innermost() noexcept { return detail::thread_context().innermost_config; }
 
 template <class T>
 void fill(std::optional<T>& field, const std::optional<T>& outer) {
@@ -38,14 +41,14 @@ Config Config::merged_over(const Config& outer) const {
 }
 
 ParallelConfig::ParallelConfig(Config config)
-    : merged_(t_innermost ? config.merged_over(t_innermost->merged_) : std::move(config)), outer_(t_innermost) {
-  t_innermost = this;
+    : merged_(innermost() ? config.merged_over(innermost()->merged_) : std::move(config)), outer_(innermost()) {
+  detail::thread_context().innermost_config = this;
 }
 
-ParallelConfig::~ParallelConfig() { t_innermost = outer_; }
+ParallelConfig::~ParallelConfig() { detail::thread_context().innermost_config = outer_; }
 
 Config current_config() {
-  Config config = t_innermost ? t_innermost->merged_ : Config{};
+  Config config = innermost() ? innermost()->merged_ : Config{};
   if (!config.n_jobs) {
     if (auto n = detail::integer_setting("JOBLET_N_JOBS")) config.n_jobs = static_cast<int>(*n);
   }

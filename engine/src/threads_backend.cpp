@@ -23,6 +23,7 @@
 
 #include "backends.hpp"
 #include "joblet/detail/batch_sizer.hpp"
+#include "joblet/detail/runtime.hpp"
 #include "joblet/detail/task_watchdog.hpp"
 #include "worker_context.hpp"
 
@@ -36,8 +37,6 @@ constexpr auto kBatchTarget = std::chrono::microseconds(20);
 // the caller runs batches itself so that the call always progresses. Never with a timeout: the
 // caller must stay free to stop waiting for a task, so every task runs on a thread of its own.
 constexpr auto kHelpAfter = std::chrono::milliseconds(50);
-
-thread_local bool t_in_threads_worker = false;
 
 // Arenas are cached per concurrency and never destroyed: a thread abandoned after a timeout
 // may still be running a task in one when the program exits.
@@ -113,11 +112,12 @@ struct SharedState {
     }
     started.fetch_add(1, std::memory_order_relaxed);
     {
-      const bool outer = t_in_threads_worker;
-      t_in_threads_worker = true;
+      bool& in_worker = thread_context().in_threads_worker;
+      const bool outer = in_worker;
+      in_worker = true;
       CpuBudgetScope budget(budget_per_worker);
       run_batches(slot, false);
-      t_in_threads_worker = outer;
+      in_worker = outer;
     }
     {
       std::lock_guard lock(mutex);
@@ -139,7 +139,8 @@ struct SharedState {
 class ThreadsRun final : public Run {
  public:
   explicit ThreadsRun(std::shared_ptr<Job> job)
-      : nested_(t_in_threads_worker), state_(std::make_shared<SharedState>(job, job->settings().n_workers)) {
+      : nested_(thread_context().in_threads_worker),
+        state_(std::make_shared<SharedState>(job, job->settings().n_workers)) {
     const int n = state_->n_workers;
     if (state_->tracks_tasks()) {
       for (int worker = 0; worker < n; ++worker) {

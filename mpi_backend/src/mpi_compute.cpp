@@ -5,18 +5,17 @@
 
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/result_files.hpp"
+#include "joblet/detail/runtime.hpp"
 #include "mpi_claims.hpp"
 
 namespace joblet::detail {
 namespace {
 
-thread_local bool t_runs_mpi_tasks = false;
-
 std::int64_t now_ns() { return Job::Clock::now().time_since_epoch().count(); }
 
 }  // namespace
 
-bool runs_mpi_tasks() noexcept { return t_runs_mpi_tasks; }
+bool runs_mpi_tasks() noexcept { return thread_context().runs_mpi_tasks; }
 
 MpiComputeThreads::MpiComputeThreads(std::shared_ptr<Job> job, std::unique_ptr<MpiTaskCounter> counter,
                                      std::shared_ptr<const ResultFiles> results)
@@ -26,7 +25,7 @@ MpiComputeThreads::~MpiComputeThreads() = default;
 
 void MpiComputeThreads::start_thread() {
   std::thread([self = shared_from_this()] {
-    t_runs_mpi_tasks = true;
+    thread_context().runs_mpi_tasks = true;
     self->loop();
   }).detach();
 }
