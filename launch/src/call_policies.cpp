@@ -4,6 +4,8 @@
 // them: storage's files for the large results of process-based backends (result_files.cpp).
 #include <signal.h>
 
+#include <algorithm>
+#include <memory>
 #include <mutex>
 #include <string_view>
 
