@@ -47,32 +47,31 @@ void listen_to_signal(int signal, SignalListener listener) {
   if (signal <= 0 || signal >= NSIG) throw std::logic_error("listen_to_signal: no such signal");
   std::lock_guard lock(g_install_mutex);
   SignalState& state = g_signals[signal];
-  bool added = false;
+  // Listeners are never removed: the first empty slot ends the list.
   for (auto& slot : state.listeners) {
-    if (slot.load() == listener) return;  // added already
-    if (!added && slot.load() == nullptr) {
-      slot.store(listener);
-      added = true;
-      break;
+    const SignalListener present = slot.load();
+    if (present == listener) return;  // added already
+    if (present != nullptr) continue;
+    slot.store(listener);
+    if (!state.installed) {
+      struct sigaction dispatcher {};
+      dispatcher.sa_sigaction = dispatch;
+      // SA_NODEFER: taking the signal's previous course re-raises it inside the handler.
+      dispatcher.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART;
+      sigemptyset(&dispatcher.sa_mask);
+      sigaction(signal, &dispatcher, &state.before);
+      state.installed = true;
     }
+    return;
   }
-  if (!added) throw std::logic_error("listen_to_signal: more than 4 listeners for one signal");
-  if (state.installed) return;
-  struct sigaction dispatcher {};
-  dispatcher.sa_sigaction = dispatch;
-  // SA_NODEFER: taking the signal's previous course re-raises it inside the handler.
-  dispatcher.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART;
-  sigemptyset(&dispatcher.sa_mask);
-  sigaction(signal, &dispatcher, &state.before);
-  state.installed = true;
+  throw std::logic_error("listen_to_signal: more than 4 listeners for one signal");
 }
 
 bool program_handles_signal(int signal) noexcept {
   std::lock_guard lock(g_install_mutex);
   const SignalState& state = g_signals[signal];
-  struct sigaction current {};
-  const struct sigaction& before = state.installed ? state.before : current;
-  if (!state.installed && sigaction(signal, nullptr, &current) != 0) return true;
+  struct sigaction before = state.before;
+  if (!state.installed && sigaction(signal, nullptr, &before) != 0) return true;
   return (before.sa_flags & SA_SIGINFO) != 0 ? before.sa_sigaction != nullptr : before.sa_handler != SIG_DFL;
 }
 

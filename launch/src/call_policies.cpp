@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <mutex>
 #include <string_view>
 
 #include "joblet/campaign.hpp"
@@ -113,17 +112,16 @@ class TimeLimitPolicy final : public CallObserver {
 void install_result_files() noexcept;  // result_files.cpp
 
 bool install_launch_policies() noexcept {
-  install_result_files();
-  static std::once_flag once;
-  static bool installed = false;
-  try {
-    std::call_once(once, [] {
+  static const bool installed = [] {
+    install_result_files();
+    try {
       add_call_observer(std::make_shared<CampaignPolicy>());
       add_call_observer(std::make_shared<TimeLimitPolicy>());
-      installed = true;
-    });
-  } catch (...) {
-  }
+      return true;
+    } catch (...) {  // out of memory at start-up: calls run without the policies
+      return false;
+    }
+  }();
   return installed;
 }
 
