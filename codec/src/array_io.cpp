@@ -1,4 +1,4 @@
-// The codec's array support: buffers, the per-thread writer and reader scopes, and the checks
+// The codec's array support: buffers, resolving references through the archive's reader, and the checks
 // every array header passes before anything is allocated (see detail/array_io.hpp).
 #include <sys/mman.h>
 
@@ -61,9 +61,6 @@ std::size_t dtype_size(DType dtype) noexcept {
 
 namespace detail {
 namespace {
-
-thread_local ArrayWriter* t_writer = nullptr;
-thread_local ArrayReader* t_reader = nullptr;
 
 // Below this, memory comes from the allocator; above, from mmap (glibc would mmap such sizes
 // too, but without the alignment, and a huge-page-friendly start is free here).
@@ -157,31 +154,6 @@ std::shared_ptr<ArrayBuffer> allocate_array_buffer(std::size_t bytes, void*& dat
   return buffer;
 }
 
-ArrayWriter::ArrayWriter(const std::string& target, std::size_t threshold) noexcept
-    : target_(&target), threshold_(threshold), outer_(t_writer) {
-  t_writer = this;
-}
-ArrayWriter::~ArrayWriter() { t_writer = outer_; }
-
-ArrayReader::ArrayReader(std::span<const std::byte> bytes) noexcept : bytes_(bytes), outer_(t_reader) {
-  t_reader = this;
-}
-ArrayReader::~ArrayReader() { t_reader = outer_; }
-
-ArrayWriter* array_writer_for(const std::string* target, std::size_t nbytes) noexcept {
-  for (ArrayWriter* writer = t_writer; writer != nullptr; writer = const_cast<ArrayWriter*>(writer->outer())) {
-    if (writer->target() == target) return nbytes >= writer->threshold() ? writer : nullptr;
-  }
-  return nullptr;
-}
-
-ArrayReader* array_reader_for(const std::byte* position) noexcept {
-  for (ArrayReader* reader = t_reader; reader != nullptr; reader = const_cast<ArrayReader*>(reader->outer())) {
-    if (reader->covers(position)) return reader;
-  }
-  return nullptr;
-}
-
 std::size_t checked_array_bytes(std::span<const std::size_t> shape, std::size_t element_size) {
   std::size_t bytes = element_size;
   for (std::size_t extent : shape) {
@@ -220,16 +192,14 @@ ArrayHeader load_array_header(SpanInputArchive& ar, DType expected) {
 }
 
 OpenedArray open_array_reference(SpanInputArchive& ar, DType dtype, const ArrayHeader& header) {
-  const std::byte* at = ar.position();
   const std::string reference = read_reference(ar);
-  ArrayReader* reader = array_reader_for(at);
+  ArrayReader* reader = ar.arrays();
   if (reader == nullptr) no_reader(reference);
   return reader->open(reference, dtype, header.shape, header.nbytes);
 }
 
 void read_vector_reference(SpanInputArchive& ar, DType expected, std::size_t element_size,
                            ArrayReader::Destination destination) {
-  const std::byte* at = ar.position();
   std::uint8_t dtype = 0;
   std::uint64_t size = 0;
   ar.load_bytes(&dtype, sizeof dtype);
@@ -239,7 +209,7 @@ void read_vector_reference(SpanInputArchive& ar, DType expected, std::size_t ele
                             ", not of " + std::string(dtype_name(expected)));
   }
   const std::string reference = read_reference(ar);
-  ArrayReader* reader = array_reader_for(at);
+  ArrayReader* reader = ar.arrays();
   if (reader == nullptr) no_reader(reference);
   const std::size_t shape[1] = {static_cast<std::size_t>(size)};
   const std::size_t nbytes = checked_array_bytes(shape, element_size);

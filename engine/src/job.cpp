@@ -84,13 +84,14 @@ void Job::run(IndexRange range, RunningTask* tracker) {
   if (first_unpublished < index) publish({first_unpublished, index}, any_failed);
 }
 
-bool Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where) {
+bool Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
+                           detail::ArrayReader* arrays) {
   bool recorded = false;
   bool is_failure = true;
   try {
     if (outcome.empty()) throw SerializationError("a worker sent an empty outcome", ErrorSite::here(index));
     if (outcome.front() == kValueOutcome) {
-      recorded = store_encoded(index, outcome.subspan(1));
+      recorded = store_encoded(index, outcome.subspan(1), arrays);
       is_failure = false;
     } else {
       auto [type, message] = decode<std::pair<std::string, std::string>>(outcome.subspan(1));

@@ -17,19 +17,15 @@ class FolderResultFiles final : public ResultFiles {
                     : ResultFolder(place.max_nbytes,
                                    ResultFolder::SharedPath{place.shared_path, place.remove_when_done})) {}
 
-  void while_encoding(const std::string& out, FunctionRef encode) const override {
-    ResultWriter writer(folder_, out);
-    encode();
-  }
-  void while_decoding(std::span<const std::byte> bytes, FunctionRef decode) const override {
-    ResultReader reader(folder_, bytes);
-    decode();
-  }
+  ArrayWriter& writer() const noexcept override { return writer_; }
+  ArrayReader& reader() const noexcept override { return reader_; }
   void remove_now() noexcept override { folder_.remove_now(); }
   const std::string& path() const noexcept override { return folder_.path(); }
 
  private:
   ResultFolder folder_;
+  mutable ResultWriter writer_{folder_};
+  mutable ResultReader reader_{folder_};
 };
 
 }  // namespace

@@ -101,18 +101,12 @@ void MpiComputeThreads::loop() {
     outcomes_ready_.notify_one();  // the caller may want to ask for the next batch now
     std::string frames;
     const auto start = Clock::now();
-    auto run_batch = [&] {
-      for (std::size_t index = range.begin; index < range.end && !job_->stopping(); ++index) {
-        running_task_.started_ns.store(now_ns(), std::memory_order_relaxed);
-        running_task_.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
-        append_frame(frames, index, [&](std::string& out) { job_->run_encoded(index, out); });
-        running_task_.index.store(-1, std::memory_order_release);
-      }
-    };
-    if (results_) {
-      results_->while_encoding(frames, run_batch);  // large arrays to files, references in frames
-    } else {
-      run_batch();
+    ArrayWriter* arrays = results_ ? &results_->writer() : nullptr;  // large arrays to files, references in frames
+    for (std::size_t index = range.begin; index < range.end && !job_->stopping(); ++index) {
+      running_task_.started_ns.store(now_ns(), std::memory_order_relaxed);
+      running_task_.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
+      append_frame(frames, index, [&](std::string& out) { job_->run_encoded(index, out, arrays); });
+      running_task_.index.store(-1, std::memory_order_release);
     }
     const auto elapsed = Clock::now() - start;
     lock.lock();

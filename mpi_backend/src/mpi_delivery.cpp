@@ -90,16 +90,10 @@ void MpiDelivery::record(std::string_view frames, int source, std::string* fresh
     }
     const auto* payload = reinterpret_cast<const std::byte*>(frames.data() + at + sizeof header);
     const RankIdentity& who = identities_[static_cast<std::size_t>(source)];
-    bool recorded = false;
-    auto complete = [&] {
-      recorded = job_.complete_encoded(header.index, {payload, header.length},
-                                       ErrorSite{header.index, source, who.host, who.pid});
-    };
-    if (results_) {
-      results_->while_decoding({payload, header.length}, complete);  // maps arrays that came as files
-    } else {
-      complete();
-    }
+    // Maps arrays that came as files.
+    const bool recorded = job_.complete_encoded(header.index, {payload, header.length},
+                                                ErrorSite{header.index, source, who.host, who.pid},
+                                                results_ ? &results_->reader() : nullptr);
     if (recorded) {
       ++recorded_;
       std::string* next = failure ? failures : fresh;

@@ -164,26 +164,18 @@ EntryMetadata FunctionCache::entry_metadata(const std::string& arguments, const 
 }
 
 void FunctionCache::publish(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
-                            std::chrono::duration<double> computed_in,
-                            std::span<const std::byte> payload) const noexcept {
-  try {
-    memory_->store->save(name_, key, entry_metadata(arguments, result_type, computed_in), payload);
-  } catch (const Error& e) {
-    report_store_failure(e.message());
-  } catch (const std::exception& e) {
-    report_store_failure(std::string("cannot write a cache entry of '") + name_ + "': " + e.what());
-  }
-}
-
-void FunctionCache::publish_with_arrays(const Hash128& key, const std::string& arguments,
-                                        const std::type_info& result_type, std::chrono::duration<double> computed_in,
-                                        std::string_view encoding, const DumpWriter& arrays) const noexcept {
+                            std::chrono::duration<double> computed_in, std::string_view encoding,
+                            const DumpWriter& arrays) const noexcept {
   try {
     const Store& store = *memory_->store;
+    EntryMetadata metadata = entry_metadata(arguments, result_type, computed_in);
+    if (arrays.array_count() == 0) {
+      store.save(name_, key, std::move(metadata), std::as_bytes(std::span<const char>(encoding.data(), encoding.size())));
+      return;
+    }
     const std::string binding = new_binding();
     DumpOptions options;
     options.fsync = store.options().fsync;
-    EntryMetadata metadata = entry_metadata(arguments, result_type, computed_in);
     metadata.extra["companion"] = binding;
     // The store writes the companion first: an entry is only published once the file it names is.
     store.save_with_companion(name_, key, std::move(metadata), [&](const std::filesystem::path& companion) {

@@ -175,8 +175,8 @@ void ResultFolder::remove_now() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-ResultWriter::ResultWriter(const ResultFolder& folder, const std::string& out) noexcept
-    : ArrayWriter(out, folder.max_nbytes() == std::numeric_limits<std::size_t>::max() ? folder.max_nbytes()
+ResultWriter::ResultWriter(const ResultFolder& folder) noexcept
+    : ArrayWriter(folder.max_nbytes() == std::numeric_limits<std::size_t>::max() ? folder.max_nbytes()
                                                                                       : folder.max_nbytes() + 1),
       folder_(folder) {}
 

@@ -37,16 +37,47 @@ template <class T>
 concept Encodable = cereal::traits::is_output_serializable<T, detail::SinkOutputArchive<detail::StringSink>>::value &&
     cereal::traits::is_input_serializable<T, detail::SpanInputArchive>::value;
 
-// Appends the encoding of `value` to `out`.
+namespace detail {
+
+// encode() and decode() with an array context: `arrays` takes (or resolves) the large arrays
+// of this one value; null keeps every array inline (and refuses references).
 template <Encodable T>
-void encode(const T& value, std::string& out) {
-  detail::StringSink sink{&out};
+void encode_into(const T& value, std::string& out, ArrayWriter* arrays) {
+  StringSink sink{&out};
   try {
-    detail::SinkOutputArchive<detail::StringSink> archive(sink);
+    SinkOutputArchive<StringSink> archive(sink, arrays);
     archive(value);
   } catch (const cereal::Exception& e) {
     throw SerializationError(std::string("cannot encode a value: ") + e.what());
   }
+}
+
+template <Encodable T>
+T decode_from(std::span<const std::byte> bytes, ArrayReader* arrays) {
+  T value{};
+  std::size_t left = 0;
+  try {
+    SpanInputArchive archive(bytes, arrays);
+    archive(value);
+    left = archive.remaining();
+  } catch (const cereal::Exception& e) {
+    throw SerializationError(std::string("cannot decode a value: ") + e.what());
+  } catch (const std::length_error& e) {
+    throw SerializationError(std::string("cannot decode a value: ") + e.what());
+  }
+  if (left != 0) {
+    throw SerializationError("cannot decode a value: " + std::to_string(left) +
+                             " bytes are left over, so the bytes do not hold this type");
+  }
+  return value;
+}
+
+}  // namespace detail
+
+// Appends the encoding of `value` to `out`.
+template <Encodable T>
+void encode(const T& value, std::string& out) {
+  detail::encode_into(value, out, nullptr);
 }
 
 template <Encodable T>
@@ -60,22 +91,7 @@ std::string encode(const T& value) {
 // carry trailing garbage, or describe more elements than they can hold.
 template <Encodable T>
 T decode(std::span<const std::byte> bytes) {
-  T value{};
-  std::size_t left = 0;
-  try {
-    detail::SpanInputArchive archive(bytes);
-    archive(value);
-    left = archive.remaining();
-  } catch (const cereal::Exception& e) {
-    throw SerializationError(std::string("cannot decode a value: ") + e.what());
-  } catch (const std::length_error& e) {
-    throw SerializationError(std::string("cannot decode a value: ") + e.what());
-  }
-  if (left != 0) {
-    throw SerializationError("cannot decode a value: " + std::to_string(left) +
-                             " bytes are left over, so the bytes do not hold this type");
-  }
-  return value;
+  return detail::decode_from<T>(bytes, nullptr);
 }
 
 template <Encodable T>

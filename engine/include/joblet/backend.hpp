@@ -27,6 +27,11 @@
 
 namespace joblet {
 
+namespace detail {
+class ArrayWriter;
+class ArrayReader;
+}  // namespace detail
+
 // Task indices [begin, end).
 struct IndexRange {
   std::size_t begin = 0;
@@ -81,14 +86,17 @@ class Job {
   // first index reached after cancel(). Keeps `tracker` (if given) up to date. Never throws.
   void run(IndexRange range, RunningTask* tracker = nullptr);
   // For backends whose workers are other processes: runs one task here and appends its
-  // outcome (value or error) as bytes for complete_encoded() on the other side.
-  virtual void run_encoded(std::size_t index, std::string& out) noexcept = 0;
+  // outcome (value or error) as bytes for complete_encoded() on the other side. `arrays`,
+  // when given, takes the result's large arrays (detail/result_files.hpp).
+  virtual void run_encoded(std::size_t index, std::string& out, detail::ArrayWriter* arrays = nullptr) noexcept = 0;
   // The outcome bytes of a failure, as run_encoded() makes them (for failures a backend
   // detects itself, such as a timeout, that other processes must learn about).
   static void encode_error(const std::exception_ptr& error, std::string& out) noexcept;
-  // Records an outcome made by run_encoded() in another process (at `where`). Returns false,
-  // changing nothing, when the task already has an outcome.
-  bool complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where);
+  // Records an outcome made by run_encoded() in another process (at `where`); `arrays`
+  // resolves the references of a writer given to run_encoded(). Returns false, changing
+  // nothing, when the task already has an outcome.
+  bool complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
+                        detail::ArrayReader* arrays = nullptr);
   // Records that a task failed outside its own code (timeout, worker died). Returns false and
   // changes nothing when the task already has an outcome.
   bool complete_failed(std::size_t index, std::exception_ptr error);
@@ -137,7 +145,7 @@ class Job {
   // Runs task `index`; returns whether its outcome was recorded by this call (false when a
   // timeout or worker death recorded one first).
   virtual bool run_task(std::size_t index) noexcept = 0;
-  virtual bool store_encoded(std::size_t index, std::span<const std::byte> value) = 0;
+  virtual bool store_encoded(std::size_t index, std::span<const std::byte> value, detail::ArrayReader* arrays) = 0;
   virtual bool store_error(std::size_t index, std::exception_ptr error) = 0;
   virtual std::uint8_t state(std::size_t index) const noexcept = 0;
 

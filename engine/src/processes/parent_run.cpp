@@ -300,12 +300,8 @@ class ProcessesRun final : public Run {
       if (worker.buffer.missing() > 0) return;
       const auto* payload = reinterpret_cast<const std::byte*>(worker.buffer.front() + sizeof header);
       ErrorSite site{header.index, process_rank(), host_, static_cast<long>(worker.pid)};
-      auto record = [&] { job_->complete_encoded(header.index, {payload, header.length}, site); };
-      if (results_) {
-        results_->while_decoding({payload, header.length}, record);  // maps the arrays the worker wrote to files
-      } else {
-        record();
-      }
+      // Maps the arrays the worker wrote to files.
+      job_->complete_encoded(header.index, {payload, header.length}, site, results_ ? &results_->reader() : nullptr);
       ++recorded_;
       deaths_without_progress_ = 0;
       worker.buffer.consume(sizeof header + header.length);

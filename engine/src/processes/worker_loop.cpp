@@ -38,6 +38,8 @@ bool write_all(int fd, const char* data, std::size_t size) {
   const std::size_t total = job.size();
   std::string frames;
   frames.reserve(64 * 1024);
+  // Large result arrays go to files of the call's folder, and frames carry references.
+  ArrayWriter* arrays = args.results != nullptr ? &args.results->writer() : nullptr;
   auto flush = [&] {
     if (!frames.empty() && !write_all(args.fd, frames.data(), frames.size())) _exit(kOrphanExit);  // parent gone
     frames.clear();
@@ -45,7 +47,7 @@ bool write_all(int fd, const char* data, std::size_t size) {
   auto run_one = [&](std::size_t index) {
     slot.started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     slot.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
-    append_frame(frames, index, [&](std::string& out) { job.run_encoded(index, out); });
+    append_frame(frames, index, [&](std::string& out) { job.run_encoded(index, out, arrays); });
     slot.index.store(-1, std::memory_order_release);
     if (frames.size() >= kFlushBytes) flush();
   };
@@ -72,11 +74,7 @@ bool write_all(int fd, const char* data, std::size_t size) {
       sizer.observe(end - begin, Clock::now() - start);
     }
   };
-  if (args.results != nullptr) {
-    args.results->while_encoding(frames, run_all);  // large arrays to files, references in frames
-  } else {
-    run_all();
-  }
+  run_all();
   std::cout.flush();
   std::fflush(nullptr);
   frames.clear();

@@ -95,7 +95,7 @@ enum class FileUse {
 // Collects the arrays of a value while it is encoded, then writes them and the encoding.
 class DumpWriter final : public ArrayWriter {
  public:
-  DumpWriter(const std::string& target, std::size_t threshold) noexcept : ArrayWriter(target, threshold) {}
+  explicit DumpWriter(std::size_t threshold) noexcept : ArrayWriter(threshold) {}
   std::optional<std::string> store(const ArrayBlock& block) override;
   std::size_t array_count() const noexcept { return arrays_.size(); }
   // Writes the file at `path`: the arrays, `encoding` and the root attributes; `binding`, when
@@ -141,7 +141,7 @@ class DumpFile {
 
 class DumpReader final : public ArrayReader {
  public:
-  explicit DumpReader(DumpFile& file) noexcept : ArrayReader(file.encoding()), file_(file) {}
+  explicit DumpReader(DumpFile& file) noexcept : file_(file) {}
   OpenedArray open(std::string_view reference, DType dtype, std::span<const std::size_t> shape,
                    std::size_t nbytes) override;
   void read(std::string_view reference, DType dtype, std::span<const std::size_t> shape, std::size_t nbytes,
@@ -163,8 +163,8 @@ std::string dump_type_name() {
 template <Encodable T>
 void dump(const T& value, const std::filesystem::path& path, const DumpOptions& options = {}) {
   std::string encoding;
-  detail::DumpWriter writer(encoding, 0);
-  encode(value, encoding);
+  detail::DumpWriter writer(0);
+  detail::encode_into(value, encoding, &writer);
   writer.write(path, encoding, detail::dump_type_name<T>(), options);
 }
 
@@ -175,7 +175,7 @@ T load(const std::filesystem::path& path, const LoadOptions& options = {}) {
   detail::DumpFile file(path, options, detail::dump_type_name<T>());
   detail::DumpReader reader(file);
   try {
-    return decode<T>(file.encoding());
+    return detail::decode_from<T>(file.encoding(), &reader);
   } catch (const SerializationError& e) {
     file.fail_decode(e);
   }

@@ -96,7 +96,7 @@ V decode_entry(const StoredEntry& entry, MmapMode mode) {
   DumpFile file(entry.companion(), {.mmap_mode = mode, .verify = mode == MmapMode::none}, dump_type_name<V>(),
                 binding->second, FileUse::cache_companion, entry.companion_opened_as());
   DumpReader reader(file);
-  return decode<V>(file.encoding());
+  return decode_from<V>(file.encoding(), &reader);
 }
 
 // How many times a hit looks at its entry again when the entry's companion was replaced
@@ -369,19 +369,14 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
     std::string bytes;
     // Large arrays are collected for a companion file as the value encodes; without any, the
     // bytes are exactly the value's plain encoding and the entry holds them.
-    detail::DumpWriter arrays(bytes, cache_->array_file_threshold());
+    detail::DumpWriter arrays(cache_->array_file_threshold());
     try {
-      encode(value, bytes);
+      detail::encode_into(value, bytes, &arrays);
     } catch (const SerializationError& e) {
       cache_->report_unencodable(key, e.message());
       return;
     }
-    if (arrays.array_count() > 0) {
-      cache_->publish_with_arrays(key, arguments, typeid(V), computed_in, bytes, arrays);
-    } else {
-      cache_->publish(key, arguments, typeid(V), computed_in,
-                      std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
-    }
+    cache_->publish(key, arguments, typeid(V), computed_in, bytes, arrays);
   }
 
   void finish_miss(CallReport& report, Clock::time_point start, std::chrono::duration<double> computed_in) const {

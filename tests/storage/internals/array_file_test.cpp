@@ -17,6 +17,7 @@
 
 #include "array_file.hpp"
 #include "io.hpp"
+#include "joblet/codec.hpp"
 #include "joblet/detail/result_folder.hpp"
 #include "joblet/dump.hpp"
 #include "joblet/shared_array.hpp"
@@ -317,13 +318,96 @@ TEST(ResultFolderInternals, FoldersOfDeadProcessesAreRemoved) {
 TEST(ResultFolderInternals, ReferencesOutsideTheFolderAreRefused) {
   TempDir root;
   joblet::detail::ResultFolder folder(0, root.path().string());
-  const std::string bytes = "x";
-  joblet::detail::ResultReader reader(folder, std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));
+  joblet::detail::ResultReader reader(folder);
   const std::size_t shape[1] = {1};
   for (const char* reference :
        {"../../etc/passwd:0", "1-0.h5", "1-0.h5:x", "/etc/passwd.h5:0", "../x.h5:0", ".hidden.h5:0", "1-0.h5:0"}) {
     EXPECT_THROW(reader.open(reference, joblet::DType::float64, shape, 8), joblet::SerializationError) << reference;
   }
+}
+
+// --- the array context travels with the archive ---------------------------------------------
+
+// Keeps the arrays it is given in memory and names them "0", "1", ...
+class MemoryWriter final : public joblet::detail::ArrayWriter {
+ public:
+  explicit MemoryWriter(std::size_t threshold) : ArrayWriter(threshold) {}
+  std::optional<std::string> store(const joblet::detail::ArrayBlock& block) override {
+    const auto* bytes = static_cast<const char*>(block.data);
+    arrays.emplace_back(bytes, bytes + block.nbytes);
+    return std::to_string(arrays.size() - 1);
+  }
+  std::vector<std::string> arrays;
+};
+
+class MemoryReader final : public joblet::detail::ArrayReader {
+ public:
+  explicit MemoryReader(const MemoryWriter& writer) : writer_(writer) {}
+  joblet::detail::OpenedArray open(std::string_view reference, joblet::DType, std::span<const std::size_t>,
+                                   std::size_t nbytes) override {
+    void* data = nullptr;
+    auto buffer = joblet::detail::allocate_array_buffer(nbytes, data, false);
+    std::memcpy(data, find(reference, nbytes).data(), nbytes);
+    return {std::move(buffer), data, true};
+  }
+  void read(std::string_view reference, joblet::DType, std::span<const std::size_t> shape, std::size_t nbytes,
+            Destination destination) override {
+    void* data = destination.allocate(destination.context, shape[0]);
+    std::memcpy(data, find(reference, nbytes).data(), nbytes);
+  }
+
+ private:
+  const std::string& find(std::string_view reference, std::size_t nbytes) const {
+    const std::string& array = writer_.arrays.at(std::stoul(std::string(reference)));
+    if (array.size() != nbytes) throw joblet::SerializationError("wrong size");
+    return array;
+  }
+  const MemoryWriter& writer_;
+};
+
+// A value whose encoding runs another, plain encoding of its own array in the middle (as a
+// Memory-cached call inside a task does): the inner one must not see the outer's writer.
+struct EncodesWhileEncoded {
+  NDArray<double> array;
+  std::vector<float> samples;
+  std::string inner;
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(array, joblet::encode(array), samples);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    ar(array, inner, samples);
+  }
+};
+
+TEST(ArrayContext, BelongsToTheOneEncodingItIsGiven) {
+  EncodesWhileEncoded value{NDArray<double>({64, 8}, 0.5), {}, {}};
+  value.array.mutable_data()[3 * 8 + 4] = 2.5;
+  value.samples.assign(1000, 1.5f);
+  value.samples[999] = -1.0f;
+  MemoryWriter writer(100);
+  std::string bytes;
+  joblet::detail::encode_into(value, bytes, &writer);
+  ASSERT_EQ(writer.arrays.size(), 2u);  // the array and the vector; not the inner encoding's copy
+  EXPECT_LT(bytes.size(), joblet::encode(value.array).size() + 200);  // one inline copy: the inner one
+
+  MemoryReader reader(writer);
+  const auto back = joblet::detail::decode_from<EncodesWhileEncoded>(
+      std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), &reader);
+  EXPECT_EQ(back.array, value.array);
+  EXPECT_EQ(back.samples, value.samples);
+  EXPECT_EQ(joblet::decode<NDArray<double>>(back.inner), value.array);  // inline: decodes without a reader
+
+  // The same bytes without the reader: the references are refused, whatever else is active.
+  EXPECT_THROW(joblet::decode<EncodesWhileEncoded>(bytes), joblet::SerializationError);
+  // Under its threshold, or with no writer at all, everything stays inline.
+  MemoryWriter high(1 << 20);
+  std::string inline_bytes;
+  joblet::detail::encode_into(value, inline_bytes, &high);
+  EXPECT_TRUE(high.arrays.empty());
+  EXPECT_EQ(joblet::decode<EncodesWhileEncoded>(inline_bytes).samples, value.samples);
 }
 
 }  // namespace

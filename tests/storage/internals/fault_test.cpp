@@ -96,8 +96,7 @@ TEST(Faults, AFullDiskGetsTheAdviceOfWhoeverWrites) {
   EXPECT_EQ(log.warnings("bytes_limit"), 1) << log.text();  // a companion file: the cache's advice
   {
     joblet::detail::ResultFolder folder(0, dir.path().string());
-    std::string frames;
-    joblet::detail::ResultWriter writer(folder, frames);
+    joblet::detail::ResultWriter writer(folder);
     const std::size_t shape[1] = {large.size()};
     EXPECT_FALSE(writer.store({joblet::DType::float64, shape, large.data(), large.nbytes()}));
   }

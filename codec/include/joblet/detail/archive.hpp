@@ -3,6 +3,11 @@
 // encoding into a buffer, and (with a hashing sink) computing a cache key without an
 // intermediate copy. Contiguous arithmetic data (vectors, arrays) goes through BinaryData
 // as one block — no per-element work.
+//
+// An archive may carry an array context (as cereal's UserDataAdapter carries user data): the
+// writer that puts large arrays outside the encoded bytes, or the reader that resolves the
+// references it left (detail/array_io.hpp). Every save and load function reaches the context
+// through the archive it is given, so nested and concurrent encodings never see each other's.
 
 #include <cereal/cereal.hpp>
 
@@ -14,6 +19,9 @@
 
 namespace joblet::detail {
 
+class ArrayWriter;
+class ArrayReader;
+
 // A sink receives the encoded bytes: void write(const void* data, std::size_t size).
 struct StringSink {
   std::string* out;
@@ -23,15 +31,20 @@ struct StringSink {
 template <class Sink>
 class SinkOutputArchive : public cereal::OutputArchive<SinkOutputArchive<Sink>, cereal::AllowEmptyClassElision> {
  public:
-  explicit SinkOutputArchive(Sink& sink)
-      : cereal::OutputArchive<SinkOutputArchive<Sink>, cereal::AllowEmptyClassElision>(this), sink_(sink) {}
+  explicit SinkOutputArchive(Sink& sink, ArrayWriter* arrays = nullptr)
+      : cereal::OutputArchive<SinkOutputArchive<Sink>, cereal::AllowEmptyClassElision>(this),
+        sink_(sink),
+        arrays_(arrays) {}
   void save_bytes(const void* data, std::size_t size) { sink_.write(data, size); }
   // Lets a container's save function tell the sink what it is about to write (hashers use it
   // to keep unordered containers order-independent).
   Sink& sink() noexcept { return sink_; }
+  // Where large arrays go instead of the bytes; null: every array encodes inline.
+  ArrayWriter* arrays() const noexcept { return arrays_; }
 
  private:
   Sink& sink_;
+  ArrayWriter* arrays_;
 };
 
 // Decodes from a byte span and refuses to go past its end. Container sizes read from the
@@ -39,8 +52,8 @@ class SinkOutputArchive : public cereal::OutputArchive<SinkOutputArchive<Sink>, 
 // input yields an error instead of a giant allocation.
 class SpanInputArchive : public cereal::InputArchive<SpanInputArchive, cereal::AllowEmptyClassElision> {
  public:
-  explicit SpanInputArchive(std::span<const std::byte> bytes)
-      : cereal::InputArchive<SpanInputArchive, cereal::AllowEmptyClassElision>(this), bytes_(bytes) {}
+  explicit SpanInputArchive(std::span<const std::byte> bytes, ArrayReader* arrays = nullptr)
+      : cereal::InputArchive<SpanInputArchive, cereal::AllowEmptyClassElision>(this), bytes_(bytes), arrays_(arrays) {}
 
   void load_bytes(void* data, std::size_t size) {
     if (size > bytes_.size() - position_) {
@@ -61,12 +74,14 @@ class SpanInputArchive : public cereal::InputArchive<SpanInputArchive, cereal::A
     }
   }
   std::size_t remaining() const noexcept { return bytes_.size() - position_; }
-  // Where the next byte will be read from (array references are resolved by position).
-  const std::byte* position() const noexcept { return bytes_.data() + position_; }
+  // What resolves array references in these bytes; null: references are refused, so bytes
+  // from anywhere else cannot make a decode open a file.
+  ArrayReader* arrays() const noexcept { return arrays_; }
 
  private:
   std::span<const std::byte> bytes_;
   std::size_t position_ = 0;
+  ArrayReader* arrays_;
 };
 
 // --- the primitive save/load functions cereal dispatches to ---------------------------------

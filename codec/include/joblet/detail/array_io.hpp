@@ -2,15 +2,14 @@
 // How the codec lets arrays live outside the encoded bytes.
 //
 // Arrays (NDArray, and std::vector of an Element type) normally encode inline: a header, then
-// their bytes as one block. While an ArrayWriter is active in a thread, arrays encoded into the
-// writer's own target string (and no other: a Memory store made inside a task is unaffected)
-// that are at least as large as its threshold are handed to it instead. It puts them somewhere
-// else (a dataset of a dump file, a file in a call's result folder) and the encoding carries a
-// short reference. An ArrayReader, active while exactly those bytes are decoded, turns each
-// reference back into an array: mapped from the file, or read into memory.
+// their bytes as one block. When the archive carries an ArrayWriter, arrays at least as large
+// as its threshold are handed to it instead. It puts them somewhere else (a dataset of a dump
+// file, a file in a call's result folder) and the encoding carries a short reference. The
+// ArrayReader given to the decode of exactly those bytes turns each reference back into an
+// array: mapped from the file, or read into memory.
 //
-// References are honoured only inside such a scope: bytes from anywhere else that claim one
-// fail to decode, so a hostile cache entry cannot make a reader open a file.
+// References are honoured only by a decode given a reader: bytes decoded without one that
+// claim a reference fail to decode, so a hostile cache entry cannot make a reader open a file.
 //
 // The encodings (all integers little-endian):
 //   NDArray:      u8 kind (0 inline, 1 reference), u8 dtype, u8 rank, u64 extent × rank, then
@@ -72,9 +71,9 @@ struct OpenedArray {
 
 class ArrayWriter {
  public:
-  // Active in this thread from construction to destruction, for bytes encoded into `target`.
-  ArrayWriter(const std::string& target, std::size_t threshold) noexcept;
-  virtual ~ArrayWriter();
+  // Takes the arrays of at least `threshold` bytes.
+  explicit ArrayWriter(std::size_t threshold) noexcept : threshold_(threshold) {}
+  virtual ~ArrayWriter() = default;
   ArrayWriter(const ArrayWriter&) = delete;
   ArrayWriter& operator=(const ArrayWriter&) = delete;
 
@@ -82,21 +81,16 @@ class ArrayWriter {
   // encodes it inline after all (the writer could not store it, and said why in the log).
   virtual std::optional<std::string> store(const ArrayBlock& block) = 0;
 
-  const std::string* target() const noexcept { return target_; }
   std::size_t threshold() const noexcept { return threshold_; }
-  const ArrayWriter* outer() const noexcept { return outer_; }
 
  private:
-  const std::string* target_;
   std::size_t threshold_;
-  ArrayWriter* outer_;
 };
 
 class ArrayReader {
  public:
-  // Active in this thread from construction to destruction, for decodes of `bytes`.
-  explicit ArrayReader(std::span<const std::byte> bytes) noexcept;
-  virtual ~ArrayReader();
+  ArrayReader() = default;
+  virtual ~ArrayReader() = default;
   ArrayReader(const ArrayReader&) = delete;
   ArrayReader& operator=(const ArrayReader&) = delete;
 
@@ -112,22 +106,14 @@ class ArrayReader {
   };
   virtual void read(std::string_view reference, DType dtype, std::span<const std::size_t> shape, std::size_t nbytes,
                     Destination destination) = 0;
-
-  bool covers(const std::byte* position) const noexcept {
-    return position >= bytes_.data() && position <= bytes_.data() + bytes_.size();
-  }
-  const ArrayReader* outer() const noexcept { return outer_; }
-
- private:
-  std::span<const std::byte> bytes_;
-  ArrayReader* outer_;
 };
 
-// The writer for an array of `nbytes` encoded into `target` in this thread; null when none
-// is active for it or the array is under its threshold.
-ArrayWriter* array_writer_for(const std::string* target, std::size_t nbytes) noexcept;
-// The reader for bytes being decoded at `position` in this thread; null when none.
-ArrayReader* array_reader_for(const std::byte* position) noexcept;
+// The archive's writer when it takes an array of `nbytes`; null when the array encodes inline.
+template <class Sink>
+ArrayWriter* writer_taking(const SinkOutputArchive<Sink>& ar, std::size_t nbytes) noexcept {
+  ArrayWriter* writer = ar.arrays();
+  return writer != nullptr && nbytes >= writer->threshold() ? writer : nullptr;
+}
 
 // The element count of `shape`, and its bytes with elements of `element_size`; throws
 // cereal::Exception on overflow.
@@ -150,7 +136,7 @@ void save_array(SinkOutputArchive<Sink>& ar, DType dtype, std::span<const std::s
                 std::size_t nbytes) {
   std::uint8_t header[3] = {kInlineArray, static_cast<std::uint8_t>(dtype), static_cast<std::uint8_t>(shape.size())};
   if constexpr (std::is_same_v<Sink, StringSink>) {
-    if (ArrayWriter* writer = array_writer_for(ar.sink().out, nbytes)) {
+    if (ArrayWriter* writer = writer_taking(ar, nbytes)) {
       if (auto reference = writer->store({dtype, shape, data, nbytes})) {
         header[0] = kReferencedArray;
         ar.save_bytes(header, sizeof header);
@@ -173,7 +159,7 @@ struct ArrayHeader {
   std::size_t nbytes = 0;
 };
 ArrayHeader load_array_header(SpanInputArchive& ar, DType expected);
-// For a referenced array (after its header): reads the reference and asks the active reader.
+// For a referenced array (after its header): reads the reference and asks the archive's reader.
 OpenedArray open_array_reference(SpanInputArchive& ar, DType dtype, const ArrayHeader& header);
 // For a referenced vector (after the marker): reads it into memory from `destination`.
 void read_vector_reference(SpanInputArchive& ar, DType expected, std::size_t element_size,
@@ -188,7 +174,7 @@ requires(!std::is_same_v<T, bool>) void CEREAL_SAVE_FUNCTION_NAME(SinkOutputArch
                                                                   const std::vector<T, A>& vector) {
   const std::size_t nbytes = vector.size() * sizeof(T);
   if constexpr (std::is_same_v<Sink, StringSink>) {
-    if (ArrayWriter* writer = array_writer_for(ar.sink().out, nbytes)) {
+    if (ArrayWriter* writer = writer_taking(ar, nbytes)) {
       const std::size_t shape[1] = {vector.size()};
       if (auto reference = writer->store({dtype_of<T>, shape, vector.data(), nbytes})) {
         const std::uint64_t marker = kArrayReferenceMarker;

@@ -63,7 +63,7 @@ class TypedJob final : public Job {
     }
   }
 
-  void run_encoded(std::size_t index, std::string& out) noexcept override {
+  void run_encoded(std::size_t index, std::string& out, detail::ArrayWriter* arrays) noexcept override {
     TaskScope scope;
     const std::size_t start = out.size();
     try {
@@ -72,7 +72,7 @@ class TypedJob final : public Job {
         if constexpr (std::is_void_v<Result>) {
           std::invoke(task(index));
         } else {
-          encode<Value>(std::invoke(task(index)), out);
+          encode_into<Value>(std::invoke(task(index)), out, arrays);
         }
       } else {
         throw SerializationError("the result type " + result_type_name() + " cannot be encoded");
@@ -139,9 +139,9 @@ class TypedJob final : public Job {
     return record(slot, std::move(failure));
   }
 
-  bool store_encoded(std::size_t index, std::span<const std::byte> bytes) override {
+  bool store_encoded(std::size_t index, std::span<const std::byte> bytes, detail::ArrayReader* arrays) override {
     if constexpr (Encodable<Value>) {
-      Value value = decode<Value>(bytes);
+      Value value = decode_from<Value>(bytes, arrays);
       Slot& slot = slots_[index];
       std::uint8_t expected = kPending;
       if (!slot.state.compare_exchange_strong(expected, kWriting, std::memory_order_acq_rel)) return false;

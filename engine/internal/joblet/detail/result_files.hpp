@@ -7,33 +7,22 @@
 
 #include <cstddef>
 #include <memory>
-#include <span>
 #include <string>
 
 namespace joblet::detail {
 
-// A non-owning reference to a callable taking nothing, for calls that must not allocate.
-class FunctionRef {
- public:
-  template <class F>
-  FunctionRef(F& function) noexcept  // NOLINT: converts from any callable, as std::function does
-      : object_(&function), call_([](void* object) { (*static_cast<F*>(object))(); }) {}
-  void operator()() const { call_(object_); }
+class ArrayWriter;
+class ArrayReader;
 
- private:
-  void* object_;
-  void (*call_)(void*);
-};
-
-// The folder of one call.
+// The folder of one call. Its writer and reader go to Job::run_encoded() and
+// complete_encoded(); both are safe to use from any thread.
 class ResultFiles {
  public:
   virtual ~ResultFiles() = default;
-  // Runs `encode`; meanwhile result arrays above max_nbytes that this thread encodes into `out`
-  // go to files of the folder, and `out` gets references to them.
-  virtual void while_encoding(const std::string& out, FunctionRef encode) const = 0;
-  // Runs `decode`; meanwhile the references in `bytes` are mapped from their files.
-  virtual void while_decoding(std::span<const std::byte> bytes, FunctionRef decode) const = 0;
+  // Takes result arrays above max_nbytes into files of the folder; the bytes get references.
+  virtual ArrayWriter& writer() const noexcept = 0;
+  // Maps the arrays those references name from their files.
+  virtual ArrayReader& reader() const noexcept = 0;
   // Removes the folder now (if this process removes it at all), for a caller whose workers may
   // outlive the call; results encoded later stay inline.
   virtual void remove_now() noexcept = 0;

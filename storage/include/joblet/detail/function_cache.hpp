@@ -105,16 +105,14 @@ class FunctionCache {
   Claim claim(const Hash128& key) const;
   // The entry's bytes did not decode to the result type.
   void report_undecodable(const Hash128& key, const std::string& why) const;
-  // Stores a computed value; failing to is a warning, never an exception: the caller's
-  // result is never lost because the cache failed.
+  // Stores a computed value, encoded into `encoding` with `arrays` as its array writer: in the
+  // entry itself, or, when the writer took arrays, in a companion dump file first and then the
+  // entry naming it. Failing to is a warning, never an exception: the caller's result is never
+  // lost because the cache failed.
   void publish(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
-               std::chrono::duration<double> computed_in, std::span<const std::byte> payload) const noexcept;
+               std::chrono::duration<double> computed_in, std::string_view encoding,
+               const DumpWriter& arrays) const noexcept;
   void report_unencodable(const Hash128& key, const std::string& why) const noexcept;
-  // Stores a computed value whose large arrays `arrays` collected while it was encoded into
-  // `encoding`: a companion dump file first, then the entry naming it. Failing is a warning.
-  void publish_with_arrays(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
-                           std::chrono::duration<double> computed_in, std::string_view encoding,
-                           const DumpWriter& arrays) const noexcept;
   MmapMode mmap_mode() const noexcept;
   std::size_t array_file_threshold() const noexcept;
   void record(const CallReport& report) const;

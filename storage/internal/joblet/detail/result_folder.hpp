@@ -1,13 +1,11 @@
 #pragma once
 // Large results of worker processes, through files instead of pipes (joblib's max_nbytes and
-// temp_folder, applied to results). For the engine's process-based backends; the engine only
-// sets these scopes up and never sees an array:
+// temp_folder, applied to results). For the engine's process-based backends, which only hand
+// these to the codec and never see an array:
 //
 //   ResultFolder folder(settings.max_nbytes, settings.temp_folder);   // in the caller, per call
-//   // in each worker, around encoding its results into `frames`:
-//   ResultWriter writer(folder, frames);
-//   // in the caller, around decoding one result:
-//   ResultReader reader(folder, result_bytes);
+//   ResultWriter writer(folder);   // in each worker: encode_into(result, frames, &writer)
+//   ResultReader reader(folder);   // in the caller: decode_from<R>(result_bytes, &reader)
 //
 // In a worker, every array of a result that is larger than max_nbytes is written to a file of
 // its own in the folder (an HDF5 file with one contiguous dataset, readable as a SharedArray)
@@ -75,10 +73,10 @@ class ResultFolder {
   bool removed_ = false;
 };
 
+// Both hold no state of their own: one of each serves every thread of a process.
 class ResultWriter final : public ArrayWriter {
  public:
-  // Active for the results this thread encodes into `out` (a worker's outgoing buffer).
-  ResultWriter(const ResultFolder& folder, const std::string& out) noexcept;
+  explicit ResultWriter(const ResultFolder& folder) noexcept;
   std::optional<std::string> store(const ArrayBlock& block) override;
 
  private:
@@ -87,9 +85,7 @@ class ResultWriter final : public ArrayWriter {
 
 class ResultReader final : public ArrayReader {
  public:
-  // Active while this thread decodes `bytes` (results received from workers).
-  ResultReader(const ResultFolder& folder, std::span<const std::byte> bytes) noexcept
-      : ArrayReader(bytes), folder_(folder) {}
+  explicit ResultReader(const ResultFolder& folder) noexcept : folder_(folder) {}
   OpenedArray open(std::string_view reference, DType dtype, std::span<const std::size_t> shape,
                    std::size_t nbytes) override;
   void read(std::string_view reference, DType dtype, std::span<const std::size_t> shape, std::size_t nbytes,
