@@ -1,12 +1,14 @@
 # shellcheck shell=bash disable=SC2034  # the variables set here are used by the scripts that source it
-# Shared by start, stop, status and with-cluster: paths, option parsing and process checks.
-# Sourced, never run: the callers set `set -euo pipefail` themselves.
+# Shared by start, stop, status, with-cluster and on-node: paths, option parsing and process
+# checks. Sourced, never run: the callers set `set -euo pipefail` themselves.
+# A state root holds either the single-node cluster (slurmctld and slurmd on this host) or the
+# multi-node one (start --nodes N: namespaces as nodes, see nodes.sh), never both.
 
 # Slurm's default ports. Only one Slurm can listen on them per machine, which is why every
 # entry point below serializes on machine-wide lock files instead of per-directory ones.
 readonly JOBLET_SLURMCTLD_PORT=6817
 readonly JOBLET_SLURMD_PORT=6818
-# Local locks in /tmp are enough: the cluster is single-node by construction.
+# Local locks in /tmp are enough: every node of either cluster lives on this machine.
 readonly JOBLET_SLURM_OPS_LOCK=/tmp/joblet-slurm.ops.lock
 readonly JOBLET_SLURM_SESSION_LOCK=/tmp/joblet-slurm.lock
 # Marks a directory as ours so that `stop --purge` never deletes a directory it did not create.
@@ -20,14 +22,33 @@ die() {
   exit 1
 }
 
-# Resolves the state root: --dir beats $JOBLET_SLURM_DIR beats the default. Always absolute,
-# because the generated slurm.conf is read by daemons whose working directory is elsewhere.
-resolve_dir() {
-  local dir=${1:-${JOBLET_SLURM_DIR:-/tmp/joblet-slurm}}
+# Resolves the state root: --dir beats $JOBLET_SLURM_DIR (multi-node: $LOCAL_CLUSTER_DIR) beats
+# the default. Always absolute, because the generated slurm.conf is read by daemons whose
+# working directory is elsewhere.
+resolve_dir() { # DIR_ARG [multi]
+  local dir=$1
+  if [[ -z $dir && ${2-} == multi ]]; then
+    dir=${LOCAL_CLUSTER_DIR:-$JOBLET_CLUSTER_DEFAULT_DIR}
+  fi
+  dir=${dir:-${JOBLET_SLURM_DIR:-/tmp/joblet-slurm}}
   [[ -n $dir && $dir != / ]] || die "refusing state root '$dir'"
   # slurm.conf has no quoting: a path with blanks would be cut at the first one.
   [[ $dir != *[[:space:]]* ]] || die "state root '$dir' contains whitespace, which slurm.conf cannot hold"
   realpath -m -- "$dir"
+}
+
+# For stop, status and with-cluster without --dir: the multi-node root while a multi-node cluster
+# is up there (its nodes file exists only then), else the single-node one.
+resolve_existing_dir() { # DIR_ARG
+  local multi
+  if [[ -z $1 ]]; then
+    multi=$(resolve_dir "" multi)
+    if [[ -e $multi/nodes ]]; then
+      printf '%s\n' "$multi"
+      return
+    fi
+  fi
+  resolve_dir "$1"
 }
 
 set_paths() {
@@ -48,7 +69,10 @@ set_paths() {
   owner_file=$run_dir/with-cluster.owner
   ctld_log=$log_dir/slurmctld.log
   slurmd_log=$log_dir/slurmd.log
+  set_node_paths
 }
+
+multi_node() { [[ -e $nodes_file ]]; }
 
 # Takes the machine-wide lock for start/stop on fd 8 so that two of them never interleave.
 # Children we leave behind (the daemons) must not inherit it: see launch_daemon.
@@ -183,7 +207,11 @@ cancel_jobs() {
   local waited=0
   # Only through our own controller: with our slurmctld gone, the port (and so 'scancel') could
   # belong to another Slurm on this machine.
-  daemon_pid "$ctld_pidfile" slurmctld >/dev/null || return 0
+  if multi_node; then
+    holder_pid head >/dev/null || return 0
+  else
+    daemon_pid "$ctld_pidfile" slurmctld >/dev/null || return 0
+  fi
   slurmctld_answers || return 0
   [[ -n $(SLURM_CONF=$conf squeue -h -o %i 2>/dev/null) ]] || return 0
   SLURM_CONF=$conf scancel --quiet --partition=debug 2>/dev/null || true
@@ -198,6 +226,14 @@ cancel_jobs() {
 stop_cluster() {
   local rc=0 pid
   cancel_jobs
+  if multi_node; then
+    # Every daemon and job step of a node lives in its PID namespace and ends with it.
+    if stop_nodes; then rm -f -- "$nodes_file"; else rc=1; fi
+    if [[ -e $run_dir/made-run-sshd ]]; then
+      rmdir /run/sshd 2>/dev/null || true
+      rm -f -- "$run_dir/made-run-sshd"
+    fi
+  fi
   stop_daemon "$slurmd_pidfile" slurmd || rc=1
   stop_daemon "$ctld_pidfile" slurmctld || rc=1
   for pid in $(our_stepd_pids); do
@@ -227,3 +263,6 @@ launch_daemon() { # LOGFILE CMD...
     exec "$@" </dev/null >>"$log" 2>&1
   )
 }
+
+# shellcheck source-path=SCRIPTDIR source=nodes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/nodes.sh"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Compute-once across nodes on the network filesystem: six independent processes (two on each
+# of three nodes) run the same cached campaign at once; every task is computed exactly once in
+# total, none is lost, and every process returns the same results.
+# Usage: compute_once.sh CLUSTER_CAMPAIGN
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$(realpath "$0")")/lib.sh"
+ensure_nodes "$(realpath "$0")" "$@"
+(($# == 1)) || { echo "usage: $0 CLUSTER_CAMPAIGN" >&2; exit 2; }
+campaign=$(realpath "$1")
+begin_shared_work compute-once
+tasks=40
+
+# srun starts the six at once; each is a plain process (no MPI) with its own threads.
+if timeout 300 srun -N 3 -n 6 "$campaign" "$work/cache" "$tasks" 50 >runs.txt 2>runs.err; then
+  pass "six processes on three nodes finished"
+else
+  fail "srun of the campaign"
+  show runs.txt runs.err
+fi
+computed=$(sed -n 's/.* computed=\([0-9]*\) .*/\1/p' runs.txt | paste -sd+ | bc)
+hosts=$(sed -n 's/^host=\([^ ]*\) .*/\1/p' runs.txt | sort -u | tr '\n' ' ')
+sums=$(sed -n 's/.* sum=\([0-9]*\)$/\1/p' runs.txt | sort -u)
+expected_sum=$(( (tasks - 1) * tasks * (2 * tasks - 1) / 6 ))
+if [[ $(grep -c . runs.txt) == 6 && $hosts == "node1 node2 node3 " ]]; then
+  pass "one line from each of six processes on node1, node2 and node3"
+else
+  fail "process reports"
+  show runs.txt
+fi
+if [[ $computed == "$tasks" ]]; then pass "the $tasks tasks were computed $computed times in total"; else fail "computed $computed times for $tasks tasks"; show runs.txt runs.err; fi
+if [[ $sums == "$expected_sum" ]]; then pass "every process returned the same, right results"; else fail "sums: $sums (expected $expected_sum)"; fi
+entries=$(entry_snapshot "$work/cache" cluster.square | grep -c . || true)
+if [[ $entries == "$tasks" ]]; then pass "$tasks cache entries"; else fail "$entries cache entries"; fi
+if [[ -z $(find "$work/cache" -name '.*' -type f ! -path '*/.campaigns/*' ! -name '.joblet*' 2>/dev/null) ]]; then
+  pass "no temporary or lock file left"
+else
+  fail "left behind: $(find "$work/cache" -name '.*' -type f | head)"
+fi
+
+finish

@@ -1,0 +1,27 @@
+# shellcheck shell=bash disable=SC2034  # used by the scripts that source this
+# Shared by the multi-node tests: each script runs inside `slurm/cluster/with-cluster --nodes 3`
+# (CTest starts it that way), with SLURM_CONF, LOCAL_CLUSTER_DIR and LOCAL_CLUSTER_SHARED set.
+# Reuses the Slurm tests' reporting and polling helpers. Sourced, never run.
+
+cluster_tests_dir=$(dirname "$(realpath "${BASH_SOURCE[0]}")")
+# shellcheck source-path=SCRIPTDIR source=../slurm/lib.sh
+source "$cluster_tests_dir/../slurm/lib.sh"
+on_node=$repo_root/slurm/cluster/on-node
+
+# Re-runs the calling script inside a 3-node cluster unless one is given.
+ensure_nodes() { # "$0" "$@"
+  if [[ -z ${LOCAL_CLUSTER_SHARED:-} ]]; then
+    exec "$repo_root/slurm/cluster/with-cluster" --nodes 3 "$@"
+  fi
+}
+
+# A fresh folder on the shared filesystem (every node sees it at the same path), removed on exit.
+# Job output and caches go there: each node's /tmp is its own.
+begin_shared_work() { # NAME
+  work=$(mktemp -d "$LOCAL_CLUSTER_SHARED/$1.XXXXXX")
+  trap 'rm -rf -- "$work"' EXIT
+  cd "$work" || exit 1
+}
+
+# mpirun across the nodes from this host (the login node), entering each node through on-node.
+mpirun_nodes=(mpirun --allow-run-as-root --oversubscribe --mca plm_rsh_agent "$on_node")
