@@ -15,17 +15,19 @@ class FolderResultFiles final : public ResultFiles {
       : folder_(place.shared_path.empty()
                     ? ResultFolder(place.max_nbytes, place.root)
                     : ResultFolder(place.max_nbytes,
-                                   ResultFolder::SharedPath{place.shared_path, place.remove_when_done})) {}
+                                   ResultFolder::SharedPath{place.shared_path, place.remove_when_done})),
+        reader_(folder_, place.map_arrays) {}
 
   ArrayWriter& writer() const noexcept override { return writer_; }
   ArrayReader& reader() const noexcept override { return reader_; }
   void remove_now() noexcept override { folder_.remove_now(); }
+  void remove_own_files() noexcept override { folder_.remove_own_files(); }
   const std::string& path() const noexcept override { return folder_.path(); }
 
  private:
   ResultFolder folder_;
   mutable ResultWriter writer_{folder_};
-  mutable ResultReader reader_{folder_};
+  mutable ResultReader reader_;
 };
 
 }  // namespace

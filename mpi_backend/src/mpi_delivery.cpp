@@ -1,7 +1,10 @@
 #include "mpi_delivery.hpp"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -10,6 +13,7 @@
 #include <utility>
 
 #include "joblet/detail/frames.hpp"
+#include "joblet/detail/log.hpp"
 #include "joblet/detail/result_files.hpp"
 #include "joblet/settings.hpp"
 #include "mpi_transport.hpp"
@@ -51,17 +55,64 @@ void MpiDelivery::open_result_folder(bool single_node) {
     results_ = make_result_files({.max_nbytes = settings.max_nbytes,
                                   .root = root,
                                   .shared_path = {},
-                                  .remove_when_done = true});
+                                  .remove_when_done = true,
+                                  .map_arrays = single_node});
     if (results_) path = results_->path();
+    // Made before the others learn its name, so that they can check they see it.
+    std::error_code error;
+    if (!single_node && !path.empty() && !std::filesystem::create_directories(path, error) && error) {
+      results_.reset();  // the files would fail anyway: messages it is
+      path.clear();
+    }
   }
   unsigned long long length = path.size();
   check(MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, transport_.communicator()), "MPI_Bcast");
   path.resize(length);
   check(MPI_Bcast(path.data(), static_cast<int>(length), MPI_CHAR, 0, transport_.communicator()), "MPI_Bcast");
   if (rank_ != 0 && !path.empty()) {  // empty: nothing provides files, results stay inline
-    results_ = make_result_files(
-        {.max_nbytes = settings.max_nbytes, .root = {}, .shared_path = path, .remove_when_done = false});
+    results_ = make_result_files({.max_nbytes = settings.max_nbytes,
+                                  .root = {},
+                                  .shared_path = path,
+                                  .remove_when_done = false,
+                                  .map_arrays = single_node});
   }
+  if (!single_node && !path.empty()) check_result_folder_is_shared(path);
+}
+
+// Across nodes the folder must be one folder for every rank: a temp_folder on a node's own disk
+// (/tmp, /dev/shm) would be a different, empty folder elsewhere, and a result written there
+// unreadable. Rank 0 made the folder before it told the others its name; now every other rank
+// tries to make it too: mkdir asks the file server itself, where a lookup could be answered
+// from a client cache that has not seen the new folder yet (NFS, sshfs). A rank that succeeds
+// made a folder of its own, so large results travel in messages for this call, and rank 0
+// says which hosts and what to do.
+void MpiDelivery::check_result_folder_is_shared(const std::string& path) {
+  int seen = 1;  // rank 0 made it
+  if (rank_ != 0) {
+    if (::mkdir(path.c_str(), 0700) == 0) {
+      ::rmdir(path.c_str());
+      seen = 0;
+    } else {
+      // EEXIST; an SFTP server says EPERM for it. ENOENT: not even the folder above is there.
+      seen = errno == EEXIST || errno == EPERM ? 1 : 0;
+    }
+  }
+  std::vector<int> seen_by(static_cast<std::size_t>(transport_.size()), 0);
+  check(MPI_Allgather(&seen, 1, MPI_INT, seen_by.data(), 1, MPI_INT, transport_.communicator()), "MPI_Allgather");
+  std::string blind;
+  for (std::size_t rank = 0; rank < seen_by.size(); ++rank) {
+    if (seen_by[rank] != 0) continue;
+    if (!blind.empty()) blind += ", ";
+    blind += fmt::format("rank {} on {}", rank, rank < identities_.size() ? identities_[rank].host : "?");
+  }
+  if (blind.empty()) return;
+  if (rank_ == 0 && first_time("joblet.mpi.results-folder:" + std::filesystem::path(path).parent_path().string())) {
+    log().warn(
+        "large results of this call travel in MPI messages: the result folder {} is not visible to {} (a folder on "
+        "a node's own disk?); set temp_folder (or JOBLET_TEMP_FOLDER) to a folder on a filesystem every node mounts",
+        path, blind);
+  }
+  results_.reset();  // on rank 0 this removes the folder
 }
 
 void MpiDelivery::receive(std::string_view frames, int source) { record(frames, source, nullptr, nullptr); }

@@ -68,6 +68,7 @@ class MpiDelivery {
   };
 
   void open_result_folder(bool single_node);
+  void check_result_folder_is_shared(const std::string& path);
   void record(std::string_view frames, int source, std::string* fresh, std::string* failures);
   // Whether this rank keeps the successful outcomes of other ranks.
   bool keeps_results() const noexcept { return mode_ != Mode::root_only || rank_ == 0; }

@@ -53,6 +53,7 @@ struct Signature {
   std::uint64_t tasks;
   std::uint64_t type_hash;
   std::int64_t value;  // all_agree and checkpoints; in a departure note, the rank it failed for, or -1
+  std::uint64_t meetings;  // meetings this rank completed (a departure note: before it left)
   std::int64_t pid;
   char host[64];
 };
@@ -75,6 +76,7 @@ int g_size = 1;
 std::int64_t g_pid = 0;
 char g_host[64] = {};
 std::uint64_t g_calls = 0;
+std::uint64_t g_meetings_completed = 0;
 bool g_departed = false;
 std::int64_t g_failed_for = -1;                       // the rank whose departure this rank failed for
 Signature g_note{};                                   // this rank's departure note, while it is sent
@@ -89,6 +91,7 @@ Signature own(Meeting meeting) {
   mine.meeting = meeting;
   mine.rank = g_rank;
   mine.calls = g_calls;
+  mine.meetings = g_meetings_completed;
   mine.pid = g_pid;
   std::memcpy(mine.host, g_host, sizeof mine.host);
   return mine;
@@ -183,6 +186,14 @@ const Signature& first_to_leave(int rank) {
   throw ConfigError(message);
 }
 
+// Whether a rank that left will never come to the meeting this rank is in. A rank that met here
+// and then left can have its note arrive before this rank's part of the allgather completes
+// (over TCP between nodes, it often does): its contribution is on the way, so that is no failure.
+bool departed_without_meeting() {
+  return std::any_of(g_notes.begin(), g_notes.end(),
+                     [](const auto& note) { return note && note->meetings <= g_meetings_completed; });
+}
+
 // Posts `mine`, then waits for every rank's signature while watching for departures.
 std::vector<Signature> meet(const Signature& mine) {
   if (g_meetings == MPI_COMM_NULL) {
@@ -194,7 +205,7 @@ std::vector<Signature> meet(const Signature& mine) {
         "calls anymore: make every call before MPI_Finalize, or before the Session ends",
         g_rank));
   }
-  if (receive_departures()) fail_for_departure(mine);
+  if (receive_departures() && departed_without_meeting()) fail_for_departure(mine);
   auto gathering = std::make_unique<Gathering>();
   gathering->mine = mine;
   gathering->all.resize(static_cast<std::size_t>(g_size));
@@ -208,8 +219,11 @@ std::vector<Signature> meet(const Signature& mine) {
   for (int polls = 0;; ++polls) {
     int done = 0;
     check(MPI_Test(&gathering->request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-    if (done) return std::move(gathering->all);
-    if (receive_departures()) {
+    if (done) {
+      ++g_meetings_completed;
+      return std::move(gathering->all);
+    }
+    if (receive_departures() && departed_without_meeting()) {
       g_abandoned.push_back(std::move(gathering));
       fail_for_departure(mine);
     }
@@ -276,6 +290,7 @@ void open_meetings(MPI_Comm communicator) {
   std::memset(g_host, 0, sizeof g_host);
   std::strncpy(g_host, host.c_str(), sizeof g_host - 1);
   g_calls = 0;
+  g_meetings_completed = 0;
   g_departed = false;
   g_failed_for = -1;
   g_notes.assign(static_cast<std::size_t>(g_size), std::nullopt);

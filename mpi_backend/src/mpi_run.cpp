@@ -222,16 +222,24 @@ class MpiRun final : public Run {
     // Whatever a task abandoned at its timeout writes from here on would never be read: it stays
     // inline, so that no rank recreates the folder after rank 0 removed it.
     if (rank() != 0) folder->remove_now();  // only closes it: rank 0 owns the folder
-    // Every rank has mapped the result files it received before rank 0 removes the folder.
-    MPI_Request barrier;
-    check(MPI_Ibarrier(transport_.communicator(), &barrier), "MPI_Ibarrier");
-    for (int done = 0; !done;) {
-      check(MPI_Test(&barrier, &done, MPI_STATUS_IGNORE), "MPI_Test");
-      if (!done) progress_idle();
-    }
+    // Every rank has read (or mapped) the result files it received before any is removed.
+    barrier();
+    // Each rank removes what it wrote, then rank 0 the folder: its own view of the folder, on
+    // another node's network filesystem client, may not list the others' files yet.
+    folder->remove_own_files();
+    barrier();
     // Now, not when the compute threads let go of it: an abandoned one keeps it alive after the
     // call returned.
     if (rank() == 0) folder->remove_now();
+  }
+
+  void barrier() {
+    MPI_Request request;
+    check(MPI_Ibarrier(transport_.communicator(), &request), "MPI_Ibarrier");
+    for (int done = 0; !done;) {
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (!done) progress_idle();
+    }
   }
 
   void progress_idle() {

@@ -163,6 +163,17 @@ std::optional<LockView> look_at(int directory, const std::string& name) {
 
 enum class Attempt { held, busy, unavailable };
 
+// Whether `temporary` can be hard-linked to a fresh name. An SFTP server (sshfs) answers a link
+// onto an existing name with a generic failure that arrives as EPERM, which is also what a
+// filesystem without hard links says: a link that works elsewhere tells the two apart, without
+// looking the lock's name up in a client cache that may not know it yet.
+bool links_elsewhere(int directory, const std::string& temporary) {
+  const std::string probe = temporary + ".probe";
+  if (::linkat(directory, temporary.c_str(), directory, probe.c_str(), 0) != 0) return false;
+  ::unlinkat(directory, probe.c_str(), 0);
+  return true;
+}
+
 // Tries to create the lock; on success fills `impl`.
 Attempt try_create(const std::shared_ptr<const FileDescriptor>& directory, const std::string& name,
                    const std::string& hex, std::unique_ptr<EntryLock::Impl>& impl, int& error) {
@@ -183,6 +194,7 @@ Attempt try_create(const std::shared_ptr<const FileDescriptor>& directory, const
       error = errno;
       struct stat info {};
       held = fstat(fd, &info) == 0 && info.st_nlink == 2;  // the link happened; its reply was lost
+      if (!held && error != EEXIST && links_elsewhere(directory->get(), temporary)) error = EEXIST;
     }
   } else {
     error = errno;

@@ -171,8 +171,16 @@ void ResultFolder::remove_now() {
   if (removed_) return;
   removed_ = true;
   if (path_.empty() || !remove_when_done_) return;
+  remove_own_files();
+  if (::rmdir(path_.c_str()) == 0 || errno == ENOENT) return;
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+void ResultFolder::remove_own_files() noexcept {
+  std::lock_guard lock(written_mutex_);
+  for (const std::string& name : written_) ::unlink((path_ + "/" + name).c_str());
+  written_.clear();
 }
 
 ResultWriter::ResultWriter(const ResultFolder& folder) noexcept
@@ -205,6 +213,10 @@ std::optional<std::string> ResultWriter::store(const ArrayBlock& block) {
     file.add_array(kDataset, block);
     const std::uint64_t offset = file.offset_of(0);
     file.finish();
+    {
+      std::lock_guard names(folder_.written_mutex_);
+      folder_.written_.push_back(name);
+    }
     return name + ":" + std::to_string(offset);
   } catch (const std::exception& e) {
     if (first_time("joblet.results.file:" + folder_.path())) {
@@ -221,6 +233,14 @@ OpenedArray ResultReader::open(std::string_view reference, DType dtype, std::spa
   try {
     OpenedFile file;
     open_result(folder_, reference, dtype, nbytes, file);
+    if (!map_) {
+      void* data = nullptr;
+      std::shared_ptr<ArrayBuffer> buffer = allocate_array_buffer(nbytes, data, false);
+      if (const int error = nbytes == 0 ? 0 : read_fully_at(file.fd, data, nbytes, file.offset); error != 0) {
+        throw StorageError("cannot read the result file " + file.path + ": " + std::strerror(error));
+      }
+      return {std::move(buffer), data, true};
+    }
     auto mapping = std::make_shared<const FileMapping>(file.fd, file.size, /*copy_on_write=*/true, file.path);
     return {mapping, mapping->data() + file.offset, true};
   } catch (const StorageError& e) {

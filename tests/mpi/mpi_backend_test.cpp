@@ -55,10 +55,16 @@ auto item_tasks(int n) {
          });
 }
 
-// A folder every rank sees: rank 0 makes it in /tmp and tells the others (the ranks of these
-// tests share a node). Collective; empty on every rank if it could not be made.
-std::string make_shared_folder() {
-  std::string folder = "/tmp/joblet-mpi-test-XXXXXX";
+// A folder every rank sees: rank 0 makes it in $TMPDIR (else /tmp) and tells the others. On one
+// node any folder will do; across nodes TMPDIR must name a shared filesystem (tests/cluster runs
+// this suite so). Collective; empty on every rank if it could not be made.
+std::string make_shared_folder(const std::string& name = "test") {
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string folder = std::string(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") + "/joblet-mpi-" + name +
+                       "-XXXXXX";
+  unsigned long long length = folder.size();
+  MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);  // TMPDIR may differ between ranks
+  folder.resize(length);
   if (world_rank() == 0 && mkdtemp(folder.data()) == nullptr) folder.assign(folder.size(), '\0');
   MPI_Bcast(folder.data(), static_cast<int>(folder.size()), MPI_CHAR, 0, MPI_COMM_WORLD);
   return folder[0] == '\0' ? std::string() : folder;
@@ -124,7 +130,7 @@ TEST(Mpi, ListEqualsTheSequentialMapOnEveryRank) {
 
 TEST(Mpi, EveryRankComputes) {
   const std::string folder = make_shared_folder();
-  ASSERT_FALSE(folder.empty()) << "rank 0 could not make a folder in /tmp";  // on every rank
+  ASSERT_FALSE(folder.empty()) << "rank 0 could not make a folder";  // on every rank
   auto items = joblet::Parallel({.backend = "mpi", .batch_size = 1})(tasks_every_rank_starts(8 * world_size(), folder));
   std::vector<int> per_rank(world_size(), 0);
   for (const Item& item : items) ++per_rank[item.computed_on];
@@ -378,7 +384,7 @@ TEST(MpiDelivery, ResultsToRootLeavesTheOtherRanksEmptyHanded) {
   }
   // Every rank still computed: rank 0 did not do it all alone.
   const std::string folder = make_shared_folder();
-  ASSERT_FALSE(folder.empty()) << "rank 0 could not make a folder in /tmp";  // on every rank
+  ASSERT_FALSE(folder.empty()) << "rank 0 could not make a folder";  // on every rank
   auto where = joblet::Parallel({.backend = "mpi", .batch_size = 1, .results_to = joblet::ResultsTo::root})(
       tasks_every_rank_starts(6 * world_size(), folder));
   if (world_rank() == 0) {
@@ -422,10 +428,8 @@ namespace {
 TEST(MpiMemory, RanksMissingTheSameKeyComputeItOnce) {
   // Session turned compute-once on: every rank asks for the same result at the same time; one
   // computes it, the others wait for its entry and load it.
-  std::string directory = "/tmp/joblet-mpi-once-XXXXXX";
-  if (world_rank() == 0 && mkdtemp(directory.data()) == nullptr) directory.assign(directory.size(), '\0');
-  MPI_Bcast(directory.data(), static_cast<int>(directory.size()), MPI_CHAR, 0, MPI_COMM_WORLD);
-  ASSERT_NE(directory[0], '\0') << "rank 0 could not make a folder in /tmp";  // on every rank
+  const std::string directory = make_shared_folder("once");
+  ASSERT_FALSE(directory.empty()) << "rank 0 could not make a folder";  // on every rank
   {
     joblet::Memory memory(directory);
     auto slow = memory.cache("slow_sum", [](int n) {
@@ -477,10 +481,8 @@ TEST(MpiLargeResults, ArraysAboveMaxNbytesTravelAsFilesEveryRankMaps) {
 }
 
 TEST(MpiLargeResults, TheResultFolderIsRemovedAfterTheCall) {
-  std::string folder = "/tmp/joblet-mpi-results-XXXXXX";
-  if (world_rank() == 0 && mkdtemp(folder.data()) == nullptr) folder.assign(folder.size(), '\0');
-  MPI_Bcast(folder.data(), static_cast<int>(folder.size()), MPI_CHAR, 0, MPI_COMM_WORLD);
-  ASSERT_NE(folder[0], '\0') << "rank 0 could not make a folder in /tmp";  // on every rank
+  const std::string folder = make_shared_folder("results");
+  ASSERT_FALSE(folder.empty()) << "rank 0 could not make a folder";  // on every rank
   auto arrays = joblet::Parallel({.backend = "mpi", .max_nbytes = 1000, .temp_folder = folder})(
       std::views::iota(0, 4) | std::views::transform([](int i) {
         return [i] { return joblet::NDArray<float>::from(std::vector<float>(10000, static_cast<float>(i)), {10000}); };

@@ -26,6 +26,8 @@ class ResultFiles {
   // Removes the folder now (if this process removes it at all), for a caller whose workers may
   // outlive the call; results encoded later stay inline.
   virtual void remove_now() noexcept = 0;
+  // Removes the files this process wrote (see ResultFolder::remove_own_files).
+  virtual void remove_own_files() noexcept = 0;
   virtual const std::string& path() const noexcept = 0;
 };
 
@@ -36,6 +38,9 @@ struct ResultFilesPlace {
   // ...or exactly this folder, on a filesystem every process of the call sees (mpi ranks).
   std::string shared_path;
   bool remove_when_done = true;
+  // Map received arrays from their files (one node), or read them into memory (across nodes,
+  // where a file removed by another client can vanish under a mapping).
+  bool map_arrays = true;
 };
 
 using ResultFilesFactory = std::unique_ptr<ResultFiles> (*)(const ResultFilesPlace& place);

@@ -27,11 +27,13 @@
 
 #include <cstddef>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "joblet/detail/array_io.hpp"
 
@@ -57,6 +59,10 @@ class ResultFolder {
   // workers may outlive the call (a thread abandoned at a timeout). Thread-safe: results
   // written after it stay inline, so the folder is never made again.
   void remove_now();
+  // Removes the files this process wrote. Across nodes each writer removes its own before the
+  // owner removes the folder: the owner's client may list the folder from a cache that has not
+  // seen the other nodes' files yet, and a folder it cannot empty stays behind.
+  void remove_own_files() noexcept;
 
   bool enabled() const noexcept { return !path_.empty(); }
   const std::string& path() const noexcept { return path_; }
@@ -71,6 +77,8 @@ class ResultFolder {
   // Writers hold it shared while they make a file; remove_now() exclusively.
   mutable std::shared_mutex writing_;
   bool removed_ = false;
+  mutable std::mutex written_mutex_;
+  mutable std::vector<std::string> written_;  // names of the files this process wrote
 };
 
 // Both hold no state of their own: one of each serves every thread of a process.
@@ -85,7 +93,9 @@ class ResultWriter final : public ArrayWriter {
 
 class ResultReader final : public ArrayReader {
  public:
-  explicit ResultReader(const ResultFolder& folder) noexcept : folder_(folder) {}
+  // `map`: arrays are mapped from their files; otherwise read into memory (for a folder on a
+  // network filesystem, where another client's unlink can pull a mapped file away).
+  explicit ResultReader(const ResultFolder& folder, bool map = true) noexcept : folder_(folder), map_(map) {}
   OpenedArray open(std::string_view reference, DType dtype, std::span<const std::size_t> shape,
                    std::size_t nbytes) override;
   void read(std::string_view reference, DType dtype, std::span<const std::size_t> shape, std::size_t nbytes,
@@ -93,6 +103,7 @@ class ResultReader final : public ArrayReader {
 
  private:
   const ResultFolder& folder_;
+  bool map_;
 };
 
 }  // namespace joblet::detail
