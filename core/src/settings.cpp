@@ -27,6 +27,11 @@ bool positive_integer(std::string_view text) {
   return n && *n >= 1;
 }
 
+bool non_negative_integer(std::string_view text) {
+  const auto n = detail::parse_integer(text);
+  return n && *n >= 0 && *n <= 1'000'000;
+}
+
 bool log_level(std::string_view text) {
   for (std::string_view level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
     if (text == level) return true;
@@ -68,6 +73,12 @@ constexpr Setting kSettings[] = {
     {{"JOBLET_LOG_LEVEL", "level", "warn", "trace, debug, info, warn, error, critical or off"},
      log_level,
      "use trace, debug, info, warn, error, critical or off"},
+    {{"JOBLET_MPI_LOST_AFTER", "seconds", "10",
+      "in an mpi call across nodes, a rank silent this long is lost (its node died or was cut off) and the job "
+      "stops, naming it; 0: wait forever"},
+     non_negative_integer,
+     "give whole seconds (>= 1; 0 waits forever), or unset it",
+     true},
     {{"JOBLET_MPI_STREAM_RANKS", "integer", "32",
       "up to this many ranks, every rank receives each result of an mpi call as it arrives; above, at the end"},
      positive_integer,

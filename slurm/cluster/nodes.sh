@@ -181,7 +181,7 @@ mount_options_for() { # weak|strict
   local common="IdentityFile=$ssh_dir/client_key,UserKnownHostsFile=$ssh_dir/known_hosts,StrictHostKeyChecking=yes"
   common+=",BatchMode=yes,ServerAliveInterval=5,ServerAliveCountMax=3"
   case $1 in
-    weak) printf '%s\n' "$common,attr_timeout=3,entry_timeout=3,negative_timeout=3,dcache_timeout=3" ;;
+    weak) printf '%s\n' "$common,attr_timeout=3,entry_timeout=3,negative_timeout=3,cache_timeout=3" ;;
     strict) printf '%s\n' "$common,cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0,dir_cache=no" ;;
     *) die "--mount must be weak or strict, not '$1'" ;;
   esac

@@ -137,10 +137,13 @@ struct StoreOptions {
 // The compute-once lock (see Store::claim).
 struct LockOptions {
   // A lock whose heartbeat has not moved for this long, as observed by the waiter's own clock
-  // (so clock skew between hosts does not matter), is considered abandoned and taken over.
-  std::chrono::duration<double> stale_after{60.0};
+  // (so clock skew between hosts does not matter), is considered abandoned and taken over:
+  // five heartbeats, so that the locks of a node that died go within seconds, while a holder
+  // starved by load, or a network filesystem's attribute cache (a few seconds), does not make
+  // a live lock look dead.
+  std::chrono::duration<double> stale_after{10.0};
   // How often the holder refreshes the lock's mtime. Must be under half of stale_after.
-  std::chrono::duration<double> heartbeat{10.0};
+  std::chrono::duration<double> heartbeat{2.0};
   // Waiters poll for the entry or the lock's state starting at this interval, backing off
   // to poll_max.
   std::chrono::duration<double> poll{0.01};

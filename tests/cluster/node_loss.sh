@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Node loss: every process of node3 killed at once (its namespace ends, and its link with it) in
+# the middle of a cached MPI job over three nodes. The job ends in seconds, not at its time
+# limit, with a line naming the lost node, its ranks and the tasks they held; running the same
+# sweep again (on the two nodes left) computes exactly what is missing, taking over node3's
+# compute-once locks. Prints how long each step took.
+# Usage: node_loss.sh ISING_SWEEP
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$(realpath "$0")")/lib.sh"
+ensure_nodes "$(realpath "$0")" "$@"
+(($# == 1)) || { echo "usage: $0 ISING_SWEEP" >&2; exit 2; }
+sweep=$(realpath "$1")
+begin_shared_work node-loss
+export JOBLET_CACHE_DIR=$work/cache
+tasks=48
+args=(--size 16 --temperatures "$tasks" --sweeps 30000 --verbose 0 --backend mpi)
+
+job=$(sbatch --parsable -N 3 -n 6 -o "$work/loss-%j.out" -e "$work/loss-%j.err" --wrap "srun $sweep ${args[*]}")
+# Enough done that the job is well under way, and not all of it.
+waited=0
+until (($(entries) >= 6)); do
+  if ((waited >= 1200)) || [[ -z $(squeue -h -j "$job") ]]; then
+    fail "job $job did not get going ($(job_summary "$job"))"
+    show "loss-$job.out" "loss-$job.err"
+    finish
+  fi
+  sleep 0.1
+  waited=$((waited + 1))
+done
+holder=$(<"$LOCAL_CLUSTER_DIR/run/ns-node3.pid")
+killed_at=$SECONDS
+kill -KILL "$holder"
+wait_for_job "$job" 120 || true
+ended=$((SECONDS - killed_at))
+done_before=$(entries)
+if ((done_before < tasks)) && grep -q "lost node3: rank 4 (pid [0-9]*) holding .*, 5 (pid [0-9]*) holding" "loss-$job.err"; then
+  pass "job $job ended $ended s after node3 died ($(job_summary "$job")), naming node3, ranks 4 and 5 and their tasks; $done_before of $tasks done"
+else
+  fail "after node3 died: $done_before of $tasks done, the job said:"
+  show "loss-$job.err"
+fi
+
+entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >before.txt
+start=$SECONDS
+if JOBLET_LOG_LEVEL=info timeout 300 srun -N 2 -n 4 "$sweep" "${args[@]}" >rerun.txt 2>rerun.err; then
+  entry_snapshot "$JOBLET_CACHE_DIR" ising.simulate >after.txt
+  computed=$(count_new_entries before.txt after.txt)
+  took_over=$(grep -c "took over the stale compute-once lock" rerun.err || true)
+  if ((computed == tasks - done_before)); then
+    pass "the rerun on node1 and node2 computed exactly the $computed missing tasks in $((SECONDS - start)) s, taking over $took_over of node3's locks"
+  else
+    fail "the rerun computed $computed tasks, $((tasks - done_before)) were missing"
+  fi
+else
+  fail "the rerun failed"
+  show rerun.err
+fi
+
+finish
