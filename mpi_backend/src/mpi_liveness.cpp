@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -27,6 +28,7 @@ MpiLiveness::MpiLiveness(MpiTransport& transport, const std::vector<RankIdentity
   lost_after_ = std::chrono::seconds(seconds);
   const auto now = Clock::now();
   next_heartbeat_ = now;
+  last_check_ = now;
   last_heard_.assign(static_cast<std::size_t>(transport.size()), now);
 }
 
@@ -39,6 +41,13 @@ void MpiLiveness::heard_from(int rank) noexcept {
 void MpiLiveness::check(const Grants* grants) {
   if (!enabled_) return;
   const auto now = Clock::now();
+  if (now - last_check_ > 2 * kHeartbeat) {
+    // This rank was away from the call (its thread ran the program's own code between the items
+    // of a generator): the others, running the same program, may have been too, so their
+    // silence meanwhile proves nothing.
+    std::fill(last_heard_.begin(), last_heard_.end(), now);
+  }
+  last_check_ = now;
   if (now >= next_heartbeat_) {
     if (transport_.rank() == 0) {
       transport_.send_to_all(kHeartbeatTag, {});

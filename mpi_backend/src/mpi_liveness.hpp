@@ -39,6 +39,7 @@ class MpiLiveness {
   bool enabled_ = false;
   Clock::duration lost_after_{};
   Clock::time_point next_heartbeat_{};
+  Clock::time_point last_check_{};
   std::vector<Clock::time_point> last_heard_;
 };
 
