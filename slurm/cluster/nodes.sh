@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2034  # the variables set here are used by the scripts that source it
+# shellcheck shell=bash disable=SC2034,SC2154  # variables set here are used by the scripts that source it; root, run_dir, log_dir come from common.sh
 # The multi-node cluster's nodes: Linux namespaces on this machine (network, UTS, IPC, mount and
 # PID), one per node plus one for the head, on a bridge that only they and this host use.
 # Sourced by start, stop, status and on-node after common.sh; never run.
@@ -151,7 +151,7 @@ start_bridge() {
 # address inside its namespace only.
 write_ssh_config() {
   rm -rf -- "$ssh_dir"
-  mkdir -p -m 0700 -- "$ssh_dir"
+  mkdir -m 0700 -- "$ssh_dir"
   ssh-keygen -q -t ed25519 -N '' -C joblet-cluster-host -f "$ssh_dir/host_key"
   ssh-keygen -q -t ed25519 -N '' -C joblet-cluster-client -f "$ssh_dir/client_key"
   cp -- "$ssh_dir/client_key.pub" "$ssh_dir/authorized_keys"

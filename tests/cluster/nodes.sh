@@ -11,6 +11,7 @@ begin_shared_work nodes
 idle=$(sinfo -h -N -t idle -o %N | sort -u | tr '\n' ' ')
 if [[ $idle == "node1 node2 node3 " ]]; then pass "sinfo: three idle nodes"; else fail "idle nodes: '$idle'"; fi
 
+# shellcheck disable=SC2016  # expanded on the nodes
 timeout 60 srun -N 3 -n 6 bash -c 'echo "$SLURM_PROCID $(hostname) $(ip -4 -o addr show eth0 | awk "{ print \$4 }")"' |
   sort -n >placement.txt
 expected=$'0 node1 10.93.117.11/24\n1 node1 10.93.117.11/24\n2 node2 10.93.117.12/24\n3 node2 10.93.117.12/24\n4 node3 10.93.117.13/24\n5 node3 10.93.117.13/24'
