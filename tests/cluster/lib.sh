@@ -24,4 +24,9 @@ begin_shared_work() { # NAME
 }
 
 # mpirun across the nodes from this host (the login node), entering each node through on-node.
+# The ranks get mpirun's environment only as -x says (on-node, like ssh, starts clean): pass on
+# the sanitizers' settings (tools/sanitize) and joblet's.
 mpirun_nodes=(mpirun --allow-run-as-root --oversubscribe --mca plm_rsh_agent "$on_node")
+for variable in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS $(compgen -e | grep '^JOBLET_' || true); do
+  if [[ -n ${!variable:-} ]]; then mpirun_nodes+=(-x "$variable"); fi
+done
