@@ -15,7 +15,7 @@ sweep=$(realpath "$1")
 begin_shared_work node-loss
 export JOBLET_CACHE_DIR=$work/cache
 tasks=48
-args=(--size 16 --temperatures "$tasks" --sweeps 30000 --verbose 0 --backend mpi)
+args=(--size 16 --temperatures "$tasks" --sweeps 15000 --verbose 0 --backend mpi)
 
 job=$(sbatch --parsable -N 3 -n 6 -o "$work/loss-%j.out" -e "$work/loss-%j.err" --wrap "srun $sweep ${args[*]}")
 # Enough done that the job is well under way, and not all of it.
