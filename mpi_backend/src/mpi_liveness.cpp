@@ -48,14 +48,14 @@ void MpiLiveness::check(const Grants* grants) {
     std::fill(last_heard_.begin(), last_heard_.end(), now);
   }
   last_check_ = now;
-  if (now >= next_heartbeat_) {
-    if (transport_.rank() == 0) {
-      transport_.send_to_all(kHeartbeatTag, {});
-    } else {
-      transport_.send(0, kHeartbeatTag, {});
-    }
-    next_heartbeat_ = now + kHeartbeat;
+  // Called on every progress round of a call: the rest, O(ranks) on rank 0, once a second.
+  if (now < next_heartbeat_) return;
+  if (transport_.rank() == 0) {
+    transport_.send_to_all(kHeartbeatTag, {});
+  } else {
+    transport_.send(0, kHeartbeatTag, {});
   }
+  next_heartbeat_ = now + kHeartbeat;
   bool any_lost = false;
   std::vector<int> silent;  // for three heartbeats or more: with a lost rank, likely lost too
   for (int rank = 0; rank < transport_.size(); ++rank) {

@@ -51,12 +51,22 @@ node_wd() {
   esac
 }
 
+# The command that enters every namespace of node NAME, working in WD: prefix it to a command.
+node_entry() { # NAME WD
+  local pid
+  pid=$(holder_pid "$1") ||
+    die "node $1 is not running (no live holder in $run_dir/ns-$1.pid): start the cluster with slurm/cluster/start --nodes N"
+  printf '%s\n' nsenter --target "$pid" --all --wd="$2" --
+}
+
 # Runs CMD inside every namespace of NAME (as ssh into that node would), with our environment.
 in_node() { # NAME CMD...
-  local name=$1 pid
+  local name=$1 text
+  local -a entry
   shift
-  pid=$(holder_pid "$name") || die "node $name is not running (no live holder in $run_dir/ns-$name.pid)"
-  nsenter --target "$pid" --all --wd="$(node_wd)" -- "$@"
+  text=$(node_entry "$name" "$(node_wd)") || exit 1
+  mapfile -t entry <<<"$text" # one word per line: a working directory may hold blanks
+  "${entry[@]}" "$@"
 }
 
 # Starts the holder of namespace NAME with ADDRESS on the bridge.

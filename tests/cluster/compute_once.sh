@@ -6,10 +6,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
-ensure_nodes "$(realpath "$0")" "$@"
-(($# == 1)) || { echo "usage: $0 CLUSTER_CAMPAIGN" >&2; exit 2; }
-campaign=$(realpath "$1")
-begin_shared_work compute-once
+begin_cluster_test compute-once CLUSTER_CAMPAIGN "$@"
+campaign=${programs[0]}
 tasks=40
 
 # srun starts the six at once; each is a plain process (no MPI) with its own threads.

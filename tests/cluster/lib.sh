@@ -15,6 +15,21 @@ ensure_nodes() { # "$0" "$@"
   fi
 }
 
+# The start of every test script: runs it inside a 3-node cluster unless it is in one, checks
+# that its arguments are the programs USAGE names, makes them absolute in `programs`, and enters
+# a fresh shared folder `work` named after NAME.
+begin_cluster_test() { # NAME USAGE "$@"
+  local name=$1 usage=$2 program
+  local -a wanted
+  shift 2
+  ensure_nodes "$(realpath "$0")" "$@"
+  read -r -a wanted <<<"$usage"
+  (($# == ${#wanted[@]})) || { echo "usage: $0 $usage" >&2; exit 2; }
+  programs=()
+  for program in "$@"; do programs+=("$(realpath "$program")"); done
+  begin_shared_work "$name"
+}
+
 # A fresh folder on the shared filesystem (every node sees it at the same path), removed on exit.
 # Job output and caches go there: each node's /tmp is its own.
 begin_shared_work() { # NAME

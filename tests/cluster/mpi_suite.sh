@@ -7,10 +7,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
-ensure_nodes "$(realpath "$0")" "$@"
-(($# == 1)) || { echo "usage: $0 MPI_BACKEND_TEST" >&2; exit 2; }
-suite=$(realpath "$1")
-begin_shared_work mpi-suite
+begin_cluster_test mpi-suite MPI_BACKEND_TEST "$@"
+suite=${programs[0]}
 mkdir -p tmp cwd
 cd cwd # the default cache (and with it the folder of large results across nodes) is ./joblet-cache
 

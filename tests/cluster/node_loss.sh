@@ -9,10 +9,8 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
-ensure_nodes "$(realpath "$0")" "$@"
-(($# == 1)) || { echo "usage: $0 ISING_SWEEP" >&2; exit 2; }
-sweep=$(realpath "$1")
-begin_shared_work node-loss
+begin_cluster_test node-loss ISING_SWEEP "$@"
+sweep=${programs[0]}
 export JOBLET_CACHE_DIR=$work/cache
 tasks=48
 args=(--size 16 --temperatures "$tasks" --sweeps 15000 --verbose 0 --backend mpi)

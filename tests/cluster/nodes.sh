@@ -5,8 +5,7 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
-ensure_nodes "$(realpath "$0")" "$@"
-begin_shared_work nodes
+begin_cluster_test nodes "" "$@"
 
 idle=$(sinfo -h -N -t idle -o %N | sort -u | tr '\n' ' ')
 if [[ $idle == "node1 node2 node3 " ]]; then pass "sinfo: three idle nodes"; else fail "idle nodes: '$idle'"; fi

@@ -6,11 +6,9 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
-ensure_nodes "$(realpath "$0")" "$@"
-(($# == 2)) || { echo "usage: $0 ISING_SWEEP JOBLET" >&2; exit 2; }
-sweep=$(realpath "$1")
-joblet=$(realpath "$2")
-begin_shared_work sweep
+begin_cluster_test sweep "ISING_SWEEP JOBLET" "$@"
+sweep=${programs[0]}
+joblet=${programs[1]}
 args=(--size 8 --temperatures 12 --sweeps 300 --verbose 0)
 
 "$sweep" "${args[@]}" --no-cache >local.txt 2>local.err || { fail "local run"; show local.err; }

@@ -25,6 +25,9 @@ JOBLET_LOG_LEVEL=loud "$sweep" "${args[@]}" >"$work/out" 2>"$work/err" && fail "
 grep -q "JOBLET_LOG_LEVEL='loud' is not valid: use trace, debug" "$work/err" || fail "no clear error: $(cat "$work/err")"
 [[ -s $work/out ]] && fail "the program ran despite a malformed setting"
 
+JOBLET_MPI_LOST_AFTER=-1 "$sweep" "${args[@]}" >"$work/out" 2>"$work/err" && fail "JOBLET_MPI_LOST_AFTER=-1 was accepted"
+grep -q "JOBLET_MPI_LOST_AFTER='-1' is not valid: give whole seconds" "$work/err" || fail "no clear error: $(cat "$work/err")"
+
 JOBLET_NJOBS=2 "$sweep" "${args[@]}" >"$work/out" 2>"$work/err" || fail "an unknown JOBLET_ name stopped the program: $(cat "$work/err")"
 grep -q "JOBLET_NJOBS is set but joblet has no such variable (did you mean JOBLET_N_JOBS?)" "$work/err" ||
   fail "no warning about JOBLET_NJOBS: $(cat "$work/err")"
