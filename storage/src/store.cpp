@@ -214,7 +214,10 @@ ReadAttempt read_once(const Store::State& state, std::string_view function, cons
   }
   // The LRU clock. Failing to refresh it (a read-only cache, someone else's file) only makes
   // the entry look older to reduce_size.
-  if (touch && Clock::now() - mtime_of(info) > state.options.touch_interval) futimens(fd.get(), nullptr);
+  if (touch) {
+    const auto now = detail::filesystem_now(state);
+    if (now - mtime_of(info) > state.options.touch_interval) detail::touch_at(state, fd.get(), now);
+  }
   result.status = LoadStatus::found;
   return read;
 }
@@ -786,7 +789,7 @@ std::size_t Store::clear(std::optional<std::string_view> function) const {
   if (function) validate_function_name(*function);
   ListOptions options{.include_leftovers = true};
   if (function) options.function = std::string(*function);
-  const auto now = Clock::now();
+  const auto now = detail::filesystem_now(*state_);
   std::size_t removed = 0;
   std::vector<RemovalFailure> failed;
   for (const auto& info : list(options)) {
@@ -829,7 +832,7 @@ ReduceReport Store::reduce_size(const ReduceOptions& options) const {
   ListOptions list_options{.include_leftovers = true};
   list_options.function = options.function;
   std::vector<EntryInfo> all = list(list_options);
-  const auto now = Clock::now();
+  const auto now = detail::filesystem_now(*state_);
   ReduceReport report;
 
   // Removes a file unless it was used (or replaced) after we listed it: that narrows the race

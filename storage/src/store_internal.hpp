@@ -2,6 +2,8 @@
 // What store.cpp and entry_lock.cpp share.
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -20,9 +22,20 @@ struct Store::State {
   StoreOptions options;
   // Bytes this process wrote since it last enforced bytes_limit.
   std::atomic<std::uint64_t> written_since_check{0};
+  // The cache filesystem's clock minus this host's, measured once (filesystem_clock.cpp).
+  mutable std::mutex clock_mutex;
+  mutable std::atomic<bool> clock_measured{false};
+  mutable std::atomic<std::int64_t> clock_offset_ns{0};
 };
 
 namespace detail {
+
+// The time now on the cache filesystem's clock, which stamps what its files' mtimes are compared
+// with. `directory` (a descriptor beneath the root, or -1 for the root) hosts the probe file the
+// first call writes.
+std::chrono::system_clock::time_point filesystem_now(const Store::State& state, int directory = -1);
+// Refreshes an open entry's mtime to `now` on the filesystem's clock (its LRU stamp).
+void touch_at(const Store::State& state, int fd, std::chrono::system_clock::time_point now);
 
 // "<root>/<function>/<xx>" and the entry's file name "<32 hex>".
 std::string shard_directory(const Store::State& state, std::string_view function, const std::string& hex);
