@@ -25,11 +25,14 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -52,6 +55,7 @@ struct EntryLock::Impl {
   int fd = -1;
   dev_t device = 0;
   ino_t inode = 0;
+  std::string content;  // what we wrote into the lock: its random token makes it ours alone
   std::chrono::duration<double> heartbeat{10.0};
   std::mutex mutex;
   std::condition_variable wake;
@@ -73,12 +77,24 @@ struct EntryLock::Impl {
     wake.notify_all();
     if (beating.joinable()) beating.join();
     // Remove the lock only if it is still ours: a waiter may have judged it stale and replaced it.
-    struct stat info {};
-    if (::fstatat(directory->get(), name.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_dev == device &&
-        info.st_ino == inode) {
-      ::unlinkat(directory->get(), name.c_str(), 0);
-    }
+    if (still_ours()) ::unlinkat(directory->get(), name.c_str(), 0);
     if (fd >= 0) ::close(fd);
+  }
+
+  // The same inode, or else the same content: a FUSE client such as sshfs numbers a hard link
+  // apart from the file it was made from, so the lock's name never shows our descriptor's inode.
+  bool still_ours() const {
+    struct stat info {};
+    if (::fstatat(directory->get(), name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(info.st_mode)) {
+      return false;
+    }
+    if (info.st_dev == device && info.st_ino == inode) return true;
+    const int seen = ::openat(directory->get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (seen < 0) return false;
+    std::string text(content.size() + 1, '\0');
+    const ssize_t got = ::pread(seen, text.data(), text.size(), 0);
+    ::close(seen);
+    return got == static_cast<ssize_t>(content.size()) && text.compare(0, content.size(), content) == 0;
   }
 };
 
@@ -209,6 +225,7 @@ Attempt try_create(const std::shared_ptr<const FileDescriptor>& directory, const
   impl = std::make_unique<EntryLock::Impl>();
   impl->directory = directory;
   impl->name = name;
+  impl->content = content;
   impl->fd = fd;
   struct stat info {};
   fstat(fd, &info);
@@ -241,6 +258,45 @@ void take_over(int directory, const std::string& name, const std::string& path, 
     detail::log().info("took over the stale compute-once lock {} (held by pid {} on {})", path, stale.pid,
                        stale.host.empty() ? std::string("an unknown host") : stale.host);
   }
+}
+
+// Whether this directory's client may answer "no such file" from memory for a name another
+// client has created since: NFS and FUSE clients keep failed lookups for seconds (NFS until
+// the directory's cached attributes expire, sshfs for negative_timeout); local filesystems
+// never do, and need none of what follows.
+bool remembers_missing_names(int directory) {
+  struct statfs info {};
+  if (::fstatfs(directory, &info) != 0) return true;
+  switch (static_cast<unsigned long>(info.f_type)) {
+    case 0x01021994:  // tmpfs
+    case 0xEF53:      // ext2/3/4
+    case 0x58465342:  // xfs
+    case 0x9123683E:  // btrfs
+    case 0x2FC12FC1:  // zfs
+    case 0x794C7630:  // overlayfs
+      return false;
+    default:
+      return true;
+  }
+}
+
+// Whether an entry this client cannot open was published by another client all the same, and
+// then waits until `look` finds it. The listing comes from the server, not from the client's
+// memory of failed lookups (creating our lock in this directory has just dropped any listing
+// the client kept). Without this, a process that looked a key up just before another node
+// published it recomputes it, holding the lock. Gives up after a minute (NFS's longest
+// attribute cache): computing then costs time, never a wrong result.
+bool published_but_unseen(int directory, const std::string& hex, const std::function<bool()>& look) {
+  const auto names = detail::directory_names(directory);
+  if (std::find(names.begin(), names.end(), hex) == names.end()) return false;
+  detail::log().debug("entry {} was published by another client that this one has not caught up with: waiting for it", hex);
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  for (auto pause = std::chrono::milliseconds(50); std::chrono::steady_clock::now() < give_up;
+       pause = std::min(pause * 2, std::chrono::milliseconds(1000))) {
+    std::this_thread::sleep_for(pause);
+    if (look()) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -303,7 +359,12 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
         impl->start();
         EntryLock lock(std::move(impl));
         // The previous holder may have published just before we took the lock.
-        if (LoadResult found = load(function, key); usable(found)) return Claim{std::move(found.entry), {}, waited};
+        LoadResult found = load(function, key);
+        if (usable(found)) return Claim{std::move(found.entry), {}, waited};
+        if (found.status == LoadStatus::missing && remembers_missing_names(directory->get()) &&
+            published_but_unseen(directory->get(), hex, [&] { return usable(found = load(function, key)); })) {
+          return Claim{std::move(found.entry), {}, waited};
+        }
         return Claim{std::nullopt, std::move(lock), waited};
       }
       case Attempt::unavailable:

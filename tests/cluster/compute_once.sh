@@ -31,10 +31,37 @@ if [[ $computed == "$tasks" ]]; then pass "the $tasks tasks were computed $compu
 if [[ $sums == "$expected_sum" ]]; then pass "every process returned the same, right results"; else fail "sums: $sums (expected $expected_sum)"; fi
 entries=$(entry_snapshot "$work/cache" cluster.square | grep -c . || true)
 if [[ $entries == "$tasks" ]]; then pass "$tasks cache entries"; else fail "$entries cache entries"; fi
-if [[ -z $(find "$work/cache" -name '.*' -type f ! -path '*/.campaigns/*' ! -name '.joblet*' 2>/dev/null) ]]; then
+leftovers() { find "$work/cache" \( -name '.*' -o -name '*.lock' \) -type f ! -path '*/.campaigns/*' ! -name '.joblet*'; }
+if [[ -z $(leftovers) ]]; then
   pass "no temporary or lock file left"
 else
-  fail "left behind: $(find "$work/cache" -name '.*' -type f | head)"
+  fail "left behind: $(leftovers | head -n 3)"
+fi
+
+# A name this node's client remembers as missing (sshfs's negative_timeout, NFS's attribute
+# cache): node1 looks an entry up, node2 publishes it, and node1's campaign, run while its client
+# still answers "no such file", takes it from the cache instead of computing it again.
+"$campaign" "$work/probe" 1 0 >/dev/null
+entry=$(find "$work/probe/cluster.square" -type f -regextype posix-extended -regex '.*/[0-9a-f]{32}' -printf '%P\n')
+remembered=
+for attempt in 1 2 3; do
+  cache=$work/unseen-$attempt
+  mkdir -p "$cache/cluster.square/$(dirname "$entry")"
+  "$on_node" node1 stat "$cache/cluster.square/$entry" >/dev/null 2>&1 || true
+  "$on_node" node2 "$campaign" "$cache" 1 0 >"unseen-$attempt-node2.txt"
+  # Only while node1 still cannot see the entry does the next step test anything.
+  "$on_node" node1 stat "$cache/cluster.square/$entry" >/dev/null 2>&1 && continue
+  remembered=$attempt
+  "$on_node" node1 "$campaign" "$cache" 1 0 >"unseen-$attempt-node1.txt" 2>&1
+  break
+done
+if [[ -z $remembered ]]; then
+  fail "node1's client never remembered the missing entry long enough (3 tries)"
+elif grep -q " computed=0 hits=1 " "unseen-$remembered-node1.txt"; then
+  pass "node1 found the entry node2 published while its client still said it was missing"
+else
+  fail "node1 recomputed an entry node2 had published (its client still said it was missing)"
+  show "unseen-$remembered-node1.txt"
 fi
 
 finish
