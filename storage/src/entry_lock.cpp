@@ -25,14 +25,11 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
-#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -260,45 +257,6 @@ void take_over(int directory, const std::string& name, const std::string& path, 
   }
 }
 
-// Whether this directory's client may answer "no such file" from memory for a name another
-// client has created since: NFS and FUSE clients keep failed lookups for seconds (NFS until
-// the directory's cached attributes expire, sshfs for negative_timeout); local filesystems
-// never do, and need none of what follows.
-bool remembers_missing_names(int directory) {
-  struct statfs info {};
-  if (::fstatfs(directory, &info) != 0) return true;
-  switch (static_cast<unsigned long>(info.f_type)) {
-    case 0x01021994:  // tmpfs
-    case 0xEF53:      // ext2/3/4
-    case 0x58465342:  // xfs
-    case 0x9123683E:  // btrfs
-    case 0x2FC12FC1:  // zfs
-    case 0x794C7630:  // overlayfs
-      return false;
-    default:
-      return true;
-  }
-}
-
-// Whether an entry this client cannot open was published by another client all the same, and
-// then waits until `look` finds it. The listing comes from the server, not from the client's
-// memory of failed lookups (creating our lock in this directory has just dropped any listing
-// the client kept). Without this, a process that looked a key up just before another node
-// published it recomputes it, holding the lock. Gives up after a minute (NFS's longest
-// attribute cache): computing then costs time, never a wrong result.
-bool published_but_unseen(int directory, const std::string& hex, const std::function<bool()>& look) {
-  const auto names = detail::directory_names(directory);
-  if (std::find(names.begin(), names.end(), hex) == names.end()) return false;
-  detail::log().debug("entry {} was published by another client that this one has not caught up with: waiting for it", hex);
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
-  for (auto pause = std::chrono::milliseconds(50); std::chrono::steady_clock::now() < give_up;
-       pause = std::min(pause * 2, std::chrono::milliseconds(1000))) {
-    std::this_thread::sleep_for(pause);
-    if (look()) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 void validate_lock_options(const LockOptions& options) {
@@ -360,11 +318,8 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
         EntryLock lock(std::move(impl));
         // The previous holder may have published just before we took the lock.
         LoadResult found = load(function, key);
+        if (found.status == LoadStatus::missing) found = load_unseen(function, key);
         if (usable(found)) return Claim{std::move(found.entry), {}, waited};
-        if (found.status == LoadStatus::missing && remembers_missing_names(directory->get()) &&
-            published_but_unseen(directory->get(), hex, [&] { return usable(found = load(function, key)); })) {
-          return Claim{std::move(found.entry), {}, waited};
-        }
         return Claim{std::nullopt, std::move(lock), waited};
       }
       case Attempt::unavailable:

@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #define XXH_STATIC_LINKING_ONLY
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <new>
 #include <set>
+#include <thread>
 
 #include "beneath.hpp"
 #include "entry_format.hpp"
@@ -327,6 +329,50 @@ std::filesystem::path Store::companion_path(std::string_view function, const Has
 LoadResult Store::load(std::string_view function, const Hash128& key) const { return read(function, key, true); }
 
 LoadResult Store::inspect(std::string_view function, const Hash128& key) const { return read(function, key, false); }
+
+namespace {
+
+// Whether this directory's client may answer "no such file" from memory for a name another
+// client has created since: NFS and FUSE clients keep failed lookups for seconds (NFS until
+// the directory's cached attributes expire, sshfs for negative_timeout); local filesystems
+// never do, and need none of what load_unseen() does.
+bool remembers_missing_names(int directory) {
+  struct statfs info {};
+  if (::fstatfs(directory, &info) != 0) return true;
+  switch (static_cast<unsigned long>(info.f_type)) {
+    case 0x01021994:  // tmpfs
+    case 0xEF53:      // ext2/3/4
+    case 0x58465342:  // xfs
+    case 0x9123683E:  // btrfs
+    case 0x2FC12FC1:  // zfs
+    case 0x794C7630:  // overlayfs
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+LoadResult Store::load_unseen(std::string_view function, const Hash128& key) const {
+  const std::string hex = key.hex();
+  FileDescriptor directory = state_->directory.open_directory(detail::relative_shard(function, hex), false, false);
+  // The listing comes from the server, not from the client's memory of failed lookups.
+  if (!directory || !remembers_missing_names(directory.get())) return load(function, key);
+  const auto names = detail::directory_names(directory.get());
+  if (std::find(names.begin(), names.end(), hex) == names.end()) return load(function, key);
+  detail::log().debug("cache entry {} is on the server but not yet seen by this client: waiting for it",
+                      state_->directory.shown(detail::relative_shard(function, hex) + "/" + hex));
+  // A minute is NFS's longest attribute cache; giving up then costs a recomputation, never a
+  // wrong result.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  LoadResult found;
+  for (auto pause = std::chrono::milliseconds(50);; pause = std::min(pause * 2, std::chrono::milliseconds(1000))) {
+    found = load(function, key);
+    if (found.status != LoadStatus::missing || std::chrono::steady_clock::now() >= give_up) return found;
+    std::this_thread::sleep_for(pause);
+  }
+}
 
 LoadResult Store::read(std::string_view function, const Hash128& key, bool touch) const {
   // On NFS, an entry another client replaced or pruned while we opened it reads as ESTALE:
