@@ -52,6 +52,12 @@ Session::Session(int& argc, char**& argv, SessionOptions options) : environment_
         "this node's CPUs only (start it with `srun` to use every task)",
         environment_.slurm_tasks);
   }
+  // Array elements and the job that assembles their results (JOBLET_SHARD=off) share one cache:
+  // compute-once makes a miss take the lock and look again past what its network filesystem's
+  // client last remembered (Store::load_unseen), instead of computing what another job published.
+  if (!environment_.slurm_array_job_id.empty() || detail::setting("JOBLET_SHARD")) {
+    detail::set_default_compute_once(true);
+  }
   detail::set_process_rank(mpi_ && size_ > 1 ? rank_ : -1);
   if (mpi_ && size_ > 1) set_log_identity(fmt::format("rank {} {}", rank_, ErrorSite::here().host));
   if (auto pattern = detail::setting("JOBLET_LOG_FILE")) add_log_file(expand_log_file_name(*pattern));

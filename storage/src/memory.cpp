@@ -99,8 +99,6 @@ bool FunctionCache::enabled() const noexcept { return memory_->store.has_value()
 Claim FunctionCache::claim(const Hash128& key) const {
   const Store& store = *memory_->store;
   LoadResult found = store.load(name_, key);
-  // Under compute-once, the lock's holder looks again (Store::claim).
-  if (found.status == LoadStatus::missing && !compute_once_) found = store.load_unseen(name_, key);
   // The key covers the version, so an entry of another version here was put here by hand.
   if (found && found.entry->metadata().version != version_) {
     found.status = LoadStatus::corrupt;

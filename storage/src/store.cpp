@@ -198,7 +198,13 @@ ReadAttempt read_once(const Store::State& state, std::string_view function, cons
   // The LRU clock. Failing to refresh it (a read-only cache, someone else's file) only makes
   // the entry look older to reduce_size.
   if (touch) {
-    const auto now = detail::filesystem_now(state);
+    // The first look at the filesystem's clock writes its probe in this shard, where a probe
+    // left by a killed process is a leftover that reduce_size recognises.
+    FileDescriptor probe_here;
+    if (!state.clock_measured.load(std::memory_order_acquire)) {
+      probe_here = state.directory.open_directory(shard, false, false);
+    }
+    const auto now = detail::filesystem_now(state, probe_here ? probe_here.get() : -1);
     if (now - mtime_of(info) > state.options.touch_interval) detail::touch_at(state, fd.get(), now);
   }
   result.status = LoadStatus::found;
