@@ -2,7 +2,7 @@
 // cache: every process asks for every task, compute-once lets one of them compute each. Prints
 // what this process computed and a checksum of all results, so a test can add the computations
 // up over every process and compare the results.
-//   cluster_campaign CACHE TASKS MILLISECONDS [no-compute-once]
+//   cluster_campaign CACHE TASKS MILLISECONDS
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,16 +14,15 @@
 #include <joblet/joblet.hpp>
 
 int main(int argc, char** argv) {
-  const bool compute_once = argc == 4;
-  if (argc != 4 && (argc != 5 || std::string(argv[4]) != "no-compute-once")) {
-    std::fprintf(stderr, "usage: %s CACHE TASKS MILLISECONDS [no-compute-once]\n", argv[0]);
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s CACHE TASKS MILLISECONDS\n", argv[0]);
     return 2;
   }
   const std::string cache = argv[1];
   const int tasks = std::atoi(argv[2]);
   const int milliseconds = std::atoi(argv[3]);
   try {
-    const joblet::Memory memory(cache, {.compute_once = compute_once});
+    const joblet::Memory memory(cache, {.compute_once = true});
     const auto square = memory.cache("cluster.square", [milliseconds](int x) {
       std::this_thread::sleep_for(std::chrono::milliseconds(milliseconds));
       return static_cast<long>(x) * x;
