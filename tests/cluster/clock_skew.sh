@@ -25,14 +25,16 @@ ahead_mount=/tmp/joblet-clock-ahead
 # Only the wall clock moves, as skew between hosts does: a faked monotonic clock would also make
 # waits on it (a lock's heartbeat) last a minute longer, and faked file times (stat) would hide
 # the skew from the very comparisons it affects.
-ahead_env=(env "LD_PRELOAD=$faketime_library" FAKETIME=+60s DONT_FAKE_MONOTONIC=1 NO_FAKE_STAT=1
-  JOBLET_LOG_LEVEL=info)
+ahead_env=(env "LD_PRELOAD=$faketime_library" FAKETIME=+60s DONT_FAKE_MONOTONIC=1 NO_FAKE_STAT=1)
+# Under ASan (tools/sanitize) the preloaded library comes before ASan's runtime: allow that.
+if [[ -n ${ASAN_OPTIONS:-} ]]; then export ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0; fi
+export JOBLET_LOG_LEVEL=info
 "$on_node" node3 "mkdir -p $ahead_mount && ${ahead_env[*]} sshfs -o $(<"$LOCAL_CLUSTER_DIR/mount-options")" \
   "root@head:$LOCAL_CLUSTER_SHARED $ahead_mount </dev/null >/dev/null 2>&1"
 trap '"$on_node" node3 fusermount -u "$ahead_mount" || true; rm -rf -- "$work"' EXIT
 ahead_work=$ahead_mount/${work#"$LOCAL_CLUSTER_SHARED"/}
-on_node3_ahead() { "$on_node" node3 "${ahead_env[*]}" "$@"; }
-on_node1() { "$on_node" node1 env JOBLET_LOG_LEVEL=info "$@"; }
+on_node3_ahead() { on_node_env node3 "${ahead_env[@]}" "$@"; }
+on_node1() { on_node_env node1 "$@"; }
 
 node3_date=$(on_node3_ahead date +%s)
 if ((node3_date - $(date +%s) >= 55)); then

@@ -49,11 +49,11 @@ for attempt in 1 2 3; do
   cache=$work/unseen-$attempt
   mkdir -p "$cache/cluster.square/$(dirname "$entry")"
   "$on_node" node1 stat "$cache/cluster.square/$entry" >/dev/null 2>&1 || true
-  "$on_node" node2 "$campaign" "$cache" 1 0 >/dev/null
+  on_node_env node2 "$campaign" "$cache" 1 0 >/dev/null
   # Only while node1 still cannot see the entry does the next step test anything.
   "$on_node" node1 stat "$cache/cluster.square/$entry" >/dev/null 2>&1 && continue
   remembered=$attempt
-  "$on_node" node1 "$campaign" "$cache" 1 0 >unseen.txt 2>&1
+  on_node_env node1 "$campaign" "$cache" 1 0 >unseen.txt 2>&1
   break
 done
 if [[ -z $remembered ]]; then

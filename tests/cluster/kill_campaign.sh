@@ -70,7 +70,7 @@ fi
 # Under an entry's name only entries; a killed writer's file never took one.
 strays=$(find "$JOBLET_CACHE_DIR/ising.simulate" -mindepth 2 -type f ! -name '.*' -regextype posix-extended \
   ! -regex '.*/[0-9a-f]{32}(\.lock)?' | head -n 3)
-[[ -z $strays ]] && pass "nothing but entries and locks under visible names" || fail "visible strays: $strays"
+if [[ -z $strays ]]; then pass "nothing but entries and locks under visible names"; else fail "visible strays: $strays"; fi
 
 leftovers() { find "$JOBLET_CACHE_DIR" -type f \( -name '.*.tmp' -o -name '*.lock' \) ! -path '*/.campaigns/*'; }
 left=$(leftovers | grep -c . || true)

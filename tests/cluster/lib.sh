@@ -38,6 +38,19 @@ begin_shared_work() { # NAME
   cd "$work" || exit 1
 }
 
+# Runs a command on a node (on-node) with the sanitizers' and joblet's settings of this
+# environment: on-node, like ssh, starts clean. Values must not contain blanks (on-node joins
+# words with blanks, as ssh does).
+on_node_env() { # NODE CMD...
+  local node=$1 variable
+  local -a settings=()
+  shift
+  for variable in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS $(compgen -e | grep '^JOBLET_' || true); do
+    if [[ -n ${!variable:-} ]]; then settings+=("$variable=${!variable}"); fi
+  done
+  "$on_node" "$node" env "${settings[@]}" "$@"
+}
+
 # mpirun across the nodes from this host (the login node), entering each node through on-node.
 # The ranks get mpirun's environment only as -x says (on-node, like ssh, starts clean): pass on
 # the sanitizers' settings (tools/sanitize) and joblet's.
