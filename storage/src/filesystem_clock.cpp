@@ -57,11 +57,12 @@ Clock::time_point filesystem_now(const Store::State& state, int directory) {
     std::lock_guard lock(state.clock_mutex);
     if (!state.clock_measured.load(std::memory_order_relaxed)) {
       const int where = directory >= 0 ? directory : state.directory.descriptor(false, false);
-      // No cache yet, or nowhere to write: this host's clock, and a new try next time.
+      // No cache yet: this host's clock, and a new try once there is one.
       if (where < 0) return Clock::now();
+      // A cache this process cannot write to (read-only) gives no probe: this host's clock from
+      // then on, rather than a failed probe on every hit.
       const auto offset = measure_offset(where);
-      if (!offset) return Clock::now();
-      if (std::chrono::abs(*offset) > kResolution) {
+      if (offset && std::chrono::abs(*offset) > kResolution) {
         state.clock_offset_ns.store(offset->count(), std::memory_order_relaxed);
         log().info("the clock of the filesystem holding {} is {:.1f} s {} this host's; file times are compared "
                    "with the filesystem's",

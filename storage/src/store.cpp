@@ -55,6 +55,25 @@ bool is_companion_name(std::string_view name) {
   return name.size() == 35 && name.ends_with(".h5") && is_hex_key(name.substr(0, 32));
 }
 
+// The names in an open directory (the descriptor stays the caller's).
+std::vector<std::string> directory_names(int directory) {
+  std::vector<std::string> names;
+  const int copy = ::dup(directory);
+  if (copy < 0) return names;
+  DIR* handle = ::fdopendir(copy);
+  if (handle == nullptr) {
+    ::close(copy);
+    return names;
+  }
+  ::rewinddir(handle);
+  while (const dirent* item = ::readdir(handle)) {
+    const std::string_view name = item->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  ::closedir(handle);
+  return names;
+}
+
 std::span<const std::byte> as_bytes(const std::string& text) {
   return std::as_bytes(std::span<const char>(text.data(), text.size()));
 }
@@ -365,7 +384,7 @@ LoadResult Store::load_unseen(std::string_view function, const Hash128& key) con
   FileDescriptor directory = state_->directory.open_directory(detail::relative_shard(function, hex), false, false);
   // The listing comes from the server, not from the client's memory of failed lookups.
   if (!directory || !remembers_missing_names(directory.get())) return load(function, key);
-  const auto names = detail::directory_names(directory.get());
+  const auto names = directory_names(directory.get());
   if (std::find(names.begin(), names.end(), hex) == names.end()) return load(function, key);
   detail::log().debug("cache entry {} is on the server but not yet seen by this client: waiting for it",
                       state_->directory.shown(detail::relative_shard(function, hex) + "/" + hex));
@@ -630,7 +649,7 @@ std::vector<std::string> Store::functions() const {
   std::vector<std::string> names;
   const int root = state_->directory.descriptor(false, false);
   if (root < 0) return names;
-  for (auto& name : detail::directory_names(root)) {
+  for (auto& name : directory_names(root)) {
     if (name.front() == '.') continue;
     struct stat info {};
     if (::fstatat(root, name.c_str(), &info, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(info.st_mode)) {
@@ -665,7 +684,7 @@ std::vector<EntryInfo> Store::list(const ListOptions& options) const {
   if (options.function) {
     function_names.push_back(*options.function);
   } else {
-    for (auto& name : detail::directory_names(root)) {
+    for (auto& name : directory_names(root)) {
       if (name.front() == '.') continue;
       struct stat status {};
       if (::fstatat(root, name.c_str(), &status, AT_SYMLINK_NOFOLLOW) != 0) continue;
@@ -687,7 +706,7 @@ std::vector<EntryInfo> Store::list(const ListOptions& options) const {
       }
       continue;
     }
-    for (const auto& shard : detail::directory_names(function_directory.get())) {
+    for (const auto& shard : directory_names(function_directory.get())) {
       if (!is_shard_name(shard)) continue;
       const std::string shard_relative = function + "/" + shard;
       FileDescriptor shard_directory(detail::open_beneath(function_directory.get(), shard, O_RDONLY | O_DIRECTORY));
@@ -699,7 +718,7 @@ std::vector<EntryInfo> Store::list(const ListOptions& options) const {
         }
         continue;
       }
-      const std::vector<std::string> names = detail::directory_names(shard_directory.get());
+      const std::vector<std::string> names = directory_names(shard_directory.get());
       std::set<std::string> companions;  // keys of the entries that have one
       std::set<std::string> keys;        // keys of entries
       for (const auto& name : names) {
@@ -844,7 +863,7 @@ std::size_t Store::clear(std::optional<std::string_view> function) const {
     FileDescriptor function_directory(detail::open_beneath(root, name, O_RDONLY | O_DIRECTORY));
     if (!function_directory) continue;
     bool ours = function.has_value();
-    for (const auto& shard : detail::directory_names(function_directory.get())) {
+    for (const auto& shard : directory_names(function_directory.get())) {
       if (!is_shard_name(shard)) continue;
       ours = true;
       ::unlinkat(function_directory.get(), shard.c_str(), AT_REMOVEDIR);
@@ -909,27 +928,5 @@ ReduceReport Store::reduce_size(const ReduceOptions& options) const {
   }
   return report;
 }
-
-namespace detail {
-
-std::vector<std::string> directory_names(int directory) {
-  std::vector<std::string> names;
-  const int copy = ::dup(directory);
-  if (copy < 0) return names;
-  DIR* handle = ::fdopendir(copy);
-  if (handle == nullptr) {
-    ::close(copy);
-    return names;
-  }
-  ::rewinddir(handle);
-  while (const dirent* item = ::readdir(handle)) {
-    const std::string_view name = item->d_name;
-    if (name != "." && name != "..") names.emplace_back(name);
-  }
-  ::closedir(handle);
-  return names;
-}
-
-}  // namespace detail
 
 }  // namespace joblet

@@ -8,7 +8,6 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "beneath.hpp"
 #include "joblet/store.hpp"
@@ -37,9 +36,6 @@ namespace detail {
 std::chrono::system_clock::time_point filesystem_now(const Store::State& state, int directory = -1);
 // Refreshes an open entry's mtime to `now` on the filesystem's clock (its LRU stamp).
 void touch_at(const Store::State& state, int fd, std::chrono::system_clock::time_point now);
-
-// The names in an open directory (the descriptor stays the caller's), as its server lists them.
-std::vector<std::string> directory_names(int directory);
 
 // "<root>/<function>/<xx>" and the entry's file name "<32 hex>".
 std::string shard_directory(const Store::State& state, std::string_view function, const std::string& hex);
