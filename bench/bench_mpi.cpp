@@ -13,6 +13,9 @@
 // where it sleeps 1 ms: nearly every index then reaches a rank through a claim to rank 0, so the
 // figure is the rate at which rank 0 serves claims (and results are spread to every rank).
 //
+// node-loss-campaign is no measurement: it is the cached campaign that bench/node_loss_bench
+// runs across the cluster's nodes and kills a node of (it prints how many tasks it computed).
+//
 //   mpirun --oversubscribe --bind-to none -n 2 bench_mpi --workload tiny --system joblet-mpi [--quick]
 //   -> tiny joblet-mpi 0.52 us
 #include <mpi.h>
@@ -33,7 +36,8 @@ namespace {
 using namespace joblet::bench;
 
 constexpr const char* kUsage =
-    "--workload tiny|tiny-batch1|sleep10ms|claim-throughput-R --system joblet-mpi|mpi-raw|mpi-pingpong-raw "
+    "--workload tiny|tiny-batch1|sleep10ms|claim-throughput-R|node-loss-campaign --system "
+    "joblet-mpi|mpi-raw|mpi-pingpong-raw "
     "[--workers N (ignored: every rank works)] [--quick]";
 
 int world_rank() {
@@ -95,6 +99,33 @@ double joblet_seconds(std::size_t n, std::size_t batch_size, Task task, Argument
   });
   check_results(results, n, argument);
   return seconds;
+}
+
+// ---- node-loss-campaign ---------------------------------------------------------------------
+
+// Tasks that sleep, so that six ranks on two cores do not slow each other down: what the
+// timings of bench/node_loss_bench show is joblet's and Slurm's reaction to a lost node.
+std::int64_t campaign_task(std::int64_t i) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  return i * i;
+}
+
+// The campaign's tasks computed by this run (summed over the ranks, on rank 0). Memoized in
+// $NODE_LOSS_CACHE with compute-once, as joblet::Session sets it up across ranks.
+std::int64_t node_loss_campaign(bool quick) {
+  const char* cache = std::getenv("NODE_LOSS_CACHE");
+  if (cache == nullptr || *cache == '\0') throw std::runtime_error("NODE_LOSS_CACHE (the campaign's cache) is not set");
+  const joblet::Memory memory(cache, {.compute_once = true});
+  const auto task = memory.cache("bench.campaign_task", campaign_task);
+  const std::size_t n = quick ? 48 : 96;
+  const joblet::Config config{.n_jobs = -1, .backend = "mpi", .batch_size = 1};
+  const auto results = joblet::Parallel(config)(
+      std::views::iota(std::size_t{0}, n) |
+      std::views::transform([&](std::size_t i) { return joblet::delayed(task, static_cast<std::int64_t>(i)); }));
+  for (std::size_t i = 0; i < n; ++i) check(results[i] == static_cast<std::int64_t>(i * i), "campaign result");
+  std::int64_t computed = static_cast<std::int64_t>(memory.statistics().misses);
+  MPI_Allreduce(MPI_IN_PLACE, &computed, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  return computed;
 }
 
 // ---- mpi-raw ----------------------------------------------------------------------------------
@@ -219,6 +250,9 @@ bool run(const Options& options) {
         static_cast<double>(s.sleep_tasks) * std::chrono::duration<double>(s.sleep_each).count() / ranks;
     value = ideal / seconds(s.sleep_tasks, joblet::auto_batch_size, sleep_task, sleep_argument);
     unit = "efficiency";
+  } else if (w == "node-loss-campaign" && joblet) {
+    value = static_cast<double>(node_loss_campaign(options.quick));
+    unit = "tasks";
   } else if (w.starts_with("claim-throughput-") && system != "mpi-pingpong-raw") {
     if (w != "claim-throughput-" + std::to_string(ranks))
       throw std::runtime_error(w + " must run on that many ranks, not " + std::to_string(ranks));

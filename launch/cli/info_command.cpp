@@ -18,34 +18,12 @@
 #include "joblet/backend.hpp"
 #include "joblet/cpu.hpp"
 #include "joblet/detail/cgroup.hpp"
+#include "joblet/detail/filesystem_kind.hpp"
 #include "joblet/environment.hpp"
 #include "joblet/settings.hpp"
 
 namespace joblet::cli {
 namespace {
-
-struct FilesystemKind {
-  long magic;
-  const char* name;
-  const char* note;
-};
-
-// statfs(2) magic numbers of the filesystems HPC caches live on.
-constexpr FilesystemKind kFilesystems[] = {
-    {0x6969, "nfs", "shared: every node sees one cache (compute-once locks use link(), safe on NFS)"},
-    {0x0BD00BD0, "lustre", "shared: every node sees one cache"},
-    {0x47504653, "gpfs", "shared: every node sees one cache"},
-    {0x19830326, "beegfs", "shared: every node sees one cache"},
-    {0x00C36400, "ceph", "shared: every node sees one cache"},
-    {0xAAD7AAEA, "panfs", "shared: every node sees one cache"},
-    {0x65735546, "fuse", "possibly shared (FUSE)"},
-    {0x01021994, "tmpfs", "local and in memory: this node only, gone at reboot"},
-    {0xEF53, "ext2/3/4", "local: this node only"},
-    {0x58465342, "xfs", "local: this node only"},
-    {0x9123683E, "btrfs", "local: this node only"},
-    {0x2FC12FC1, "zfs", "local: this node only"},
-    {0x794C7630, "overlayfs", "local (a container's filesystem)"},
-};
 
 std::string filesystem_of(std::filesystem::path path) {
   // The cache may not exist yet: describe where it would be created.
@@ -54,8 +32,8 @@ std::string filesystem_of(std::filesystem::path path) {
   while (!path.empty() && !std::filesystem::exists(path, error)) path = path.parent_path();
   struct statfs info {};
   if (path.empty() || statfs(path.c_str(), &info) != 0) return "unknown";
-  for (const auto& kind : kFilesystems) {
-    if (static_cast<long>(info.f_type) == kind.magic) return fmt::format("{} ({})", kind.name, kind.note);
+  if (const auto* kind = detail::filesystem_kind(static_cast<unsigned long>(info.f_type))) {
+    return fmt::format("{} ({})", kind->name, kind->note);
   }
   return fmt::format("type 0x{:x}", static_cast<unsigned long>(info.f_type));
 }

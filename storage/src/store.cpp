@@ -18,6 +18,7 @@
 #include "beneath.hpp"
 #include "entry_format.hpp"
 #include "io.hpp"
+#include "joblet/detail/filesystem_kind.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/error.hpp"
 #include "joblet/store.hpp"
@@ -364,17 +365,8 @@ namespace {
 bool remembers_missing_names(int directory) {
   struct statfs info {};
   if (::fstatfs(directory, &info) != 0) return true;
-  switch (static_cast<unsigned long>(info.f_type)) {
-    case 0x01021994:  // tmpfs
-    case 0xEF53:      // ext2/3/4
-    case 0x58465342:  // xfs
-    case 0x9123683E:  // btrfs
-    case 0x2FC12FC1:  // zfs
-    case 0x794C7630:  // overlayfs
-      return false;
-    default:
-      return true;
-  }
+  const auto* kind = detail::filesystem_kind(static_cast<unsigned long>(info.f_type));
+  return kind == nullptr || !kind->local;
 }
 
 }  // namespace
