@@ -39,8 +39,10 @@ bool log_level(std::string_view text) {
   return false;
 }
 
+bool on_or_off(std::string_view text) { return text == "on" || text == "off"; }
+
 bool shard(std::string_view text) {
-  if (text == "off") return true;
+  if (text == "off" || text == "dynamic") return true;
   const auto slash = text.find('/');
   if (slash == std::string_view::npos) return false;
   const auto index = detail::parse_integer(text.substr(0, slash));
@@ -65,6 +67,11 @@ constexpr Setting kSettings[] = {
     {{"JOBLET_CACHE_DIR", "path", "./joblet-cache", "the cache directory of Session::cache_dir() and the joblet CLI"},
      any_value,
      "a directory"},
+    {{"JOBLET_ELASTIC", "on or off", "on",
+      "a process running a campaign computes the tasks no other process is computing, and waits for those "
+      "results instead of computing them too (off: each process computes every missing task, as before)"},
+     on_or_off,
+     "use on or off"},
     {{"JOBLET_LOG_FILE", "path pattern", "none",
       "also write joblet's log lines to this file, one per process under Session (%j job, %t rank, %A array job, "
       "%a array index, %N host, %p pid)"},
@@ -90,11 +97,12 @@ constexpr Setting kSettings[] = {
      n_jobs_value,
      "use -1 for all CPUs, a positive count, or unset it",
      true},
-    {{"JOBLET_SHARD", "k/K or off", "SLURM_ARRAY_TASK_ID's shard in a job array, else none",
-      "this process computes only shard k of K of each campaign (off: whole calls)"},
+    {{"JOBLET_SHARD", "k/K, dynamic or off", "SLURM_ARRAY_TASK_ID's shard in a job array, else none",
+      "this process computes only shard k of K of each campaign (dynamic: array elements take the tasks no other "
+      "is computing, as any elastic process does; off: whole calls)"},
      shard,
-     "write k/K, two whole numbers with 0 <= k < K (this process computes shard k of K), or off to run whole "
-     "calls, or unset it to take the shard from SLURM_ARRAY_TASK_ID"},
+     "write k/K, two whole numbers with 0 <= k < K (this process computes shard k of K), dynamic, or off to run "
+     "whole calls, or unset it to take the shard from SLURM_ARRAY_TASK_ID"},
     {{"JOBLET_TEMP_FOLDER", "path", "/dev/shm when it has 2 GiB free, else $TMPDIR, else /tmp",
       "where process and mpi workers write results larger than max_nbytes"},
      any_value,

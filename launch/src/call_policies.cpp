@@ -1,7 +1,9 @@
 // launch/'s policies for every Parallel call, installed as call observers (observer.hpp):
 // campaigns are recorded for `joblet status`, a job-array element computes only its shard of a
-// campaign, and a call stopped by a time limit ends the process with status 75. Installed with
-// them: storage's files for the large results of process-based backends (result_files.cpp).
+// campaign, every other process cooperates with whoever else runs the same campaign
+// (elastic_campaign.cpp), and a call stopped by a time limit ends the process with status 75.
+// Installed with them: storage's files for the large results of process-based backends
+// (result_files.cpp).
 #include <signal.h>
 
 #include <algorithm>
@@ -17,6 +19,9 @@
 #include "joblet/settings.hpp"
 
 namespace joblet::detail {
+
+void run_elastic_campaign(CallStart& call, Campaign& campaign, const std::string& name);  // elastic_campaign.cpp
+
 namespace {
 
 // Which shard of a campaign this process computes: k of K.
@@ -26,10 +31,10 @@ struct Shard {
 };
 
 // From JOBLET_SHARD=k/K or, in a Slurm job-array element, from SLURM_ARRAY_TASK_ID/_MIN/_COUNT.
-// JOBLET_SHARD=off disables it. Throws ConfigError for a malformed JOBLET_SHARD.
+// JOBLET_SHARD=off or dynamic disables it. Throws ConfigError for a malformed JOBLET_SHARD.
 std::optional<Shard> active_shard() {
-  if (auto text = setting("JOBLET_SHARD")) {  // checked: off, or k/K with 0 <= k < K
-    if (*text == "off") return std::nullopt;
+  if (auto text = setting("JOBLET_SHARD")) {  // checked: off, dynamic, or k/K with 0 <= k < K
+    if (*text == "off" || *text == "dynamic") return std::nullopt;
     const std::string_view whole = *text;
     const auto slash = whole.find('/');
     return Shard{static_cast<std::size_t>(*parse_integer(whole.substr(0, slash))),
@@ -72,7 +77,10 @@ class CampaignPolicy final : public CallObserver {
     if (campaign == nullptr) return;
     const std::string name = record_campaign_quietly(*campaign);
     const auto shard = active_shard();
-    if (!shard || shard->count < 2) return;
+    if (!shard || shard->count < 2) {
+      if (!call.nested() && setting("JOBLET_ELASTIC").value_or("on") == "on") run_elastic_campaign(call, *campaign, name);
+      return;
+    }
 
     const std::size_t total = call.size();
     std::vector<std::size_t> mine;

@@ -272,6 +272,16 @@ void validate_lock_options(const LockOptions& options) {
 
 Claim Store::claim(std::string_view function, const Hash128& key, const LockOptions& options,
                    const std::function<bool(const EntryMetadata&)>& accept, bool look_first) const {
+  return claim_entry(function, key, options, accept, look_first, /*wait=*/true);
+}
+
+Claim Store::try_claim(std::string_view function, const Hash128& key, const LockOptions& options,
+                       const std::function<bool(const EntryMetadata&)>& accept, bool look_first) const {
+  return claim_entry(function, key, options, accept, look_first, /*wait=*/false);
+}
+
+Claim Store::claim_entry(std::string_view function, const Hash128& key, const LockOptions& options,
+                         const std::function<bool(const EntryMetadata&)>& accept, bool look_first, bool wait) const {
   validate_lock_options(options);
   validate_function_name(function);
   const std::string hex = key.hex();
@@ -354,6 +364,7 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
       poll = options.poll;
       continue;
     }
+    if (!wait) return Claim{.busy = true};
     std::this_thread::sleep_for(poll);
     poll = std::min(poll * 2, options.poll_max);
   }

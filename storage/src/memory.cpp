@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "io.hpp"
+#include "joblet/cached_call.hpp"
 #include "joblet/detail/log.hpp"
 #include "store_internal.hpp"
 
@@ -87,6 +88,7 @@ FunctionCache::FunctionCache(std::shared_ptr<MemoryState> memory, std::string na
       version_(std::move(version)),
       options_(std::move(options)),
       compute_once_(options_.compute_once.value_or(memory_->options.compute_once.value_or(default_compute_once()))),
+      compute_once_in_campaigns_(options_.compute_once.value_or(memory_->options.compute_once.value_or(true))),
       counters_(std::make_unique<Counters>()) {
   // The key's domain comes first so that a future key scheme ("v2") cannot collide with this one.
   key_prefix_.update_text("joblet.cache-key.v1").update_text(name_).update_text(version_);
@@ -120,13 +122,19 @@ Claim FunctionCache::claim(const Hash128& key) const {
     case LoadStatus::missing:
       break;
   }
+  const auto accept = [this](const EntryMetadata& metadata) {
+    return metadata.version == version_ && (!options_.validate || options_.validate(metadata));
+  };
+  if (const CampaignClaim mode = campaign_claim(); mode != CampaignClaim::none) {
+    // A task of an elastic campaign: compute-once unless it was turned off by name.
+    if (!compute_once_in_campaigns_) return Claim{};
+    if (mode == CampaignClaim::wait) return store.claim(name_, key, memory_->options.lock, accept, false);
+    Claim claim = store.try_claim(name_, key, memory_->options.lock, accept, /*look_first=*/false);
+    if (claim.busy) throw ComputingElsewhere();
+    return claim;
+  }
   if (!compute_once_) return Claim{};
-  return store.claim(
-      name_, key, memory_->options.lock,
-      [this](const EntryMetadata& metadata) {
-        return metadata.version == version_ && (!options_.validate || options_.validate(metadata));
-      },
-      /*look_first=*/false);
+  return store.claim(name_, key, memory_->options.lock, accept, /*look_first=*/false);
 }
 
 void FunctionCache::report_undecodable(const Hash128& key, const std::string& why) const {

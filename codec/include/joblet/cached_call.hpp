@@ -5,6 +5,7 @@
 // concept alone. CachedFunction (memory.hpp) satisfies it.
 
 #include <concepts>
+#include <exception>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -24,5 +25,36 @@ concept CachedCallable = F::is_cached_function::value && requires(const F& f, co
   // The cache directory; nullopt for a function that caches nothing.
   { f.location() } -> std::same_as<std::optional<std::filesystem::path>>;
 };
+
+namespace detail {
+
+// How the cached calls of an elastic campaign (launch/'s campaign policy) claim their keys, set
+// where each task runs (a worker thread, a worker process, a rank) by CampaignClaimScope:
+//   defer: take the compute-once lock, or throw ComputingElsewhere at once when another live
+//          process holds it (the policy computes other tasks, and comes back to this one);
+//   wait:  take the compute-once lock, or wait for the process that holds it (Store::claim).
+// Either way compute-once is on unless a Memory or a function turns it off by name.
+enum class CampaignClaim { none, defer, wait };
+
+class ComputingElsewhere final : public std::exception {
+ public:
+  const char* what() const noexcept override;
+};
+
+// The calling thread's mode: that of the innermost CampaignClaimScope, else none.
+CampaignClaim campaign_claim() noexcept;
+
+class CampaignClaimScope {
+ public:
+  explicit CampaignClaimScope(CampaignClaim claim) noexcept;
+  ~CampaignClaimScope();
+  CampaignClaimScope(const CampaignClaimScope&) = delete;
+  CampaignClaimScope& operator=(const CampaignClaimScope&) = delete;
+
+ private:
+  CampaignClaim previous_;
+};
+
+}  // namespace detail
 
 }  // namespace joblet

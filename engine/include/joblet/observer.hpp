@@ -42,6 +42,12 @@ class Campaign {
   // Runs only the tasks at these indices, now, as a call of their own with the call's settings
   // (a job-array element computing its shard). Rethrows their first failure.
   virtual void run_only(std::span<const std::size_t> indices) = 0;
+  // Elastic campaigns: run_only with every task under the compute-once lock. run_deferring puts
+  // a task whose lock another live process holds aside at once, runs every task even when one
+  // fails, and returns the tasks put aside, in the order given; run_waiting waits for the
+  // holders (taking over the locks of those that died). Both rethrow the first failure.
+  virtual std::vector<std::size_t> run_deferring(std::span<const std::size_t> indices) = 0;
+  virtual void run_waiting(std::span<const std::size_t> indices) = 0;
 };
 
 // A call about to start, as its observers see it.

@@ -233,10 +233,23 @@ class Parallel {
   template <class CallJob>
   void notify_start(const detail::CallObservers& observers, const CallJob& job) {
     if constexpr (detail::is_cached_call<typename CallJob::TaskType>) {
-      auto run_only = [this, &job](std::span<const std::size_t> indices) {
-        (*this)(indices | std::views::transform([&job](std::size_t index) {
-                  return [&job, index] { return std::invoke(job.task_at(index)); };
-                }));
+      auto run_only = [this, &job](std::span<const std::size_t> indices, detail::CampaignClaim claim) {
+        // The claim mode is set where each task runs: in a worker thread, process or rank.
+        auto tasks = indices | std::views::transform([&job, claim](std::size_t index) {
+                       return [&job, index, claim] {
+                         const detail::CampaignClaimScope scope(claim);
+                         return std::invoke(job.task_at(index));
+                       };
+                     });
+        std::vector<std::exception_ptr> errors;
+        if (claim != detail::CampaignClaim::defer) {
+          (*this)(tasks);
+          return errors;
+        }
+        auto outcomes = (*this)(tasks, return_as::list.keep_going());
+        errors.reserve(outcomes.size());
+        for (const auto& outcome : outcomes) errors.push_back(outcome.error());
+        return errors;
       };
       detail::CampaignStart<CallJob, decltype(run_only)> start(job, plan_, std::move(run_only));
       detail::notify_call_start(observers, start);

@@ -176,6 +176,7 @@ struct Claim {
   std::optional<StoredEntry> entry{};
   EntryLock lock{};
   bool waited = false;  // the entry came from another process's computation, after waiting for it
+  bool busy = false;    // (try_claim) another live process holds the lock: nothing found, nothing held
 };
 
 enum class EntryKind {
@@ -301,11 +302,19 @@ class Store {
   // still looked at once the lock is taken, and after every wait.
   Claim claim(std::string_view function, const Hash128& key, const LockOptions& options = {},
               const std::function<bool(const EntryMetadata&)>& accept = {}, bool look_first = true) const;
+  // claim() without the wait: when another process holds the lock and is not known to be dead
+  // (a lock of this host whose process is gone, or a file that is no lock, is taken over at
+  // once), returns with `busy` set instead. For elastic campaigns, which compute another task
+  // meanwhile and come back to this one.
+  Claim try_claim(std::string_view function, const Hash128& key, const LockOptions& options = {},
+                  const std::function<bool(const EntryMetadata&)>& accept = {}, bool look_first = true) const;
 
   struct State;
 
  private:
   LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
+  Claim claim_entry(std::string_view function, const Hash128& key, const LockOptions& options,
+                    const std::function<bool(const EntryMetadata&)>& accept, bool look_first, bool wait) const;
   void publish(std::string_view function, const Hash128& key, EntryMetadata metadata, std::span<const std::byte> payload,
                const std::function<void(const std::filesystem::path&)>* write_companion) const;
   std::shared_ptr<State> state_;

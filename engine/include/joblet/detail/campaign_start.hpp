@@ -4,6 +4,7 @@
 // concept, so this header never includes the cache).
 
 #include <cstddef>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -26,7 +27,13 @@ template <class F, class... Args>
 requires CachedCallable<F, Args...>
 inline constexpr bool is_cached_call<Delayed<F, Args...>> = true;
 
-// CallJob: a TypedJob whose tasks are cached calls. RunOnly: void(std::span<const std::size_t>).
+// Of the outcomes of run_deferring's call (an error, or null, for each task at `indices`), the
+// tasks that were put aside; rethrows the first other error.
+std::vector<std::size_t> put_aside(std::span<const std::size_t> indices, std::span<const std::exception_ptr> errors);
+
+// CallJob: a TypedJob whose tasks are cached calls. RunOnly: std::vector<std::exception_ptr>
+// (std::span<const std::size_t>, CampaignClaim), returning every task's error (or null) in defer
+// mode, nothing in the others.
 template <class CallJob, class RunOnly>
 class CampaignStart final : public PlainCallStart, private Campaign {
  public:
@@ -71,7 +78,11 @@ class CampaignStart final : public PlainCallStart, private Campaign {
     return std::apply([&](const auto&... args) { return task.function().check_call_in_cache(args...); },
                       task.arguments());
   }
-  void run_only(std::span<const std::size_t> indices) override { run_only_(indices); }
+  void run_only(std::span<const std::size_t> indices) override { run_only_(indices, CampaignClaim::none); }
+  std::vector<std::size_t> run_deferring(std::span<const std::size_t> indices) override {
+    return put_aside(indices, run_only_(indices, CampaignClaim::defer));
+  }
+  void run_waiting(std::span<const std::size_t> indices) override { run_only_(indices, CampaignClaim::wait); }
 
   const CallJob& job_;
   RunOnly run_only_;

@@ -133,6 +133,7 @@ class FunctionCache {
   std::string version_;
   CacheOptions options_;
   bool compute_once_;
+  bool compute_once_in_campaigns_;  // elastic campaigns take the lock unless compute-once is off by name
   Hasher key_prefix_;
   std::unique_ptr<Counters> counters_;
 };

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Elastic campaigns across nodes: 3 independent sbatch jobs, one per node, run the same cached
+# campaign at once on the network filesystem (weak-consistency mounts), and a 4th job submitted
+# when half of it is done joins them. Every task is computed exactly once over the 4 jobs (each
+# job logs its computations to a file of its own: appends from several sshfs clients to one file
+# would not be atomic), the 4th computes only from what was left when it started, and every job
+# prints the whole result, identical to an uncached run.
+# Usage: elastic.sh ELASTIC_CAMPAIGN
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$(realpath "$0")")/lib.sh"
+begin_cluster_test elastic ELASTIC_CAMPAIGN "$@"
+program=${programs[0]}
+tasks=90
+cache=$work/cache
+entries() {
+  [[ -d $cache/elastic.square ]] || { echo 0; return; }
+  find "$cache/elastic.square" -mindepth 2 -maxdepth 2 -type f -regextype posix-extended -regex '.*/[0-9a-f]{32}' |
+    grep -c . || true
+}
+
+"$program" none "$tasks" 0 threads >reference.out 2>reference.err || { fail "the uncached run failed"; finish; }
+jobs=()
+for k in 1 2 3; do
+  jobs+=("$(sbatch --parsable -w "node$k" -n 1 -c 1 -o "job$k.out" -e "job$k.err" \
+    --wrap "$program $cache $tasks 250 threads $work/computed$k.log")")
+done
+waited=0
+until (($(entries) >= tasks / 2)); do
+  if ((waited >= 1800)); then
+    fail "fewer than $((tasks / 2)) entries after 180 s ($(job_summary "${jobs[0]}"))"
+    show job1.err
+    finish
+  fi
+  sleep 0.1
+  waited=$((waited + 1))
+done
+left=$((tasks - $(entries)))
+jobs+=("$(sbatch --parsable -w node1 -n 1 -c 1 -o job4.out -e job4.err \
+  --wrap "$program $cache $tasks 250 threads $work/computed4.log")")
+for job in "${jobs[@]}"; do wait_for_job "$job" 240 || true; done
+
+ok=1
+for k in 1 2 3 4; do
+  if [[ $(job_field "${jobs[k - 1]}" ExitCode) != 0:0 ]] ||
+    [[ $(grep '^results:' "job$k.out") != "$(grep '^results:' reference.out)" ]]; then
+    fail "job $k ($(job_summary "${jobs[k - 1]}")) did not print the uncached run's results"
+    show "job$k.out" "job$k.err"
+    ok=0
+  fi
+done
+computed_by() { sed -n 's/^computed=//p' "job$1.out" | paste -sd+ | bc; }
+total=$(cat computed{1,2,3,4}.log 2>/dev/null | grep -c . || true)
+distinct=$(cat computed{1,2,3,4}.log 2>/dev/null | awk '{ print $1 }' | sort -u | grep -c . || true)
+fourth=$(computed_by 4)
+if ((ok)) && ((total == tasks && distinct == tasks)) && (($(entries) == tasks)); then
+  pass "4 jobs on 3 nodes computed the $tasks tasks once in total ($(computed_by 1), $(computed_by 2), $(computed_by 3) and $fourth)"
+else
+  fail "$total computations of $distinct distinct tasks for $tasks tasks, $(entries) entries"
+fi
+if [[ -n $fourth ]] && ((fourth <= left)); then
+  pass "the job that joined at half-time computed $fourth of the $left tasks left"
+else
+  fail "the job that joined at half-time computed ${fourth:-nothing}, with $left tasks left"
+fi
+finish
