@@ -10,6 +10,7 @@
 #include <memory>
 #include <string_view>
 
+#include "elastic_campaign.hpp"
 #include "joblet/campaign.hpp"
 #include "joblet/detail/env.hpp"
 #include "joblet/detail/log.hpp"
@@ -19,8 +20,6 @@
 #include "joblet/settings.hpp"
 
 namespace joblet::detail {
-
-void run_elastic_campaign(CallStart& call, Campaign& campaign, const std::string& name);  // elastic_campaign.cpp
 
 namespace {
 
@@ -106,11 +105,17 @@ class TimeLimitPolicy final : public CallObserver {
   // say what is left and end with "incomplete, run again".
   void on_call_end(const CallEnd& end) override {
     if (end.stop_signal == 0 || end.nested) return;
+    std::size_t tasks = end.tasks;
+    std::size_t done = end.done;
+    if (const auto round = elastic_round()) {  // a round of an elastic campaign: count the campaign's tasks
+      tasks = round->tasks;
+      done = round->done_before + end.done - std::min(end.failed, end.done);  // put aside: not done
+    }
     log().warn(
         "stopped by {}: {} of {} tasks done, {} remaining; the results of cached tasks are in the cache: run "
         "the same command again to compute only what is missing",
-        end.stop_signal == SIGUSR1 ? "SIGUSR1 (early warning of the time limit)" : "SIGTERM", end.done, end.tasks,
-        end.tasks - std::min(end.done, end.tasks));
+        end.stop_signal == SIGUSR1 ? "SIGUSR1 (early warning of the time limit)" : "SIGTERM", done, tasks,
+        tasks - std::min(done, tasks));
     exit_process(kIncompleteExitStatus);
   }
 };

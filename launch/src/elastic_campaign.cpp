@@ -5,6 +5,8 @@
 // is left, it waits on the locks of those put aside, taking over the ones whose holder died
 // (Campaign::run_waiting), and the call then loads every result. A process that joins late finds most
 // results present and computes only what is left.
+#include "elastic_campaign.hpp"
+
 #include <algorithm>
 #include <functional>
 #include <string>
@@ -12,11 +14,20 @@
 
 #include "joblet/detail/log.hpp"
 #include "joblet/error.hpp"
-#include "joblet/observer.hpp"
 #include "joblet/settings.hpp"
 
 namespace joblet::detail {
 namespace {
+
+thread_local std::optional<ElasticRound> t_round;
+
+class RoundScope {
+ public:
+  RoundScope(std::size_t tasks, std::size_t left) noexcept { t_round = ElasticRound{tasks, tasks - left}; }
+  ~RoundScope() { t_round.reset(); }
+  RoundScope(const RoundScope&) = delete;
+  RoundScope& operator=(const RoundScope&) = delete;
+};
 
 // Where this process starts in the task list: processes that start together would otherwise all
 // reach for the same first tasks, and every task but one would cost each of them a failed lock.
@@ -28,6 +39,8 @@ std::size_t starting_point(std::size_t tasks) {
 }
 
 }  // namespace
+
+std::optional<ElasticRound> elastic_round() noexcept { return t_round; }
 
 void run_elastic_campaign(CallStart& call, Campaign& campaign, const std::string& name) {
   // A collective backend (mpi) runs each sub-call on every rank at once, so every rank must pass
@@ -51,13 +64,18 @@ void run_elastic_campaign(CallStart& call, Campaign& campaign, const std::string
                "computing",
                name, pending.size(), total);
   }
-  std::vector<std::size_t> aside = campaign.run_deferring(pending);
+  std::vector<std::size_t> aside;
+  {
+    const RoundScope round(total, pending.size());
+    aside = campaign.run_deferring(pending);
+  }
   // Most of what was put aside is usually done by now: wait only for the rest.
   if (!collective) std::erase_if(aside, [&](std::size_t index) { return campaign.in_cache(index); });
   if (!call.all_agree(aside.empty())) {
     log().info("campaign {}: {} tasks are being computed by other processes; waiting for their results (a lock "
                "whose holder died is taken over)",
                name, aside.size());
+    const RoundScope round(total, aside.size());
     campaign.run_waiting(aside);
   }
 }

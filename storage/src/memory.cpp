@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <charconv>
+#include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "io.hpp"
@@ -51,6 +53,11 @@ struct Counters {
   std::atomic<std::uint64_t> store_failures{0};
   std::atomic<std::int64_t> compute_ns{0};
   std::atomic<std::int64_t> hit_ns{0};
+  // The keys an elastic campaign's rounds computed or loaded in this process, until the call
+  // loads them to return them (see record()).
+  std::mutex campaign_mutex;
+  std::set<Hash128> campaign_keys;
+  std::atomic<bool> any_campaign_keys{false};
 
   CacheStatistics snapshot() const {
     CacheStatistics statistics;
@@ -212,6 +219,19 @@ void FunctionCache::report_unencodable(const Hash128& key, const std::string& wh
 }
 
 void FunctionCache::record(const CallReport& report) const {
+  // An elastic campaign's rounds compute or load each result once, and the call then loads them
+  // all again to return them: those reloads are not hits of their own.
+  if (campaign_claim() != CampaignClaim::none) {
+    const std::lock_guard lock(counters_->campaign_mutex);
+    counters_->campaign_keys.insert(report.key);
+    counters_->any_campaign_keys.store(true, std::memory_order_relaxed);
+  } else if (report.hit && counters_->any_campaign_keys.load(std::memory_order_relaxed)) {
+    const std::lock_guard lock(counters_->campaign_mutex);
+    if (counters_->campaign_keys.erase(report.key) == 1) {
+      counters_->any_campaign_keys.store(!counters_->campaign_keys.empty(), std::memory_order_relaxed);
+      return;
+    }
+  }
   if (report.hit) {
     add(*counters_, memory_->totals, &Counters::hits, 1);
     if (report.waited) add(*counters_, memory_->totals, &Counters::waits, 1);
