@@ -181,6 +181,9 @@ TEST(Observers, ACallOfOneCachedFunctionIsACampaignWithItsKeys) {
     joblet::Memory memory(dir / "cache");
     auto square = memory.cache(
         "square", +[](int x) { return x * x; });
+    // Elastic campaigns (launch/'s policy, on by default) would compute every task before this
+    // observer runs: what is under test here is run_only alone.
+    setenv("JOBLET_ELASTIC", "off", 1);
     Observing<CampaignWatcher> watch;
     watch.observer->shard_first = true;
     auto tasks = std::views::iota(0, 4) | std::views::transform([&](int i) { return joblet::delayed(square, i); });
@@ -192,6 +195,7 @@ TEST(Observers, ACallOfOneCachedFunctionIsACampaignWithItsKeys) {
     for (int i = 0; i < 4; ++i) EXPECT_EQ(watch.observer->keys[i], square.key(i));
     EXPECT_EQ(watch.observer->stored_after_shard, (std::vector<bool>{true, false, true, false}))
         << "run_only computes exactly the tasks it is given";
+    unsetenv("JOBLET_ELASTIC");
 
     // Tasks of two cached functions, or of a Memory that stores nothing, are no campaign.
     auto cube = memory.cache(
