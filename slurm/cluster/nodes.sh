@@ -104,17 +104,26 @@ start_namespace() { # NAME ADDRESS
   nsenter --target "$pid" --net -- sh -c "ip link set lo up && ip addr add $address/24 dev eth0 && ip link set eth0 up"
 }
 
+# Whether PID is still a live process: a process whose stat can no longer be read is gone (it was
+# reaped between two looks), as is a zombie.
+holder_alive() { # PID
+  local state
+  state=$(proc_state "$1" 2>/dev/null) && [[ $state != Z ]]
+}
+
 # Kills the holder of NAME (and so every process of that node) and waits until it is gone.
 stop_namespace() { # NAME
   local name=$1 pid waited=0
   if pid=$(holder_pid "$name"); then
     kill -KILL "$pid" 2>/dev/null || true
-    while [[ -e /proc/$pid ]] && [[ $(proc_state "$pid" 2>/dev/null) != Z ]] && ((waited < 100)); do
+    # The kernel tears the namespace down after its last process: a loaded machine with an
+    # sshfs server to end in it has taken over 5 s.
+    while holder_alive "$pid" && ((waited < 600)); do
       sleep 0.05
       waited=$((waited + 1))
     done
-    if [[ -e /proc/$pid ]] && [[ $(proc_state "$pid" 2>/dev/null) != Z ]]; then
-      note "error: node $name's holder $pid survived SIGKILL"
+    if holder_alive "$pid"; then
+      note "error: node $name's holder $pid survived SIGKILL (state $(proc_state "$pid" 2>/dev/null))"
       return 1
     fi
   fi

@@ -49,7 +49,7 @@ for k in 1 2 3 4; do
     ok=0
   fi
 done
-computed_by() { sed -n 's/^computed=//p' "job$1.out" | paste -sd+ | bc; }
+computed_by() { sed -n 's/^pid=[0-9]* computed=//p' "job$1.out" | paste -sd+ | bc; }
 total=$(cat computed{1,2,3,4}.log 2>/dev/null | grep -c . || true)
 distinct=$(cat computed{1,2,3,4}.log 2>/dev/null | awk '{ print $1 }' | sort -u | grep -c . || true)
 fourth=$(computed_by 4)
