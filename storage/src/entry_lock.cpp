@@ -6,7 +6,8 @@
 //   to a link that did succeed is detected by the temporary's link count (2), the classic
 //   remedy. flock/fcntl locks are never used: NFS and Lustre implement them partially or not at
 //   all (and a lock held by a dead client can outlive it).
-// - The holder proves it is alive by a heartbeat: a thread refreshes the lock's mtime.
+// - The holder proves it is alive by a heartbeat: a thread refreshes the lock's mtime (one thread
+//   for every lock of the process, lock_heartbeat.cpp).
 // - A waiter judges staleness by watching the lock: if its identity (device, inode) and mtime
 //   have not changed for stale_after, measured on the waiter's own monotonic clock, the holder
 //   is gone. Comparing the mtime with the waiter's clock instead would break under clock skew
@@ -28,14 +29,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <random>
 #include <thread>
 
 #include "beneath.hpp"
 #include "io.hpp"
+#include "lock_heartbeat.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/error.hpp"
 #include "joblet/store.hpp"
@@ -54,25 +54,15 @@ struct EntryLock::Impl {
   ino_t inode = 0;
   std::string content;  // what we wrote into the lock: its random token makes it ours alone
   std::chrono::duration<double> heartbeat{10.0};
-  std::mutex mutex;
-  std::condition_variable wake;
-  bool stopping = false;
-  std::thread beating;
+  std::uint64_t heartbeat_id = 0;
 
   void start() {
-    beating = std::thread([this] {
-      std::unique_lock lock(mutex);
-      while (!wake.wait_for(lock, heartbeat, [this] { return stopping; })) futimens(fd, nullptr);
-    });
+    heartbeat_id =
+        detail::start_heartbeat(fd, std::chrono::duration_cast<std::chrono::steady_clock::duration>(heartbeat));
   }
 
   ~Impl() {
-    {
-      std::lock_guard lock(mutex);
-      stopping = true;
-    }
-    wake.notify_all();
-    if (beating.joinable()) beating.join();
+    if (heartbeat_id != 0) detail::stop_heartbeat(heartbeat_id);
     // Remove the lock only if it is still ours: a waiter may have judged it stale and replaced it.
     if (still_ours()) ::unlinkat(directory->get(), name.c_str(), 0);
     if (fd >= 0) ::close(fd);
