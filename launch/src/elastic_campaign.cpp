@@ -3,8 +3,8 @@
 // cache alone, with no server. A process first computes every task that nobody holds the
 // compute-once lock of, putting the others aside at once (Campaign::run_deferring); when none
 // is left, it waits on the locks of those put aside, taking over the ones whose holder died
-// (Campaign::run_waiting), and the call then loads every result. A process that joins late finds most
-// results present and computes only what is left.
+// (Campaign::run_waiting), and the call then loads every result. A process that joins late
+// finds most results present and computes only what is left.
 #include "elastic_campaign.hpp"
 
 #include <algorithm>
@@ -14,7 +14,6 @@
 
 #include "joblet/detail/log.hpp"
 #include "joblet/error.hpp"
-#include "joblet/settings.hpp"
 
 namespace joblet::detail {
 namespace {
