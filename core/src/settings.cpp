@@ -71,7 +71,7 @@ constexpr Setting kSettings[] = {
       "a process running a campaign computes the tasks no other process is computing, and waits for those "
       "results instead of computing them too (off: each process computes every missing task, as before)"},
      on_or_off,
-     "use on or off"},
+     "use on (processes running the same campaign share it) or off (each computes every missing task)"},
     {{"JOBLET_LOG_FILE", "path pattern", "none",
       "also write joblet's log lines to this file, one per process under Session (%j job, %t rank, %A array job, "
       "%a array index, %N host, %p pid)"},

@@ -14,6 +14,7 @@ bool PlainCallStart::input_complete() const noexcept { return job_.input_complet
 const std::string& PlainCallStart::backend_name() const noexcept { return plan_.backend_name; }
 int PlainCallStart::n_workers() const noexcept { return plan_.settings.n_workers; }
 bool PlainCallStart::nested() const noexcept { return in_task(); }
+bool PlainCallStart::collective() const noexcept { return plan_.backend->starts_every_call(); }
 bool PlainCallStart::all_agree(bool value) { return plan_.backend->all_agree(value); }
 
 void notify_call_start(const CallObservers& observers, CallStart& call) {

@@ -2,6 +2,7 @@
 #include "joblet/detail/campaign_start.hpp"
 
 #include <string>
+#include <typeinfo>
 
 #include "joblet/cached_call.hpp"
 #include "joblet/error.hpp"
@@ -10,7 +11,7 @@ namespace joblet::detail {
 
 std::vector<std::size_t> put_aside(std::span<const std::size_t> indices, std::span<const std::exception_ptr> errors) {
   // The type's name is all a failure from another process keeps (TaskError).
-  static const std::string kDeferred = "joblet::detail::ComputingElsewhere";
+  static const std::string kDeferred = demangle(typeid(ComputingElsewhere).name());
   std::vector<std::size_t> aside;
   std::exception_ptr first_failure;
   for (std::size_t at = 0; at < errors.size() && at < indices.size(); ++at) {

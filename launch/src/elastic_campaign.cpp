@@ -42,10 +42,10 @@ std::size_t starting_point(std::size_t tasks) {
 std::optional<ElasticRound> elastic_round() noexcept { return t_round; }
 
 void run_elastic_campaign(CallStart& call, Campaign& campaign, const std::string& name) {
-  // A collective backend (mpi) runs each sub-call on every rank at once, so every rank must pass
-  // the same tasks: no filtering on what one rank sees in the cache, no per-process order. The
+  // A collective call (mpi) runs each round on every rank at once, so every rank must pass the
+  // same tasks: no filtering on what one rank sees in the cache, no per-process order. The
   // backend deals the tasks among the ranks itself.
-  const bool collective = call.backend_name() == "mpi";
+  const bool collective = call.collective();
   const std::size_t total = call.size();
   std::vector<std::size_t> pending;
   pending.reserve(total);

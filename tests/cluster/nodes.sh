@@ -58,4 +58,24 @@ else
   fail "link() across the shared folder"
 fi
 
+# A node lost and brought back (start --revive, as a node loss test or benchmark does): every
+# process of node3 dies with its namespace; the revived node has its mount and runs job steps.
+start_script=$repo_root/slurm/cluster/start
+kill -KILL "$(<"$LOCAL_CLUSTER_DIR/run/ns-node3.pid")"
+if "$start_script" --revive node3 2>revive.err && [[ $(srun -N 3 -n 3 -w node1,node2,node3 hostname | sort | tr '\n' ' ') == "node1 node2 node3 " ]] &&
+  [[ $("$on_node" node3 "cat $work/published") == first ]]; then
+  pass "node3, killed, is back after start --revive: it runs a job step and sees the shared folder"
+else
+  fail "node3 did not come back"
+  show revive.err
+fi
+if "$start_script" --revive node9 2>revive.err; then
+  fail "start --revive node9 succeeded on a cluster of 3 nodes"
+elif grep -q "the cluster has no node 'node9' (it has: node1 node2 node3" revive.err; then
+  pass "start --revive names the nodes there are when asked for one that is not"
+else
+  fail "start --revive node9: unclear error"
+  show revive.err
+fi
+
 finish

@@ -113,3 +113,22 @@ twice=$(repeated "$log" | awk '$2 != 2 { bad = 1 } END { print NR + 0 (bad ? " (
 # The killed process ran 2 threads: at most the 2 tasks they held are computed again.
 [[ $twice =~ ^[0-2]$ ]] || fail "after the kill, tasks computed more than once: $(repeated "$log" | tr '\n' ' ')"
 echo "ok: one of 3 processes killed with SIGKILL; the others finished, $twice task(s) computed a second time"
+
+# 3. Two elements of a job array in dynamic mode (JOBLET_SHARD=dynamic): instead of tasks i % 2
+# each and an early exit, they share the campaign, and each returns the whole result.
+cache=$work/cache-array log=$work/computed-array.log
+for element in 0 1; do
+  env JOBLET_SHARD=dynamic SLURM_ARRAY_TASK_ID=$element SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_COUNT=2 \
+    "$program" "$cache" "$tasks" 100 threads "$log" >"$work/array-$element.out" 2>"$work/array-$element.err" &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || fail "an array element failed"; done
+pids=()
+for element in 0 1; do
+  [[ $(grep '^results:' "$work/array-$element.out") == "$(grep '^results:' "$work/reference.out")" ]] ||
+    fail "array element $element did not return the uncached run's results"
+done
+lines=$(grep -c . "$log")
+((lines == tasks)) || fail "the array elements computed the $tasks tasks $lines times: $(repeated "$log" | tr '\n' ' ')"
+echo "ok: 2 array elements in dynamic mode computed each task once ($(total_computed "$work/array-0.out") and" \
+  "$(total_computed "$work/array-1.out")) and both returned the whole result"

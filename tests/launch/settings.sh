@@ -28,6 +28,10 @@ grep -q "JOBLET_LOG_LEVEL='loud' is not valid: use trace, debug" "$work/err" || 
 JOBLET_MPI_LOST_AFTER=-1 "$sweep" "${args[@]}" >"$work/out" 2>"$work/err" && fail "JOBLET_MPI_LOST_AFTER=-1 was accepted"
 grep -q "JOBLET_MPI_LOST_AFTER='-1' is not valid: give whole seconds" "$work/err" || fail "no clear error: $(cat "$work/err")"
 
+JOBLET_ELASTIC=yes "$sweep" "${args[@]}" >"$work/out" 2>"$work/err" && fail "JOBLET_ELASTIC=yes was accepted"
+grep -q "JOBLET_ELASTIC='yes' is not valid: use on (processes running the same campaign share it) or off" "$work/err" ||
+  fail "no clear error: $(cat "$work/err")"
+
 JOBLET_NJOBS=2 "$sweep" "${args[@]}" >"$work/out" 2>"$work/err" || fail "an unknown JOBLET_ name stopped the program: $(cat "$work/err")"
 grep -q "JOBLET_NJOBS is set but joblet has no such variable (did you mean JOBLET_N_JOBS?)" "$work/err" ||
   fail "no warning about JOBLET_NJOBS: $(cat "$work/err")"

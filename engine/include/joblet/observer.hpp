@@ -61,6 +61,9 @@ class CallStart {
   virtual int n_workers() const noexcept = 0;
   // Made inside a task of another call.
   virtual bool nested() const noexcept = 0;
+  // Whether every process of the call makes it (every MPI rank: Backend::starts_every_call), so
+  // that an observer running part of it must pass the same tasks in every one of them.
+  virtual bool collective() const noexcept = 0;
   // Non-null when the call is a campaign: its whole input is read and every task calls one
   // cached function that has a store.
   virtual Campaign* campaign() = 0;

@@ -257,11 +257,6 @@ class Store {
   // Reads and verifies an entry like load(), without refreshing its mtime: for inspecting a
   // cache (`joblet cache show`) without changing what reduce_size will evict.
   LoadResult inspect(std::string_view function, const Hash128& key) const;
-  // Looks again for an entry load() just found missing, past the client's memory of missing
-  // names (NFS and FUSE clients keep a failed lookup for seconds, so an entry another node has
-  // just published can stay invisible here): if the server's listing of the entry's directory
-  // holds it, waits (up to a minute) until it can be read. Elsewhere the same as load().
-  LoadResult load_unseen(std::string_view function, const Hash128& key) const;
   // The entry's metadata, verified, without reading its payload; nullopt if missing or corrupt.
   std::optional<EntryMetadata> metadata(std::string_view function, const Hash128& key) const;
   bool contains(std::string_view function, const Hash128& key) const;
@@ -313,6 +308,12 @@ class Store {
 
  private:
   LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
+  // For the holder of a compute-once lock: looks again for an entry load() just found missing,
+  // past the client's memory of missing names (NFS and FUSE clients keep a failed lookup for
+  // seconds, so an entry another node has just published can stay invisible here): if the
+  // server's listing of the entry's directory holds it, waits (up to a minute) until it can be
+  // read. Elsewhere the same as load().
+  LoadResult load_unseen(std::string_view function, const Hash128& key) const;
   Claim claim_entry(std::string_view function, const Hash128& key, const LockOptions& options,
                     const std::function<bool(const EntryMetadata&)>& accept, bool look_first, bool wait) const;
   void publish(std::string_view function, const Hash128& key, EntryMetadata metadata, std::span<const std::byte> payload,

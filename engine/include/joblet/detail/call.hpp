@@ -41,6 +41,7 @@ class PlainCallStart : public CallStart {
   const std::string& backend_name() const noexcept override;
   int n_workers() const noexcept override;
   bool nested() const noexcept override;
+  bool collective() const noexcept override;
   Campaign* campaign() override { return nullptr; }
   bool all_agree(bool value) override;
 
