@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <ranges>
 #include <string>
@@ -32,13 +33,26 @@ using joblet::bench::Options;
 using joblet::bench::ScratchDir;
 
 constexpr std::string_view kUsage =
-    "--workload elastic-50ms|campaign-miss --system joblet-elastic|one-process|joblet-independent [--quick]";
+    "--workload elastic-50ms|campaign-miss|array-skew --system "
+    "joblet-elastic|one-process|joblet-independent|joblet-dynamic|joblet-static [--quick]";
 
-// One process's run of the campaign: `tasks` tasks of `milliseconds` on one worker, in `cache`.
-void run_campaign(const std::filesystem::path& cache, int tasks, int milliseconds) {
+// array-skew's long tasks: those whose splitmix64 hash is 0 modulo 100, about 1 % of them, placed
+// as chance has it (of the first 400: 29, 75, 102, 186, 220, 241 and 333, so that static shard 1
+// gets three).
+bool long_task(int x) {
+  std::uint64_t z = static_cast<std::uint64_t>(x) + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return (z ^ (z >> 31)) % 100 == 0;
+}
+
+// One process's run of the campaign: `tasks` tasks of `milliseconds` on one worker, in `cache`;
+// with `skewed`, the long tasks take 50 times as long.
+void run_campaign(const std::filesystem::path& cache, int tasks, int milliseconds, bool skewed) {
   const joblet::Memory memory(cache);
-  const auto task = memory.cache("bench.campaign", [milliseconds](int x) {
-    if (milliseconds > 0) std::this_thread::sleep_for(std::chrono::milliseconds(milliseconds));
+  const auto task = memory.cache("bench.campaign", [milliseconds, skewed](int x) {
+    const int duration = skewed && long_task(x) ? 50 * milliseconds : milliseconds;
+    if (duration > 0) std::this_thread::sleep_for(std::chrono::milliseconds(duration));
     return static_cast<long>(x) * 3;
   });
   const auto results = joblet::Parallel({.n_jobs = 1, .backend = "threads"})(
@@ -46,8 +60,9 @@ void run_campaign(const std::filesystem::path& cache, int tasks, int millisecond
   for (int x = 0; x < tasks; ++x) joblet::bench::check(results[static_cast<std::size_t>(x)] == 3L * x, "result");
 }
 
-// Seconds until `processes` processes, forked together, have each run the campaign.
-double campaign_wall(int processes, int tasks, int milliseconds) {
+// Seconds until `processes` processes, forked together, have each run the campaign. With
+// `shards` ("dynamic", or "static" for k/processes), each process is element k of an array.
+double campaign_wall(int processes, int tasks, int milliseconds, std::string_view shards = {}) {
   const ScratchDir scratch("CACHE_BENCH_DIR", "campaign-bench");
   const auto start = Clock::now();
   std::vector<pid_t> children;
@@ -56,7 +71,10 @@ double campaign_wall(int processes, int tasks, int milliseconds) {
     if (child < 0) throw std::runtime_error("fork failed");
     if (child == 0) {
       try {
-        run_campaign(scratch / "cache", tasks, milliseconds);
+        if (shards == "dynamic") ::setenv("JOBLET_SHARD", "dynamic", 1);
+        if (shards == "static") ::setenv("JOBLET_SHARD", (std::to_string(p) + "/" + std::to_string(processes)).c_str(), 1);
+        // An element whose static shard is done while others still run ends here, with status 0.
+        run_campaign(scratch / "cache", tasks, milliseconds, !shards.empty());
         std::_Exit(0);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "campaign_bench: %s\n", e.what());
@@ -87,6 +105,10 @@ bool run(const Options& options) {
     const int tasks = options.quick ? 100 : 400;
     const double us = joblet::bench::median_of(3, [&] { return campaign_wall(1, tasks, 0); }) / tasks * 1e6;
     joblet::bench::print_measurement(workload, system, us, "us");
+  } else if (workload == "array-skew" && (system == "joblet-dynamic" || system == "joblet-static")) {
+    const std::string_view shards = system == "joblet-dynamic" ? "dynamic" : "static";
+    const double seconds = joblet::bench::median_of(3, [&] { return campaign_wall(4, 400, 10, shards); });
+    joblet::bench::print_measurement(workload, system, seconds, "s");
   } else {
     return false;
   }

@@ -1,4 +1,5 @@
 #include "joblet/detail/call.hpp"
+#include "joblet/detail/campaign_start.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/detail/task_scope.hpp"
 #include "progress_reporter.hpp"
@@ -6,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace joblet::detail {
 
@@ -16,6 +18,13 @@ int PlainCallStart::n_workers() const noexcept { return plan_.settings.n_workers
 bool PlainCallStart::nested() const noexcept { return in_task(); }
 bool PlainCallStart::collective() const noexcept { return plan_.backend->starts_every_call(); }
 bool PlainCallStart::all_agree(bool value) { return plan_.backend->all_agree(value); }
+
+namespace {
+thread_local std::optional<CampaignRound> t_next_round;
+}  // namespace
+
+CampaignRoundScope::CampaignRoundScope(const CampaignRound& round) noexcept { t_next_round = round; }
+CampaignRoundScope::~CampaignRoundScope() { t_next_round.reset(); }
 
 void notify_call_start(const CallObservers& observers, CallStart& call) {
   for (const auto& observer : observers) observer->on_call_start(call);
@@ -28,7 +37,8 @@ CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool stre
       reporter_(std::make_unique<ProgressReporter>(process_rank() > 0 ? 0 : plan.verbose, plan.progress,
                                                    plan.backend_name, job_->settings().n_workers)),
       observers_(call_observers()),
-      started_(Job::Clock::now()) {
+      started_(Job::Clock::now()),
+      round_(std::exchange(t_next_round, std::nullopt)) {
   job_->set_wake_on_each_outcome(streaming || plan.verbose > 0 || plan.progress != nullptr);
   if (!in_task()) {
     running_.emplace();
@@ -63,7 +73,13 @@ void CallDriver::report(bool finished, int stop_signal) {
   if (reported_end_) return;
   reported_end_ = finished;
   const auto total = job_->input_complete() ? std::optional<std::size_t>(job_->size()) : std::nullopt;
-  reporter_->update(done_, failed_, total, finished);
+  if (round_) {
+    const std::size_t before = round_->done_here + round_->done_elsewhere;
+    reporter_->update(before + done_ - put_aside_, failed_ - put_aside_, round_->tasks, finished,
+                      {.done_before = before, .done_elsewhere = round_->done_elsewhere});
+  } else {
+    reporter_->update(done_, failed_, total, finished);
+  }
   if (finished && observers_) {
     const CallEnd end{.tasks = job_->size(),
                       .done = done_,
@@ -97,6 +113,7 @@ bool CallDriver::advance(std::vector<std::size_t>& finished) {
         if (failed) {
           ++failed_;
           if (!failure_) failure_ = job_->error(index);
+          if (round_ && is_put_aside(job_->error(index))) ++put_aside_;
         }
         if (observers_) {
           for (const auto& observer : *observers_) observer->on_task_done({.index = index, .failed = failed});

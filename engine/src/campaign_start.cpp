@@ -9,25 +9,30 @@
 
 namespace joblet::detail {
 
-std::vector<std::size_t> put_aside(std::span<const std::size_t> indices, std::span<const std::exception_ptr> errors) {
+bool is_put_aside(const std::exception_ptr& error) noexcept {
   // The type's name is all a failure from another process keeps (TaskError).
   static const std::string kDeferred = demangle(typeid(ComputingElsewhere).name());
+  if (!error) return false;
+  try {
+    std::rethrow_exception(error);
+  } catch (const ComputingElsewhere&) {
+    return true;
+  } catch (const TaskError& e) {
+    return e.original_type() == kDeferred;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::vector<std::size_t> put_aside(std::span<const std::size_t> indices, std::span<const std::exception_ptr> errors) {
   std::vector<std::size_t> aside;
   std::exception_ptr first_failure;
   for (std::size_t at = 0; at < errors.size() && at < indices.size(); ++at) {
     if (!errors[at]) continue;
-    try {
-      std::rethrow_exception(errors[at]);
-    } catch (const ComputingElsewhere&) {
+    if (is_put_aside(errors[at])) {
       aside.push_back(indices[at]);
-    } catch (const TaskError& e) {
-      if (e.original_type() == kDeferred) {
-        aside.push_back(indices[at]);
-      } else if (!first_failure) {
-        first_failure = errors[at];
-      }
-    } catch (...) {
-      if (!first_failure) first_failure = errors[at];
+    } else if (!first_failure) {
+      first_failure = errors[at];
     }
   }
   if (first_failure) std::rethrow_exception(first_failure);

@@ -44,16 +44,20 @@ std::chrono::milliseconds ProgressReporter::interval() const noexcept {
 }
 
 void ProgressReporter::update(std::size_t done, std::size_t failed, std::optional<std::size_t> total,
-                              bool finished) {
+                              bool finished, EarlierProgress earlier) {
   if (verbose_ <= 0 && !callback_) return;
   const auto now = Clock::now();
   Progress progress;
   progress.done = done;
   progress.failed = failed;
+  progress.done_elsewhere = earlier.done_elsewhere;
   progress.total = total;
   progress.elapsed_seconds = std::chrono::duration<double>(now - start_).count();
-  progress.tasks_per_second = progress.elapsed_seconds > 0 ? static_cast<double>(done) / progress.elapsed_seconds : 0;
-  if (total && done > 0 && progress.tasks_per_second > 0) {
+  // The rate and the ETA count only what this call did.
+  const std::size_t done_now = done - std::min(earlier.done_before, done);
+  progress.tasks_per_second =
+      progress.elapsed_seconds > 0 ? static_cast<double>(done_now) / progress.elapsed_seconds : 0;
+  if (total && done_now > 0 && progress.tasks_per_second > 0) {
     progress.eta_seconds = static_cast<double>(*total - std::min(done, *total)) / progress.tasks_per_second;
   }
   progress.finished = finished;
@@ -91,6 +95,7 @@ std::string ProgressReporter::bar(const Progress& p) const {
   } else {
     text += fmt::format("{} done", p.done);
   }
+  if (p.done_elsewhere) text += fmt::format(" ({} by other processes)", p.done_elsewhere);
   if (p.failed) text += fmt::format(" ({} failed)", p.failed);
   text += fmt::format(" | {} tasks/s | {}", human_count(p.tasks_per_second), human_duration(p.elapsed_seconds));
   if (p.eta_seconds && !p.finished) text += " | ETA " + human_duration(*p.eta_seconds);
@@ -101,6 +106,7 @@ std::string ProgressReporter::line(const Progress& p) const {
   std::string text;
   if (p.finished) {
     text = fmt::format("[joblet] Done {} tasks", p.done);
+    if (p.done_elsewhere) text += fmt::format(" ({} by other processes)", p.done_elsewhere);
     if (p.failed) text += fmt::format(" ({} failed)", p.failed);
     return text + fmt::format(" in {} | {} tasks/s", human_duration(p.elapsed_seconds),
                               human_count(p.tasks_per_second));
@@ -112,6 +118,7 @@ std::string ProgressReporter::line(const Progress& p) const {
   } else {
     text += " tasks";
   }
+  if (p.done_elsewhere) text += fmt::format(", {} by other processes", p.done_elsewhere);
   if (p.failed) text += fmt::format(", {} failed", p.failed);
   text += fmt::format(" | elapsed {} | {} tasks/s", human_duration(p.elapsed_seconds), human_count(p.tasks_per_second));
   if (p.eta_seconds) text += " | ETA " + human_duration(*p.eta_seconds);

@@ -14,12 +14,20 @@
 
 namespace joblet::detail {
 
+// Of the tasks a report counts as done, those done before its call started (a round of an
+// elastic campaign reports the whole campaign), and of them those other processes did.
+struct EarlierProgress {
+  std::size_t done_before = 0;
+  std::size_t done_elsewhere = 0;
+};
+
 class ProgressReporter {
  public:
   ProgressReporter(int verbose, std::function<void(const Progress&)> callback, std::string backend, int n_workers,
                    int fd = STDERR_FILENO);
   // Reports the current counts; draws or prints when due. `finished` marks the last report.
-  void update(std::size_t done, std::size_t failed, std::optional<std::size_t> total, bool finished);
+  void update(std::size_t done, std::size_t failed, std::optional<std::size_t> total, bool finished,
+              EarlierProgress earlier = {});
   // How long the caller may wait before the next update is worth making.
   std::chrono::milliseconds interval() const noexcept;
 

@@ -25,6 +25,14 @@ int run_status_command(const StatusArguments& arguments) {
         campaign.tasks == 0 ? 100.0 : 100.0 * static_cast<double>(campaign.done) / static_cast<double>(campaign.tasks);
     fmt::print("{:<40} {:>9} {:>9} {:>9} {:>6.1f}%  {:%Y-%m-%d %H:%M}\n", campaign.name, campaign.tasks, campaign.done,
                campaign.tasks - campaign.done, percent, fmt::localtime(recorded));
+    // Who did the work: every job that runs the same command joins the same campaign.
+    for (const auto& who : campaign.contributors) {
+      std::string name = who.host.empty() ? std::string("(not recorded: an older joblet)") : who.host;
+      if (!who.job.empty()) name += ", job " + who.job;
+      std::string line = fmt::format("  {:<38} computed {}", name, who.computed);
+      if (who.computing > 0) line += fmt::format(", computing {} now", who.computing);
+      fmt::print("{}\n", line);
+    }
     complete = complete && campaign.done == campaign.tasks;
   }
   return complete ? 0 : 3;

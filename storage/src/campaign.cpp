@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <utility>
 
 #include "beneath.hpp"
 #include "io.hpp"
@@ -152,10 +154,29 @@ std::vector<CampaignStatus> campaign_status(const std::filesystem::path& locatio
       status.name = file.substr(0, file.size() - 9);
       status.function = record.function;
       status.tasks = record.keys.size();
-      status.done =
-          static_cast<std::size_t>(std::count_if(record.keys.begin(), record.keys.end(), [&](const Hash128& key) {
-            return store.contains(record.function, key);
-          }));
+      std::map<std::pair<std::string, std::string>, CampaignContributor> by_host_and_job;
+      const auto contributor = [&](const std::string& host, const std::string& job) -> CampaignContributor& {
+        CampaignContributor& found = by_host_and_job[{host, job}];
+        found.host = host;
+        found.job = job;
+        return found;
+      };
+      for (const Hash128& key : record.keys) {
+        if (const auto metadata = store.metadata(record.function, key)) {
+          ++status.done;
+          const auto field = [&](const char* name) {
+            const auto at = metadata->extra.find(name);
+            return at == metadata->extra.end() ? std::string() : at->second;
+          };
+          ++contributor(field("host"), field("job")).computed;
+        } else if (const auto holder = store.lock_holder(record.function, key); holder && holder->live) {
+          ++contributor(holder->host, holder->job).computing;
+        }
+      }
+      for (auto& [who, found] : by_host_and_job) status.contributors.push_back(std::move(found));
+      std::stable_sort(status.contributors.begin(), status.contributors.end(), [](const auto& a, const auto& b) {
+        return std::pair(a.computing > 0, a.computed) > std::pair(b.computing > 0, b.computed);
+      });
       status.recorded = std::chrono::system_clock::time_point(std::chrono::seconds(record.recorded_seconds));
       campaigns.push_back(std::move(status));
     } catch (const Error& e) {

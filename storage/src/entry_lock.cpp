@@ -110,6 +110,7 @@ LockOwner read_lock_owner(int fd) {
   };
   owner.host = std::string(field("host"));
   owner.pid = pid_from_text(field("pid"));
+  owner.job = std::string(field("job"));
   return owner;
 }
 
@@ -133,7 +134,7 @@ struct LockView {
 std::string lock_content() {
   thread_local std::mt19937_64 engine{std::random_device{}()};
   return "joblet compute-once lock\nhost " + detail::host_name_for_files() + "\npid " + std::to_string(getpid()) +
-         "\ntoken " + std::to_string(engine()) + "\n";
+         "\njob " + detail::job_name_for_files() + "\ntoken " + std::to_string(engine()) + "\n";
 }
 
 // What is at `name` in `directory` now; nullopt if nothing.
@@ -268,6 +269,24 @@ Claim Store::claim(std::string_view function, const Hash128& key, const LockOpti
 Claim Store::try_claim(std::string_view function, const Hash128& key, const LockOptions& options,
                        const std::function<bool(const EntryMetadata&)>& accept, bool look_first) const {
   return claim_entry(function, key, options, accept, look_first, /*wait=*/false);
+}
+
+std::optional<LockHolder> Store::lock_holder(std::string_view function, const Hash128& key,
+                                             const LockOptions& options) const {
+  validate_function_name(function);
+  const std::string hex = key.hex();
+  const int root = state_->directory.descriptor(false, false);
+  if (root < 0) return std::nullopt;
+  const FileDescriptor fd(
+      detail::open_beneath(root, detail::relative_shard(function, hex) + "/" + hex + ".lock", O_RDONLY | O_NONBLOCK));
+  struct stat info {};
+  if (!fd || fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) return std::nullopt;
+  const detail::LockOwner owner = detail::read_lock_owner(fd.get());
+  const auto beat = std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
+      std::chrono::seconds(info.st_mtim.tv_sec) + std::chrono::nanoseconds(info.st_mtim.tv_nsec)));
+  const bool dead_here = detail::dead_process_of_this_host(owner.host, owner.pid);
+  return LockHolder{owner.host, owner.pid, owner.job,
+                    !dead_here && detail::filesystem_now(*state_) - beat < options.stale_after};
 }
 
 Claim Store::claim_entry(std::string_view function, const Hash128& key, const LockOptions& options,

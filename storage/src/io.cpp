@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "joblet/detail/env.hpp"
+
 namespace joblet::detail {
 namespace {
 
@@ -65,6 +67,22 @@ bool fault_injection_active() noexcept { return g_injector_set.load(std::memory_
 
 const std::string& host_name_for_files() {
   static const std::string name = read_host_name();
+  return name;
+}
+
+const std::string& job_name_for_files() {
+  static const std::string name = [] {
+    const auto safe = [](const char* variable) {
+      const auto value = env_string(variable);
+      if (!value || value->size() > 32) return std::string();
+      const bool digits = std::all_of(value->begin(), value->end(), [](char c) { return c >= '0' && c <= '9'; });
+      return digits ? *value : std::string();
+    };
+    const std::string array = safe("SLURM_ARRAY_JOB_ID");
+    const std::string element = safe("SLURM_ARRAY_TASK_ID");
+    if (!array.empty() && !element.empty()) return array + "_" + element;
+    return safe("SLURM_JOB_ID");
+  }();
   return name;
 }
 

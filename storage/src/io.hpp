@@ -37,6 +37,9 @@ bool fault_injection_active() noexcept;
 
 // This host's name, reduced to characters safe in a file name.
 const std::string& host_name_for_files();
+// The Slurm job this process runs in, as squeue names it ("1234", or "1230_4" for element 4 of
+// array 1230), for telling who computed an entry or holds a lock; empty outside Slurm.
+const std::string& job_name_for_files();
 // ".<stem>.<host>.<pid>.<thread>.<random>.tmp": unique across hosts, processes, threads and
 // time, hidden (leading dot) so listings skip it, and recognisable as a leftover by its suffix.
 std::string temporary_name(std::string_view stem);

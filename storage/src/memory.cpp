@@ -175,6 +175,10 @@ EntryMetadata FunctionCache::entry_metadata(const std::string& arguments, const 
   metadata.result_type = demangle(result_type.name());
   metadata.duration = computed_in;
   metadata.created = std::chrono::system_clock::now();
+  // Who computed it: `joblet status` tells which hosts and jobs a campaign's results came from.
+  metadata.extra["host"] = host_name_for_files();
+  metadata.extra["pid"] = std::to_string(::getpid());
+  if (!job_name_for_files().empty()) metadata.extra["job"] = job_name_for_files();
   return metadata;
 }
 

@@ -46,6 +46,7 @@ std::string lock_path_of(const std::string& entry_path);
 struct LockOwner {
   std::string host;
   long pid = 0;
+  std::string job;  // job_name_for_files() of the holder
 };
 LockOwner read_lock_owner(int fd);
 // An entry's companion file (PayloadKind::hdf5_companion).

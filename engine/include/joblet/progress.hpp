@@ -10,6 +10,9 @@ namespace joblet {
 struct Progress {
   std::size_t done = 0;                 // tasks finished (successfully or not)
   std::size_t failed = 0;               // of which failed
+  // In an elastic campaign (several processes on one cached call), done and total count the
+  // whole campaign's tasks; this many of those done were computed by other processes.
+  std::size_t done_elsewhere = 0;
   std::optional<std::size_t> total;     // unknown while a lazy input is still being read
   double elapsed_seconds = 0;
   double tasks_per_second = 0;          // over the whole call so far

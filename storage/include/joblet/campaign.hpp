@@ -16,12 +16,23 @@
 
 namespace joblet {
 
+// A host and job that computed entries of a campaign, or holds the locks of tasks it is
+// computing now. Several jobs share a campaign when they run the same command (elastic
+// campaigns, job arrays, a chain of time-limited jobs).
+struct CampaignContributor {
+  std::string host;  // empty: entries written by a joblet too old to record it
+  std::string job;   // its Slurm job ("1234", "1230_4" for an array element); empty outside Slurm
+  std::size_t computed = 0;   // the campaign's entries it wrote
+  std::size_t computing = 0;  // tasks whose compute-once lock it holds now, with a live heartbeat
+};
+
 struct CampaignStatus {
   std::string name;
   std::string function;
   std::size_t tasks = 0;
   std::size_t done = 0;  // tasks with an entry in the cache now
   std::chrono::system_clock::time_point recorded;
+  std::vector<CampaignContributor> contributors;  // those computing now first, then by entries written
 };
 
 // Records the campaign of these task keys in the cache at `location` (once: a record that

@@ -169,6 +169,16 @@ class EntryLock {
   std::unique_ptr<Impl> impl_;
 };
 
+// Who holds an entry's compute-once lock, as the lock says (Store::lock_holder).
+struct LockHolder {
+  std::string host{};  // empty, and pid 0, when the lock does not say (not made by joblet)
+  long pid = 0;
+  std::string job{};  // the holder's Slurm job, as squeue names it ("1234", "1230_4"); empty outside Slurm
+  // The holder's heartbeat is recent: it refreshed the lock within stale_after, by the cache
+  // filesystem's clock. A lock that is not live is taken over by the next process that needs it.
+  bool live = false;
+};
+
 // What Store::claim found: either a usable entry (another process computed it), or the
 // right to compute it (lock held; or not held when the lock could not be created at all, e.g.
 // a read-only cache, in which case computing without it is the only way forward).
@@ -303,6 +313,10 @@ class Store {
   // meanwhile and come back to this one.
   Claim try_claim(std::string_view function, const Hash128& key, const LockOptions& options = {},
                   const std::function<bool(const EntryMetadata&)>& accept = {}, bool look_first = true) const;
+  // Who holds the entry's compute-once lock now; nullopt when nobody does. For reports
+  // (`joblet status`): it waits for nothing and takes nothing over.
+  std::optional<LockHolder> lock_holder(std::string_view function, const Hash128& key,
+                                        const LockOptions& options = {}) const;
 
   struct State;
 

@@ -28,6 +28,23 @@ struct CallPlan {
   std::function<void(const Progress&)> progress;
 };
 
+// A round of an elastic campaign (CampaignStart) is a call over some of the campaign's tasks; its
+// progress reports the whole campaign: `tasks`, of which `done_here` were done by this process's
+// earlier rounds and `done_elsewhere` by other processes before the round started.
+struct CampaignRound {
+  std::size_t tasks = 0;
+  std::size_t done_here = 0;
+  std::size_t done_elsewhere = 0;
+};
+// Makes the next call started on this thread report its progress as `round` (the call takes it).
+class CampaignRoundScope {
+ public:
+  explicit CampaignRoundScope(const CampaignRound& round) noexcept;
+  ~CampaignRoundScope();
+  CampaignRoundScope(const CampaignRoundScope&) = delete;
+  CampaignRoundScope& operator=(const CampaignRoundScope&) = delete;
+};
+
 // Resolves `explicit_config` against the enclosing scopes, JOBLET_* variables and defaults.
 // Throws ConfigError for invalid values.
 CallPlan plan_call(const Config& explicit_config);
@@ -89,6 +106,10 @@ class CallDriver {
   std::vector<IndexRange> drained_;
   std::size_t done_ = 0;
   std::size_t failed_ = 0;
+  // A round of an elastic campaign: its progress counts the campaign, and the tasks it puts
+  // aside for other processes (counted in failed_) are neither done nor failed there.
+  std::optional<CampaignRound> round_;
+  std::size_t put_aside_ = 0;
   bool cancelled_ = false;
   std::exception_ptr failure_;
   bool reported_end_ = false;

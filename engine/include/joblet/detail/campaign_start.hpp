@@ -3,6 +3,7 @@
 // delayed(cached, args...) of one cached function (recognised through storage's CachedCallable
 // concept, so this header never includes the cache).
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
 #include <filesystem>
@@ -30,6 +31,9 @@ inline constexpr bool is_cached_call<Delayed<F, Args...>> = true;
 // Of the outcomes of run_deferring's call (an error, or null, for each task at `indices`), the
 // tasks that were put aside; rethrows the first other error.
 std::vector<std::size_t> put_aside(std::span<const std::size_t> indices, std::span<const std::exception_ptr> errors);
+// Whether a task's error is its deferral (ComputingElsewhere), also as it comes back from
+// another process.
+bool is_put_aside(const std::exception_ptr& error) noexcept;
 
 // CallJob: a TypedJob whose tasks are cached calls. RunOnly: std::vector<std::exception_ptr>
 // (std::span<const std::size_t>, CampaignClaim), returning every task's error (or null) in defer
@@ -80,12 +84,24 @@ class CampaignStart final : public PlainCallStart, private Campaign {
   }
   void run_only(std::span<const std::size_t> indices) override { run_only_(indices, CampaignClaim::none); }
   std::vector<std::size_t> run_deferring(std::span<const std::size_t> indices) override {
-    return put_aside(indices, run_only_(indices, CampaignClaim::defer));
+    const CampaignRoundScope round(round_of(indices));
+    auto aside = put_aside(indices, run_only_(indices, CampaignClaim::defer));
+    done_here_ += indices.size() - aside.size();
+    return aside;
   }
-  void run_waiting(std::span<const std::size_t> indices) override { run_only_(indices, CampaignClaim::wait); }
+  void run_waiting(std::span<const std::size_t> indices) override {
+    const CampaignRoundScope round(round_of(indices));
+    run_only_(indices, CampaignClaim::wait);
+  }
+  // The tasks a round does not run are done: by this process's earlier rounds or by others.
+  CampaignRound round_of(std::span<const std::size_t> indices) const noexcept {
+    const std::size_t done = job_.size() - std::min(indices.size(), job_.size());
+    return {job_.size(), std::min(done_here_, done), done - std::min(done_here_, done)};
+  }
 
   const CallJob& job_;
   RunOnly run_only_;
+  std::size_t done_here_ = 0;  // tasks this process's rounds finished (not put aside)
   bool checked_ = false;
   bool is_campaign_ = false;
   std::filesystem::path location_;
