@@ -4,13 +4,14 @@
 # when half of it is done joins them. Every task is computed exactly once over the 4 jobs (each
 # job logs its computations to a file of its own: appends from several sshfs clients to one file
 # would not be atomic), the 4th computes only from what was left when it started, and every job
-# prints the whole result, identical to an uncached run.
-# Usage: elastic.sh ELASTIC_CAMPAIGN
+# prints the whole result, identical to an uncached run. `joblet status` on the login node shows
+# the jobs computing while they do, and at the end how many tasks each job computed.
+# Usage: elastic.sh ELASTIC_CAMPAIGN JOBLET
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$(realpath "$0")")/lib.sh"
-begin_cluster_test elastic ELASTIC_CAMPAIGN "$@"
-program=${programs[0]}
+begin_cluster_test elastic "ELASTIC_CAMPAIGN JOBLET" "$@"
+program=${programs[0]} joblet=${programs[1]}
 tasks=90
 cache=$work/cache
 entries() {
@@ -25,8 +26,18 @@ for k in 1 2 3; do
   jobs+=("$(sbatch --parsable -w "node$k" -n 1 -c 1 -o "job$k.out" -e "job$k.err" \
     --wrap "$program $cache $tasks 250 threads $work/computed$k.log")")
 done
+# The nodes `joblet status` shows computing now ("  nodeK, job J   computed N, computing M now").
+computing_nodes() {
+  "$joblet" status --dir "$cache" 2>/dev/null | sed -n 's/^  \(node[0-9]*\), job [0-9]* .*computing [0-9]* now$/\1/p' |
+    sort -u | grep -c . || true
+}
+most_computing=0
 waited=0
 until (($(entries) >= tasks / 2)); do
+  if ((most_computing < 3)); then
+    now=$(computing_nodes)
+    if ((now > most_computing)); then most_computing=$now; fi
+  fi
   if ((waited >= 1800)); then
     fail "fewer than $((tasks / 2)) entries after 180 s ($(job_summary "${jobs[0]}"))"
     show job1.err
@@ -57,6 +68,21 @@ if ((ok)) && ((total == tasks && distinct == tasks)) && (($(entries) == tasks));
   pass "4 jobs on 3 nodes computed the $tasks tasks once in total ($(computed_by 1), $(computed_by 2), $(computed_by 3) and $fourth)"
 else
   fail "$total computations of $distinct distinct tasks for $tasks tasks, $(entries) entries"
+fi
+# The status after the end: each job's line, with what its own process said it computed.
+status=$("$joblet" status --dir "$cache" 2>&1) || true
+wrong=
+for k in 1 2 3 4; do
+  node=node$k
+  ((k < 4)) || node=node1
+  said=$(sed -n "s/^  $node, job ${jobs[k - 1]}  *computed \([0-9]*\)\$/\1/p" <<<"$status")
+  [[ $said == "$(computed_by "$k")" ]] || wrong+=" job $k: '$said' for $(computed_by "$k");"
+done
+if ((most_computing >= 2)) && [[ -z $wrong ]]; then
+  pass "joblet status showed $most_computing nodes computing at once, and each job's count at the end"
+else
+  fail "joblet status: at most $most_computing nodes computing at once;$wrong"
+  show <(echo "$status")
 fi
 if [[ -n $fourth ]] && ((fourth <= left)); then
   pass "the job that joined at half-time computed $fourth of the $left tasks left"

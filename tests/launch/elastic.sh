@@ -7,11 +7,15 @@
 #   - each output identical to an uncached run's;
 #   - a process that joins late computes only from what was left when it started;
 #   - a process killed with SIGKILL mid-run: the others still finish, and only the tasks it held
-#     are computed a second time.
-# Usage: elastic.sh ELASTIC_CAMPAIGN [MPI_LAUNCHER...]
+#     are computed a second time;
+#   - progress counts the whole campaign and what other processes did, and never shows a task
+#     put aside for another process as failed;
+#   - `joblet status` names the jobs that computed the campaign, with their counts.
+# Usage: elastic.sh ELASTIC_CAMPAIGN JOBLET [MPI_LAUNCHER...]
 set -uo pipefail
 program=$1
-shift
+joblet=$2
+shift 2
 launcher=("$@")
 work=$(mktemp -d /tmp/joblet-elastic-XXXXXX)
 pids=()
@@ -89,6 +93,15 @@ third=$((tasks - $(logged_by "$log" "$work/first.out" "$work/second.out")))
 ((third <= left)) || fail "the third process computed $third tasks, but only $left were left when it started"
 grep -q "that no other process is computing" "$work/second.err" ||
   fail "the second process ($second_name) did not say that it joined a campaign"
+# Progress (verbose 1: a line at the end of each call). The third process's first call is its
+# first round: the campaign's tasks, of which at least those done when it started by others.
+round=$(grep -m1 '^\[joblet\] Done' "$work/third.err")
+if ! [[ $round =~ Done\ ([0-9]+)\ tasks\ \(([0-9]+)\ by\ other\ processes\) ]] ||
+  ((BASH_REMATCH[1] > tasks || BASH_REMATCH[2] < tasks - left)); then
+  fail "the third process's first round reported '$round', not the campaign's tasks with at least $((tasks - left)) by other processes"
+fi
+! grep -h '^\[joblet\] Done' "$work"/{first,second,third}.err | grep -q failed ||
+  fail "a progress line counts tasks put aside for another process as failed: $(grep -h failed "$work"/*.err)"
 echo "ok: 3 processes (threads; $second_name; processes), each task computed once; computed" \
   "$(total_computed "$work/first.out"), $(total_computed "$work/second.out") and $third (of the $left left when it" \
   "joined); identical results"
@@ -118,7 +131,8 @@ echo "ok: one of 3 processes killed with SIGKILL; the others finished, $twice ta
 # each and an early exit, they share the campaign, and each returns the whole result.
 cache=$work/cache-array log=$work/computed-array.log
 for element in 0 1; do
-  env JOBLET_SHARD=dynamic SLURM_ARRAY_TASK_ID=$element SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_COUNT=2 \
+  env JOBLET_SHARD=dynamic SLURM_ARRAY_JOB_ID=900 SLURM_ARRAY_TASK_ID=$element SLURM_ARRAY_TASK_MIN=0 \
+    SLURM_ARRAY_TASK_COUNT=2 \
     "$program" "$cache" "$tasks" 100 threads "$log" >"$work/array-$element.out" 2>"$work/array-$element.err" &
   pids+=($!)
 done
@@ -130,5 +144,12 @@ for element in 0 1; do
 done
 lines=$(grep -c . "$log")
 ((lines == tasks)) || fail "the array elements computed the $tasks tasks $lines times: $(repeated "$log" | tr '\n' ' ')"
+# `joblet status`: one line per element ("HOST, job 900_K   computed N"), with its own count.
+status=$("$joblet" status --dir "$cache") || fail "joblet status exited $? on the complete campaign"
+for element in 0 1; do
+  said=$(sed -n "s/^  .*, job 900_$element  *computed \([0-9]*\)\$/\1/p" <<<"$status")
+  [[ $said == "$(total_computed "$work/array-$element.out")" ]] ||
+    fail "joblet status says array element $element computed '${said}', it says $(total_computed "$work/array-$element.out"): $status"
+done
 echo "ok: 2 array elements in dynamic mode computed each task once ($(total_computed "$work/array-0.out") and" \
   "$(total_computed "$work/array-1.out")) and both returned the whole result"

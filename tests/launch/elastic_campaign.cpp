@@ -2,7 +2,7 @@
 // cache CACHE ("none": no cache). Several of these started at any moment on one cache share the
 // campaign. Every computation appends "task pid" to COMPUTED_LOG (when given), so a test can count
 // how often each task was computed over every process, killed ones included. Prints the pid and
-// what this process (each rank of it) computed, and every result (rank 0).
+// what this process (each rank of it) computed, and every result (rank 0); progress goes to stderr.
 //   elastic_campaign CACHE TASKS MILLISECONDS BACKEND [COMPUTED_LOG]
 #include <fcntl.h>
 #include <unistd.h>
@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
       }
       return static_cast<long>(x) * x;
     });
-    const auto results = joblet::Parallel({.n_jobs = 2, .backend = backend})(
+    // verbose 1: each call ends with a progress line on stderr ("[joblet] Done ...").
+    const auto results = joblet::Parallel({.n_jobs = 2, .backend = backend, .verbose = 1})(
         std::views::iota(0, tasks) | std::views::transform([&](int x) { return joblet::delayed(square, x); }));
     // On the processes backend the computations happen in worker processes, whose statistics
     // stay there: count those from the log.
