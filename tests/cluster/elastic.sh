@@ -3,7 +3,8 @@
 # campaign at once on the network filesystem (weak-consistency mounts), and a 4th job submitted
 # when half of it is done joins them. Every task is computed exactly once over the 4 jobs (each
 # job logs its computations to a file of its own: appends from several sshfs clients to one file
-# would not be atomic), the 4th computes only from what was left when it started, and every job
+# would not be atomic), the 4th (added with slurm/templates/more-workers) computes only from what
+# was left when it started, and every job
 # prints the whole result, identical to an uncached run. `joblet status` on the login node shows
 # the jobs computing while they do, and at the end how many tasks each job computed.
 # Usage: elastic.sh ELASTIC_CAMPAIGN JOBLET
@@ -47,8 +48,9 @@ until (($(entries) >= tasks / 2)); do
   waited=$((waited + 1))
 done
 left=$((tasks - $(entries)))
-jobs+=("$(sbatch --parsable -w node1 -n 1 -c 1 -o job4.out -e job4.err \
-  --wrap "$program $cache $tasks 250 threads $work/computed4.log")")
+# The 4th: one more worker, added with the template for it (an array element in dynamic mode).
+jobs+=("$(MORE_WORKERS_SBATCH_OPTIONS="-w node1 -c 1 -o job4.out -e job4.err" \
+  "$templates/more-workers" 1 "$program" "$cache" "$tasks" 250 threads "$work/computed4.log")")
 for job in "${jobs[@]}"; do wait_for_job "$job" 240 || true; done
 
 ok=1
@@ -73,9 +75,9 @@ fi
 status=$("$joblet" status --dir "$cache" 2>&1) || true
 wrong=
 for k in 1 2 3 4; do
-  node=node$k
-  ((k < 4)) || node=node1
-  said=$(sed -n "s/^  $node, job ${jobs[k - 1]}  *computed \([0-9]*\)\$/\1/p" <<<"$status")
+  node=node$k job=${jobs[k - 1]}
+  ((k < 4)) || node=node1 job=${jobs[3]}_1  # the 4th is element 1 of an array
+  said=$(sed -n "s/^  $node, job ${job}  *computed \([0-9]*\)\$/\1/p" <<<"$status")
   [[ $said == "$(computed_by "$k")" ]] || wrong+=" job $k: '$said' for $(computed_by "$k");"
 done
 if ((most_computing >= 2)) && [[ -z $wrong ]]; then
