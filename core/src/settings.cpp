@@ -42,7 +42,7 @@ bool log_level(std::string_view text) {
 bool on_or_off(std::string_view text) { return text == "on" || text == "off"; }
 
 bool shard(std::string_view text) {
-  if (text == "off" || text == "dynamic") return true;
+  if (text == "off" || text == "dynamic" || text == "static") return true;
   const auto slash = text.find('/');
   if (slash == std::string_view::npos) return false;
   const auto index = detail::parse_integer(text.substr(0, slash));
@@ -97,12 +97,13 @@ constexpr Setting kSettings[] = {
      n_jobs_value,
      "use -1 for all CPUs, a positive count, or unset it",
      true},
-    {{"JOBLET_SHARD", "k/K, dynamic or off", "SLURM_ARRAY_TASK_ID's shard in a job array, else none",
-      "this process computes only shard k of K of each campaign (dynamic: array elements take the tasks no other "
-      "is computing, as any elastic process does; off: whole calls)"},
+    {{"JOBLET_SHARD", "k/K, static, dynamic or off", "dynamic",
+      "k/K: this process computes only shard k of K of each campaign; static: a job-array element computes the "
+      "shard SLURM_ARRAY_TASK_ID gives it (tasks i % K == k); dynamic: array elements take the tasks no other "
+      "process is computing, as any elastic process does; off: whole calls"},
      shard,
-     "write k/K, two whole numbers with 0 <= k < K (this process computes shard k of K), dynamic, or off to run "
-     "whole calls, or unset it to take the shard from SLURM_ARRAY_TASK_ID"},
+     "write k/K, two whole numbers with 0 <= k < K (this process computes shard k of K), static (the shard of "
+     "SLURM_ARRAY_TASK_ID), dynamic (elements share each campaign as they go), or off to run whole calls"},
     {{"JOBLET_TEMP_FOLDER", "path", "/dev/shm when it has 2 GiB free, else $TMPDIR, else /tmp",
       "where process and mpi workers write results larger than max_nbytes"},
      any_value,

@@ -29,11 +29,14 @@ struct Shard {
   std::size_t count = 1;
 };
 
-// From JOBLET_SHARD=k/K or, in a Slurm job-array element, from SLURM_ARRAY_TASK_ID/_MIN/_COUNT.
-// JOBLET_SHARD=off or dynamic disables it. Throws ConfigError for a malformed JOBLET_SHARD.
+// From JOBLET_SHARD=k/K or, with JOBLET_SHARD=static in a Slurm job-array element, from
+// SLURM_ARRAY_TASK_ID/_MIN/_COUNT. None for dynamic (the default: array elements share each
+// campaign as elastic processes do, which measured faster than static shards on skewed task
+// durations: bench/compare's array-skew) and off. Throws ConfigError for a malformed JOBLET_SHARD.
 std::optional<Shard> active_shard() {
-  if (auto text = setting("JOBLET_SHARD")) {  // checked: off, dynamic, or k/K with 0 <= k < K
-    if (*text == "off" || *text == "dynamic") return std::nullopt;
+  const auto text = setting("JOBLET_SHARD");  // checked: off, static, dynamic, or k/K with 0 <= k < K
+  if (!text || *text == "off" || *text == "dynamic") return std::nullopt;
+  if (*text != "static") {
     const std::string_view whole = *text;
     const auto slash = whole.find('/');
     return Shard{static_cast<std::size_t>(*parse_integer(whole.substr(0, slash))),
@@ -48,7 +51,7 @@ std::optional<Shard> active_shard() {
   if (step <= 0 || count <= 0 || offset < 0 || offset % step != 0 || offset / step >= count) {
     throw ConfigError("cannot tell which shard job-array element " + std::to_string(*id) +
                       " computes from SLURM_ARRAY_TASK_MIN/STEP/COUNT (an array with gaps?): set JOBLET_SHARD=k/K, "
-                      "or JOBLET_SHARD=off to run whole calls");
+                      "JOBLET_SHARD=dynamic to share each campaign, or JOBLET_SHARD=off to run whole calls");
   }
   return Shard{static_cast<std::size_t>(offset / step), static_cast<std::size_t>(count)};
 }

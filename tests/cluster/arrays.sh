@@ -58,7 +58,8 @@ export JOBLET_CACHE_DIR=$work/array-cache
   { fail "the sequential reference run failed"; show reference.err; }
 
 start_sampling "$JOBLET_CACHE_DIR" array-status.txt
-array=$(sbatch --parsable --array=0-$((elements - 1)) --cpus-per-task=2 -o "$work/array-%A_%a.out" \
+# Static shards (JOBLET_SHARD=static, exported to the elements): each element's count is known.
+array=$(JOBLET_SHARD=static sbatch --parsable --array=0-$((elements - 1)) --cpus-per-task=2 -o "$work/array-%A_%a.out" \
   -e "$work/array-%A_%a.err" "$templates/array.sbatch" "$sweep" "${args[@]}")
 assemble=$(sbatch --parsable --hold --dependency="afterok:$array" -o "$work/assemble-%j.out" \
   -e "$work/assemble-%j.err" "$templates/assemble.sbatch" "$sweep" "${args[@]}")

@@ -127,11 +127,12 @@ twice=$(repeated "$log" | awk '$2 != 2 { bad = 1 } END { print NR + 0 (bad ? " (
 [[ $twice =~ ^[0-2]$ ]] || fail "after the kill, tasks computed more than once: $(repeated "$log" | tr '\n' ' ')"
 echo "ok: one of 3 processes killed with SIGKILL; the others finished, $twice task(s) computed a second time"
 
-# 3. Two elements of a job array in dynamic mode (JOBLET_SHARD=dynamic): instead of tasks i % 2
-# each and an early exit, they share the campaign, and each returns the whole result.
+# 3. Two elements of a job array, in dynamic mode, the default (no JOBLET_SHARD): instead of
+# tasks i % 2 each and an early exit (JOBLET_SHARD=static), they share the campaign, and each
+# returns the whole result.
 cache=$work/cache-array log=$work/computed-array.log
 for element in 0 1; do
-  env JOBLET_SHARD=dynamic SLURM_ARRAY_JOB_ID=900 SLURM_ARRAY_TASK_ID=$element SLURM_ARRAY_TASK_MIN=0 \
+  env -u JOBLET_SHARD SLURM_ARRAY_JOB_ID=900 SLURM_ARRAY_TASK_ID=$element SLURM_ARRAY_TASK_MIN=0 \
     SLURM_ARRAY_TASK_COUNT=2 \
     "$program" "$cache" "$tasks" 100 threads "$log" >"$work/array-$element.out" 2>"$work/array-$element.err" &
   pids+=($!)

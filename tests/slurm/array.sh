@@ -21,7 +21,9 @@ export JOBLET_LOG_LEVEL=info
 pass "sequential reference"
 
 # One CPU per element, so that the 4 elements run at once on the 4-CPU test node.
-array=$(sbatch --parsable --array=0-$((elements - 1)) --cpus-per-task=1 -o "$work/array-%A_%a.out" \
+# Static shards (JOBLET_SHARD=static, exported to the elements); the default, dynamic mode, is
+# tested in tests/launch/elastic.sh and tests/cluster/elastic.sh.
+array=$(JOBLET_SHARD=static sbatch --parsable --array=0-$((elements - 1)) --cpus-per-task=1 -o "$work/array-%A_%a.out" \
   -e "$work/array-%A_%a.err" "$templates/array.sbatch" "$sweep" "${args[@]}") || fail "sbatch of array.sbatch failed"
 # Held, so that the cache can be inspected between the array and the assembly; released below.
 assemble=$(sbatch --parsable --hold --dependency="afterok:$array" -o "$work/assemble-%j.out" \
