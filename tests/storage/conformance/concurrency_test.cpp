@@ -6,11 +6,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <set>
 #include <string>
@@ -221,6 +223,41 @@ TEST(ComputeOnce, AStaleLockFromAnotherHostIsTakenOver) {
   plant_foreign_lock(memory, cached.key(9), "foreign");
   EXPECT_EQ(cached(9), 9);
   EXPECT_EQ(calls, 1);
+}
+
+// What `joblet status` shows of the tasks being computed: who holds each lock, and whether its
+// heartbeat is recent.
+TEST(ComputeOnce, LockHolderNamesTheHolderAndWhetherItsHeartbeatIsRecent) {
+  TempDir dir;
+  const joblet::Store store(dir.path());
+  const joblet::Hash128 held{1, 2};
+  EXPECT_FALSE(store.lock_holder("f", held));
+  {
+    const joblet::Claim claim = store.claim("f", held);
+    ASSERT_TRUE(claim.lock.held());
+    const auto holder = store.lock_holder("f", held);
+    ASSERT_TRUE(holder);
+    EXPECT_EQ(holder->pid, ::getpid());
+    EXPECT_FALSE(holder->host.empty());
+    EXPECT_TRUE(holder->live);
+  }
+  EXPECT_FALSE(store.lock_holder("f", held));  // released
+
+  // Another host's lock whose heartbeat stopped a minute ago: named, with its job, and not live.
+  const joblet::Hash128 left{3, 4};
+  const auto lock = store.entry_path("f", left).string() + ".lock";
+  std::filesystem::create_directories(std::filesystem::path(lock).parent_path());
+  joblet::testing::write_text(lock, "joblet compute-once lock\nhost elsewhere\npid 41\njob 77_3\ntoken 5\n");
+  const timespec minute_ago[2] = {{::time(nullptr) - 60, 0}, {::time(nullptr) - 60, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, lock.c_str(), minute_ago, 0), 0);
+  const auto holder = store.lock_holder("f", left);
+  ASSERT_TRUE(holder);
+  EXPECT_EQ(holder->host, "elsewhere");
+  EXPECT_EQ(holder->pid, 41);
+  EXPECT_EQ(holder->job, "77_3");
+  EXPECT_FALSE(holder->live);
+  ASSERT_EQ(::utimensat(AT_FDCWD, lock.c_str(), nullptr, 0), 0);  // a heartbeat now
+  EXPECT_TRUE(store.lock_holder("f", left)->live);
 }
 
 TEST(ComputeOnce, TwoWaitersTakingOverAtOnceBothFinish) {
