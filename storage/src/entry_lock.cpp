@@ -335,9 +335,10 @@ Claim Store::claim_entry(std::string_view function, const Hash128& key, const Lo
         impl->heartbeat = options.heartbeat;
         impl->start();
         EntryLock lock(std::move(impl));
-        // The previous holder may have published just before we took the lock.
-        LoadResult found = load(function, key);
-        if (found.status == LoadStatus::missing) found = load_unseen(function, key);
+        // The previous holder may have published just before we took the lock. A client that
+        // remembers failed lookups would answer a plain load from memory: look past it.
+        LoadResult found = detail::remembers_missing_names(*state_, directory->get()) ? load_unseen(function, key)
+                                                                                       : load(function, key);
         if (usable(found)) return Claim{std::move(found.entry), {}, waited};
         return Claim{std::nullopt, std::move(lock), waited};
       }

@@ -356,26 +356,26 @@ LoadResult Store::load(std::string_view function, const Hash128& key) const { re
 
 LoadResult Store::inspect(std::string_view function, const Hash128& key) const { return read(function, key, false); }
 
-namespace {
+namespace detail {
 
-// Whether this directory's client may answer "no such file" from memory for a name another
-// client has created since: NFS and FUSE clients keep failed lookups for seconds (NFS until
-// the directory's cached attributes expire, sshfs for negative_timeout); local filesystems
-// never do, and need none of what load_unseen() does.
-bool remembers_missing_names(int directory) {
+bool remembers_missing_names(const Store::State& state, int directory) {
+  const int known = state.remembers_missing.load(std::memory_order_relaxed);
+  if (known >= 0) return known == 1;
   struct statfs info {};
-  if (::fstatfs(directory, &info) != 0) return true;
-  const auto* kind = detail::filesystem_kind(static_cast<unsigned long>(info.f_type));
-  return kind == nullptr || !kind->local;
+  if (::fstatfs(directory, &info) != 0) return true;  // not known: look past the client
+  const auto* kind = filesystem_kind(static_cast<unsigned long>(info.f_type));
+  const bool remembers = kind == nullptr || !kind->local;
+  state.remembers_missing.store(remembers ? 1 : 0, std::memory_order_relaxed);
+  return remembers;
 }
 
-}  // namespace
+}  // namespace detail
 
 LoadResult Store::load_unseen(std::string_view function, const Hash128& key) const {
   const std::string hex = key.hex();
   FileDescriptor directory = state_->directory.open_directory(detail::relative_shard(function, hex), false, false);
   // The listing comes from the server, not from the client's memory of failed lookups.
-  if (!directory || !remembers_missing_names(directory.get())) return load(function, key);
+  if (!directory || !detail::remembers_missing_names(*state_, directory.get())) return load(function, key);
   const auto names = directory_names(directory.get());
   if (std::find(names.begin(), names.end(), hex) == names.end()) return load(function, key);
   detail::log().debug("cache entry {} is on the server but not yet seen by this client: waiting for it",

@@ -26,6 +26,9 @@ struct Store::State {
   mutable std::mutex clock_mutex;
   mutable std::atomic<bool> clock_measured{false};
   mutable std::atomic<std::int64_t> clock_offset_ns{0};
+  // Whether the cache filesystem's client remembers failed lookups (remembers_missing_names):
+  // -1 until first asked.
+  mutable std::atomic<int> remembers_missing{-1};
 };
 
 namespace detail {
@@ -34,6 +37,12 @@ namespace detail {
 // with. `directory` (a descriptor beneath the root, or -1 for the root) hosts the probe file the
 // first call writes.
 std::chrono::system_clock::time_point filesystem_now(const Store::State& state, int directory = -1);
+// Whether the client of the filesystem `directory` (beneath the root) is on may answer "no such
+// file" from memory for a name another client has created since: NFS and FUSE clients keep
+// failed lookups for seconds (NFS until the directory's cached attributes expire, sshfs for
+// negative_timeout); local filesystems never do, and need none of what Store::load_unseen()
+// does. Asked of the filesystem once per store.
+bool remembers_missing_names(const Store::State& state, int directory);
 // Refreshes an open entry's mtime to `now` on the filesystem's clock (its LRU stamp).
 void touch_at(const Store::State& state, int fd, std::chrono::system_clock::time_point now);
 
