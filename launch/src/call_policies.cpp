@@ -43,7 +43,14 @@ std::optional<Shard> active_shard() {
                  static_cast<std::size_t>(*parse_integer(whole.substr(slash + 1)))};
   }
   const auto id = foreign_env_integer("SLURM_ARRAY_TASK_ID");
-  if (!id) return std::nullopt;
+  if (!id) {
+    if (first_time("shard-static-outside-array")) {
+      log().warn(
+          "JOBLET_SHARD=static, but this process is no job-array element (SLURM_ARRAY_TASK_ID is not set), so it "
+          "runs whole calls; submit it with sbatch --array, or set JOBLET_SHARD=k/K to give it shard k of K");
+    }
+    return std::nullopt;
+  }
   const long long first = foreign_env_integer("SLURM_ARRAY_TASK_MIN").value_or(0);
   const long long step = foreign_env_integer("SLURM_ARRAY_TASK_STEP").value_or(1);
   const long long count = foreign_env_integer("SLURM_ARRAY_TASK_COUNT").value_or(0);

@@ -155,11 +155,8 @@ std::vector<CampaignStatus> campaign_status(const std::filesystem::path& locatio
       status.function = record.function;
       status.tasks = record.keys.size();
       std::map<std::pair<std::string, std::string>, CampaignContributor> by_host_and_job;
-      const auto contributor = [&](const std::string& host, const std::string& job) -> CampaignContributor& {
-        CampaignContributor& found = by_host_and_job[{host, job}];
-        found.host = host;
-        found.job = job;
-        return found;
+      const auto contributor = [&](std::string host, std::string job) -> CampaignContributor& {
+        return by_host_and_job.try_emplace({host, job}, CampaignContributor{host, job}).first->second;
       };
       for (const Hash128& key : record.keys) {
         if (const auto metadata = store.metadata(record.function, key)) {

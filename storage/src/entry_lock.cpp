@@ -124,6 +124,7 @@ struct LockView {
   std::int64_t mtime_ns = 0;
   std::string host;
   long pid = 0;
+  std::string job;
   bool foreign = false;  // not a plain file: not a lock joblet made
   bool same_file(const LockView& other) const noexcept {
     return device == other.device && inode == other.inode && mtime_ns == other.mtime_ns;
@@ -160,6 +161,7 @@ std::optional<LockView> look_at(int directory, const std::string& name) {
     detail::LockOwner owner = detail::read_lock_owner(fd);
     view.host = std::move(owner.host);
     view.pid = owner.pid;
+    view.job = std::move(owner.job);
   }
   ::close(fd);
   return view;
@@ -275,17 +277,15 @@ std::optional<LockHolder> Store::lock_holder(std::string_view function, const Ha
                                              const LockOptions& options) const {
   validate_function_name(function);
   const std::string hex = key.hex();
-  const int root = state_->directory.descriptor(false, false);
-  if (root < 0) return std::nullopt;
-  const FileDescriptor fd(
-      detail::open_beneath(root, detail::relative_shard(function, hex) + "/" + hex + ".lock", O_RDONLY | O_NONBLOCK));
-  struct stat info {};
-  if (!fd || fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) return std::nullopt;
-  const detail::LockOwner owner = detail::read_lock_owner(fd.get());
-  const auto beat = std::chrono::system_clock::time_point(std::chrono::duration_cast<std::chrono::system_clock::duration>(
-      std::chrono::seconds(info.st_mtim.tv_sec) + std::chrono::nanoseconds(info.st_mtim.tv_nsec)));
-  const bool dead_here = detail::dead_process_of_this_host(owner.host, owner.pid);
-  return LockHolder{owner.host, owner.pid, owner.job,
+  const FileDescriptor directory =
+      state_->directory.open_directory(detail::relative_shard(function, hex), false, false);
+  if (!directory) return std::nullopt;
+  const auto view = look_at(directory.get(), hex + ".lock");
+  if (!view || view->foreign) return std::nullopt;
+  const auto beat = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(view->mtime_ns)));
+  const bool dead_here = detail::dead_process_of_this_host(view->host, view->pid);
+  return LockHolder{view->host, view->pid, view->job,
                     !dead_here && detail::filesystem_now(*state_) - beat < options.stale_after};
 }
 

@@ -22,6 +22,12 @@ entries() {
 }
 
 "$program" none "$tasks" 0 threads >reference.out 2>reference.err || { fail "the uncached run failed"; finish; }
+# A worker count that is not a positive number is refused with the usage, and nothing is submitted.
+status=0
+"$templates/more-workers" 0 "$program" >more-workers.out 2>more-workers.err || status=$?
+if ((status != 2)) || ! grep -q "usage: more-workers N PROGRAM" more-workers.err || [[ -s more-workers.out ]]; then
+  fail "more-workers 0 exited $status without its usage: $(cat more-workers.err more-workers.out)"
+fi
 # Tasks of 400 ms: the half left when the 4th job is submitted lasts about 3 s, longer than its
 # start (sbatch, srun), so that it usually computes some; computing none is allowed (a slow start).
 jobs=()

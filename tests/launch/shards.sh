@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Job-array shards of one cached campaign (JOBLET_SHARD=k/K, as SLURM_ARRAY_* would give):
 # each shard computes its part and exits 0; `joblet status` shows the progress; the last shard
-# assembles the whole result, identical to an uncached run; a malformed JOBLET_SHARD is an error.
+# assembles the whole result, identical to an uncached run; JOBLET_SHARD=static takes the shard
+# from SLURM_ARRAY_*, and outside an array warns and runs whole calls; a malformed JOBLET_SHARD
+# is an error.
 # Usage: shards.sh SWEEP JOBLET [LAUNCHER...]
 set -uo pipefail
 sweep=$1 joblet=$2
@@ -26,6 +28,19 @@ JOBLET_SHARD=2/3 "${launcher[@]}" "$sweep" "${args[@]}" >"$cache/out-2" 2>"$cach
 "$joblet" status --dir "$cache/cache" >/dev/null || fail "joblet status should exit 0 once the campaign is complete"
 "${launcher[@]}" "$sweep" "${args[@]/$cache\/cache/$cache/none}" --no-cache >"$cache/reference" 2>/dev/null
 cmp -s "$cache/reference" "$cache/out-2" || fail "the assembled table differs from an uncached run"
+
+# static: element 1 of a 3-element array takes shard 1 of 3 (the campaign is complete, so it then
+# returns the whole table); outside an array, a warning that says what to do, and whole calls.
+JOBLET_SHARD=static SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_COUNT=3 JOBLET_LOG_LEVEL=info \
+  "$sweep" "${args[@]}" >"$cache/out-static" 2>"$cache/err-static" || fail "the static array element exited $?"
+grep -q "shard 1 of 3 computes 4 of its 12 tasks" "$cache/err-static" ||
+  fail "JOBLET_SHARD=static did not take shard 1 of 3 from SLURM_ARRAY_*: $(cat "$cache/err-static")"
+cmp -s "$cache/reference" "$cache/out-static" || fail "the static array element's table differs from an uncached run"
+env -u SLURM_ARRAY_TASK_ID JOBLET_SHARD=static "$sweep" "${args[@]}" >"$cache/out-static" 2>"$cache/err-static" ||
+  fail "JOBLET_SHARD=static outside an array exited $?"
+grep -q "JOBLET_SHARD=static, but this process is no job-array element.*sbatch --array" "$cache/err-static" ||
+  fail "no clear warning for JOBLET_SHARD=static outside an array: $(cat "$cache/err-static")"
+cmp -s "$cache/reference" "$cache/out-static" || fail "JOBLET_SHARD=static outside an array printed another table"
 
 JOBLET_SHARD=3/3 "$sweep" "${args[@]}" >/dev/null 2>"$cache/err-bad" && fail "JOBLET_SHARD=3/3 was accepted"
 grep -q "JOBLET_SHARD='3/3' is not valid" "$cache/err-bad" || fail "no clear error for JOBLET_SHARD=3/3"
