@@ -70,20 +70,22 @@ void add_log_file(const std::string& path) {
 
 namespace detail {
 namespace {
-// Pointers, so that a forked child can replace a mutex another thread held at fork time.
+// Pointers, so that a forked child can replace a mutex another thread held at fork time, and
+// the set that thread may have been rehashing.
 std::mutex* g_first_time_mutex = new std::mutex;
+std::unordered_set<std::string>* g_first_time_seen = new std::unordered_set<std::string>;
 }  // namespace
 
 bool first_time(const std::string& key) {
-  static auto* seen = new std::unordered_set<std::string>();
   std::lock_guard lock(*g_first_time_mutex);
-  return seen->insert(key).second;
+  return g_first_time_seen->insert(key).second;
 }
 
 void reinitialize_after_fork() {
   // Only the forking thread exists in the child: any lock another thread held is held forever.
   // The old objects are leaked on purpose (destroying a locked mutex is undefined).
   g_first_time_mutex = new std::mutex;
+  g_first_time_seen = new std::unordered_set<std::string>;  // a child may repeat a once-only warning
   new (&g_mutex) std::mutex;
   auto& sinks = logger()->sinks();
   auto fresh = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
