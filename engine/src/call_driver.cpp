@@ -18,6 +18,9 @@ int PlainCallStart::n_workers() const noexcept { return plan_.settings.n_workers
 bool PlainCallStart::nested() const noexcept { return in_task(); }
 bool PlainCallStart::collective() const noexcept { return plan_.backend->starts_every_call(); }
 bool PlainCallStart::all_agree(bool value) { return plan_.backend->all_agree(value); }
+std::int64_t PlainCallStart::first_process_value(std::int64_t value) {
+  return plan_.backend->first_process_value(value);
+}
 
 namespace {
 thread_local std::optional<CampaignRound> t_next_round;
@@ -33,12 +36,14 @@ void notify_call_start(const CallObservers& observers, CallStart& call) {
 CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool streaming)
     : job_(std::move(job)),
       keep_going_(job_->settings().keep_going),
+      round_(std::exchange(t_next_round, std::nullopt)),
       // Across MPI ranks, progress is printed by rank 0 only (callbacks run on every rank).
       reporter_(std::make_unique<ProgressReporter>(process_rank() > 0 ? 0 : plan.verbose, plan.progress,
-                                                   plan.backend_name, job_->settings().n_workers)),
+                                                   plan.backend_name, job_->settings().n_workers,
+                                                   round_ ? round_->share_started : std::nullopt,
+                                                   !round_ || round_->first)),
       observers_(call_observers()),
-      started_(Job::Clock::now()),
-      round_(std::exchange(t_next_round, std::nullopt)) {
+      started_(Job::Clock::now()) {
   job_->set_wake_on_each_outcome(streaming || plan.verbose > 0 || plan.progress != nullptr);
   if (!in_task()) {
     running_.emplace();
@@ -75,8 +80,10 @@ void CallDriver::report(bool finished, int stop_signal) {
   const auto total = job_->input_complete() ? std::optional<std::size_t>(job_->size()) : std::nullopt;
   if (round_) {
     const std::size_t before = round_->done_here + round_->done_elsewhere;
-    reporter_->update(before + done_ - put_aside_, failed_ - put_aside_, round_->tasks, finished,
-                      {.done_before = before, .done_elsewhere = round_->done_elsewhere});
+    // A share of many rounds counts its rate from the share's start, over all its rounds.
+    const std::size_t not_this_share = round_->share_started ? round_->done_elsewhere : before;
+    reporter_->update(before + done_ - put_aside_, failed_ - put_aside_, round_->tasks, finished && round_->last,
+                      {.done_before = not_this_share, .done_elsewhere = round_->done_elsewhere});
   } else {
     reporter_->update(done_, failed_, total, finished);
   }

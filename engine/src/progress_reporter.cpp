@@ -23,14 +23,16 @@ std::string human_count(double value) {
 }
 
 ProgressReporter::ProgressReporter(int verbose, std::function<void(const Progress&)> callback, std::string backend,
-                                   int n_workers, int fd)
+                                   int n_workers, std::optional<Clock::time_point> since, bool announce, int fd)
     : verbose_(verbose),
       callback_(std::move(callback)),
       backend_(std::move(backend)),
       n_workers_(n_workers),
       fd_(fd),
-      terminal_(isatty(fd) == 1) {
-  if (verbose_ > 0) {
+      terminal_(isatty(fd) == 1),
+      start_(since.value_or(Clock::now())),
+      last_output_(Clock::now()) {
+  if (verbose_ > 0 && announce) {
     write_text(fmt::format("[joblet] Using backend {} with {} concurrent worker{}.\n", backend_, n_workers_,
                            n_workers_ == 1 ? "" : "s"));
   }

@@ -23,7 +23,10 @@ struct EarlierProgress {
 
 class ProgressReporter {
  public:
+  // `since`: when the work this reporter counts began (an elastic campaign's rounds count this
+  // process's share from its first round); `announce`: print the "Using backend" line.
   ProgressReporter(int verbose, std::function<void(const Progress&)> callback, std::string backend, int n_workers,
+                   std::optional<std::chrono::steady_clock::time_point> since = std::nullopt, bool announce = true,
                    int fd = STDERR_FILENO);
   // Reports the current counts; draws or prints when due. `finished` marks the last report.
   void update(std::size_t done, std::size_t failed, std::optional<std::size_t> total, bool finished,
@@ -43,8 +46,8 @@ class ProgressReporter {
   int n_workers_;
   int fd_;
   bool terminal_;
-  Clock::time_point start_ = Clock::now();
-  Clock::time_point last_output_ = start_;
+  Clock::time_point start_;
+  Clock::time_point last_output_;
   std::size_t last_done_ = static_cast<std::size_t>(-1);
 };
 

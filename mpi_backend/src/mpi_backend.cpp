@@ -49,6 +49,7 @@ class MpiBackend final : public Backend {
   }
   int default_n_jobs() const override { return -1; }
   bool all_agree(bool value) override { return detail::meet_to_agree(value); }
+  std::int64_t first_process_value(std::int64_t value) override { return detail::meet_to_share(value); }
   bool shares_memory() const noexcept override { return false; }
   bool needs_all_tasks() const noexcept override { return true; }
   bool starts_every_call() const noexcept override { return true; }

@@ -334,6 +334,14 @@ bool meet_to_agree(bool value) {
   return std::all_of(all.begin(), all.end(), [](const Signature& s) { return s.value == 1; });
 }
 
+std::int64_t meet_to_share(std::int64_t value) {
+  Signature mine = own(Meeting::agreement);
+  mine.value = value;
+  const std::vector<Signature> all = meet(mine);
+  require_same_meeting(all, Meeting::agreement);
+  return all.front().value;
+}
+
 std::vector<long long> mpi_checkpoint(long long value) {
   for (;;) {
     Signature mine = own(Meeting::checkpoint);

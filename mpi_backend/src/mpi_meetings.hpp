@@ -29,6 +29,8 @@ MPI_Comm meetings_communicator() noexcept;
 std::vector<RankIdentity> meet_for_call(std::uint64_t tasks, std::uint64_t type_hash);
 // Whether `value` holds on every rank (Backend::all_agree), met like a call.
 bool meet_to_agree(bool value);
+// The `value` rank 0 passed (Backend::first_process_value), met like a call.
+std::int64_t meet_to_share(std::int64_t value);
 // Before MPI_Finalize: announces that this rank leaves, waits until every other rank did, and
 // logs an error when ranks made different calls.
 void leave_meetings() noexcept;

@@ -43,11 +43,14 @@ std::string record_name(const std::string& name) { return name + ".campaign"; }
 
 }  // namespace
 
+std::string campaign_name(const std::string& function, std::span<const Hash128> keys) {
+  return function + "-" + hash_value(std::vector<Hash128>(keys.begin(), keys.end())).hex().substr(0, 8);
+}
+
 std::string record_campaign(const std::filesystem::path& location, const std::string& function,
                             std::span<const Hash128> keys) {
   validate_function_name(function);
-  const std::string name =
-      function + "-" + hash_value(std::vector<Hash128>(keys.begin(), keys.end())).hex().substr(0, 8);
+  const std::string name = campaign_name(function, keys);
   detail::CacheRoot root(std::filesystem::absolute(location).lexically_normal().string());
   const std::string shown = root.shown(kCampaignsDirectory);
   // Below the cache root, no link is followed: a record never lands outside the cache.
@@ -158,9 +161,12 @@ std::vector<CampaignStatus> campaign_status(const std::filesystem::path& locatio
       const auto contributor = [&](std::string host, std::string job) -> CampaignContributor& {
         return by_host_and_job.try_emplace({host, job}, CampaignContributor{host, job}).first->second;
       };
-      for (const Hash128& key : record.keys) {
+      std::vector<bool> done(record.keys.size(), false);
+      for (std::size_t index = 0; index < record.keys.size(); ++index) {
+        const Hash128& key = record.keys[index];
         if (const auto metadata = store.metadata(record.function, key)) {
           ++status.done;
+          done[index] = true;
           const auto field = [&](const char* name) {
             const auto at = metadata->extra.find(name);
             return at == metadata->extra.end() ? std::string() : at->second;
@@ -169,6 +175,13 @@ std::vector<CampaignStatus> campaign_status(const std::filesystem::path& locatio
         } else if (const auto holder = store.lock_holder(record.function, key); holder && holder->live) {
           ++contributor(holder->host, holder->job).computing;
         }
+      }
+      // Tasks of runs claimed by a live process (elastic campaigns claim runs, not keys).
+      for (const auto& [run, holder] : CampaignRuns::claimed(store, status.name, record.keys.size())) {
+        if (!holder.live) continue;
+        const auto missing = std::count(done.begin() + static_cast<std::ptrdiff_t>(run.begin),
+                                        done.begin() + static_cast<std::ptrdiff_t>(run.end), false);
+        if (missing > 0) contributor(holder.host, holder.job).computing += static_cast<std::size_t>(missing);
       }
       for (auto& [who, found] : by_host_and_job) status.contributors.push_back(std::move(found));
       std::stable_sort(status.contributors.begin(), status.contributors.end(), [](const auto& a, const auto& b) {

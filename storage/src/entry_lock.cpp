@@ -94,51 +94,35 @@ void EntryLock::release() noexcept { impl_.reset(); }
 
 namespace detail {
 
-// Reads what lock_content() below writes.
-LockOwner read_lock_owner(int fd) {
-  LockOwner owner;
-  char buffer[512];
-  const ssize_t got = ::pread(fd, buffer, sizeof buffer - 1, 0);
-  if (got <= 0) return owner;
-  const std::string_view text(buffer, static_cast<std::size_t>(got));
-  const auto field = [&](std::string_view key) -> std::string_view {
-    const auto at = text.find("\n" + std::string(key) + " ");
-    if (at == std::string_view::npos) return {};
-    const auto start = at + key.size() + 2;
-    const auto end = text.find('\n', start);
-    return end == std::string_view::npos ? std::string_view{} : text.substr(start, end - start);
-  };
-  owner.host = std::string(field("host"));
-  owner.pid = pid_from_text(field("pid"));
-  owner.job = std::string(field("job"));
-  return owner;
+std::string_view lock_field(std::string_view text, std::string_view key) {
+  const auto at = text.find("\n" + std::string(key) + " ");
+  if (at == std::string_view::npos) return {};
+  const auto start = at + key.size() + 2;
+  const auto end = text.find('\n', start);
+  return end == std::string_view::npos ? std::string_view{} : text.substr(start, end - start);
 }
-
-}  // namespace detail
 
 namespace {
+LockOwner owner_from_text(std::string_view text) {
+  return LockOwner{std::string(lock_field(text, "host")), pid_from_text(lock_field(text, "pid")),
+                   std::string(lock_field(text, "job"))};
+}
+}  // namespace
 
-struct LockView {
-  dev_t device = 0;
-  ino_t inode = 0;
-  std::int64_t mtime_ns = 0;
-  std::string host;
-  long pid = 0;
-  std::string job;
-  bool foreign = false;  // not a plain file: not a lock joblet made
-  bool same_file(const LockView& other) const noexcept {
-    return device == other.device && inode == other.inode && mtime_ns == other.mtime_ns;
-  }
-};
-
-// What a lock file holds: read back by detail::read_lock_owner() above.
-std::string lock_content() {
-  thread_local std::mt19937_64 engine{std::random_device{}()};
-  return "joblet compute-once lock\nhost " + detail::host_name_for_files() + "\npid " + std::to_string(getpid()) +
-         "\njob " + detail::job_name_for_files() + "\ntoken " + std::to_string(engine()) + "\n";
+// Reads what owner_lines() below writes.
+LockOwner read_lock_owner(int fd) {
+  char buffer[512];
+  const ssize_t got = ::pread(fd, buffer, sizeof buffer - 1, 0);
+  if (got <= 0) return {};
+  return owner_from_text(std::string_view(buffer, static_cast<std::size_t>(got)));
 }
 
-// What is at `name` in `directory` now; nullopt if nothing.
+std::string owner_lines() {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  return "host " + host_name_for_files() + "\npid " + std::to_string(getpid()) + "\njob " + job_name_for_files() +
+         "\ntoken " + std::to_string(engine()) + "\n";
+}
+
 std::optional<LockView> look_at(int directory, const std::string& name) {
   LockView view;
   struct stat info {};
@@ -158,7 +142,10 @@ std::optional<LockView> look_at(int directory, const std::string& name) {
     view.foreign = !S_ISREG(info.st_mode);
   }
   if (!view.foreign) {
-    detail::LockOwner owner = detail::read_lock_owner(fd);
+    char buffer[512];
+    const ssize_t got = ::pread(fd, buffer, sizeof buffer - 1, 0);
+    if (got > 0) view.text.assign(buffer, static_cast<std::size_t>(got));
+    LockOwner owner = owner_from_text(view.text);
     view.host = std::move(owner.host);
     view.pid = owner.pid;
     view.job = std::move(owner.job);
@@ -167,51 +154,73 @@ std::optional<LockView> look_at(int directory, const std::string& name) {
   return view;
 }
 
-enum class Attempt { held, busy, unavailable };
-
+namespace {
 // Whether `temporary` can be hard-linked to a fresh name. An SFTP server (sshfs) answers a link
 // onto an existing name with a generic failure that arrives as EPERM, which is also what a
 // filesystem without hard links says: a link that works elsewhere tells the two apart, without
-// looking the lock's name up in a client cache that may not know it yet.
+// looking the name up in a client cache that may not know it yet.
 bool links_elsewhere(int directory, const std::string& temporary) {
   const std::string probe = temporary + ".probe";
   if (::linkat(directory, temporary.c_str(), directory, probe.c_str(), 0) != 0) return false;
   ::unlinkat(directory, probe.c_str(), 0);
   return true;
 }
+}  // namespace
 
-// Tries to create the lock; on success fills `impl`.
-Attempt try_create(const std::shared_ptr<const FileDescriptor>& directory, const std::string& name,
-                   const std::string& hex, std::unique_ptr<EntryLock::Impl>& impl, int& error) {
-  const std::string temporary = detail::temporary_name(hex + ".lock");
-  if ((error = detail::injected_fault(detail::IoStep::create_lock)) != 0) return Attempt::unavailable;
-  const int fd = ::openat(directory->get(), temporary.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+LinkAttempt link_new_file(int directory, const std::string& name, std::string_view stem, const std::string& content,
+                          int& fd_out, int& error) {
+  const std::string temporary = temporary_name(stem);
+  const int fd = ::openat(directory, temporary.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0) {
     error = errno;
-    return Attempt::unavailable;
+    return LinkAttempt::unavailable;
   }
-  const std::string content = lock_content();
   const bool written = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
   bool held = false;
   if (written) {
-    if (::linkat(directory->get(), temporary.c_str(), directory->get(), name.c_str(), 0) == 0) {
+    if (::linkat(directory, temporary.c_str(), directory, name.c_str(), 0) == 0) {
       held = true;
     } else {
       error = errno;
       struct stat info {};
       held = fstat(fd, &info) == 0 && info.st_nlink == 2;  // the link happened; its reply was lost
-      if (!held && error != EEXIST && links_elsewhere(directory->get(), temporary)) error = EEXIST;
+      if (!held && error != EEXIST && links_elsewhere(directory, temporary)) error = EEXIST;
     }
   } else {
     error = errno;
   }
-  ::unlinkat(directory->get(), temporary.c_str(), 0);
+  ::unlinkat(directory, temporary.c_str(), 0);
   if (!held) {
     ::close(fd);
-    if (!written) return Attempt::unavailable;
-    // Filesystems without hard links cannot host the lock; anything but EEXIST means that.
-    return error == EEXIST ? Attempt::busy : Attempt::unavailable;
+    if (!written) return LinkAttempt::unavailable;
+    // Filesystems without hard links cannot host the file; anything but EEXIST means that.
+    return error == EEXIST ? LinkAttempt::busy : LinkAttempt::unavailable;
   }
+  fd_out = fd;
+  return LinkAttempt::held;
+}
+
+}  // namespace detail
+
+namespace {
+
+using Attempt = detail::LinkAttempt;
+using detail::LockView;
+using detail::look_at;
+
+// What a lock file holds: read back by detail::read_lock_owner() above.
+std::string lock_content() {
+  return "joblet compute-once lock\n" + detail::owner_lines();
+}
+
+// Tries to create the lock; on success fills `impl`.
+Attempt try_create(const std::shared_ptr<const FileDescriptor>& directory, const std::string& name,
+                   const std::string& hex, std::unique_ptr<EntryLock::Impl>& impl, int& error) {
+  if ((error = detail::injected_fault(detail::IoStep::create_lock)) != 0) return Attempt::unavailable;
+  const std::string content = lock_content();
+  int fd = -1;
+  const Attempt attempt = detail::link_new_file(directory->get(), name, hex + ".lock", content, fd, error);
+  if (attempt != Attempt::held) return attempt;
   impl = std::make_unique<EntryLock::Impl>();
   impl->directory = directory;
   impl->name = name;

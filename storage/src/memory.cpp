@@ -133,8 +133,9 @@ Claim FunctionCache::claim(const Hash128& key) const {
     return metadata.version == version_ && (!options_.validate || options_.validate(metadata));
   };
   if (const CampaignClaim mode = campaign_claim(); mode != CampaignClaim::none) {
-    // A task of an elastic campaign: compute-once unless it was turned off by name.
-    if (!compute_once_in_campaigns_) return Claim{};
+    // A task of an elastic campaign: compute-once unless it was turned off by name; a task of a
+    // run this process claimed is its alone already.
+    if (!compute_once_in_campaigns_ || mode == CampaignClaim::held) return Claim{};
     if (mode == CampaignClaim::wait) return store.claim(name_, key, memory_->options.lock, accept, false);
     Claim claim = store.try_claim(name_, key, memory_->options.lock, accept, /*look_first=*/false);
     if (claim.busy) throw ComputingElsewhere();

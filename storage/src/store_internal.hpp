@@ -1,11 +1,14 @@
 #pragma once
 // What store.cpp and entry_lock.cpp share.
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -58,6 +61,38 @@ struct LockOwner {
   std::string job;  // job_name_for_files() of the holder
 };
 LockOwner read_lock_owner(int fd);
+// The value of the line "KEY value" of a lock or claim file's text; empty if none.
+std::string_view lock_field(std::string_view text, std::string_view key);
+// The lines naming this process (host, pid, job) and a random token that makes a file ours alone:
+// what compute-once locks and campaign run claims hold after their first line.
+std::string owner_lines();
+
+// A lock or claim file as a waiter sees it.
+struct LockView {
+  dev_t device = 0;
+  ino_t inode = 0;
+  std::int64_t mtime_ns = 0;
+  std::string host;
+  long pid = 0;
+  std::string job;
+  std::string text;      // its first 511 bytes
+  bool foreign = false;  // not a plain file: not one joblet made
+  bool same_file(const LockView& other) const noexcept {
+    return device == other.device && inode == other.inode && mtime_ns == other.mtime_ns;
+  }
+};
+// What is at `name` in `directory` now (never following a link, never waiting on a FIFO);
+// nullopt if nothing.
+std::optional<LockView> look_at(int directory, const std::string& name);
+
+enum class LinkAttempt { held, busy, unavailable };
+// Makes `name` in `directory` appear with `content` already in it, or not at all: written to a
+// unique temporary (named after `stem`) and hard-linked into place, which NFS and Lustre make
+// atomic; a lost reply to a link that succeeded is recognised by the link count. held: the
+// file is ours, open as `fd_out`; busy: `name` exists; unavailable: `error` says why (no hard
+// links on this filesystem, permissions).
+LinkAttempt link_new_file(int directory, const std::string& name, std::string_view stem, const std::string& content,
+                          int& fd_out, int& error);
 // An entry's companion file (PayloadKind::hdf5_companion).
 std::string companion_path_of(const std::string& entry_path);
 

@@ -32,9 +32,11 @@ namespace detail {
 // where each task runs (a worker thread, a worker process, a rank) by CampaignClaimScope:
 //   defer: take the compute-once lock, or throw ComputingElsewhere at once when another live
 //          process holds it (the policy computes other tasks, and comes back to this one);
-//   wait:  take the compute-once lock, or wait for the process that holds it (Store::claim).
-// Either way compute-once is on unless a Memory or a function turns it off by name.
-enum class CampaignClaim { none, defer, wait };
+//   wait:  take the compute-once lock, or wait for the process that holds it (Store::claim);
+//   held:  the process holds the claim of a run of tasks that includes this one (CampaignRuns):
+//          compute it with no lock of its own.
+// defer and wait keep compute-once on unless a Memory or a function turns it off by name.
+enum class CampaignClaim { none, defer, wait, held };
 
 class ComputingElsewhere final : public std::exception {
  public:

@@ -213,6 +213,9 @@ class Backend {
   // For backends whose calls span processes (MPI): whether `value` holds in every one of them,
   // so that all take the same branch. Collective there; identity elsewhere.
   virtual bool all_agree(bool value) { return value; }
+  // For the same backends: the value the first of those processes (rank 0) passed, so that all
+  // act on one decision. Collective there; identity elsewhere.
+  virtual std::int64_t first_process_value(std::int64_t value) { return value; }
 };
 
 using BackendFactory = std::function<std::unique_ptr<Backend>()>;

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <span>
@@ -48,6 +49,11 @@ class Campaign {
   // holders (taking over the locks of those that died). Both rethrow the first failure.
   virtual std::vector<std::size_t> run_deferring(std::span<const std::size_t> indices) = 0;
   virtual void run_waiting(std::span<const std::size_t> indices) = 0;
+  // Elastic campaigns in runs (CampaignRuns): run_only for tasks of a run this process has
+  // claimed, each computed with no lock of its own. Its progress counts the whole campaign,
+  // with `done_elsewhere` tasks done by other processes, and only a `last` round prints the
+  // campaign's end (so that a round with no tasks reports the end of this process's share).
+  virtual void run_held(std::span<const std::size_t> indices, std::size_t done_elsewhere, bool last) = 0;
 };
 
 // A call about to start, as its observers see it.
@@ -70,6 +76,9 @@ class CallStart {
   // Whether `value` holds in every process that takes part in the call (every MPI rank: a
   // collective there), so that all of them take the same branch. `value` itself elsewhere.
   virtual bool all_agree(bool value) = 0;
+  // The `value` the first process of the call (MPI rank 0) passed, in every process of the call
+  // (a collective there), so that all of them act on one decision. `value` itself elsewhere.
+  virtual std::int64_t first_process_value(std::int64_t value) = 0;
 };
 
 struct TaskDone {

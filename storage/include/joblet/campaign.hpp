@@ -8,11 +8,14 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "joblet/hash.hpp"
+#include "joblet/store.hpp"
 
 namespace joblet {
 
@@ -34,6 +37,61 @@ struct CampaignStatus {
   std::chrono::system_clock::time_point recorded;
   std::vector<CampaignContributor> contributors;  // those computing now first, then by entries written
 };
+
+// Tasks [begin, end) of a campaign, in the order of its keys.
+struct TaskRun {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+  friend bool operator==(const TaskRun&, const TaskRun&) = default;
+};
+
+// The runs of tasks that the processes of an elastic campaign claim, one claim file per run, so
+// that a short task costs no lock of its own (on a network filesystem every lock is several round
+// trips to the server).
+//
+// The claims form a chain in ".campaigns/<campaign>.runs/": each claim file is named after the
+// first task of its run and holds where the run ends, and a process claims the run that starts
+// where the last claim it has read ends, by making that file appear with its content in one
+// link() (atomic on NFS and Lustre). Runs never overlap, whatever length each process picks,
+// and a process reads each claim of the others once. The holder proves it is alive by the
+// claim's heartbeat (its mtime), exactly as a compute-once lock does.
+class CampaignRuns {
+ public:
+  // Throws StorageError when the directory cannot be made (a read-only cache, something in the
+  // way); claim() throws it when this filesystem has no hard links. Elastic campaigns then claim
+  // each task by its own compute-once lock.
+  CampaignRuns(const std::filesystem::path& location, const std::string& campaign, std::size_t tasks,
+               const LockOptions& options = {});
+  ~CampaignRuns();
+  CampaignRuns(const CampaignRuns&) = delete;
+  CampaignRuns& operator=(const CampaignRuns&) = delete;
+
+  // Claims the next run of at most `length` tasks (at least one) after every run claimed so
+  // far, and keeps its heartbeat until release() or the next claim; nullopt when every task of
+  // the campaign is in a run.
+  std::optional<TaskRun> claim(std::size_t length);
+  // The run held is finished (its results published, or it failed).
+  void release() noexcept;
+  // The runs claimed by other processes (or by earlier calls of this one) that claim() passed,
+  // in task order.
+  const std::vector<TaskRun>& others() const noexcept;
+  // Whether whoever claimed `run`, one of others(), is gone: its claim file is gone or is no
+  // claim, names a dead process of this host, or its heartbeat has not moved for stale_after as
+  // watched over repeated calls on this process's own clock (immune to clock skew).
+  bool holder_gone(const TaskRun& run);
+
+  // For reports (`joblet status`): every run claimed in the campaign's chain, with its holder as
+  // the claim names it and whether its heartbeat is live, in task order. Waits for nothing.
+  static std::vector<std::pair<TaskRun, LockHolder>> claimed(const Store& store, const std::string& campaign,
+                                                             std::size_t tasks, const LockOptions& options = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The name of the campaign of these task keys: "<function>-<8 hex digits of their hash>".
+std::string campaign_name(const std::string& function, std::span<const Hash128> keys);
 
 // Records the campaign of these task keys in the cache at `location` (once: a record that
 // exists is kept) and returns its name. Throws StorageError when it cannot be written.

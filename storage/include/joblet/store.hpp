@@ -321,6 +321,7 @@ class Store {
   struct State;
 
  private:
+  friend class CampaignRuns;  // its claim files live in the store and share the lock's mechanics
   LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
   // For the holder of a compute-once lock: looks again for an entry load() just found missing,
   // past the client's memory of missing names (NFS and FUSE clients keep a failed lookup for

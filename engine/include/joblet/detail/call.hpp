@@ -2,6 +2,7 @@
 // The non-template half of a parallel call, compiled once: turning a Config into decisions
 // (CallPlan), and driving a started call (CallDriver) for the typed front end in parallel.hpp.
 
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -35,6 +36,11 @@ struct CampaignRound {
   std::size_t tasks = 0;
   std::size_t done_here = 0;
   std::size_t done_elsewhere = 0;
+  bool last = true;  // false: the round's end is not the end of this process's share (no end line)
+  // Set for the rounds of a share that runs as many calls (CampaignRuns): when the share began
+  // (the rate and time count from there), and whether this round is its first ("Using backend").
+  std::optional<std::chrono::steady_clock::time_point> share_started;
+  bool first = true;
 };
 // Makes the next call started on this thread report its progress as `round` (the call takes it).
 class CampaignRoundScope {
@@ -61,6 +67,7 @@ class PlainCallStart : public CallStart {
   bool collective() const noexcept override;
   Campaign* campaign() override { return nullptr; }
   bool all_agree(bool value) override;
+  std::int64_t first_process_value(std::int64_t value) override;
 
  private:
   const Job& job_;
@@ -100,15 +107,15 @@ class CallDriver {
   std::shared_ptr<Job> job_;
   bool keep_going_;
   std::unique_ptr<Run> run_;
+  // A round of an elastic campaign: its progress counts the campaign, and the tasks it puts
+  // aside for other processes (counted in failed_) are neither done nor failed there.
+  std::optional<CampaignRound> round_;
   std::unique_ptr<ProgressReporter> reporter_;
   std::shared_ptr<const CallObservers> observers_;
   Job::Clock::time_point started_;
   std::vector<IndexRange> drained_;
   std::size_t done_ = 0;
   std::size_t failed_ = 0;
-  // A round of an elastic campaign: its progress counts the campaign, and the tasks it puts
-  // aside for other processes (counted in failed_) are neither done nor failed there.
-  std::optional<CampaignRound> round_;
   std::size_t put_aside_ = 0;
   bool cancelled_ = false;
   std::exception_ptr failure_;

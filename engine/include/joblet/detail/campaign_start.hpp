@@ -3,6 +3,7 @@
 // delayed(cached, args...) of one cached function (recognised through storage's CachedCallable
 // concept, so this header never includes the cache).
 
+#include <chrono>
 #include <algorithm>
 #include <cstddef>
 #include <exception>
@@ -93,6 +94,15 @@ class CampaignStart final : public PlainCallStart, private Campaign {
     const CampaignRoundScope round(round_of(indices));
     run_only_(indices, CampaignClaim::wait);
   }
+  void run_held(std::span<const std::size_t> indices, std::size_t done_elsewhere, bool last) override {
+    const std::size_t tasks = job_.size();
+    const std::size_t elsewhere = std::min(done_elsewhere, tasks - std::min(done_here_, tasks));
+    if (!share_started_) share_started_ = std::chrono::steady_clock::now();
+    const CampaignRoundScope round({tasks, done_here_, elsewhere, last, share_started_, !announced_});
+    announced_ = true;
+    run_only_(indices, CampaignClaim::held);
+    done_here_ += indices.size();
+  }
   // The tasks a round does not run are done: by this process's earlier rounds or by others.
   CampaignRound round_of(std::span<const std::size_t> indices) const noexcept {
     const std::size_t done = job_.size() - std::min(indices.size(), job_.size());
@@ -102,6 +112,8 @@ class CampaignStart final : public PlainCallStart, private Campaign {
   const CallJob& job_;
   RunOnly run_only_;
   std::size_t done_here_ = 0;  // tasks this process's rounds finished (not put aside)
+  std::optional<std::chrono::steady_clock::time_point> share_started_;  // the first run_held
+  bool announced_ = false;
   bool checked_ = false;
   bool is_campaign_ = false;
   std::filesystem::path location_;
