@@ -101,12 +101,14 @@ void CallDriver::report(bool finished, int stop_signal) {
 bool CallDriver::advance(std::vector<std::size_t>& finished) {
   const std::size_t before = finished.size();
   for (;;) {
-    if (running_ && stop_requested()) stop_gracefully();
     if (failure_ && !keep_going_) std::rethrow_exception(failure_);
     if (all_finished()) {
       report(true);
       return false;
     }
+    // Checked once the call is known to be unfinished: a stop that arrives after its last task
+    // (and after its end was reported) belongs to the next call, which stops at its start.
+    if (running_ && stop_requested()) stop_gracefully();
     // Cancelled: tasks that never started will never finish. Hand over what has arrived, then
     // report the end instead of waiting for the rest.
     if (!cancelled_) run_->wait(Job::Clock::now() + reporter_->interval());

@@ -27,6 +27,7 @@
 #include "joblet/campaign.hpp"
 #include "joblet/detail/env.hpp"
 #include "joblet/detail/log.hpp"
+#include "joblet/detail/stop.hpp"
 #include "joblet/error.hpp"
 
 namespace joblet::detail {
@@ -224,8 +225,10 @@ class RunClaimer {
   }
 
   void take_over(const TaskRun& run) {
-    log().info("campaign {}: tasks {} to {} were claimed by a process that is gone; computing those still missing",
-               name_, run.begin, run.end - 1);
+    if (!stop_requested()) {
+      log().info("campaign {}: tasks {} to {} were claimed by a process that is gone; computing those still missing",
+                 name_, run.begin, run.end - 1);
+    }
     std::vector<std::size_t> indices = indices_of(run);
     if (!call_.collective()) std::erase_if(indices, [&](std::size_t index) { return !missing_[index]; });
     const RoundScope round(total_, total_ - indices.size());
@@ -242,6 +245,9 @@ class RunClaimer {
     const LockOptions options;
     auto poll = options.poll;
     for (;;) {
+      // Stopped (a time limit) while waiting: the call made for the first run still missing
+      // stops at its start and reports what is left, as any round does.
+      if (stop_requested() && !waiting_->empty()) return waiting_->front().run;
       std::optional<TaskRun> gone;
       std::erase_if(*waiting_, [&](Waiting& wait) {
         if (gone) return false;
@@ -336,6 +342,9 @@ void run_elastic_campaign(CallStart& call, Campaign& campaign, const std::string
                "computing",
                name, pending.size(), total);
   }
+  // Between its rounds the campaign is still this process's running call: a SIGTERM (a time
+  // limit) waits for the next round, which stops and reports what is left (exit status 75).
+  const RunningCall running;
   RunClaimer claimer(call, campaign, name, std::move(missing));
   if (!claimer.open()) {
     run_task_by_task(call, campaign, name, std::move(pending));
