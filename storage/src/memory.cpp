@@ -136,6 +136,11 @@ Claim FunctionCache::claim(const Hash128& key) const {
     // A task of an elastic campaign: compute-once unless it was turned off by name; a task of a
     // run this process claimed is its alone already.
     if (!compute_once_in_campaigns_ || mode == CampaignClaim::held) return Claim{};
+    if (mode == CampaignClaim::held_recheck) {
+      LoadResult again = store.load_unseen(name_, key);
+      if (again && accept(again.entry->metadata())) return Claim{std::move(again.entry), {}};
+      return Claim{};
+    }
     if (mode == CampaignClaim::wait) return store.claim(name_, key, memory_->options.lock, accept, false);
     Claim claim = store.try_claim(name_, key, memory_->options.lock, accept, /*look_first=*/false);
     if (claim.busy) throw ComputingElsewhere();

@@ -2,8 +2,9 @@
 # Clock skew: node3's clock runs a minute ahead (libfaketime, FAKETIME=+60s) for its programs and
 # for its own sshfs client of the shared folder, so that its touches are stamped by its clock
 # and its writes by the server's, as on an sshfs or Lustre client. Then:
-#   - a live compute-once lock held on node1 does not look stale to node3, nor one held on
-#     node3 to node1: every task longer than stale_after is computed once, nothing taken over;
+#   - a live claim of an elastic campaign's run, and a live compute-once lock, held on node1 do
+#     not look stale to node3, nor ones held on node3 to node1: every task longer than
+#     stale_after is computed once, nothing taken over;
 #   - LRU pruning keeps what was used last: node3's hits do not date entries into the future,
 #     so `joblet cache prune --max-items` keeps node1's newer entries, and node3's
 #     `prune --older-than 30s` does not see entries written seconds ago as a minute old.
@@ -44,15 +45,24 @@ else
   finish
 fi
 
-# Two tasks of 12 s (stale_after is 10 s): the first process takes both locks, the second waits.
-locks() { find "$work/$1" -name '*.lock' 2>/dev/null | grep -c . || true; }
-holds_then_waits() { # NAME HOLDER WAITER: functions that run a command on a node
-  local name=$1 holder=$2 waiter=$3 waited=0
-  "$holder" "$campaign" "$4" 2 12000 >"$name-holder.txt" 2>"$name-holder.err" &
+# Two tasks of 12 s (stale_after is 10 s): the first process takes both, the second waits. An
+# elastic campaign (the default) claims them as one run of its 2 workers (the claim file "0" of
+# the campaign's runs, ending at 2); with JOBLET_ELASTIC=off each task has its compute-once lock.
+holds() { # NAME MODE
+  if [[ $2 == runs ]]; then
+    grep -qx "end 2" "$work/$1"/.campaigns/*.runs/0 2>/dev/null
+  else
+    (($(find "$work/$1" -name '*.lock' 2>/dev/null | grep -c . || true) == 2))
+  fi
+}
+holds_then_waits() { # NAME MODE HOLDER WAITER HOLDER_DIR WAITER_DIR: HOLDER, WAITER run a command on a node
+  local name=$1 mode=$2 holder=$3 waiter=$4 waited=0 elastic=on
+  [[ $mode == runs ]] || elastic=off
+  JOBLET_ELASTIC=$elastic "$holder" "$campaign" "$5" 2 12000 >"$name-holder.txt" 2>"$name-holder.err" &
   local holder_pid=$!
-  until (($(locks "$name") == 2)); do
+  until holds "$name" "$mode"; do
     if ((waited >= 600)) || ! kill -0 "$holder_pid" 2>/dev/null; then
-      fail "$name: the holder did not take its two locks"
+      fail "$name: the holder did not take its two tasks ($mode)"
       show "$name-holder.err"
       wait "$holder_pid" || true
       return
@@ -60,20 +70,30 @@ holds_then_waits() { # NAME HOLDER WAITER: functions that run a command on a nod
     sleep 0.1
     waited=$((waited + 1))
   done
-  "$waiter" "$campaign" "$5" 2 12000 >"$name-waiter.txt" 2>"$name-waiter.err" || fail "$name: the waiter failed"
+  JOBLET_ELASTIC=$elastic "$waiter" "$campaign" "$6" 2 12000 >"$name-waiter.txt" 2>"$name-waiter.err" ||
+    fail "$name: the waiter failed"
   wait "$holder_pid" || fail "$name: the holder failed"
-  local computed
+  local computed waited_for
   computed=$(sed -n 's/.* computed=\([0-9]*\) .*/\1/p' "$name-holder.txt" "$name-waiter.txt" | paste -sd+ | bc)
-  if [[ $computed == 2 ]] && grep -q " computed=0 .* waits=2 " "$name-waiter.txt" &&
-    ! grep -q "took over" "$name-holder.err" "$name-waiter.err"; then
-    pass "$name: the waiter waited for both live locks and took none over; 2 tasks computed once"
+  if [[ $mode == runs ]]; then
+    waited_for=$(grep -c "waiting for the 1 runs other processes are computing" "$name-waiter.err" || true)
   else
-    fail "$name: computed $computed times"
+    waited_for=$(grep -c " computed=0 .* waits=2 " "$name-waiter.txt" || true)
+  fi
+  if [[ $computed == 2 ]] && grep -q " computed=0 " "$name-waiter.txt" && ((waited_for == 1)) &&
+    ! grep -Eq "took over|process that is gone" "$name-holder.err" "$name-waiter.err"; then
+    pass "$name: the waiter waited for the live holder ($mode) and took nothing over; 2 tasks computed once"
+  else
+    fail "$name: computed $computed times ($mode)"
     show "$name-holder.txt" "$name-waiter.txt" "$name-holder.err" "$name-waiter.err"
   fi
 }
-holds_then_waits node1-holds on_node1 on_node3_ahead "$work/node1-holds" "$ahead_work/node1-holds"
-holds_then_waits node3-holds on_node3_ahead on_node1 "$ahead_work/node3-holds" "$work/node3-holds"
+for mode in runs locks; do
+  holds_then_waits "node1-holds-$mode" "$mode" on_node1 on_node3_ahead "$work/node1-holds-$mode" \
+    "$ahead_work/node1-holds-$mode"
+  holds_then_waits "node3-holds-$mode" "$mode" on_node3_ahead on_node1 "$ahead_work/node3-holds-$mode" \
+    "$work/node3-holds-$mode"
+done
 
 # LRU: node1 computes 0..9, node3 uses 0..4, node1 then computes 10..14 (and uses 0..9 again).
 # The five most recently used entries are 10..14 whichever clock each node has.

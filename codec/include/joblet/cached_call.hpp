@@ -34,9 +34,12 @@ namespace detail {
 //          process holds it (the policy computes other tasks, and comes back to this one);
 //   wait:  take the compute-once lock, or wait for the process that holds it (Store::claim);
 //   held:  the process holds the claim of a run of tasks that includes this one (CampaignRuns):
-//          compute it with no lock of its own.
-// defer and wait keep compute-once on unless a Memory or a function turns it off by name.
-enum class CampaignClaim { none, defer, wait, held };
+//          compute it with no lock of its own;
+//   held_recheck: the same, after looking for its entry once more past the client's memory of
+//          missing names (NFS, sshfs): other processes had results of the campaign before this
+//          one started, and may have written this one since this node last looked.
+// Every mode but none keeps compute-once on unless a Memory or a function turns it off by name.
+enum class CampaignClaim { none, defer, wait, held, held_recheck };
 
 class ComputingElsewhere final : public std::exception {
  public:

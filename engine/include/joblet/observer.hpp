@@ -53,6 +53,8 @@ class Campaign {
   // claimed, each computed with no lock of its own. Its progress counts the whole campaign,
   // with `done_elsewhere` tasks done by other processes, and only a `last` round prints the
   // campaign's end (so that a round with no tasks reports the end of this process's share).
+  // When done_elsewhere is not 0, each task looks for its entry once more past the client's
+  // memory of missing names before computing it (others may have written it meanwhile).
   virtual void run_held(std::span<const std::size_t> indices, std::size_t done_elsewhere, bool last) = 0;
 };
 

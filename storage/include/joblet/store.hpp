@@ -317,18 +317,18 @@ class Store {
   // (`joblet status`): it waits for nothing and takes nothing over.
   std::optional<LockHolder> lock_holder(std::string_view function, const Hash128& key,
                                         const LockOptions& options = {}) const;
+  // For the holder of a compute-once lock or a run claim: looks again for an entry load() just
+  // found missing, past the client's memory of missing names (NFS and FUSE clients keep a failed
+  // lookup for seconds, so an entry another node has just published can stay invisible here):
+  // if the server's listing of the entry's directory holds it, waits (up to a minute) until it
+  // can be read. Elsewhere the same as load().
+  LoadResult load_unseen(std::string_view function, const Hash128& key) const;
 
   struct State;
 
  private:
   friend class CampaignRuns;  // its claim files live in the store and share the lock's mechanics
   LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
-  // For the holder of a compute-once lock: looks again for an entry load() just found missing,
-  // past the client's memory of missing names (NFS and FUSE clients keep a failed lookup for
-  // seconds, so an entry another node has just published can stay invisible here): if the
-  // server's listing of the entry's directory holds it, waits (up to a minute) until it can be
-  // read. Elsewhere the same as load().
-  LoadResult load_unseen(std::string_view function, const Hash128& key) const;
   Claim claim_entry(std::string_view function, const Hash128& key, const LockOptions& options,
                     const std::function<bool(const EntryMetadata&)>& accept, bool look_first, bool wait) const;
   void publish(std::string_view function, const Hash128& key, EntryMetadata metadata, std::span<const std::byte> payload,

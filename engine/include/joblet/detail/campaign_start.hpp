@@ -100,7 +100,7 @@ class CampaignStart final : public PlainCallStart, private Campaign {
     if (!share_started_) share_started_ = std::chrono::steady_clock::now();
     const CampaignRoundScope round({tasks, done_here_, elsewhere, last, share_started_, !announced_});
     announced_ = true;
-    run_only_(indices, CampaignClaim::held);
+    run_only_(indices, done_elsewhere > 0 ? CampaignClaim::held_recheck : CampaignClaim::held);
     done_here_ += indices.size();
   }
   // The tasks a round does not run are done: by this process's earlier rounds or by others.
