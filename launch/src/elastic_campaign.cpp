@@ -47,25 +47,29 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // The length of this process's next run. A run is a call of its own: its claim, and the call's
-// start and end (workers idle while it ends), are paid once per run, so a run should last at
-// least kClaimShare⁻¹ times what its claim cost, and never under kShortestRun. It also stays under
-// an eighth of what is left to claim, so that the campaign ends in short runs spread over every
-// process, and grows at most 8× from one run to the next (like the batch sizer's claims).
+// start and end (workers idle while it ends), are paid once per run, so a run aims to last
+// kClaimShare⁻¹ times what its claim cost, and at least kShortestRun. Near the end it shrinks to
+// an eighth of what is left to claim, so that the campaign ends in shorter runs spread over
+// every process, but never below the length whose claim costs kClaimShare of it; it grows at
+// most 8× from one run to the next (like the batch sizer's claims).
 class RunLength {
  public:
-  explicit RunLength(int workers) : workers_(static_cast<std::size_t>(std::max(workers, 1))), length_(workers_) {}
+  explicit RunLength(int workers)
+      : workers_(static_cast<std::size_t>(std::max(workers, 1))), length_(workers_), shortest_(workers_) {}
 
   std::size_t next(std::size_t unclaimed) const {
-    return std::max<std::size_t>(1, std::min(length_, std::max(workers_, unclaimed / 8)));
+    return std::max<std::size_t>(1, std::min(length_, std::max({workers_, shortest_, unclaimed / 8})));
   }
 
   void measured(std::size_t tasks, double run_seconds, double claim_seconds) {
     if (tasks == 0 || run_seconds <= 0) return;
-    const double per_task = run_seconds * static_cast<double>(workers_) / static_cast<double>(tasks);
-    const double target = std::max(claim_seconds / kClaimShare, kShortestRun);
-    const double wanted = std::ceil(target * static_cast<double>(workers_) / std::max(per_task, 1e-9));
+    const double per_task = std::max(run_seconds * static_cast<double>(workers_) / static_cast<double>(tasks), 1e-9);
+    const auto lasting = [&](double seconds) { return std::ceil(seconds * static_cast<double>(workers_) / per_task); };
+    const double wanted = lasting(std::max(claim_seconds / kClaimShare, kShortestRun));
     const double grown = std::min(wanted, static_cast<double>(length_) * 8);
     length_ = static_cast<std::size_t>(std::clamp(grown, static_cast<double>(workers_), 1e9));
+    shortest_ = static_cast<std::size_t>(
+        std::clamp(lasting(claim_seconds / kClaimShare), static_cast<double>(workers_), 1e9));
   }
 
  private:
@@ -73,6 +77,7 @@ class RunLength {
   static constexpr double kShortestRun = 0.2;  // seconds
   std::size_t workers_;
   std::size_t length_;
+  std::size_t shortest_;  // the length whose claim costs kClaimShare of it
 };
 
 // Where this process starts in the task list when claiming task by task: processes that start
@@ -168,6 +173,11 @@ class RunClaimer {
   // Waits until every task of the others' runs is in the cache, taking over those of runs
   // whose holder is gone; then reports the end of this process's share.
   void wait_for_others() {
+    if (decides_) {
+      log().info("campaign {}: computed {} tasks in {} runs; claiming them took {:.1f} ms ({:.0f} us a task)", name_,
+                 done_here_, mine_.size(), claims_seconds_ * 1e3,
+                 done_here_ > 0 ? claims_seconds_ * 1e6 / static_cast<double>(done_here_) : 0.0);
+    }
     if (call_.collective()) {
       wait_collectively();
     } else {
@@ -205,6 +215,8 @@ class RunClaimer {
           furthest_ = run->end;
         }
         claim_seconds_ = seconds_since(started);
+        claims_seconds_ += claim_seconds_;
+        ++claims_;
       } catch (const Error& e) {
         log().warn("campaign {}: cannot claim a run of tasks ({}); claiming the rest one by one", name_, e.message());
         begin = end = -2;
@@ -304,7 +316,9 @@ class RunClaimer {
   std::size_t done_elsewhere_ = 0;
   std::size_t done_here_ = 0;
   RunLength length_;
-  double claim_seconds_ = 0;
+  double claim_seconds_ = 0;   // the last claim's
+  double claims_seconds_ = 0;  // every claim's
+  std::size_t claims_ = 0;
   std::size_t furthest_ = 0;
   std::unique_ptr<CampaignRuns> runs_;
   std::vector<TaskRun> mine_;
