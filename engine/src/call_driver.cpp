@@ -38,10 +38,9 @@ CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool stre
       keep_going_(job_->settings().keep_going),
       round_(std::exchange(t_next_round, std::nullopt)),
       // Across MPI ranks, progress is printed by rank 0 only (callbacks run on every rank).
-      reporter_(std::make_unique<ProgressReporter>(process_rank() > 0 ? 0 : plan.verbose, plan.progress,
-                                                   plan.backend_name, job_->settings().n_workers,
-                                                   round_ ? round_->share_started : std::nullopt,
-                                                   !round_ || round_->first)),
+      reporter_(std::make_unique<ProgressReporter>(
+          process_rank() > 0 ? 0 : plan.verbose, plan.progress, plan.backend_name, job_->settings().n_workers,
+          round_ ? round_->share_started : std::nullopt, !round_ || round_->first)),
       observers_(call_observers()),
       started_(Job::Clock::now()) {
   job_->set_wake_on_each_outcome(streaming || plan.verbose > 0 || plan.progress != nullptr);
@@ -75,7 +74,13 @@ bool CallDriver::all_finished() const noexcept {
 }
 
 void CallDriver::report(bool finished, int stop_signal) {
-  if (reported_end_) return;
+  if (reported_end_) {
+    // A stop that arrived after the call's end was reported (between its last tasks and the
+    // caller's last look): the observers still hear of it, so that launch/'s time-limit policy
+    // ends the process (status 75) here, as it does on every MPI rank of a stopped call.
+    if (stop_signal != 0) tell_observers_the_end(stop_signal);
+    return;
+  }
   reported_end_ = finished;
   const auto total = job_->input_complete() ? std::optional<std::size_t>(job_->size()) : std::nullopt;
   if (round_) {
@@ -87,28 +92,29 @@ void CallDriver::report(bool finished, int stop_signal) {
   } else {
     reporter_->update(done_, failed_, total, finished);
   }
-  if (finished && observers_) {
-    const CallEnd end{.tasks = job_->size(),
-                      .done = done_,
-                      .failed = failed_,
-                      .stop_signal = stop_signal,
-                      .nested = !running_.has_value(),
-                      .elapsed = Job::Clock::now() - started_};
-    for (const auto& observer : *observers_) observer->on_call_end(end);
-  }
+  if (finished) tell_observers_the_end(stop_signal);
+}
+
+void CallDriver::tell_observers_the_end(int stop_signal) {
+  if (!observers_) return;
+  const CallEnd end{.tasks = job_->size(),
+                    .done = done_,
+                    .failed = failed_,
+                    .stop_signal = stop_signal,
+                    .nested = !running_.has_value(),
+                    .elapsed = Job::Clock::now() - started_};
+  for (const auto& observer : *observers_) observer->on_call_end(end);
 }
 
 bool CallDriver::advance(std::vector<std::size_t>& finished) {
   const std::size_t before = finished.size();
   for (;;) {
+    if (running_ && stop_requested()) stop_gracefully();
     if (failure_ && !keep_going_) std::rethrow_exception(failure_);
     if (all_finished()) {
       report(true);
       return false;
     }
-    // Checked once the call is known to be unfinished: a stop that arrives after its last task
-    // (and after its end was reported) belongs to the next call, which stops at its start.
-    if (running_ && stop_requested()) stop_gracefully();
     // Cancelled: tasks that never started will never finish. Hand over what has arrived, then
     // report the end instead of waiting for the rest.
     if (!cancelled_) run_->wait(Job::Clock::now() + reporter_->interval());

@@ -100,6 +100,7 @@ class CallDriver {
   bool all_finished() const noexcept;
   // Draws progress; at the end (once) also tells the observers, `stop_signal` if stopped.
   void report(bool finished, int stop_signal = 0);
+  void tell_observers_the_end(int stop_signal);
   // SIGTERM/SIGUSR1 under Session: let running tasks finish, then tell the observers (launch/'s
   // policy ends the process). Throws if none of them did.
   [[noreturn]] void stop_gracefully();
