@@ -35,10 +35,10 @@
 
 #include "beneath.hpp"
 #include "io.hpp"
-#include "lock_heartbeat.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/error.hpp"
 #include "joblet/store.hpp"
+#include "lock_heartbeat.hpp"
 #include "store_internal.hpp"
 
 namespace joblet {
@@ -209,9 +209,7 @@ using detail::LockView;
 using detail::look_at;
 
 // What a lock file holds: read back by detail::read_lock_owner() above.
-std::string lock_content() {
-  return "joblet compute-once lock\n" + detail::owner_lines();
-}
+std::string lock_content() { return "joblet compute-once lock\n" + detail::owner_lines(); }
 
 // Tries to create the lock; on success fills `impl`.
 Attempt try_create(const std::shared_ptr<const FileDescriptor>& directory, const std::string& name,
@@ -346,8 +344,9 @@ Claim Store::claim_entry(std::string_view function, const Hash128& key, const Lo
         EntryLock lock(std::move(impl));
         // The previous holder may have published just before we took the lock. A client that
         // remembers failed lookups would answer a plain load from memory: look past it.
-        LoadResult found = detail::remembers_missing_names(*state_, directory->get()) ? load_unseen(function, key)
-                                                                                       : load(function, key);
+        LoadResult found = detail::remembers_missing_names(*state_, directory->get())
+                               ? load_unseen(function, key, /*listing_fresh=*/true)
+                               : load(function, key);
         if (usable(found)) return Claim{std::move(found.entry), {}, waited};
         return Claim{std::nullopt, std::move(lock), waited};
       }

@@ -371,11 +371,20 @@ bool remembers_missing_names(const Store::State& state, int directory) {
 
 }  // namespace detail
 
-LoadResult Store::load_unseen(std::string_view function, const Hash128& key) const {
+LoadResult Store::load_unseen(std::string_view function, const Hash128& key, bool listing_fresh) const {
   const std::string hex = key.hex();
   FileDescriptor directory = state_->directory.open_directory(detail::relative_shard(function, hex), false, false);
   // The listing comes from the server, not from the client's memory of failed lookups.
   if (!directory || !detail::remembers_missing_names(*state_, directory.get())) return load(function, key);
+  if (!listing_fresh) {
+    // A change made through this client makes it forget its listing of the directory.
+    const std::string probe = detail::temporary_name(hex + ".look");
+    const int fd = ::openat(directory.get(), probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) {
+      ::close(fd);
+      ::unlinkat(directory.get(), probe.c_str(), 0);
+    }
+  }
   const auto names = directory_names(directory.get());
   if (std::find(names.begin(), names.end(), hex) == names.end()) return load(function, key);
   detail::log().debug("cache entry {} is on the server but not yet seen by this client: waiting for it",

@@ -321,8 +321,11 @@ class Store {
   // found missing, past the client's memory of missing names (NFS and FUSE clients keep a failed
   // lookup for seconds, so an entry another node has just published can stay invisible here):
   // if the server's listing of the entry's directory holds it, waits (up to a minute) until it
-  // can be read. Elsewhere the same as load().
-  LoadResult load_unseen(std::string_view function, const Hash128& key) const;
+  // can be read. Clients also keep listings for seconds (sshfs's cache_timeout, NFS's readdir
+  // cache) unless the directory changed through them: `listing_fresh` says it just did (the
+  // caller made a lock there); otherwise a file made and removed there refreshes it first.
+  // Elsewhere the same as load().
+  LoadResult load_unseen(std::string_view function, const Hash128& key, bool listing_fresh = false) const;
 
   struct State;
 
@@ -331,7 +334,8 @@ class Store {
   LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
   Claim claim_entry(std::string_view function, const Hash128& key, const LockOptions& options,
                     const std::function<bool(const EntryMetadata&)>& accept, bool look_first, bool wait) const;
-  void publish(std::string_view function, const Hash128& key, EntryMetadata metadata, std::span<const std::byte> payload,
+  void publish(std::string_view function, const Hash128& key, EntryMetadata metadata,
+               std::span<const std::byte> payload,
                const std::function<void(const std::filesystem::path&)>* write_companion) const;
   std::shared_ptr<State> state_;
 };
