@@ -81,7 +81,7 @@ constexpr Setting kSettings[] = {
      log_level,
      "use trace, debug, info, warn, error, critical or off"},
     {{"JOBLET_MPI_LOST_AFTER", "seconds", "10",
-      "in an mpi call across nodes, a rank silent this long is lost (its node died or was cut off) and the job "
+      "in an mpi job across nodes, a rank silent this long is lost (its node died or was cut off) and the job "
       "stops, naming it; 0: wait forever"},
      non_negative_integer,
      "give whole seconds (>= 1; 0 waits forever), or unset it",

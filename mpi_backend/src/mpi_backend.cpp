@@ -15,6 +15,7 @@
 #include "joblet/settings.hpp"
 #include "mpi_compute.hpp"
 #include "mpi_failures.hpp"
+#include "mpi_liveness.hpp"
 #include "mpi_meetings.hpp"
 #include "mpi_run.hpp"
 
@@ -103,6 +104,7 @@ void register_mpi_backend(MPI_Comm communicator) {
   g_communicator = communicator;
   detail::open_meetings(communicator);
   share_node_cpus(communicator);
+  detail::start_liveness_watch(communicator, !g_single_node);
   static const bool registered = [] {
     register_backend("mpi", [] { return std::make_unique<MpiBackend>(); });
     detail::install_failure_reports();

@@ -133,6 +133,8 @@ void note_running_task(const RunningTask* tracker, int rank) noexcept {
 
 void note_grants(const Grants* grants) noexcept { g_grants.store(grants); }
 
+const Grants* noted_grants() noexcept { return g_grants.load(); }
+
 void install_failure_reports() {
   gethostname(g_host, sizeof g_host - 1);
   for (int signal : kReportedSignals) listen_to_signal(signal, on_signal);

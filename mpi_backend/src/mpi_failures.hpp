@@ -43,6 +43,7 @@ struct Grants {
 void note_running_task(const RunningTask* tracker, int rank) noexcept;
 // Rank 0: the grants of the running call (nullptr when none).
 void note_grants(const Grants* grants) noexcept;
+const Grants* noted_grants() noexcept;
 // Installs the reports: fatal-signal and SIGTERM handlers (chained to whatever was installed
 // before, such as the MPI library's), and an exit() hook.
 void install_failure_reports();

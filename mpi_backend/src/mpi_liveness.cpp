@@ -1,106 +1,208 @@
 #include "mpi_liveness.hpp"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
-#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "joblet/detail/log.hpp"
+#include "joblet/error.hpp"
 #include "joblet/settings.hpp"
 #include "mpi_failures.hpp"
+#include "mpi_meetings.hpp"
 
 namespace joblet::detail {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 constexpr auto kHeartbeat = std::chrono::seconds(1);
+constexpr int kHeartbeatTag = 1;
 // The exit status of a job stopped this way: EX_TEMPFAIL, "run it again", as at a time limit.
 constexpr int kLostExit = 75;
 
+struct Identity {
+  std::int64_t pid;
+  char host[64];
+};
+
+class LivenessWatch {
+ public:
+  LivenessWatch(MPI_Comm communicator, Clock::duration lost_after) : lost_after_(lost_after) {
+    check(MPI_Comm_dup(communicator, &comm_), "MPI_Comm_dup");
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    Identity mine{};
+    mine.pid = static_cast<std::int64_t>(::getpid());
+    const std::string host = ErrorSite::here().host;
+    std::strncpy(mine.host, host.c_str(), sizeof mine.host - 1);
+    identities_.resize(static_cast<std::size_t>(size_));
+    check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, identities_.data(), sizeof mine, MPI_BYTE, comm_),
+          "MPI_Allgather");
+    left_ = std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(size_));
+    thread_ = std::thread([this] { watch(); });
+  }
+
+  ~LivenessWatch() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+    // Heartbeats to ranks that finalised first may never be received: MPI ends them with the job.
+    for (MPI_Request& request : sends_) MPI_Request_free(&request);
+    MPI_Comm_free(&comm_);
+  }
+
+  void rank_left(int rank) noexcept {
+    if (rank >= 0 && rank < size_) left_[static_cast<std::size_t>(rank)].store(true);
+  }
+
+ private:
+  // Rank 0 watches every rank, the others rank 0.
+  bool watched(int rank) const noexcept {
+    return rank != rank_ && (rank_ == 0 || rank == 0) && !left_[static_cast<std::size_t>(rank)].load();
+  }
+
+  void watch() {
+    std::vector<Clock::time_point> last_heard(static_cast<std::size_t>(size_), Clock::now());
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      lock.unlock();
+      try {
+        beat();
+        listen(last_heard);
+      } catch (const std::exception& e) {
+        log().error("rank {} stopped watching whether the other ranks are alive: {}", rank_, e.what());
+        return;
+      }
+      const auto now = Clock::now();
+      std::vector<int> lost;
+      std::vector<int> silent;  // for three heartbeats or more: with a lost rank, likely lost too
+      for (int rank = 0; rank < size_; ++rank) {
+        if (!watched(rank)) continue;
+        const auto silence = now - last_heard[static_cast<std::size_t>(rank)];
+        if (silence > lost_after_) lost.push_back(rank);
+        if (silence > 3 * kHeartbeat) silent.push_back(rank);
+      }
+      if (!lost.empty()) abort_for(silent);
+      lock.lock();
+      wake_.wait_for(lock, kHeartbeat, [this] { return stopping_; });
+    }
+  }
+
+  void beat() {
+    for (int rank = 0; rank < size_; ++rank) {
+      if (!watched(rank)) continue;
+      MPI_Request request;
+      check(MPI_Isend(nullptr, 0, MPI_BYTE, rank, kHeartbeatTag, comm_, &request), "MPI_Isend");
+      sends_.push_back(request);
+    }
+    std::erase_if(sends_, [](MPI_Request& request) {
+      int done = 0;
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      return done != 0;
+    });
+  }
+
+  void listen(std::vector<Clock::time_point>& last_heard) {
+    for (;;) {
+      int arrived = 0;
+      MPI_Status status;
+      check(MPI_Iprobe(MPI_ANY_SOURCE, kHeartbeatTag, comm_, &arrived, &status), "MPI_Iprobe");
+      if (!arrived) return;
+      check(MPI_Recv(nullptr, 0, MPI_BYTE, status.MPI_SOURCE, kHeartbeatTag, comm_, MPI_STATUS_IGNORE), "MPI_Recv");
+      last_heard[static_cast<std::size_t>(status.MPI_SOURCE)] = Clock::now();
+    }
+  }
+
+  [[noreturn]] void abort_for(const std::vector<int>& lost) const {
+    // Rank 0 knows which tasks of the running call each rank holds.
+    const Grants* grants = noted_grants();
+    // By host: a lost node usually takes several ranks with it.
+    std::map<std::string, std::string> ranks_by_host;
+    for (int rank : lost) {
+      const Identity& who = identities_[static_cast<std::size_t>(rank)];
+      std::string& ranks = ranks_by_host[std::string(who.host, strnlen(who.host, sizeof who.host))];
+      if (!ranks.empty()) ranks += ", ";
+      ranks += fmt::format("{} (pid {})", rank, who.pid);
+      if (grants == nullptr) continue;
+      std::string held;
+      for (int slot = 0; slot < Grants::kPerRank; ++slot) {
+        const auto& range = grants->held[rank * Grants::kPerRank + slot];
+        for (std::uint64_t task = range.begin.load(); task < range.end.load(); ++task) {
+          if (grants->job->finished(task)) continue;
+          if (!held.empty()) held += " ";
+          held += std::to_string(task);
+        }
+      }
+      ranks += held.empty() ? " holding no task" : " holding tasks " + held;
+    }
+    std::string hosts;
+    for (const auto& [host, ranks] : ranks_by_host) {
+      if (!hosts.empty()) hosts += "; ";
+      hosts += fmt::format("{}: rank {}", host, ranks);
+    }
+    if (rank_ == 0 && grants == nullptr) hosts += ", between parallel calls";
+    log().critical(
+        "lost {} (nothing heard for {} s: the node died, or its network is cut). The job cannot go on without {}, "
+        "so it stops now; the results computed so far are in the cache: run the same command again to compute the "
+        "rest (JOBLET_MPI_LOST_AFTER sets how long a silence means a lost node)",
+        hosts, std::chrono::duration_cast<std::chrono::seconds>(lost_after_).count(), lost.size() == 1 ? "it" : "them");
+    log().flush();
+    MPI_Abort(MPI_COMM_WORLD, kLostExit);
+    std::_Exit(kLostExit);
+  }
+
+  Clock::duration lost_after_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+  std::vector<Identity> identities_;
+  std::unique_ptr<std::atomic<bool>[]> left_;  // ranks that announced they finalise
+  std::vector<MPI_Request> sends_;             // the watch thread's only
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Never destroyed at exit: a process that ends without MPI_Finalize (exit() in a failure) ends
+// its thread with it, rather than joining it while MPI and the logger may be gone.
+LivenessWatch* g_watch = nullptr;
+
 }  // namespace
 
-MpiLiveness::MpiLiveness(MpiTransport& transport, const std::vector<RankIdentity>& identities, bool across_nodes)
-    : transport_(transport), identities_(identities) {
-  const long long seconds = detail::integer_setting("JOBLET_MPI_LOST_AFTER").value_or(10);
-  enabled_ = across_nodes && seconds > 0 && transport.size() > 1;
-  if (!enabled_) return;
-  lost_after_ = std::chrono::seconds(seconds);
-  const auto now = Clock::now();
-  next_heartbeat_ = now;
-  last_check_ = now;
-  last_heard_.assign(static_cast<std::size_t>(transport.size()), now);
+void start_liveness_watch(MPI_Comm communicator, bool across_nodes) {
+  stop_liveness_watch();
+  int size = 1;
+  MPI_Comm_size(communicator, &size);
+  if (!across_nodes || size < 2) return;
+  // Every rank takes part, or none: the shortest setting of any rank, and none if one waits forever.
+  long long seconds = integer_setting("JOBLET_MPI_LOST_AFTER").value_or(10);
+  check(MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_LONG_LONG, MPI_MIN, communicator), "MPI_Allreduce");
+  if (seconds <= 0) return;
+  g_watch = new LivenessWatch(communicator, std::chrono::seconds(seconds));
 }
 
-void MpiLiveness::heard_from(int rank) noexcept {
-  if (enabled_ && rank >= 0 && static_cast<std::size_t>(rank) < last_heard_.size()) {
-    last_heard_[static_cast<std::size_t>(rank)] = Clock::now();
-  }
+void liveness_rank_left(int rank) noexcept {
+  if (g_watch) g_watch->rank_left(rank);
 }
 
-void MpiLiveness::check(const Grants* grants) {
-  if (!enabled_) return;
-  const auto now = Clock::now();
-  if (now - last_check_ > 2 * kHeartbeat) {
-    // This rank was away from the call (its thread ran the program's own code between the items
-    // of a generator): the others, running the same program, may have been too, so their
-    // silence meanwhile proves nothing.
-    std::fill(last_heard_.begin(), last_heard_.end(), now);
-  }
-  last_check_ = now;
-  // Called on every progress round of a call: the rest, O(ranks) on rank 0, once a second.
-  if (now < next_heartbeat_) return;
-  if (transport_.rank() == 0) {
-    transport_.send_to_all(kHeartbeatTag, {});
-  } else {
-    transport_.send(0, kHeartbeatTag, {});
-  }
-  next_heartbeat_ = now + kHeartbeat;
-  bool any_lost = false;
-  std::vector<int> silent;  // for three heartbeats or more: with a lost rank, likely lost too
-  for (int rank = 0; rank < transport_.size(); ++rank) {
-    if (rank == transport_.rank() || (transport_.rank() != 0 && rank != 0)) continue;
-    const auto silence = now - last_heard_[static_cast<std::size_t>(rank)];
-    if (silence > lost_after_) any_lost = true;
-    if (silence > 3 * kHeartbeat) silent.push_back(rank);
-  }
-  if (any_lost) abort_for(silent, grants);
-}
-
-void MpiLiveness::abort_for(const std::vector<int>& lost, const Grants* grants) const {
-  // By host: a lost node usually takes several ranks with it.
-  std::map<std::string, std::string> ranks_by_host;
-  for (int rank : lost) {
-    const auto& who = identities_[static_cast<std::size_t>(rank)];
-    std::string& ranks = ranks_by_host[who.host];
-    if (!ranks.empty()) ranks += ", ";
-    ranks += fmt::format("{} (pid {})", rank, who.pid);
-    if (grants == nullptr) continue;
-    std::string held;
-    for (int slot = 0; slot < Grants::kPerRank; ++slot) {
-      const auto& range = grants->held[rank * Grants::kPerRank + slot];
-      for (std::uint64_t task = range.begin.load(); task < range.end.load(); ++task) {
-        if (grants->job->finished(task)) continue;
-        if (!held.empty()) held += " ";
-        held += std::to_string(task);
-      }
-    }
-    ranks += held.empty() ? " holding no task" : " holding tasks " + held;
-  }
-  std::string hosts;
-  for (const auto& [host, ranks] : ranks_by_host) {
-    if (!hosts.empty()) hosts += "; ";
-    hosts += fmt::format("{}: rank {}", host, ranks);
-  }
-  log().critical(
-      "lost {} (nothing heard for {} s: the node died, or its network is cut). This parallel call cannot go on "
-      "without {}, so the job stops now; the results computed so far are in the cache: run the same command again "
-      "to compute the rest (JOBLET_MPI_LOST_AFTER sets how long a silence means a lost node)",
-      hosts, std::chrono::duration_cast<std::chrono::seconds>(lost_after_).count(),
-      lost.size() == 1 ? "it" : "them");
-  log().flush();
-  MPI_Abort(MPI_COMM_WORLD, kLostExit);
-  std::_Exit(kLostExit);
+void stop_liveness_watch() noexcept {
+  delete g_watch;
+  g_watch = nullptr;
 }
 
 }  // namespace joblet::detail

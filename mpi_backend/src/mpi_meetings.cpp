@@ -24,6 +24,7 @@
 #include "mpi_meetings.hpp"
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,7 +37,9 @@
 
 #include "joblet/detail/log.hpp"
 #include "joblet/detail/mpi_checkpoint.hpp"
+#include "joblet/detail/stop.hpp"
 #include "joblet/error.hpp"
+#include "mpi_liveness.hpp"
 
 namespace joblet::detail {
 namespace {
@@ -52,7 +55,7 @@ struct Signature {
   std::uint64_t calls;  // parallel calls this rank entered (a call counts itself)
   std::uint64_t tasks;
   std::uint64_t type_hash;
-  std::int64_t value;  // all_agree and checkpoints; in a departure note, the rank it failed for, or -1
+  std::int64_t value;      // all_agree and checkpoints; in a departure note, the rank it failed for, or -1
   std::uint64_t meetings;  // meetings this rank completed (a departure note: before it left)
   std::int64_t pid;
   char host[64];
@@ -130,6 +133,7 @@ bool receive_departures() {
     check(MPI_Recv(&note, sizeof note, MPI_BYTE, status.MPI_SOURCE, kDepartureTag, g_departures, MPI_STATUS_IGNORE),
           "MPI_Recv");
     g_notes[static_cast<std::size_t>(status.MPI_SOURCE)] = note;
+    liveness_rank_left(status.MPI_SOURCE);
   }
   return std::any_of(g_notes.begin(), g_notes.end(), [](const auto& note) { return note.has_value(); });
 }
@@ -149,6 +153,7 @@ const Signature& first_to_leave(int rank) {
                      MPI_STATUS_IGNORE),
             "MPI_Recv");
       earlier = received;
+      liveness_rank_left(static_cast<int>(cause));
     }
     rank = static_cast<int>(cause);
   }
@@ -157,6 +162,15 @@ const Signature& first_to_leave(int rank) {
 
 // A rank left while this one waits for it at `mine`: tells it (once), then fails here.
 [[noreturn]] void fail_for_departure(const Signature& mine) {
+  if (graceful_stop_enabled() && stop_requested()) {
+    // The job is being stopped (a time limit: every rank got the signal), and another rank
+    // stopped in a call this rank had already finished: this rank stops here, as that one did.
+    log().warn(
+        "stopped by {} between parallel calls, after another rank stopped; the results of cached tasks are in "
+        "the cache: run the same command again to compute only what is missing",
+        stop_signal() == SIGUSR1 ? "SIGUSR1 (early warning of the time limit)" : "SIGTERM");
+    exit_process(kIncompleteExitStatus);
+  }
   for (int rank = 0; rank < g_size; ++rank) {
     if (g_notes[static_cast<std::size_t>(rank)]) {
       g_failed_for = first_to_leave(rank).rank;
@@ -390,6 +404,7 @@ void leave_meetings() noexcept {
         check(MPI_Recv(&message, sizeof message, MPI_BYTE, rank, MPI_ANY_TAG, g_departures, &status), "MPI_Recv");
         if (status.MPI_TAG == kDepartureTag) {
           g_notes[static_cast<std::size_t>(rank)] = message;
+          liveness_rank_left(rank);
         } else {
           objections[static_cast<std::size_t>(rank)] = message;
         }
@@ -418,6 +433,8 @@ void leave_meetings() noexcept {
     log().error("rank {} could not exchange departures with the other ranks before finalising MPI: {}", g_rank,
                 e.what());
   }
+  // Every rank is here (or the exchange failed): no silence is a lost node anymore.
+  stop_liveness_watch();
   // An abandoned meeting still uses its communicator: MPI_Finalize takes both down.
   if (g_abandoned.empty()) {
     MPI_Comm_free(&g_departures);

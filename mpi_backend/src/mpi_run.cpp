@@ -31,7 +31,6 @@
 #include "mpi_compute.hpp"
 #include "mpi_delivery.hpp"
 #include "mpi_failures.hpp"
-#include "mpi_liveness.hpp"
 #include "mpi_meetings.hpp"
 #include "mpi_transport.hpp"
 
@@ -75,8 +74,7 @@ class MpiRun final : public Run {
                         : nullptr,
             delivery_.result_folder())),
         claims_(*job_, transport_, *compute_),
-        watchdog_(job_->settings().timeout),
-        liveness_(transport_, identities_, !single_node) {
+        watchdog_(job_->settings().timeout) {
     if (const MpiTaskCounter* counter = compute_->counter()) note_grants(&counter->grants());
     if (rank() < job_->settings().n_workers && job_->size() > 0) {
       compute_->start_thread();
@@ -136,16 +134,12 @@ class MpiRun final : public Run {
     progressed = transport_.test_sends() || progressed;
     if (delivery_.gathers()) progressed = advance_final_broadcast() || progressed;
     enforce_timeout();
-    liveness_.check(compute_->counter() != nullptr ? &compute_->counter()->grants() : nullptr);
     return progressed;
   }
 
   bool receive() {
     return transport_.receive([this](const MpiMessage& message) {
-      liveness_.heard_from(message.source);
       switch (message.tag) {
-        case kHeartbeatTag:
-          break;
         case kClaimTag:
           claims_.answer(message.source, message.bytes);
           break;
@@ -268,7 +262,6 @@ class MpiRun final : public Run {
   std::shared_ptr<MpiComputeThreads> compute_;
   MpiClaims claims_;
   TaskWatchdog watchdog_;
-  MpiLiveness liveness_;
 };
 
 }  // namespace

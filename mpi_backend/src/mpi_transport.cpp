@@ -75,7 +75,7 @@ bool MpiTransport::receive(const std::function<void(const MpiMessage&)>& handle)
     check(MPI_Recv(message_.data(), bytes, MPI_BYTE, status.MPI_SOURCE, status.MPI_TAG, comm_, MPI_STATUS_IGNORE),
           "MPI_Recv");
     any = true;
-    if (status.MPI_TAG < kClaimTag || status.MPI_TAG > kHeartbeatTag) {
+    if (status.MPI_TAG < kClaimTag || status.MPI_TAG > kFramesTag) {
       throw Error(
           fmt::format("mpi backend: unexpected message tag {} from rank {}", status.MPI_TAG, status.MPI_SOURCE));
     }

@@ -4,7 +4,6 @@
 //   CLAIM  rank -> 0   "give me up to k tasks"           (one outstanding per rank; mpi_claims.hpp)
 //   GRANT  0 -> rank   [begin, end); empty: none are left
 //   FRAMES any -> any  outcomes of finished tasks (detail/frames.hpp; mpi_delivery.hpp)
-//   HEARTBEAT 0 <-> rank  empty, each second, in calls across nodes (mpi_liveness.hpp)
 // No send blocks: each is posted, and its bytes are kept until a later test finds it complete.
 // FRAMES messages are counted both ways, so that a rank can leave a call with no message left in
 // flight (see start_drain()).
@@ -20,7 +19,7 @@
 
 namespace joblet::detail {
 
-enum MpiTag : int { kClaimTag = 1, kGrantTag = 2, kFramesTag = 3, kHeartbeatTag = 4 };
+enum MpiTag : int { kClaimTag = 1, kGrantTag = 2, kFramesTag = 3 };
 
 // Messages above this size cannot be sent: MPI counts bytes in an int.
 constexpr std::size_t kMaxMessageBytes = std::size_t{1} << 30;
