@@ -87,39 +87,51 @@ TEST(CampaignRuns, AHolderIsGoneWhenItsProcessDiesOrItsHeartbeatStops) {
   // 40 heartbeats per stale_after: only a holder starved for 2 s could look gone while alive.
   auto options = quick_locks();
   options.stale_after = 2s;
+  // Both children fork before this process starts a heartbeat thread: ThreadSanitizer cannot
+  // start threads in the child of a multi-threaded process.
+  // One claims [0, 3) of campaign g2 and exits: its process is dead.
+  const pid_t dead = fork_child([&] {
+    CampaignRuns runs(dir.path(), "g-00000002", 20, options);
+    return runs.claim(3) == TaskRun{0, 3} ? 0 : 1;
+  });
+  ASSERT_EQ(wait_child(dead), 0);
+  // The other claims [0, 5) of campaign g1 and keeps it (heartbeat running) until killed.
   const auto claimed = dir.path() / "claimed";
-  // A child claims [0, 5) and keeps it (heartbeat running) until killed.
   const pid_t holder = fork_child([&] {
     CampaignRuns runs(dir.path(), "g-00000001", 20, options);
     if (runs.claim(5) != TaskRun{0, 5}) return 1;
     joblet::testing::write_text(claimed, "yes");
     joblet::testing::block_until_killed();
   });
-  ASSERT_TRUE(joblet::testing::wait_for_file(claimed));
-  CampaignRuns waiter(dir.path(), "g-00000001", 20, options);
-  ASSERT_EQ(waiter.claim(5), (TaskRun{5, 10}));
-  ASSERT_EQ(waiter.others(), (std::vector<TaskRun>{{0, 5}}));
-  // Watched for longer than stale_after, a live holder never looks gone.
-  const auto watch_until = std::chrono::steady_clock::now() + options.stale_after + 0.5s;
-  while (std::chrono::steady_clock::now() < watch_until) {
-    ASSERT_FALSE(waiter.holder_gone({0, 5}));
-    std::this_thread::sleep_for(options.poll);
+  const auto end_holder = [&] {
+    ::kill(holder, SIGKILL);
+    wait_child(holder);
+  };
+  if (!joblet::testing::wait_for_file(claimed)) {
+    end_holder();
+    FAIL() << "the holder never claimed its run";
   }
-  // Stopped, its heartbeat stops: gone after stale_after, though its process still exists.
-  ASSERT_EQ(::kill(holder, SIGSTOP), 0);
-  EXPECT_TRUE(joblet::testing::wait_until([&] { return waiter.holder_gone({0, 5}); }));
-  ASSERT_EQ(::kill(holder, SIGKILL), 0);
-  wait_child(holder);
 
   // A holder of this host whose process is dead is gone at once.
-  const pid_t dead = fork_child([&] {
-    CampaignRuns runs(dir.path(), "g-00000002", 20, options);
-    return runs.claim(3) == TaskRun{0, 3} ? 0 : 1;
-  });
-  ASSERT_EQ(wait_child(dead), 0);
   CampaignRuns next(dir.path(), "g-00000002", 20, options);
-  ASSERT_EQ(next.claim(3), (TaskRun{3, 6}));
+  EXPECT_EQ(next.claim(3), (TaskRun{3, 6}));
   EXPECT_TRUE(next.holder_gone({0, 3}));
+
+  CampaignRuns waiter(dir.path(), "g-00000001", 20, options);
+  EXPECT_EQ(waiter.claim(5), (TaskRun{5, 10}));
+  EXPECT_EQ(waiter.others(), (std::vector<TaskRun>{{0, 5}}));
+  // Watched for longer than stale_after, a live holder never looks gone.
+  const auto watch_until = std::chrono::steady_clock::now() + options.stale_after + 0.5s;
+  bool looked_gone = false;
+  while (!looked_gone && std::chrono::steady_clock::now() < watch_until) {
+    looked_gone = waiter.holder_gone({0, 5});
+    std::this_thread::sleep_for(options.poll);
+  }
+  EXPECT_FALSE(looked_gone) << "a live holder looked gone";
+  // Stopped, its heartbeat stops: gone after stale_after, though its process still exists.
+  EXPECT_EQ(::kill(holder, SIGSTOP), 0);
+  EXPECT_TRUE(joblet::testing::wait_until([&] { return waiter.holder_gone({0, 5}); }));
+  end_holder();
 }
 
 // `joblet status` reads the chain: every run, its holder, and whether its heartbeat is live.
@@ -152,10 +164,10 @@ TEST(CampaignRuns, HostileClaimFilesCoverOneTaskAndTheirHolderIsGone) {
   std::filesystem::create_directories(directory);
   const auto outside = dir.path() / "outside";
   joblet::testing::write_text(outside, "joblet campaign run\nend 9\nhost h\npid 1\njob \ntoken 1\n");
-  std::filesystem::create_symlink(outside, directory / "0");              // a link
-  ASSERT_EQ(::mkfifo((directory / "1").c_str(), 0600), 0);                // a FIFO
+  std::filesystem::create_symlink(outside, directory / "0");                         // a link
+  ASSERT_EQ(::mkfifo((directory / "1").c_str(), 0600), 0);                           // a FIFO
   joblet::testing::write_text(directory / "2", "joblet campaign run\nend 99999\n");  // past the end
-  joblet::testing::write_text(directory / "3", "not a claim at all\n");    // garbage
+  joblet::testing::write_text(directory / "3", "not a claim at all\n");              // garbage
   joblet::testing::write_text(directory / "4", "joblet campaign run\nend 4\n");      // ends where it starts
   CampaignRuns runs(dir.path(), "k-00000001", 10, quick_locks());
   EXPECT_EQ(runs.claim(3), (TaskRun{5, 8}));
