@@ -84,7 +84,10 @@ class LivenessWatch {
         beat();
         listen(last_heard);
       } catch (const std::exception& e) {
-        log().error("rank {} stopped watching whether the other ranks are alive: {}", rank_, e.what());
+        log().error(
+            "rank {} stopped watching whether the other ranks are alive ({}): a node that dies now is noticed only "
+            "when the launcher ends the job; set JOBLET_MPI_LOST_AFTER=0 to run without the watch",
+            rank_, e.what());
         return;
       }
       const auto now = Clock::now();
