@@ -27,7 +27,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kHeartbeat = std::chrono::seconds(1);
+// How often the thread takes in what arrived. More often than the heartbeat: while the main
+// thread computes, these are the process's only calls into MPI, and a message (or a step of
+// setting up a connection) waits for the next one.
+constexpr auto kPoll = std::chrono::milliseconds(100);
 constexpr int kHeartbeatTag = 1;
+constexpr int kGreetingTag = 2;
 // The exit status of a job stopped this way: EX_TEMPFAIL, "run it again", as at a time limit.
 constexpr int kLostExit = 75;
 
@@ -50,6 +55,7 @@ class LivenessWatch {
     check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, identities_.data(), sizeof mine, MPI_BYTE, comm_),
           "MPI_Allgather");
     left_ = std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(size_));
+    greet();
     thread_ = std::thread([this] { watch(); });
   }
 
@@ -75,13 +81,32 @@ class LivenessWatch {
     return rank != rank_ && (rank_ == 0 || rank == 0) && !left_[static_cast<std::size_t>(rank)].load();
   }
 
+  // One message each way between rank 0 and every rank, before the thread starts: the connections
+  // the heartbeats use are then made here, where every rank waits for them, rather than by the
+  // first heartbeats while the main threads compute (and call into MPI for nothing else).
+  void greet() {
+    std::vector<MPI_Request> requests;
+    for (int rank = 0; rank < size_; ++rank) {
+      if (!watched(rank)) continue;
+      requests.resize(requests.size() + 2);
+      check(MPI_Irecv(nullptr, 0, MPI_BYTE, rank, kGreetingTag, comm_, &requests.end()[-2]), "MPI_Irecv");
+      check(MPI_Isend(nullptr, 0, MPI_BYTE, rank, kGreetingTag, comm_, &requests.end()[-1]), "MPI_Isend");
+    }
+    check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  }
+
   void watch() {
-    std::vector<Clock::time_point> last_heard(static_cast<std::size_t>(size_), Clock::now());
+    const auto started = Clock::now();
+    std::vector<Clock::time_point> last_heard(static_cast<std::size_t>(size_), started);
+    auto last_beat = started - kHeartbeat;
     std::unique_lock lock(mutex_);
     while (!stopping_) {
       lock.unlock();
       try {
-        beat();
+        if (Clock::now() - last_beat >= kHeartbeat) {
+          last_beat = Clock::now();
+          beat();
+        }
         listen(last_heard);
       } catch (const std::exception& e) {
         log().error(
@@ -101,7 +126,7 @@ class LivenessWatch {
       }
       if (!lost.empty()) abort_for(silent);
       lock.lock();
-      wake_.wait_for(lock, kHeartbeat, [this] { return stopping_; });
+      wake_.wait_for(lock, kPoll, [this] { return stopping_; });
     }
   }
 
