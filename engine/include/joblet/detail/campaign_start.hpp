@@ -3,8 +3,8 @@
 // delayed(cached, args...) of one cached function (recognised through storage's CachedCallable
 // concept, so this header never includes the cache).
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <filesystem>
@@ -106,7 +106,12 @@ class CampaignStart final : public PlainCallStart, private Campaign {
   // The tasks a round does not run are done: by this process's earlier rounds or by others.
   CampaignRound round_of(std::span<const std::size_t> indices) const noexcept {
     const std::size_t done = job_.size() - std::min(indices.size(), job_.size());
-    return {job_.size(), std::min(done_here_, done), done - std::min(done_here_, done)};
+    return {.tasks = job_.size(),
+            .done_here = std::min(done_here_, done),
+            .done_elsewhere = done - std::min(done_here_, done),
+            .last = true,
+            .share_started = std::nullopt,
+            .first = true};
   }
 
   const CallJob& job_;
