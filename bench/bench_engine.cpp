@@ -19,7 +19,7 @@ namespace {
 using namespace joblet::bench;
 
 constexpr const char* kUsage =
-    "--workload tiny|tiny-batch1|sleep10ms|cpu|busy50us|skewed --system threads|processes|sequential "
+    "--workload tiny|tiny-1M|tiny-batch1|sleep10ms|cpu|busy50us|skewed --system threads|processes|sequential "
     "[--workers N] [--quick]";
 
 std::int64_t identity(std::int64_t i) { return i; }
@@ -82,8 +82,8 @@ bool run(const Options& options) {
   joblet::Config config{.n_jobs = options.workers, .backend = options.system};
   const std::string& w = options.workload;
 
-  if (w == "tiny") {
-    print_measurement(w, system, tiny(config, s.tiny_tasks), "us");
+  if (w == "tiny" || w == "tiny-1M") {
+    print_measurement(w, system, tiny(config, w == "tiny" ? s.tiny_tasks : s.million_tasks), "us");
   } else if (w == "tiny-batch1") {
     config.batch_size = 1;
     print_measurement(w, system, tiny(config, s.tiny_tasks), "us");

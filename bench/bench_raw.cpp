@@ -2,12 +2,17 @@
 //
 //   tbb   oneTBB task_group in a task_arena of N threads spawning one task per work item
 //         (tiny, tiny-batch1, sleep10ms, cpu, busy50us, skewed)
+//   parallel-for  oneTBB parallel_for (auto partitioner) in a task_arena of N threads filling the
+//         result vector, the vector's allocation included (tiny, tiny-1M): the limit of a batched map
+//   loop  a plain loop filling the result vector, its allocation included (tiny-1M)
 //   pipe  8-byte round trips over two pipes between two processes (tiny, tiny-batch1): µs each
 //   spin  8-byte round trips through shared memory, spinning (tiny, tiny-batch1): µs each
 //   cpu   N forked processes running the CPU kernel (cpu): the speedup ceiling
 //
 //   bench_raw --workload cpu --system cpu [--workers 2] [--quick]  ->  cpu cpu-raw 1.97 speedup
+#include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 #include <sched.h>
@@ -32,7 +37,8 @@ namespace {
 using namespace joblet::bench;
 
 constexpr const char* kUsage =
-    "--workload tiny|tiny-batch1|sleep10ms|cpu|busy50us|skewed --system tbb|pipe|spin|cpu [--workers N] [--quick]";
+    "--workload tiny|tiny-1M|tiny-batch1|sleep10ms|cpu|busy50us|skewed --system tbb|parallel-for|loop|pipe|spin|cpu "
+    "[--workers N] [--quick]";
 
 [[noreturn]] void fail_errno(const char* what) {
   throw std::runtime_error(std::string(what) + ": " + std::strerror(errno));
@@ -78,6 +84,37 @@ double tbb_seconds(int workers, std::size_t n, Body body) {
     group.wait();
   });
   return seconds_since(start);
+}
+
+// µs per item to allocate a vector of n results and fill it (out[i] = i), as `fill` does it;
+// the values are checked after the clock stops.
+template <class Fill>
+double fill_us(std::size_t n, Fill fill) {
+  const auto start = Clock::now();
+  std::vector<std::int64_t> out(n);
+  fill(out);
+  const double elapsed = seconds_since(start);
+  for (std::size_t i = 0; i < n; ++i) check(out[i] == static_cast<std::int64_t>(i), "result value");
+  return elapsed / static_cast<double>(n) * 1e6;
+}
+
+// parallel_for over the vector in a fresh arena of `workers` threads (its start-up included).
+double parallel_for_us(int workers, std::size_t n) {
+  tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(workers));
+  return fill_us(n, [workers](std::vector<std::int64_t>& out) {
+    tbb::task_arena arena(workers);
+    arena.execute([&out] {
+      tbb::parallel_for(tbb::blocked_range<std::size_t>(0, out.size()), [&out](const auto& range) {
+        for (std::size_t i = range.begin(); i != range.end(); ++i) out[i] = static_cast<std::int64_t>(i);
+      });
+    });
+  });
+}
+
+double loop_us(std::size_t n) {
+  return fill_us(n, [](std::vector<std::int64_t>& out) {
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::int64_t>(i);
+  });
 }
 
 template <class Duration, class Task>
@@ -225,6 +262,10 @@ bool run(const Options& options) {
         tbb_seconds(workers, s.tiny_tasks, [&out](std::size_t i) { out[i] = static_cast<std::int64_t>(i); });
     for (std::size_t i = 0; i < out.size(); ++i) check(out[i] == static_cast<std::int64_t>(i), "tbb: result value");
     print_measurement(w, name, elapsed / static_cast<double>(s.tiny_tasks) * 1e6, "us");
+  } else if (system == "parallel-for" && (w == "tiny" || w == "tiny-1M")) {
+    print_measurement(w, name, parallel_for_us(workers, w == "tiny" ? s.tiny_tasks : s.million_tasks), "us");
+  } else if (system == "loop" && w == "tiny-1M") {
+    print_measurement(w, name, loop_us(s.million_tasks), "us");
   } else if (system == "tbb" && w == "sleep10ms") {
     const std::vector<std::chrono::milliseconds> durations(s.sleep_tasks, s.sleep_each);
     print_measurement(w, name, tbb_efficiency(workers, durations, [](auto d) { std::this_thread::sleep_for(d); }),

@@ -160,6 +160,7 @@ inline double median_of(int runs, const std::function<double()>& measure) {
 
 struct Sizes {
   std::size_t tiny_tasks;
+  std::size_t million_tasks;  // tiny-1M
   std::size_t sleep_tasks;
   std::chrono::milliseconds sleep_each{10};
   double cpu_seconds;  // one CPU task
@@ -172,8 +173,18 @@ struct Sizes {
 
 inline Sizes sizes(bool quick) {
   if (quick)
-    return Sizes{.tiny_tasks = 5000, .sleep_tasks = 50, .cpu_seconds = 0.25, .busy_tasks = 2500, .skewed_tasks = 500};
-  return Sizes{.tiny_tasks = 20000, .sleep_tasks = 200, .cpu_seconds = 1.0, .busy_tasks = 10000, .skewed_tasks = 2000};
+    return Sizes{.tiny_tasks = 5000,
+                 .million_tasks = 100000,
+                 .sleep_tasks = 50,
+                 .cpu_seconds = 0.25,
+                 .busy_tasks = 2500,
+                 .skewed_tasks = 500};
+  return Sizes{.tiny_tasks = 20000,
+               .million_tasks = 1000000,
+               .sleep_tasks = 200,
+               .cpu_seconds = 1.0,
+               .busy_tasks = 10000,
+               .skewed_tasks = 2000};
 }
 
 // ---- hygiene --------------------------------------------------------------------------------
