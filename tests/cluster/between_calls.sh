@@ -30,11 +30,16 @@ kill -KILL "$(<"$LOCAL_CLUSTER_DIR/run/ns-node3.pid")"
 # The job leaves the queue once Slurm has node3 down; rank 0 ends before, with status 75.
 wait_for_job "$job" 120 || true
 ended=$((SECONDS - killed_at))
+# Rank 0 ends the job with MPI_Abort(75). Slurm kills the step's tasks on that abort, and on a loaded
+# machine the kill can reach rank 0 before its own exit: srun then reports it killed, not 75 (seen
+# once in about fifteen runs under ASan). srun groups ranks that ended alike ("tasks 0-1: ...").
+# Any other status of rank 0 is a failure.
 if grep -Eq "lost (.*; )?node3: rank 4 \(pid [0-9]+\), 5 \(pid [0-9]+\), between parallel calls" err.txt &&
-  grep -q "task 0: Exited with exit code 75" err.txt; then
-  pass "job $job ended $ended s after node3 died ($(job_summary "$job")), rank 0 with status 75 naming node3 and ranks 4 and 5 between parallel calls"
+  grep -Eq "tasks? 0([-,][0-9,-]*)?: (Exited with exit code 75|Killed)" err.txt; then
+  rank0=$(grep -Eo "tasks? 0([-,][0-9,-]*)?: (Exited with exit code 75|Killed)" err.txt | head -1)
+  pass "job $job ended $ended s after node3 died ($(job_summary "$job")), rank 0 naming node3 and ranks 4 and 5 between parallel calls (srun: $rank0)"
 else
-  fail "job $job ($(job_summary "$job")) did not name node3's ranks, or rank 0 did not end with status 75:"
+  fail "job $job ($(job_summary "$job")) did not name node3's ranks, or rank 0 did not end with status 75 (or killed by its own abort):"
   show err.txt
 fi
 finish
