@@ -83,7 +83,7 @@ bool run(const Options& options) {
   const std::string& w = options.workload;
 
   if (w == "tiny" || w == "tiny-1M") {
-    print_measurement(w, system, tiny(config, w == "tiny" ? s.tiny_tasks : s.million_tasks), "us");
+    print_measurement(w, system, tiny(config, tiny_tasks_of(s, w)), "us");
   } else if (w == "tiny-batch1") {
     config.batch_size = 1;
     print_measurement(w, system, tiny(config, s.tiny_tasks), "us");

@@ -263,9 +263,9 @@ bool run(const Options& options) {
     for (std::size_t i = 0; i < out.size(); ++i) check(out[i] == static_cast<std::int64_t>(i), "tbb: result value");
     print_measurement(w, name, elapsed / static_cast<double>(s.tiny_tasks) * 1e6, "us");
   } else if (system == "parallel-for" && (w == "tiny" || w == "tiny-1M")) {
-    print_measurement(w, name, parallel_for_us(workers, w == "tiny" ? s.tiny_tasks : s.million_tasks), "us");
+    print_measurement(w, name, parallel_for_us(workers, tiny_tasks_of(s, w)), "us");
   } else if (system == "loop" && w == "tiny-1M") {
-    print_measurement(w, name, loop_us(s.million_tasks), "us");
+    print_measurement(w, name, loop_us(tiny_tasks_of(s, w)), "us");
   } else if (system == "tbb" && w == "sleep10ms") {
     const std::vector<std::chrono::milliseconds> durations(s.sleep_tasks, s.sleep_each);
     print_measurement(w, name, tbb_efficiency(workers, durations, [](auto d) { std::this_thread::sleep_for(d); }),

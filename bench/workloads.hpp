@@ -187,6 +187,11 @@ inline Sizes sizes(bool quick) {
                .skewed_tasks = 2000};
 }
 
+// The tasks of a map of trivial tasks: tiny-1M's million, or tiny's (tiny-batch1 too).
+inline std::size_t tiny_tasks_of(const Sizes& s, const std::string& workload) {
+  return workload == "tiny-1M" ? s.million_tasks : s.tiny_tasks;
+}
+
 // ---- hygiene --------------------------------------------------------------------------------
 
 // Touches every page of a buffer (keeping its contents) before a timed run, so that the timer

@@ -103,8 +103,8 @@ class LivenessWatch {
     while (!stopping_) {
       lock.unlock();
       try {
-        if (Clock::now() - last_beat >= kHeartbeat) {
-          last_beat = Clock::now();
+        if (const auto now = Clock::now(); now - last_beat >= kHeartbeat) {
+          last_beat = now;
           beat();
         }
         listen(last_heard);
