@@ -106,7 +106,7 @@ void CallDriver::tell_observers_the_end(int stop_signal) {
   for (const auto& observer : *observers_) observer->on_call_end(end);
 }
 
-bool CallDriver::advance(std::vector<std::size_t>& finished) {
+bool CallDriver::advance(std::vector<IndexRange>& finished) {
   const std::size_t before = finished.size();
   for (;;) {
     if (running_ && stop_requested()) stop_gracefully();
@@ -120,17 +120,21 @@ bool CallDriver::advance(std::vector<std::size_t>& finished) {
     if (!cancelled_) run_->wait(Job::Clock::now() + reporter_->interval());
     drained_.clear();
     job_->drain_outcomes(drained_);
-    for (const IndexRange& range : drained_) {
-      for (std::size_t index = range.begin; index < range.end; ++index) {
-        finished.push_back(index);
-        ++done_;
-        const bool failed = job_->failed(index);
-        if (failed) {
-          ++failed_;
-          if (!failure_) failure_ = job_->error(index);
-          if (round_ && is_put_aside(job_->error(index))) ++put_aside_;
-        }
-        if (observers_) {
+    for (const FinishedTasks& tasks : drained_) {
+      finished.push_back(tasks.range);
+      done_ += tasks.range.size();
+      std::vector<std::pair<std::size_t, std::exception_ptr>> failures;
+      if (tasks.any_failed) failures = job_->failures_in(tasks.range);
+      for (const auto& [index, error] : failures) {
+        ++failed_;
+        if (!failure_) failure_ = error;
+        if (round_ && is_put_aside(error)) ++put_aside_;
+      }
+      if (observers_) {
+        auto failure = failures.begin();
+        for (std::size_t index = tasks.range.begin; index < tasks.range.end; ++index) {
+          const bool failed = failure != failures.end() && failure->first == index;
+          if (failed) ++failure;
           for (const auto& observer : *observers_) observer->on_task_done({.index = index, .failed = failed});
         }
       }
@@ -167,7 +171,7 @@ void CallDriver::stop_gracefully() {
   }
   drained_.clear();
   job_->drain_outcomes(drained_);
-  for (const IndexRange& range : drained_) done_ += range.size();
+  for (const FinishedTasks& tasks : drained_) done_ += tasks.range.size();
   const int signal = stop_signal();
   report(true, signal);  // launch/'s time-limit policy ends the process here (status 75)
   throw Error(

@@ -160,6 +160,11 @@ CallPlan plan_call(const Config& explicit_config) {
     }
     plan.settings.pre_dispatch.reset();
   }
+  // With the backend final: outcomes that arrive task by task from other processes, or that a
+  // timeout may race, need a state per task; workers in other processes need every task made
+  // before they start.
+  plan.settings.outcomes_per_task = !plan.backend->shares_memory() || plan.settings.timeout.has_value();
+  plan.settings.all_tasks_before_run = plan.backend->needs_all_tasks();
   return plan;
 }
 

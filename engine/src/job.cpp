@@ -4,6 +4,7 @@
 #include "joblet/backend.hpp"
 #include "joblet/codec.hpp"
 #include "joblet/detail/stop.hpp"
+#include "joblet/detail/task_scope.hpp"
 
 namespace joblet {
 
@@ -30,9 +31,12 @@ IndexRange Job::claim(std::size_t count) {
       if (size() < wanted) {
         bool exhausted = false;
         try {
-          size_.store(read_input(wanted, exhausted), std::memory_order_release);
+          const std::size_t read = read_input(wanted, exhausted);
+          if (settings_.outcomes_per_task) states_.grow_to(read);
+          size_.store(read, std::memory_order_release);
         } catch (...) {
           input_error_ = std::current_exception();
+          input_failed_.store(true, std::memory_order_release);
           exhausted = true;
           cancel();
         }
@@ -61,6 +65,8 @@ std::size_t Job::unclaimed() const noexcept {
 }
 
 void Job::run(IndexRange range, RunningTask* tracker) {
+  // Calls made by these tasks are nested in them.
+  const detail::TaskScope scope;
   std::size_t first_unpublished = range.begin;
   std::size_t index = range.begin;
   bool any_failed = false;
@@ -70,14 +76,14 @@ void Job::run(IndexRange range, RunningTask* tracker) {
       tracker->started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
       tracker->index.store(static_cast<std::int64_t>(index), std::memory_order_release);
     }
-    const bool recorded = run_task(index);
-    if (recorded) {
-      any_failed = any_failed || failed(index);
-    } else {
+    const TaskRun outcome = run_task(index);
+    if (outcome == TaskRun::not_recorded) {
       // A timeout already recorded this task's outcome: publish around it.
       if (first_unpublished < index) publish({first_unpublished, index}, any_failed);
       first_unpublished = index + 1;
       any_failed = false;
+    } else {
+      any_failed = any_failed || outcome == TaskRun::failed;
     }
   }
   if (tracker != nullptr) tracker->index.store(-1, std::memory_order_release);
@@ -98,11 +104,11 @@ bool Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome
       // joblet's own timeout keeps its type across processes, so that every rank of an MPI
       // job catches the same exception; other errors carry their original type by name.
       auto error = type == "joblet::TimeoutError" ? std::make_exception_ptr(TimeoutError(message, where))
-                                                   : std::make_exception_ptr(TaskError(type, message, where));
-      recorded = store_error(index, std::move(error));
+                                                  : std::make_exception_ptr(TaskError(type, message, where));
+      recorded = record_failure(index, std::move(error));
     }
   } catch (const SerializationError& e) {
-    recorded = store_error(
+    recorded = record_failure(
         index, std::make_exception_ptr(SerializationError(
                    "the result of the task could not be decoded (" + e.message() + ")", ErrorSite::here(index))));
     is_failure = true;
@@ -112,7 +118,7 @@ bool Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome
 }
 
 bool Job::complete_failed(std::size_t index, std::exception_ptr error) {
-  if (!store_error(index, std::move(error))) return false;
+  if (!record_failure(index, std::move(error))) return false;
   publish({index, index + 1}, true);
   return true;
 }
@@ -143,8 +149,47 @@ void Job::encode_error(const std::exception_ptr& error, std::string& out) noexce
 }
 
 std::exception_ptr Job::input_error() const {
-  // Written under the input lock before input_complete_ is released; read after it is seen.
-  return input_complete() ? input_error_ : nullptr;
+  // Written once, before input_failed_ is released.
+  return input_failed_.load(std::memory_order_acquire) ? input_error_ : nullptr;
+}
+
+void Job::fail_input(std::exception_ptr error) noexcept {
+  {
+    std::lock_guard lock(input_mutex_);
+    if (input_failed_.load(std::memory_order_relaxed)) return;  // the first one is reported
+    input_error_ = std::move(error);
+    input_failed_.store(true, std::memory_order_release);
+  }
+  cancel();
+  wake_caller();
+}
+
+bool Job::record_failure(std::size_t index, std::exception_ptr error) noexcept {
+  if (!claim_outcome(index)) return false;
+  {
+    std::lock_guard lock(failures_mutex_);
+    failures_.insert_or_assign(index, std::move(error));
+  }
+  any_failure_.store(true, std::memory_order_release);
+  if (settings_.outcomes_per_task) states_[index].store(kFailed, std::memory_order_release);
+  return true;
+}
+
+std::exception_ptr Job::error(std::size_t index) const noexcept {
+  if (!any_failure_.load(std::memory_order_acquire)) return nullptr;
+  std::lock_guard lock(failures_mutex_);
+  const auto found = failures_.find(index);
+  return found == failures_.end() ? nullptr : found->second;
+}
+
+std::vector<std::pair<std::size_t, std::exception_ptr>> Job::failures_in(IndexRange range) const {
+  std::vector<std::pair<std::size_t, std::exception_ptr>> found;
+  if (!any_failure_.load(std::memory_order_acquire)) return found;
+  std::lock_guard lock(failures_mutex_);
+  for (auto it = failures_.lower_bound(range.begin); it != failures_.end() && it->first < range.end; ++it) {
+    found.emplace_back(it->first, it->second);
+  }
+  return found;
 }
 
 void Job::finish_without_results() {
@@ -152,7 +197,8 @@ void Job::finish_without_results() {
   wake_caller();
 }
 
-void Job::set_complete_input(std::size_t size) noexcept {
+void Job::set_complete_input(std::size_t size) {
+  if (settings_.outcomes_per_task) states_.grow_to(size);
   size_.store(size, std::memory_order_release);
   input_complete_.store(true, std::memory_order_release);
 }
@@ -161,10 +207,11 @@ void Job::publish(IndexRange range, bool any_failed) {
   bool wake = false;
   {
     std::lock_guard lock(outcomes_mutex_);
-    if (!published_.empty() && published_.back().end == range.begin) {
-      published_.back().end = range.end;
+    if (!published_.empty() && published_.back().range.end == range.begin) {
+      published_.back().range.end = range.end;
+      published_.back().any_failed = published_.back().any_failed || any_failed;
     } else {
-      published_.push_back(range);
+      published_.push_back({range, any_failed});
     }
     published_count_ += range.size();
     // Lists only need the caller when everything is done or something failed: skipping the
@@ -196,7 +243,7 @@ bool Job::wait_for_outcomes(Clock::time_point deadline) {
   return !published_.empty();
 }
 
-void Job::drain_outcomes(std::vector<IndexRange>& out) {
+void Job::drain_outcomes(std::vector<FinishedTasks>& out) {
   std::lock_guard lock(outcomes_mutex_);
   out.insert(out.end(), published_.begin(), published_.end());
   published_.clear();

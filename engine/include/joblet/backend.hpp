@@ -16,6 +16,7 @@
 #include <exception>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "joblet/detail/stable_vector.hpp"
 #include "joblet/error.hpp"
 
 namespace joblet {
@@ -38,6 +40,13 @@ struct IndexRange {
   std::size_t end = 0;
   std::size_t size() const noexcept { return end - begin; }
   bool empty() const noexcept { return begin >= end; }
+};
+
+// Tasks whose outcomes were recorded, as drain_outcomes() hands them over; any_failed says
+// whether failures_in() has something for them.
+struct FinishedTasks {
+  IndexRange range;
+  bool any_failed = false;
 };
 
 // Where a worker records the task it is running, so a backend can enforce timeouts and name
@@ -59,6 +68,14 @@ struct JobSettings {
   // Process workers: result arrays above this go through files in temp_folder (see Config).
   std::size_t max_nbytes = std::numeric_limits<std::size_t>::max();
   std::string temp_folder;  // empty: /dev/shm with room, else TMPDIR
+  // Whether the job keeps a state per task, so that the first of several outcomes recorded for
+  // one task wins and finished() can be asked: for backends whose outcomes arrive task by task
+  // from other processes, and calls with a timeout. Without it a task's outcome is recorded
+  // where it ran, once, and the only per-task memory of a call is its results.
+  bool outcomes_per_task = false;
+  // Whether every task is made before the run starts (Backend::needs_all_tasks), so that a
+  // range that throws fails the call in the caller, before any worker process exists.
+  bool all_tasks_before_run = false;
 };
 
 // One parallel call as a backend sees it. Thread-safe where noted.
@@ -84,6 +101,7 @@ class Job {
   std::size_t unclaimed() const noexcept;
   // Thread-safe: runs these tasks in this process and records each outcome; stops at the
   // first index reached after cancel(). Keeps `tracker` (if given) up to date. Never throws.
+  // A tracker needs settings().outcomes_per_task: whoever gives up on a task races its worker.
   void run(IndexRange range, RunningTask* tracker = nullptr);
   // For backends whose workers are other processes: runs one task here and appends its
   // outcome (value or error) as bytes for complete_encoded() on the other side. `arrays`,
@@ -105,9 +123,16 @@ class Job {
   virtual std::string result_type_name() const = 0;
 
   // --- outcomes ---------------------------------------------------------------------------
-  bool finished(std::size_t index) const noexcept { return state(index) >= kSucceeded; }
-  bool failed(std::size_t index) const noexcept { return state(index) == kFailed; }
-  virtual std::exception_ptr error(std::size_t index) const = 0;
+  // Whether task `index` has an outcome; only a job with settings().outcomes_per_task knows
+  // (others report finished tasks through drain_outcomes()).
+  bool finished(std::size_t index) const noexcept {
+    return settings_.outcomes_per_task && states_[index].load(std::memory_order_acquire) >= kSucceeded;
+  }
+  // Whether task `index`, which has an outcome, failed, and its error (null if it did not).
+  bool failed(std::size_t index) const noexcept { return error(index) != nullptr; }
+  std::exception_ptr error(std::size_t index) const noexcept;
+  // The failures among `range`, in index order.
+  std::vector<std::pair<std::size_t, std::exception_ptr>> failures_in(IndexRange range) const;
   // An exception thrown while reading the input range; the call rethrows it.
   std::exception_ptr input_error() const;
   // For backends whose results go to another process only (MPI with ResultsTo::root): the
@@ -130,8 +155,8 @@ class Job {
   void set_wake_on_each_outcome(bool each) noexcept { wake_each_.store(each, std::memory_order_relaxed); }
   // Blocks until outcomes were recorded that drain_outcomes() has not taken, or `deadline`.
   bool wait_for_outcomes(Clock::time_point deadline);
-  // Moves the indices recorded since the last call into `out` (appending).
-  void drain_outcomes(std::vector<IndexRange>& out);
+  // Moves the tasks recorded since the last call into `out` (appending).
+  void drain_outcomes(std::vector<FinishedTasks>& out);
   // Wakes a caller blocked in wait_for_outcomes() (after cancel(), or a failure with no outcome).
   void wake_caller();
 
@@ -142,15 +167,31 @@ class Job {
   // Reads the input until `count` tasks exist or it ends; returns the new size. Called with
   // the input lock held; may throw (the exception fails the call).
   virtual std::size_t read_input(std::size_t count, bool& exhausted) = 0;
-  // Runs task `index`; returns whether its outcome was recorded by this call (false when a
-  // timeout or worker death recorded one first).
-  virtual bool run_task(std::size_t index) noexcept = 0;
+  enum class TaskRun : std::uint8_t { succeeded, failed, not_recorded };
+  // Runs task `index` and records its outcome (not_recorded: a timeout or worker death
+  // recorded one first, or making the task failed and fail_input() was called).
+  virtual TaskRun run_task(std::size_t index) noexcept = 0;
+  // Decodes and records a value made by run_encoded(); false when the task had an outcome.
   virtual bool store_encoded(std::size_t index, std::span<const std::byte> value, detail::ArrayReader* arrays) = 0;
-  virtual bool store_error(std::size_t index, std::exception_ptr error) = 0;
-  virtual std::uint8_t state(std::size_t index) const noexcept = 0;
 
-  // For typed jobs constructed with their whole input already read.
-  void set_complete_input(std::size_t size) noexcept;
+  // --- recording outcomes, for the typed front end ---
+  // Makes the caller the one who records task `index`'s outcome; false when another did.
+  bool claim_outcome(std::size_t index) noexcept {
+    if (!settings_.outcomes_per_task) return true;
+    std::uint8_t expected = kPending;
+    return states_[index].compare_exchange_strong(expected, kWriting, std::memory_order_acq_rel);
+  }
+  // After claim_outcome() and storing the value.
+  void settle_success(std::size_t index) noexcept {
+    if (settings_.outcomes_per_task) states_[index].store(kSucceeded, std::memory_order_release);
+  }
+  // Claims and records a failure; false when the task had an outcome.
+  bool record_failure(std::size_t index, std::exception_ptr error) noexcept;
+  // The input range failed while a task was made from it: the call fails with `error`.
+  void fail_input(std::exception_ptr error) noexcept;
+
+  // For typed jobs constructed with their whole input already read, or able to make any task.
+  void set_complete_input(std::size_t size);
   // Hands finished indices to the caller's thread.
   void publish(IndexRange range, bool any_failed);
 
@@ -164,10 +205,18 @@ class Job {
   std::atomic<bool> results_here_{true};
   std::mutex input_mutex_;
   std::exception_ptr input_error_;
+  std::atomic<bool> input_failed_{false};
+
+  // With settings_.outcomes_per_task: one state per task read (kPending...kFailed).
+  detail::StableVector<std::atomic<std::uint8_t>> states_;
+  // Failures are rare: they are kept apart, so that a task that succeeds costs nothing here.
+  mutable std::mutex failures_mutex_;
+  std::map<std::size_t, std::exception_ptr> failures_;
+  std::atomic<bool> any_failure_{false};
 
   std::mutex outcomes_mutex_;
   std::condition_variable outcomes_ready_;
-  std::vector<IndexRange> published_;
+  std::vector<FinishedTasks> published_;
   std::size_t published_count_ = 0;
   bool caller_waiting_ = false;
   bool wake_requested_ = false;

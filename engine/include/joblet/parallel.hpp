@@ -9,6 +9,7 @@
 // them in order or as they finish. The first failing task cancels the rest and its exception
 // is rethrown here; return_as::*.keep_going() returns every task's Outcome instead.
 
+#include <algorithm>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -111,14 +112,15 @@ class Generator {
     current_.reset();
     if constexpr (S == detail::Shape::generator) {
       for (;;) {
-        if (next_ < job_->size() && job_->finished(next_)) {
+        if (!arrived_.empty() && arrived_.front()) {
+          arrived_.pop_front();
           const std::size_t index = next_++;
           if constexpr (KeepGoing) {
             current_.emplace(job_->take_outcome(index));
           } else {
-            if (job_->failed(index)) {
+            if (auto failure = job_->error(index)) {
               driver_->cancel();
-              std::rethrow_exception(job_->error(index));
+              std::rethrow_exception(failure);
             }
             current_.emplace(job_->take_value(index));
           }
@@ -131,7 +133,14 @@ class Generator {
         finished_.clear();
         // False: nothing more will arrive (every task finished, or the call was cancelled and
         // task next_ never will).
-        if (!driver_->advance(finished_) && !(next_ < job_->size() && job_->finished(next_))) {
+        const bool more = driver_->advance(finished_);
+        for (const IndexRange& range : finished_) {
+          // arrived_[k] says whether task next_ + k finished: only tasks not yet yielded.
+          if (range.end > next_ + arrived_.size()) arrived_.resize(range.end - next_, false);
+          for (std::size_t index = std::max(range.begin, next_); index < range.end; ++index)
+            arrived_[index - next_] = true;
+        }
+        if (!more && !(!arrived_.empty() && arrived_.front())) {
           finish();
           return;
         }
@@ -143,7 +152,9 @@ class Generator {
           finish();
           return;
         }
-        ready_.insert(ready_.end(), finished_.begin(), finished_.end());
+        for (const IndexRange& range : finished_) {
+          for (std::size_t index = range.begin; index < range.end; ++index) ready_.push_back(index);
+        }
       }
       const std::size_t index = ready_.front();
       ready_.pop_front();
@@ -157,15 +168,16 @@ class Generator {
 
   void finish() {
     done_ = true;
-    std::vector<std::size_t> rest;
+    std::vector<IndexRange> rest;
     while (driver_->advance(rest)) rest.clear();  // reports the end of the call
   }
 
   std::shared_ptr<Job> job_;
   std::unique_ptr<detail::CallDriver> driver_;
   std::optional<value_type> current_;
-  std::vector<std::size_t> finished_;
-  std::deque<std::size_t> ready_;
+  std::vector<IndexRange> finished_;
+  std::deque<std::size_t> ready_;  // unordered: finished tasks not yet yielded
+  std::deque<bool> arrived_;       // ordered: from task next_ on, which ones finished
   std::size_t next_ = 0;
   bool started_ = false;
   bool done_ = false;
@@ -197,7 +209,7 @@ class Parallel {
     if constexpr (S == detail::Shape::list) {
       {
         detail::CallDriver driver(job, plan_, /*streaming=*/false);
-        std::vector<std::size_t> finished;
+        std::vector<IndexRange> finished;
         while (driver.advance(finished)) finished.clear();
       }
       using Item = std::conditional_t<KeepGoing, Outcome<Value>, Value>;
@@ -207,13 +219,11 @@ class Parallel {
       } else {
         std::vector<Item> results;
         if (!job->results_here()) return results;  // they went to another process (ResultsTo::root)
-        results.reserve(job->size());
-        for (std::size_t index = 0; index < job->size(); ++index) {
-          if constexpr (KeepGoing) {
-            results.push_back(job->take_outcome(index));
-          } else {
-            results.push_back(job->take_value(index));
-          }
+        if constexpr (KeepGoing) {
+          results.reserve(job->size());
+          for (std::size_t index = 0; index < job->size(); ++index) results.push_back(job->take_outcome(index));
+        } else {
+          results = job->take_values();
         }
         return results;
       }

@@ -57,7 +57,7 @@ TEST(Equivalence, OrderedGeneratorYieldsInInputOrder) {
       SCOPED_TRACE(backend + " n_jobs=" + std::to_string(n_jobs));
       std::vector<Sample> got;
       for (Sample& sample : joblet::Parallel({.n_jobs = n_jobs, .backend = backend})(sample_tasks(kTasks),
-                                                                                   joblet::return_as::generator)) {
+                                                                                     joblet::return_as::generator)) {
         got.push_back(std::move(sample));
       }
       EXPECT_EQ(got, expected(kTasks));
@@ -86,8 +86,8 @@ TEST(Equivalence, UnorderedGeneratorYieldsEachIndexOnceWithItsResult) {
 TEST(Equivalence, KeepGoingOutcomesHoldEveryValue) {
   for (const auto& backend : joblet::testing::kBackends) {
     SCOPED_TRACE(backend);
-    auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = backend})(sample_tasks(kTasks),
-                                                                        joblet::return_as::list.keep_going());
+    auto outcomes =
+        joblet::Parallel({.n_jobs = 2, .backend = backend})(sample_tasks(kTasks), joblet::return_as::list.keep_going());
     ASSERT_EQ(outcomes.size(), static_cast<std::size_t>(kTasks));
     for (int i = 0; i < kTasks; ++i) {
       ASSERT_TRUE(outcomes[i].ok());
@@ -112,8 +112,8 @@ TEST(Equivalence, MapAppliesAFunctionToEveryInput) {
     SCOPED_TRACE(backend);
     auto squares = joblet::map([](int x) { return x * x; }, inputs, {.n_jobs = 2, .backend = backend});
     EXPECT_EQ(squares, (std::vector<int>{25, 9, 81, 1}));
-    auto labels = joblet::map([](int i) { return std::to_string(i); }, std::views::iota(0, 3),
-                              {.n_jobs = 2, .backend = backend});
+    auto labels =
+        joblet::map([](int i) { return std::to_string(i); }, std::views::iota(0, 3), {.n_jobs = 2, .backend = backend});
     EXPECT_EQ(labels, (std::vector<std::string>{"0", "1", "2"}));
   }
 }
@@ -166,10 +166,34 @@ TEST(Equivalence, TasksInAContainerAreUsedInPlace) {
 }
 
 TEST(Equivalence, MoveOnlyResultsComeBackOnThreads) {
-  auto out = joblet::Parallel({.n_jobs = 2, .backend = "threads"})(std::views::iota(0, 20) | std::views::transform([](int i) {
-                                                                    return [i] { return std::make_unique<int>(i); };
-                                                                  }));
+  auto out = joblet::Parallel({.n_jobs = 2, .backend = "threads"})(
+      std::views::iota(0, 20) | std::views::transform([](int i) { return [i] { return std::make_unique<int>(i); }; }));
   for (int i = 0; i < 20; ++i) EXPECT_EQ(*out[i], i);
+}
+
+// A result with no empty state to be assigned later (threads need no encoding of it).
+struct Labelled {
+  explicit Labelled(int v) : value(v) {}
+  int value;
+};
+
+TEST(Equivalence, ResultsWithoutADefaultConstructorComeBackInOrder) {
+  auto tasks = std::views::iota(0, 3000) | std::views::transform([](int i) { return [i] { return Labelled(i); }; });
+  for (const std::string backend : {"sequential", "threads"}) {
+    const auto out = joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 7})(tasks);
+    ASSERT_EQ(out.size(), 3000u) << backend;
+    for (int i = 0; i < 3000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)].value, i) << backend;
+  }
+}
+
+TEST(Equivalence, BoolResultsFromManyThreadsAreExact) {
+  // std::vector<bool> packs results into shared bytes: workers must not write it concurrently.
+  auto tasks = std::views::iota(0, 20000) | std::views::transform([](int i) { return [i] { return i % 3 == 0; }; });
+  for (const auto& backend : joblet::testing::kBackends) {
+    const std::vector<bool> out = joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 1})(tasks);
+    ASSERT_EQ(out.size(), 20000u) << backend;
+    for (int i = 0; i < 20000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i % 3 == 0) << backend << " " << i;
+  }
 }
 
 }  // namespace

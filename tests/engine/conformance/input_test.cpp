@@ -6,6 +6,8 @@
 #include <list>
 #include <ranges>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "../support.hpp"
 
@@ -57,7 +59,8 @@ TEST(Input, ANonThreadSafeRangeIsReadByOneThreadAtATime) {
     for (const auto& backend : joblet::testing::kBackends) {
       SCOPED_TRACE(backend + (pre_dispatch ? " lazy" : " eager"));
       FragileSource source(500);
-      auto out = joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 1, .pre_dispatch = pre_dispatch})(source);
+      auto out =
+          joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 1, .pre_dispatch = pre_dispatch})(source);
       ASSERT_EQ(out.size(), 500u);
       for (int i = 0; i < 500; ++i) EXPECT_EQ(out[i], 3 * i);
       EXPECT_EQ(source.overlaps(), 0);
@@ -68,11 +71,42 @@ TEST(Input, ANonThreadSafeRangeIsReadByOneThreadAtATime) {
 TEST(Input, PreDispatchReadsTheInputLazily) {
   // With pre_dispatch the input is read as workers need tasks, not all up front.
   FragileSource source(100000);
-  auto generator = joblet::Parallel({.n_jobs = 2, .backend = "threads", .pre_dispatch = 8})(
-      source, joblet::return_as::generator);
+  auto generator =
+      joblet::Parallel({.n_jobs = 2, .backend = "threads", .pre_dispatch = 8})(source, joblet::return_as::generator);
   auto it = generator.begin();
   EXPECT_EQ(*it, 0);
   EXPECT_LT(source.read(), 100000);
+}
+
+TEST(Input, AViewWhoseFunctionChangesItselfIsReadInOrderByOneThread) {
+  // A mutable function cannot be called through a const view: its tasks are made one at a time,
+  // in input order, never where they run.
+  auto tasks = std::views::iota(0, 2000) | std::views::transform([made = 0](int i) mutable {
+                 ++made;
+                 return [i, made] { return made - i; };
+               });
+  for (const auto& backend : joblet::testing::kBackends) {
+    const auto out = joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 1})(tasks);
+    ASSERT_EQ(out.size(), 2000u) << backend;
+    for (int value : out) ASSERT_EQ(value, 1) << backend;
+  }
+}
+
+TEST(Input, AnIndexedRangeMakesEachTaskOnceOnEverySharedMemoryBackend) {
+  // std::views::transform over indices makes its tasks where they run, each exactly once.
+  std::vector<std::atomic<int>> made(5000);
+  auto tasks = std::views::iota(0, 5000) | std::views::transform([&made](int i) {
+                 made[static_cast<std::size_t>(i)].fetch_add(1);
+                 return [i] { return i; };
+               });
+  for (const std::string backend : {"sequential", "threads"}) {
+    for (auto& count : made) count.store(0);
+    const auto out = joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 3})(tasks);
+    for (int i = 0; i < 5000; ++i) {
+      ASSERT_EQ(out[static_cast<std::size_t>(i)], i) << backend;
+      ASSERT_EQ(made[static_cast<std::size_t>(i)].load(), 1) << backend << " task " << i;
+    }
+  }
 }
 
 TEST(Input, AnInputRangeWithoutSizeWorks) {

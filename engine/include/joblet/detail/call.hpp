@@ -92,7 +92,7 @@ class CallDriver {
   // appending nothing, once every task has finished, or once a cancelled call has nothing
   // more to report (it then never waits). Unless the call keeps going, rethrows the first
   // failure (after cancelling the rest).
-  bool advance(std::vector<std::size_t>& finished);
+  bool advance(std::vector<IndexRange>& finished);
   // Stops the call: no new task starts and workers stop (see Run::cancel).
   void cancel() noexcept;
 
@@ -114,7 +114,7 @@ class CallDriver {
   std::unique_ptr<ProgressReporter> reporter_;
   std::shared_ptr<const CallObservers> observers_;
   Job::Clock::time_point started_;
-  std::vector<IndexRange> drained_;
+  std::vector<FinishedTasks> drained_;
   std::size_t done_ = 0;
   std::size_t failed_ = 0;
   std::size_t put_aside_ = 0;

@@ -58,15 +58,17 @@ class CampaignStart final : public PlainCallStart, private Campaign {
     if (!job_.input_complete() || job_.size() == 0) return false;
     const auto location = job_.task_at(0).function().location();
     if (!location) return false;  // a Memory that caches nothing
-    const std::string& name = function();
+    std::string name = job_.task_at(0).function().name();
     for (std::size_t index = 1; index < job_.size(); ++index) {
       if (job_.task_at(index).function().name() != name) return false;  // several functions
     }
     location_ = *location;
+    function_ = std::move(name);
     return true;
   }
 
-  const std::string& function() const override { return job_.task_at(0).function().name(); }
+  // Kept: a range that makes its tasks where they run hands out a new task each time.
+  const std::string& function() const override { return function_; }
   const std::filesystem::path& location() const override { return location_; }
   std::span<const Hash128> keys() override {
     if (keys_.size() != job_.size()) {
@@ -122,6 +124,7 @@ class CampaignStart final : public PlainCallStart, private Campaign {
   bool checked_ = false;
   bool is_campaign_ = false;
   std::filesystem::path location_;
+  std::string function_;
   std::vector<Hash128> keys_;
 };
 

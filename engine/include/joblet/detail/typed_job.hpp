@@ -1,7 +1,12 @@
 #pragma once
-// TypedJob: the typed half of a parallel call. It reads tasks from the user's range, runs
-// them, and keeps one slot per task for its result or error. Everything else about the call
-// (scheduling, waiting, errors, progress) is the non-template Job/CallDriver code.
+// TypedJob: the typed half of a parallel call. It makes tasks from the user's range, runs them
+// and keeps their results. Everything else about the call (scheduling, waiting, errors,
+// progress, per-task states) is the non-template Job/CallDriver code.
+//
+// What a task costs in memory is what the machine's limit costs: its result, written where the
+// list returns it. A range that can be indexed without changing it (a container's elements, or a
+// view such as std::views::transform whose const form can be indexed) gives each task where it
+// runs; any other range is read once, in order, and its tasks are kept until they run.
 
 #include <cstdint>
 #include <exception>
@@ -27,6 +32,16 @@ namespace joblet::detail {
 template <class T>
 using Stored = std::conditional_t<std::is_void_v<T>, std::monostate, std::remove_cvref_t<T>>;
 
+// A range that gives its element `Reference` at any index, at once.
+template <class R, class Reference>
+concept IndexedAs = std::ranges::random_access_range<R> && std::ranges::sized_range<R> &&
+    std::same_as<std::ranges::range_reference_t<R>, Reference>;
+
+template <class R>
+struct IteratorOf {
+  using type = std::ranges::iterator_t<R>;
+};
+
 template <class View>
 class TypedJob final : public Job {
   using Reference = std::ranges::range_reference_t<View>;
@@ -41,25 +56,55 @@ class TypedJob final : public Job {
                 "such as joblet::delayed(f, args...)");
   using Result = std::invoke_result_t<TaskRef>;
 
-  struct Slot {
-    std::conditional_t<kInPlace, std::remove_reference_t<Reference>*, std::optional<Task>> task{};
-    std::optional<Stored<Result>> value;
-    std::exception_ptr error;
-    std::atomic<std::uint8_t> state{kPending};
-  };
+  // Elements in place are indexed through the range itself; made tasks through its const form,
+  // whose functions the standard requires not to change anything (regular_invocable), so that
+  // workers may make tasks at once.
+  using Indexed = std::conditional_t<kInPlace, View, const View>;
+  static constexpr bool kIndexed = IndexedAs<Indexed, std::conditional_t<kInPlace, Reference, Task>>;
+  using HeldTask = std::conditional_t<kInPlace, std::remove_reference_t<Reference>*, std::optional<Task>>;
 
  public:
   using Value = Stored<Result>;
   using TaskType = Task;
 
+ private:
+  // Results go into one vector that a list call returns as it is, when their number is known
+  // before the first task runs and an empty result can be made to be assigned later; otherwise
+  // into segments that grow with the input. void results take no memory at all.
+  static constexpr bool kNoValue = std::is_same_v<Value, std::monostate>;
+  static constexpr bool kDense = !kNoValue && std::ranges::sized_range<View> &&
+                                 std::is_default_constructible_v<Value> && std::is_move_assignable_v<Value> &&
+                                 !std::is_same_v<Value, bool>;  // std::vector<bool> shares bytes between elements
+  using Values = std::conditional_t<kNoValue, std::monostate,
+                                    std::conditional_t<kDense, std::vector<Value>, StableVector<std::optional<Value>>>>;
+
+ public:
   // Reads the whole input now when `read_all` (exceptions from the range propagate to the
-  // caller); otherwise workers read it as they claim tasks.
+  // caller); otherwise workers read it as they claim tasks. An indexed range is never read
+  // ahead: its tasks are made where they run.
   TypedJob(View view, JobSettings settings, bool read_all)
-      : Job(std::move(settings)), view_(std::move(view)), next_(std::ranges::begin(view_)), end_(std::ranges::end(view_)) {
-    if constexpr (std::ranges::sized_range<View>) slots_.grow_to(static_cast<std::size_t>(std::ranges::size(view_)));
-    if (read_all) {
-      bool exhausted = false;
-      set_complete_input(read_input(static_cast<std::size_t>(-1), exhausted));
+      : Job(std::move(settings)),
+        view_(std::move(view)),
+        next_(std::ranges::begin(view_)),
+        end_(std::ranges::end(view_)) {
+    if constexpr (kDense) values_.resize(static_cast<std::size_t>(std::ranges::size(view_)));
+    if constexpr (kIndexed) {
+      first_ = std::ranges::begin(static_cast<Indexed&>(view_));
+      const auto count = static_cast<std::size_t>(std::ranges::size(static_cast<Indexed&>(view_)));
+      if constexpr (!kInPlace) {
+        // Workers in other processes could only report the range's exception as a task's.
+        if (read_all && this->settings().all_tasks_before_run) {
+          for (std::size_t index = 0; index < count; ++index) static_cast<void>(task(index));
+        }
+      }
+      if constexpr (!kDense && !kNoValue) values_.grow_to(count);
+      set_complete_input(count);
+    } else {
+      if constexpr (std::ranges::sized_range<View>) grow_to(static_cast<std::size_t>(std::ranges::size(view_)));
+      if (read_all) {
+        bool exhausted = false;
+        set_complete_input(read_input(static_cast<std::size_t>(-1), exhausted));
+      }
     }
   }
 
@@ -69,10 +114,12 @@ class TypedJob final : public Job {
     try {
       if constexpr (Encodable<Value>) {
         out.push_back('\0');
+        decltype(auto) made = task(index);
+        TaskRef task = made;
         if constexpr (std::is_void_v<Result>) {
-          std::invoke(task(index));
+          std::invoke(task);
         } else {
-          encode_into<Value>(std::invoke(task(index)), out, arrays);
+          encode_into<Value>(std::invoke(task), out, arrays);
         }
       } else {
         throw SerializationError("the result type " + result_type_name() + " cannot be encoded");
@@ -85,110 +132,148 @@ class TypedJob final : public Job {
 
   bool results_encodable() const noexcept override { return Encodable<Value>; }
   std::string result_type_name() const override { return demangle(typeid(Value).name()); }
-  std::exception_ptr error(std::size_t index) const override { return slots_[index].error; }
 
-  // The task at `index` (read from the input already).
-  const Task& task_at(std::size_t index) const { return *slots_[index].task; }
+  // The task at `index` (read from the input already): a reference, or for an indexed range
+  // that makes its tasks, a new one.
+  decltype(auto) task_at(std::size_t index) const {
+    if constexpr (kIndexed) {
+      return first_[static_cast<std::ranges::range_difference_t<Indexed>>(index)];
+    } else {
+      return static_cast<const Task&>(*tasks_[index]);
+    }
+  }
 
   // --- for the front end, after the task finished ---
   Value take_value(std::size_t index) {
-    Slot& slot = slots_[index];
-    Value value = std::move(*slot.value);
-    slot.value.reset();
-    return value;
+    if constexpr (kNoValue) {
+      return {};
+    } else if constexpr (kDense) {
+      return std::move(values_[index]);
+    } else {
+      std::optional<Value>& slot = values_[index];
+      Value value = std::move(*slot);
+      slot.reset();
+      return value;
+    }
   }
   Outcome<Value> take_outcome(std::size_t index) {
-    if (failed(index)) return Outcome<Value>(slots_[index].error);
+    if (auto failure = error(index)) return Outcome<Value>(std::move(failure));
     return Outcome<Value>(take_value(index));
+  }
+  // Every result, in order, once every task succeeded.
+  std::vector<Value> take_values() {
+    if constexpr (kDense) {
+      return std::move(values_);
+    } else {
+      std::vector<Value> values;
+      values.reserve(size());
+      for (std::size_t index = 0; index < size(); ++index) values.push_back(take_value(index));
+      return values;
+    }
   }
 
  protected:
   std::size_t read_input(std::size_t count, bool& exhausted) override {
     std::size_t read = read_;
-    while (read < count && next_ != end_) {
-      slots_.grow_to(read + 1);
-      Slot& slot = slots_[read];
-      if constexpr (kInPlace) {
-        slot.task = std::addressof(*next_);
-      } else {
-        slot.task.emplace(*next_);
+    if constexpr (!kIndexed) {
+      while (read < count && next_ != end_) {
+        grow_to(read + 1);
+        if constexpr (kInPlace) {
+          tasks_[read] = std::addressof(*next_);
+        } else {
+          tasks_[read].emplace(*next_);
+        }
+        ++next_;
+        ++read;
       }
-      ++next_;
-      ++read;
     }
     exhausted = next_ == end_;
     read_ = read;
     return read;
   }
 
-  bool run_task(std::size_t index) noexcept override {
-    TaskScope scope;
-    Slot& slot = slots_[index];
-    std::exception_ptr failure;
+  TaskRun run_task(std::size_t index) noexcept override {
+    bool made = false;
     try {
-      if constexpr (std::is_void_v<Result>) {
-        std::invoke(task(index));
-        slot.value.emplace();
+      decltype(auto) made_task = task(index);  // an indexed range's own code may throw here
+      made = true;
+      TaskRef task = made_task;
+      if constexpr (kNoValue) {
+        std::invoke(task);
+        done_with_task(index);
+        if (!claim_outcome(index)) return TaskRun::not_recorded;
+      } else if (!settings().outcomes_per_task) {
+        // Nobody else records this task's outcome: the result goes straight to its place.
+        store(index, std::invoke(task));
+        done_with_task(index);
+        return TaskRun::succeeded;
       } else {
-        slot.value.emplace(std::invoke(task(index)));
+        Value value(std::invoke(task));
+        done_with_task(index);
+        // A task finishing after its timeout was reported loses, and its result is dropped.
+        if (!claim_outcome(index)) return TaskRun::not_recorded;
+        store(index, std::move(value));
       }
+      settle_success(index);
+      return TaskRun::succeeded;
     } catch (...) {
-      failure = std::current_exception();
+      if (!made) {
+        fail_input(std::current_exception());
+        return TaskRun::not_recorded;
+      }
+      done_with_task(index);
+      return record_failure(index, std::current_exception()) ? TaskRun::failed : TaskRun::not_recorded;
     }
-    if constexpr (!kInPlace) slot.task.reset();  // free the task's arguments now
-    return record(slot, std::move(failure));
   }
 
   bool store_encoded(std::size_t index, std::span<const std::byte> bytes, detail::ArrayReader* arrays) override {
     if constexpr (Encodable<Value>) {
       Value value = decode_from<Value>(bytes, arrays);
-      Slot& slot = slots_[index];
-      std::uint8_t expected = kPending;
-      if (!slot.state.compare_exchange_strong(expected, kWriting, std::memory_order_acq_rel)) return false;
-      slot.value.emplace(std::move(value));
-      slot.state.store(kSucceeded, std::memory_order_release);
+      if (!claim_outcome(index)) return false;
+      if constexpr (!kNoValue) store(index, std::move(value));
+      settle_success(index);
       return true;
     } else {
       throw SerializationError("the result type " + result_type_name() + " cannot be decoded");
     }
   }
 
-  bool store_error(std::size_t index, std::exception_ptr error) override {
-    return record(slots_[index], std::move(error));
-  }
-
-  std::uint8_t state(std::size_t index) const noexcept override {
-    return slots_[index].state.load(std::memory_order_acquire);
-  }
-
  private:
-  TaskRef task(std::size_t index) {
-    if constexpr (kInPlace) {
-      return *slots_[index].task;
+  decltype(auto) task(std::size_t index) {
+    if constexpr (kIndexed) {
+      return first_[static_cast<std::ranges::range_difference_t<Indexed>>(index)];
     } else {
-      return *slots_[index].task;
+      return static_cast<TaskRef>(*tasks_[index]);
     }
   }
 
-  // The first outcome recorded for a slot wins: a task finishing after its timeout was
-  // reported loses, and its result is dropped.
-  static bool record(Slot& slot, std::exception_ptr failure) noexcept {
-    std::uint8_t expected = kPending;
-    if (!slot.state.compare_exchange_strong(expected, kWriting, std::memory_order_acq_rel)) return false;
-    if (failure) {
-      slot.error = std::move(failure);
-      slot.state.store(kFailed, std::memory_order_release);
+  // A task read from the input is freed (with its arguments) once it ran.
+  void done_with_task(std::size_t index) noexcept {
+    if constexpr (!kIndexed && !kInPlace) tasks_[index].reset();
+  }
+
+  template <class V>
+  void store(std::size_t index, V&& value) {
+    if constexpr (kDense) {
+      values_[index] = std::forward<V>(value);
     } else {
-      slot.state.store(kSucceeded, std::memory_order_release);
+      values_[index].emplace(std::forward<V>(value));
     }
-    return true;
+  }
+
+  void grow_to(std::size_t count) {
+    tasks_.grow_to(count);
+    if constexpr (!kDense && !kNoValue) values_.grow_to(count);
   }
 
   View view_;
   std::ranges::iterator_t<View> next_;
   std::ranges::sentinel_t<View> end_;
   std::size_t read_ = 0;
-  StableVector<Slot> slots_;
+  [[no_unique_address]]
+  typename std::conditional_t<kIndexed, IteratorOf<Indexed>, std::type_identity<std::monostate>>::type first_{};
+  [[no_unique_address]] std::conditional_t<kIndexed, std::monostate, StableVector<HeldTask>> tasks_;
+  Values values_;
 };
 
 }  // namespace joblet::detail
