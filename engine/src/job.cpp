@@ -92,29 +92,31 @@ void Job::run(IndexRange range, RunningTask* tracker) {
 
 bool Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
                            detail::ArrayReader* arrays) {
-  bool recorded = false;
-  bool is_failure = true;
+  const TaskRun recorded = record_encoded(index, outcome, where, arrays);
+  if (recorded == TaskRun::not_recorded) return false;
+  publish({index, index + 1}, recorded == TaskRun::failed);
+  return true;
+}
+
+Job::TaskRun Job::record_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
+                                 detail::ArrayReader* arrays) {
   try {
     if (outcome.empty()) throw SerializationError("a worker sent an empty outcome", ErrorSite::here(index));
     if (outcome.front() == kValueOutcome) {
-      recorded = store_encoded(index, outcome.subspan(1), arrays);
-      is_failure = false;
-    } else {
-      auto [type, message] = decode<std::pair<std::string, std::string>>(outcome.subspan(1));
-      // joblet's own timeout keeps its type across processes, so that every rank of an MPI
-      // job catches the same exception; other errors carry their original type by name.
-      auto error = type == "joblet::TimeoutError" ? std::make_exception_ptr(TimeoutError(message, where))
-                                                  : std::make_exception_ptr(TaskError(type, message, where));
-      recorded = record_failure(index, std::move(error));
+      return store_encoded(index, outcome.subspan(1), arrays) ? TaskRun::succeeded : TaskRun::not_recorded;
     }
+    auto [type, message] = decode<std::pair<std::string, std::string>>(outcome.subspan(1));
+    // joblet's own timeout keeps its type across processes, so that every rank of an MPI
+    // job catches the same exception; other errors carry their original type by name.
+    auto error = type == "joblet::TimeoutError" ? std::make_exception_ptr(TimeoutError(message, where))
+                                                : std::make_exception_ptr(TaskError(type, message, where));
+    return record_failure(index, std::move(error)) ? TaskRun::failed : TaskRun::not_recorded;
   } catch (const SerializationError& e) {
-    recorded = record_failure(
+    const bool recorded = record_failure(
         index, std::make_exception_ptr(SerializationError(
                    "the result of the task could not be decoded (" + e.message() + ")", ErrorSite::here(index))));
-    is_failure = true;
+    return recorded ? TaskRun::failed : TaskRun::not_recorded;
   }
-  if (recorded) publish({index, index + 1}, is_failure);
-  return recorded;
 }
 
 bool Job::complete_failed(std::size_t index, std::exception_ptr error) {

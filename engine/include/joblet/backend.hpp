@@ -115,6 +115,13 @@ class Job {
   // nothing, when the task already has an outcome.
   bool complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
                         detail::ArrayReader* arrays = nullptr);
+  // The same for a backend that receives many outcomes at once: records one without telling
+  // the caller, who then hands whole runs of them over with publish().
+  enum class TaskRun : std::uint8_t { succeeded, failed, not_recorded };
+  TaskRun record_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
+                         detail::ArrayReader* arrays = nullptr);
+  // Hands recorded outcomes of the tasks in `range` to the caller's thread.
+  void publish(IndexRange range, bool any_failed);
   // Records that a task failed outside its own code (timeout, worker died). Returns false and
   // changes nothing when the task already has an outcome.
   bool complete_failed(std::size_t index, std::exception_ptr error);
@@ -167,7 +174,6 @@ class Job {
   // Reads the input until `count` tasks exist or it ends; returns the new size. Called with
   // the input lock held; may throw (the exception fails the call).
   virtual std::size_t read_input(std::size_t count, bool& exhausted) = 0;
-  enum class TaskRun : std::uint8_t { succeeded, failed, not_recorded };
   // Runs task `index` and records its outcome (not_recorded: a timeout or worker death
   // recorded one first, or making the task failed and fail_input() was called).
   virtual TaskRun run_task(std::size_t index) noexcept = 0;
@@ -192,8 +198,6 @@ class Job {
 
   // For typed jobs constructed with their whole input already read, or able to make any task.
   void set_complete_input(std::size_t size);
-  // Hands finished indices to the caller's thread.
-  void publish(IndexRange range, bool any_failed);
 
  private:
   JobSettings settings_;

@@ -45,13 +45,20 @@ class FrameBuffer {
  public:
   char* space(std::size_t wanted) {
     if (capacity_ - size_ < wanted) {
-      const std::size_t capacity = std::max(capacity_ * 2, size_ + wanted);
-      auto grown = std::make_unique_for_overwrite<char[]>(capacity);
-      if (size_ > start_) std::memcpy(grown.get(), data_.get() + start_, size_ - start_);
-      size_ -= start_;
+      const std::size_t pending = size_ - start_;
+      if (capacity_ - pending >= wanted) {
+        // Room once the frames handled are dropped: the buffer (and its warm pages) is reused,
+        // instead of doubling whenever a read ends inside a frame.
+        std::memmove(data_.get(), data_.get() + start_, pending);
+      } else {
+        const std::size_t capacity = std::max(capacity_ * 2, pending + wanted);
+        auto grown = std::make_unique_for_overwrite<char[]>(capacity);
+        if (pending > 0) std::memcpy(grown.get(), data_.get() + start_, pending);
+        data_ = std::move(grown);
+        capacity_ = capacity;
+      }
+      size_ = pending;
       start_ = 0;
-      data_ = std::move(grown);
-      capacity_ = capacity;
     }
     return data_.get() + size_;
   }
@@ -80,6 +87,7 @@ struct Worker {
   bool said_goodbye = false;
   std::vector<std::size_t> first;
   FrameBuffer buffer;
+  ErrorSite site;  // where its tasks fail: this host, its pid, the task of each frame
 };
 
 class ProcessesRun final : public Run {
@@ -203,6 +211,7 @@ class ProcessesRun final : public Run {
     *worker = Worker{};
     worker->slot = slot;
     worker->pid = forked.pid;
+    worker->site = ErrorSite{std::nullopt, process_rank(), host_, static_cast<long>(forked.pid)};
     worker->fd = forked.fd;
     worker->pidfd = forked.pidfd;
     worker->first = std::move(first);
@@ -280,6 +289,14 @@ class ProcessesRun final : public Run {
   }
 
   void handle_frames(Worker& worker) {
+    // Outcomes are handed to the caller in runs of consecutive tasks, not one by one.
+    IndexRange run;
+    bool run_failed = false;
+    auto hand_over = [&] {
+      if (!run.empty()) job_->publish(run, run_failed);
+      run = {};
+      run_failed = false;
+    };
     while (worker.buffer.available() >= sizeof(FrameHeader)) {
       FrameHeader header;
       std::memcpy(&header, worker.buffer.front(), sizeof header);
@@ -295,17 +312,25 @@ class ProcessesRun final : public Run {
                     header.index, job_->size(), header.length);
         kill(worker.pid, SIGKILL);
         close_fd(worker.fd);
-        return;
+        break;
       }
-      if (worker.buffer.missing() > 0) return;
+      if (worker.buffer.missing() > 0) break;
       const auto* payload = reinterpret_cast<const std::byte*>(worker.buffer.front() + sizeof header);
-      ErrorSite site{header.index, process_rank(), host_, static_cast<long>(worker.pid)};
+      worker.site.task_index = header.index;
       // Maps the arrays the worker wrote to files.
-      job_->complete_encoded(header.index, {payload, header.length}, site, results_ ? &results_->reader() : nullptr);
+      const auto recorded = job_->record_encoded(header.index, {payload, header.length}, worker.site,
+                                                 results_ ? &results_->reader() : nullptr);
+      if (recorded != Job::TaskRun::not_recorded) {
+        if (run.end != header.index) hand_over();
+        if (run.empty()) run.begin = header.index;
+        run.end = header.index + 1;
+        run_failed = run_failed || recorded == Job::TaskRun::failed;
+      }
       ++recorded_;
       deaths_without_progress_ = 0;
       worker.buffer.consume(sizeof header + header.length);
     }
+    hand_over();
   }
 
   void reap(Worker& worker) {

@@ -8,6 +8,8 @@
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -163,6 +165,20 @@ TEST(Codec, UnorderedContainersRoundTrip) {
   EXPECT_EQ(joblet::decode<std::remove_const_t<decltype(set)>>(joblet::encode(set)), set);
   const std::unordered_multimap<int, int> multimap{{1, 1}, {1, 2}, {2, 3}};
   EXPECT_EQ(joblet::decode<std::remove_const_t<decltype(multimap)>>(joblet::encode(multimap)), multimap);
+}
+
+TEST(Codec, NumbersAreTheirBytesAndRefuseAnyOtherLength) {
+  // A number skips the archive (the per-task path between processes): the bytes must still be
+  // exactly those of the archive, and a wrong length still an error.
+  const std::int64_t number = -123456789012345;
+  const std::string bytes = joblet::encode(number);
+  ASSERT_EQ(bytes.size(), sizeof number);
+  EXPECT_EQ(bytes, joblet::encode(std::tuple<std::int64_t>(number)));
+  EXPECT_EQ(joblet::decode<std::int64_t>(bytes), number);
+  EXPECT_EQ(joblet::decode<double>(joblet::encode(0.25)), 0.25);
+  EXPECT_THROW(joblet::decode<std::int64_t>(bytes.substr(0, 7)), joblet::SerializationError);
+  EXPECT_THROW(joblet::decode<std::int64_t>(bytes + "x"), joblet::SerializationError);
+  EXPECT_THROW(joblet::decode<std::int32_t>(std::string_view()), joblet::SerializationError);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <ranges>
 #include <string>
@@ -87,7 +88,12 @@ class TypedJob final : public Job {
         view_(std::move(view)),
         next_(std::ranges::begin(view_)),
         end_(std::ranges::end(view_)) {
-    if constexpr (kDense) values_.resize(static_cast<std::size_t>(std::ranges::size(view_)));
+    if constexpr (kDense) {
+      dense_size_ = static_cast<std::size_t>(std::ranges::size(view_));
+      // Where outcomes arrive from worker processes, the results are made after the fork: made
+      // before it, every page the parent then writes would be copied first.
+      if (!this->settings().outcomes_per_task) make_dense_values();
+    }
     if constexpr (kIndexed) {
       first_ = std::ranges::begin(static_cast<Indexed&>(view_));
       const auto count = static_cast<std::size_t>(std::ranges::size(static_cast<Indexed&>(view_)));
@@ -148,6 +154,7 @@ class TypedJob final : public Job {
     if constexpr (kNoValue) {
       return {};
     } else if constexpr (kDense) {
+      make_dense_values();  // in case no task stored a result
       return std::move(values_[index]);
     } else {
       std::optional<Value>& slot = values_[index];
@@ -163,6 +170,7 @@ class TypedJob final : public Job {
   // Every result, in order, once every task succeeded.
   std::vector<Value> take_values() {
     if constexpr (kDense) {
+      make_dense_values();
       return std::move(values_);
     } else {
       std::vector<Value> values;
@@ -252,9 +260,14 @@ class TypedJob final : public Job {
     if constexpr (!kIndexed && !kInPlace) tasks_[index].reset();
   }
 
+  void make_dense_values() {
+    std::call_once(values_made_, [this] { values_.resize(dense_size_); });
+  }
+
   template <class V>
   void store(std::size_t index, V&& value) {
     if constexpr (kDense) {
+      if (this->settings().outcomes_per_task) make_dense_values();
       values_[index] = std::forward<V>(value);
     } else {
       values_[index].emplace(std::forward<V>(value));
@@ -274,6 +287,8 @@ class TypedJob final : public Job {
   typename std::conditional_t<kIndexed, IteratorOf<Indexed>, std::type_identity<std::monostate>>::type first_{};
   [[no_unique_address]] std::conditional_t<kIndexed, std::monostate, StableVector<HeldTask>> tasks_;
   Values values_;
+  [[no_unique_address]] std::conditional_t<kDense, std::size_t, std::monostate> dense_size_{};
+  [[no_unique_address]] std::conditional_t<kDense, std::once_flag, std::monostate> values_made_;
 };
 
 }  // namespace joblet::detail
