@@ -72,11 +72,12 @@ bool read_exact(int fd, void* data, std::size_t size) {
 // ---- tbb --------------------------------------------------------------------------------------
 
 // Seconds to run body(0..n-1) as n task_group tasks in a fresh arena of `workers` threads (the
-// arena's start-up included, as joblet's numbers include worker start-up).
+// arena's start-up included, as joblet's numbers include worker start-up; so is oneTBB's own
+// start, which the first global_control of a process pays: about 1 ms here).
 template <class Body>
 double tbb_seconds(int workers, std::size_t n, Body body) {
-  tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(workers));
   const auto start = Clock::now();
+  tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(workers));
   tbb::task_arena arena(workers);
   arena.execute([&] {
     tbb::task_group group;
@@ -98,10 +99,11 @@ double fill_us(std::size_t n, Fill fill) {
   return elapsed / static_cast<double>(n) * 1e6;
 }
 
-// parallel_for over the vector in a fresh arena of `workers` threads (its start-up included).
+// parallel_for over the vector in a fresh arena of `workers` threads (its start-up and oneTBB's
+// included, as in tbb_seconds).
 double parallel_for_us(int workers, std::size_t n) {
-  tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(workers));
   return fill_us(n, [workers](std::vector<std::int64_t>& out) {
+    tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(workers));
     tbb::task_arena arena(workers);
     arena.execute([&out] {
       tbb::parallel_for(tbb::blocked_range<std::size_t>(0, out.size()), [&out](const auto& range) {

@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "backends.hpp"
 #include "joblet/detail/batch_sizer.hpp"
@@ -139,7 +140,7 @@ struct SharedState {
 class ThreadsRun final : public Run {
  public:
   explicit ThreadsRun(std::shared_ptr<Job> job)
-      : nested_(thread_context().in_threads_worker),
+      : caller_works_(thread_context().in_threads_worker || !job->wakes_on_each_outcome()),
         state_(std::make_shared<SharedState>(job, job->settings().n_workers)) {
     const int n = state_->n_workers;
     if (state_->tracks_tasks()) {
@@ -148,8 +149,10 @@ class ThreadsRun final : public Run {
       }
       return;
     }
-    // A nested call's caller is itself one of the n workers.
-    const int first = nested_ ? 1 : 0;
+    // A nested call's caller is itself one of the n workers, and so is the caller of a list
+    // that nobody watches task by task: it would only wait for the end (as the caller of
+    // tbb::parallel_for works too). A generator's caller stays free to hand out results.
+    const int first = caller_works_ ? 1 : 0;
     tbb::task_arena& arena = arena_for(n);
     for (int worker = first; worker < n; ++worker) {
       arena.enqueue([state = state_, worker] { state->worker_loop(worker); });
@@ -179,12 +182,17 @@ class ThreadsRun final : public Run {
       return;
     }
     const bool no_worker_yet = state_->started.load(std::memory_order_relaxed) == 0;
-    if (!job.cancelled() && (nested_ || (no_worker_yet && now - created_ > kHelpAfter))) {
+    if (!job.cancelled() && (caller_works_ || (no_worker_yet && now - created_ > kHelpAfter))) {
+      // One batch at a time: between batches the caller draws progress and sees stops.
       CpuBudgetScope budget(state_->budget_per_worker);
-      if (state_->run_batches(state_->n_workers, true)) return;
+      bool& in_worker = thread_context().in_threads_worker;
+      const bool outer = std::exchange(in_worker, true);
+      const bool ran = state_->run_batches(state_->n_workers, true);
+      in_worker = outer;
+      if (ran) return;
     }
     auto wake = deadline;
-    if (no_worker_yet && !nested_) wake = std::min(wake, created_ + kHelpAfter);
+    if (no_worker_yet && !caller_works_) wake = std::min(wake, created_ + kHelpAfter);
     job.wait_for_outcomes(wake);
   }
 
@@ -203,7 +211,7 @@ class ThreadsRun final : public Run {
     });
   }
 
-  bool nested_;
+  bool caller_works_;
   std::shared_ptr<SharedState> state_;
   Job::Clock::time_point created_ = Job::Clock::now();
 };

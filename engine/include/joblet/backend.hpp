@@ -160,6 +160,7 @@ class Job {
   // Whether the caller wants waking for every outcome (generators) or only when the last
   // task finished or one failed (lists: fewer wake-ups, less overhead per task).
   void set_wake_on_each_outcome(bool each) noexcept { wake_each_.store(each, std::memory_order_relaxed); }
+  bool wakes_on_each_outcome() const noexcept { return wake_each_.load(std::memory_order_relaxed); }
   // Blocks until outcomes were recorded that drain_outcomes() has not taken, or `deadline`.
   bool wait_for_outcomes(Clock::time_point deadline);
   // Moves the tasks recorded since the last call into `out` (appending).
