@@ -32,6 +32,7 @@ class FragileSource {
       if (source_->busy_.exchange(true)) source_->overlaps_.fetch_add(1);
       joblet::testing::sleep_ms(0);
       ++source_->current_;  // deliberately unsynchronised
+      source_->read_.store(source_->current_);
       source_->busy_.store(false);
       return *this;
     }
@@ -45,11 +46,13 @@ class FragileSource {
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() { return {}; }
   int overlaps() const { return overlaps_.load(); }
-  int read() const { return current_; }
+  // How far it was read, safe to ask while workers read on (current_ is theirs alone).
+  int read() const { return read_.load(); }
 
  private:
   int current_ = 0;
   int end_;
+  std::atomic<int> read_{0};
   std::atomic<bool> busy_{false};
   std::atomic<int> overlaps_{0};
 };
