@@ -1,5 +1,5 @@
 // custom_backend: a backend is a scheduler of task indices 0..n-1; the Parallel front end
-// keeps the tasks, result slots, ordering, progress and error policy. This one runs the
+// keeps the tasks, the results, ordering, progress and error policy. This one runs the
 // tasks on the caller's thread in reverse order: useful to catch tasks that secretly depend
 // on running in input order (a shared accumulator, a file written by an earlier task).
 #include <joblet/joblet.hpp>

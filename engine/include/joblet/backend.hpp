@@ -1,7 +1,7 @@
 #pragma once
 // The backend interface. A backend is a scheduler of task indices 0..n-1 plus, when its
 // workers live in other processes, a transport for their outcomes as bytes. It never sees a
-// C++ type: the Parallel front end owns the tasks, the result slots, ordering, generators,
+// C++ type: the Parallel front end owns the tasks, the results, ordering, generators,
 // progress and the error policy, once, for every backend.
 //
 // To add a backend, implement Backend and Run (examples/custom_backend.cpp is a small one),

@@ -23,12 +23,6 @@
 
 namespace joblet::detail {
 
-template <class Task>
-inline constexpr bool is_cached_call = false;
-template <class F, class... Args>
-requires CachedCallable<F, Args...>
-inline constexpr bool is_cached_call<Delayed<F, Args...>> = true;
-
 // Of the outcomes of run_deferring's call (an error, or null, for each task at `indices`), the
 // tasks that were put aside; rethrows the first other error.
 std::vector<std::size_t> put_aside(std::span<const std::size_t> indices, std::span<const std::exception_ptr> errors);
@@ -58,17 +52,15 @@ class CampaignStart final : public PlainCallStart, private Campaign {
     if (!job_.input_complete() || job_.size() == 0) return false;
     const auto location = job_.task_at(0).function().location();
     if (!location) return false;  // a Memory that caches nothing
-    std::string name = job_.task_at(0).function().name();
+    const std::string& name = function();
     for (std::size_t index = 1; index < job_.size(); ++index) {
       if (job_.task_at(index).function().name() != name) return false;  // several functions
     }
     location_ = *location;
-    function_ = std::move(name);
     return true;
   }
 
-  // Kept: a range that makes its tasks where they run hands out a new task each time.
-  const std::string& function() const override { return function_; }
+  const std::string& function() const override { return job_.task_at(0).function().name(); }
   const std::filesystem::path& location() const override { return location_; }
   std::span<const Hash128> keys() override {
     if (keys_.size() != job_.size()) {
@@ -124,7 +116,6 @@ class CampaignStart final : public PlainCallStart, private Campaign {
   bool checked_ = false;
   bool is_campaign_ = false;
   std::filesystem::path location_;
-  std::string function_;
   std::vector<Hash128> keys_;
 };
 

@@ -5,8 +5,9 @@
 //
 // What a task costs in memory is what the machine's limit costs: its result, written where the
 // list returns it. A range that can be indexed without changing it (a container's elements, or a
-// view such as std::views::transform whose const form can be indexed) gives each task where it
-// runs; any other range is read once, in order, and its tasks are kept until they run.
+// view such as std::views::transform whose const form can be indexed) gives each task to the
+// thread that runs it; any other range is read once, in order, and its tasks are held until they
+// run.
 
 #include <cstdint>
 #include <exception>
@@ -22,7 +23,9 @@
 #include <vector>
 
 #include "joblet/backend.hpp"
+#include "joblet/cached_call.hpp"
 #include "joblet/codec.hpp"
+#include "joblet/delayed.hpp"
 #include "joblet/detail/stable_vector.hpp"
 #include "joblet/detail/task_scope.hpp"
 #include "joblet/outcome.hpp"
@@ -32,6 +35,12 @@ namespace joblet::detail {
 // What a task's result is stored as: void becomes std::monostate, references are copied.
 template <class T>
 using Stored = std::conditional_t<std::is_void_v<T>, std::monostate, std::remove_cvref_t<T>>;
+
+template <class Task>
+inline constexpr bool is_cached_call = false;
+template <class F, class... Args>
+requires CachedCallable<F, Args...>
+inline constexpr bool is_cached_call<Delayed<F, Args...>> = true;
 
 // A range that gives its element `Reference` at any index, at once.
 template <class R, class Reference>
@@ -59,9 +68,11 @@ class TypedJob final : public Job {
 
   // Elements in place are indexed through the range itself; made tasks through its const form,
   // whose functions the standard requires not to change anything (regular_invocable), so that
-  // workers may make tasks at once.
+  // workers may make tasks at once. Cached calls are held: a campaign looks at each task before
+  // it runs, and making one may be costly (it may load the arguments).
   using Indexed = std::conditional_t<kInPlace, View, const View>;
-  static constexpr bool kIndexed = IndexedAs<Indexed, std::conditional_t<kInPlace, Reference, Task>>;
+  static constexpr bool kIndexable =
+      !is_cached_call<Task> && IndexedAs<Indexed, std::conditional_t<kInPlace, Reference, Task>>;
   using HeldTask = std::conditional_t<kInPlace, std::remove_reference_t<Reference>*, std::optional<Task>>;
 
  public:
@@ -81,8 +92,9 @@ class TypedJob final : public Job {
 
  public:
   // Reads the whole input now when `read_all` (exceptions from the range propagate to the
-  // caller); otherwise workers read it as they claim tasks. An indexed range is never read
-  // ahead: its tasks are made where they run.
+  // caller); otherwise workers read it as they claim tasks. An indexable range is not read: its
+  // tasks are made where they run, except for workers in other processes, which could only
+  // report the range's own exception as a task's: for them the tasks are made here, once.
   TypedJob(View view, JobSettings settings, bool read_all)
       : Job(std::move(settings)),
         view_(std::move(view)),
@@ -94,23 +106,20 @@ class TypedJob final : public Job {
       // before it, every page the parent then writes would be copied first.
       if (!this->settings().outcomes_per_task) make_dense_values();
     }
-    if constexpr (kIndexed) {
-      first_ = std::ranges::begin(static_cast<Indexed&>(view_));
-      const auto count = static_cast<std::size_t>(std::ranges::size(static_cast<Indexed&>(view_)));
-      if constexpr (!kInPlace) {
-        // Workers in other processes could only report the range's exception as a task's.
-        if (read_all && this->settings().all_tasks_before_run) {
-          for (std::size_t index = 0; index < count; ++index) static_cast<void>(task(index));
-        }
+    if constexpr (kIndexable) {
+      if (kInPlace || !this->settings().all_tasks_before_run) {
+        indexed_ = true;
+        first_ = std::ranges::begin(static_cast<Indexed&>(view_));
+        const auto count = static_cast<std::size_t>(std::ranges::size(static_cast<Indexed&>(view_)));
+        if constexpr (!kDense && !kNoValue) values_.grow_to(count);
+        set_complete_input(count);
+        return;
       }
-      if constexpr (!kDense && !kNoValue) values_.grow_to(count);
-      set_complete_input(count);
-    } else {
-      if constexpr (std::ranges::sized_range<View>) grow_to(static_cast<std::size_t>(std::ranges::size(view_)));
-      if (read_all) {
-        bool exhausted = false;
-        set_complete_input(read_input(static_cast<std::size_t>(-1), exhausted));
-      }
+    }
+    if constexpr (std::ranges::sized_range<View>) grow_to(static_cast<std::size_t>(std::ranges::size(view_)));
+    if (read_all) {
+      bool exhausted = false;
+      set_complete_input(read_input(static_cast<std::size_t>(-1), exhausted));
     }
   }
 
@@ -120,13 +129,13 @@ class TypedJob final : public Job {
     try {
       if constexpr (Encodable<Value>) {
         out.push_back('\0');
-        decltype(auto) made = task(index);
-        TaskRef task = made;
-        if constexpr (std::is_void_v<Result>) {
-          std::invoke(task);
-        } else {
-          encode_into<Value>(std::invoke(task), out, arrays);
-        }
+        with_task(index, [&](TaskRef task) {
+          if constexpr (std::is_void_v<Result>) {
+            std::invoke(task);
+          } else {
+            encode_into<Value>(std::invoke(task), out, arrays);
+          }
+        });
       } else {
         throw SerializationError("the result type " + result_type_name() + " cannot be encoded");
       }
@@ -139,14 +148,13 @@ class TypedJob final : public Job {
   bool results_encodable() const noexcept override { return Encodable<Value>; }
   std::string result_type_name() const override { return demangle(typeid(Value).name()); }
 
-  // The task at `index` (read from the input already): a reference, or for an indexed range
-  // that makes its tasks, a new one.
-  decltype(auto) task_at(std::size_t index) const {
-    if constexpr (kIndexed) {
-      return first_[static_cast<std::ranges::range_difference_t<Indexed>>(index)];
-    } else {
-      return static_cast<const Task&>(*tasks_[index]);
+  // The task at `index`, read from the input already (as cached calls always are).
+  const Task& task_at(std::size_t index) const {
+    static_assert(!kIndexable || kInPlace, "task_at() needs tasks that are held or in place");
+    if constexpr (kIndexable) {
+      if (indexed_) return first_[static_cast<std::ranges::range_difference_t<Indexed>>(index)];
     }
+    return *tasks_[index];
   }
 
   // --- for the front end, after the task finished ---
@@ -183,17 +191,15 @@ class TypedJob final : public Job {
  protected:
   std::size_t read_input(std::size_t count, bool& exhausted) override {
     std::size_t read = read_;
-    if constexpr (!kIndexed) {
-      while (read < count && next_ != end_) {
-        grow_to(read + 1);
-        if constexpr (kInPlace) {
-          tasks_[read] = std::addressof(*next_);
-        } else {
-          tasks_[read].emplace(*next_);
-        }
-        ++next_;
-        ++read;
+    while (read < count && next_ != end_) {
+      grow_to(read + 1);
+      if constexpr (kInPlace) {
+        tasks_[read] = std::addressof(*next_);
+      } else {
+        tasks_[read].emplace(*next_);
       }
+      ++next_;
+      ++read;
     }
     exhausted = next_ == end_;
     read_ = read;
@@ -203,29 +209,29 @@ class TypedJob final : public Job {
   TaskRun run_task(std::size_t index) noexcept override {
     bool made = false;
     try {
-      decltype(auto) made_task = task(index);  // an indexed range's own code may throw here
-      made = true;
-      TaskRef task = made_task;
-      if constexpr (kNoValue) {
-        std::invoke(task);
-        done_with_task(index);
-        if (!claim_outcome(index)) return TaskRun::not_recorded;
-      } else if (!settings().outcomes_per_task) {
-        // Nobody else records this task's outcome: the result goes straight to its place.
-        store(index, std::invoke(task));
-        done_with_task(index);
+      return with_task(index, [&](TaskRef task) {
+        made = true;
+        if constexpr (kNoValue) {
+          std::invoke(task);
+          done_with_task(index);
+          if (!claim_outcome(index)) return TaskRun::not_recorded;
+        } else if (!settings().outcomes_per_task) {
+          // Nobody else records this task's outcome: the result goes straight to its place.
+          store(index, std::invoke(task));
+          done_with_task(index);
+          return TaskRun::succeeded;
+        } else {
+          Value value(std::invoke(task));
+          done_with_task(index);
+          // A task finishing after its timeout was reported loses, and its result is dropped.
+          if (!claim_outcome(index)) return TaskRun::not_recorded;
+          store(index, std::move(value));
+        }
+        settle_success(index);
         return TaskRun::succeeded;
-      } else {
-        Value value(std::invoke(task));
-        done_with_task(index);
-        // A task finishing after its timeout was reported loses, and its result is dropped.
-        if (!claim_outcome(index)) return TaskRun::not_recorded;
-        store(index, std::move(value));
-      }
-      settle_success(index);
-      return TaskRun::succeeded;
+      });
     } catch (...) {
-      if (!made) {
+      if (!made) {  // the range's own code, making the task
         fail_input(std::current_exception());
         return TaskRun::not_recorded;
       }
@@ -247,17 +253,24 @@ class TypedJob final : public Job {
   }
 
  private:
-  decltype(auto) task(std::size_t index) {
-    if constexpr (kIndexed) {
-      return first_[static_cast<std::ranges::range_difference_t<Indexed>>(index)];
-    } else {
-      return static_cast<TaskRef>(*tasks_[index]);
+  // use(task) with task `index`: made from the range (whose exception then escapes before use
+  // is called), or held.
+  template <class Use>
+  decltype(auto) with_task(std::size_t index, Use&& use) {
+    if constexpr (kIndexable) {
+      if (indexed_) {
+        decltype(auto) made = first_[static_cast<std::ranges::range_difference_t<Indexed>>(index)];
+        return use(static_cast<TaskRef>(made));
+      }
     }
+    return use(static_cast<TaskRef>(*tasks_[index]));
   }
 
   // A task read from the input is freed (with its arguments) once it ran.
   void done_with_task(std::size_t index) noexcept {
-    if constexpr (!kIndexed && !kInPlace) tasks_[index].reset();
+    if constexpr (!kInPlace) {
+      if (!indexed_) tasks_[index].reset();
+    }
   }
 
   void make_dense_values() {
@@ -283,9 +296,10 @@ class TypedJob final : public Job {
   std::ranges::iterator_t<View> next_;
   std::ranges::sentinel_t<View> end_;
   std::size_t read_ = 0;
+  bool indexed_ = false;  // tasks are made from first_ where they run, not held in tasks_
   [[no_unique_address]]
-  typename std::conditional_t<kIndexed, IteratorOf<Indexed>, std::type_identity<std::monostate>>::type first_{};
-  [[no_unique_address]] std::conditional_t<kIndexed, std::monostate, StableVector<HeldTask>> tasks_;
+  typename std::conditional_t<kIndexable, IteratorOf<Indexed>, std::type_identity<std::monostate>>::type first_{};
+  StableVector<HeldTask> tasks_;
   Values values_;
   [[no_unique_address]] std::conditional_t<kDense, std::size_t, std::monostate> dense_size_{};
   [[no_unique_address]] std::conditional_t<kDense, std::once_flag, std::monostate> values_made_;
