@@ -318,8 +318,14 @@ class ProcessesRun final : public Run {
       const auto* payload = reinterpret_cast<const std::byte*>(worker.buffer.front() + sizeof header);
       worker.site.task_index = header.index;
       // Maps the arrays the worker wrote to files.
-      const auto recorded = job_->record_encoded(header.index, {payload, header.length}, worker.site,
-                                                 results_ ? &results_->reader() : nullptr);
+      Job::TaskRun recorded;
+      try {
+        recorded = job_->record_encoded(header.index, {payload, header.length}, worker.site,
+                                        results_ ? &results_->reader() : nullptr);
+      } catch (...) {
+        hand_over();  // what was recorded before the failure still reaches the caller
+        throw;
+      }
       if (recorded != Job::TaskRun::not_recorded) {
         if (run.end != header.index) hand_over();
         if (run.empty()) run.begin = header.index;
