@@ -33,9 +33,11 @@ void notify_call_start(const CallObservers& observers, CallStart& call) {
   for (const auto& observer : observers) observer->on_call_start(call);
 }
 
-CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool streaming)
+CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool streaming, bool in_order)
     : job_(std::move(job)),
       keep_going_(job_->settings().keep_going),
+      // The ranks of a collective call agree on failures as a list does.
+      in_order_(in_order && !keep_going_ && !plan.backend->starts_every_call()),
       round_(std::exchange(t_next_round, std::nullopt)),
       // Across MPI ranks, progress is printed by rank 0 only (callbacks run on every rank).
       reporter_(std::make_unique<ProgressReporter>(
@@ -110,7 +112,7 @@ bool CallDriver::advance(std::vector<IndexRange>& finished) {
   const std::size_t before = finished.size();
   for (;;) {
     if (running_ && stop_requested()) stop_gracefully();
-    if (failure_ && !keep_going_) std::rethrow_exception(failure_);
+    if (failure_ && !keep_going_ && !in_order_) std::rethrow_exception(failure_);
     if (all_finished()) {
       report(true);
       return false;
@@ -128,6 +130,7 @@ bool CallDriver::advance(std::vector<IndexRange>& finished) {
       for (const auto& [index, error] : failures) {
         ++failed_;
         if (!failure_) failure_ = error;
+        first_failed_ = std::min(first_failed_, index);
         if (round_ && is_put_aside(error)) ++put_aside_;
       }
       if (observers_) {
@@ -147,9 +150,13 @@ bool CallDriver::advance(std::vector<IndexRange>& finished) {
       std::rethrow_exception(failure_);
     }
     if (failure_ && !keep_going_) {
-      cancel();
-      report(true);
-      std::rethrow_exception(failure_);
+      if (in_order_) {
+        job_->stop_at(first_failed_);  // the caller rethrows it when it gets there
+      } else {
+        cancel();
+        report(true);
+        std::rethrow_exception(failure_);
+      }
     }
     if (finished.size() > before) {
       report(all_finished());

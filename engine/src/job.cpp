@@ -44,7 +44,7 @@ IndexRange Job::claim(std::size_t count) {
         if (input_error_) wake_caller();
       }
       if (cancelled()) return {};
-      const std::size_t available = size();
+      const std::size_t available = std::min(size(), stop_at_.load(std::memory_order_acquire));
       if (next >= available) return {};
       const std::size_t end = std::min(next + count, available);
       next_.store(end, std::memory_order_relaxed);
@@ -52,9 +52,15 @@ IndexRange Job::claim(std::size_t count) {
     }
   }
   const std::size_t begin = next_.fetch_add(count, std::memory_order_relaxed);
-  const std::size_t total = size();
+  const std::size_t total = std::min(size(), stop_at_.load(std::memory_order_acquire));
   if (begin >= total) return {};
   return {begin, std::min(begin + count, total)};
+}
+
+void Job::stop_at(std::size_t index) noexcept {
+  std::size_t current = stop_at_.load(std::memory_order_relaxed);
+  while (index < current && !stop_at_.compare_exchange_weak(current, index, std::memory_order_acq_rel)) {
+  }
 }
 
 std::size_t Job::unclaimed() const noexcept {
@@ -71,7 +77,7 @@ void Job::run(IndexRange range, RunningTask* tracker) {
   std::size_t index = range.begin;
   bool any_failed = false;
   for (; index < range.end; ++index) {
-    if (stopping()) break;
+    if (stopping() || index >= stop_at_.load(std::memory_order_relaxed)) break;
     if (tracker != nullptr) {
       tracker->started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
       tracker->index.store(static_cast<std::int64_t>(index), std::memory_order_release);

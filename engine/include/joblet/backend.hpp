@@ -155,6 +155,9 @@ class Job {
   void set_stops_on_signal(bool stops) noexcept { stops_on_signal_.store(stops, std::memory_order_relaxed); }
   // Whether no new task should start: cancelled, or stopping on a signal.
   bool stopping() const noexcept;
+  // Hands out no task at or after `index` any more and ends runs there, while the tasks before
+  // it go on (an ordered generator's first failure: it yields every result before it first).
+  void stop_at(std::size_t index) noexcept;
 
   // --- waking the caller (the front end's thread) -----------------------------------------
   // Whether the caller wants waking for every outcome (generators) or only when the last
@@ -206,6 +209,7 @@ class Job {
   std::atomic<bool> input_complete_{false};
   std::atomic<std::size_t> next_{0};
   std::atomic<bool> cancelled_{false};
+  std::atomic<std::size_t> stop_at_{std::numeric_limits<std::size_t>::max()};
   std::atomic<bool> stops_on_signal_{false};
   std::atomic<bool> results_here_{true};
   std::mutex input_mutex_;

@@ -88,7 +88,9 @@ class Generator {
   };
 
   Generator(std::shared_ptr<Job> job, const detail::CallPlan& plan)
-      : job_(job), driver_(std::make_unique<detail::CallDriver>(std::move(job), plan, /*streaming=*/true)) {}
+      : job_(job),
+        driver_(std::make_unique<detail::CallDriver>(std::move(job), plan, /*streaming=*/true,
+                                                     /*in_order=*/S == detail::Shape::generator)) {}
 
   // Starts reading results; call once.
   iterator begin() {

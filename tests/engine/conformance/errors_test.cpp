@@ -66,7 +66,40 @@ TEST(Errors, GeneratorsThrowWhenTheyReachTheFailure) {
       }
     };
     EXPECT_ANY_THROW(consume());
-    EXPECT_LE(yielded, 20);
+    EXPECT_EQ(yielded, 20);
+  }
+}
+
+TEST(Errors, AnOrderedGeneratorYieldsEveryResultBeforeTheFailureFirst) {
+  // The failing task finishes long before the ones ahead of it: the generator still yields all
+  // of those, in order, and only then throws. Several rounds, as the timing varies.
+  auto tasks = std::views::iota(0, 60) | std::views::transform([](int i) {
+                 return [i] {
+                   if (i == 30) throw CustomError("task 30 is bad");
+                   if (i < 30 && i % 5 == 0) joblet::testing::sleep_ms(20);
+                   return i;
+                 };
+               });
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& backend : joblet::testing::kBackends) {
+      SCOPED_TRACE(backend);
+      auto generator =
+          joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 1})(tasks, joblet::return_as::generator);
+      int yielded = 0;
+      try {
+        for (int value : generator) {
+          EXPECT_EQ(value, yielded);
+          ++yielded;
+        }
+        ADD_FAILURE() << "the failure was not rethrown";
+      } catch (const joblet::TaskError& e) {
+        EXPECT_EQ(backend, "processes");
+        EXPECT_EQ(e.original_message(), "task 30 is bad");
+      } catch (const CustomError& e) {
+        EXPECT_STREQ(e.what(), "task 30 is bad");
+      }
+      EXPECT_EQ(yielded, 30);
+    }
   }
 }
 

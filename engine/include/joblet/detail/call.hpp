@@ -83,7 +83,9 @@ class CallDriver {
  public:
   // `streaming`: the caller consumes results as they come (generators), so it is woken for
   // each one; a list only needs waking at the end, on a failure, or to draw progress.
-  CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool streaming);
+  // `in_order`: the caller yields results in input order (an ordered generator), so a failure
+  // stops the tasks after it only, and is rethrown by the caller once it reaches that task.
+  CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool streaming, bool in_order = false);
   ~CallDriver();
   CallDriver(const CallDriver&) = delete;
   CallDriver& operator=(const CallDriver&) = delete;
@@ -107,6 +109,8 @@ class CallDriver {
 
   std::shared_ptr<Job> job_;
   bool keep_going_;
+  bool in_order_;
+  std::size_t first_failed_ = static_cast<std::size_t>(-1);  // the lowest index that failed
   std::unique_ptr<Run> run_;
   // A round of an elastic campaign: its progress counts the campaign, and the tasks it puts
   // aside for other processes (counted in failed_) are neither done nor failed there.
