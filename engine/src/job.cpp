@@ -35,10 +35,8 @@ IndexRange Job::claim(std::size_t count) {
           if (settings_.outcomes_per_task) states_.grow_to(read);
           size_.store(read, std::memory_order_release);
         } catch (...) {
-          input_error_ = std::current_exception();
-          input_failed_.store(true, std::memory_order_release);
+          note_input_error(std::current_exception());
           exhausted = true;
-          cancel();
         }
         if (exhausted) input_complete_.store(true, std::memory_order_release);
         if (input_error_) wake_caller();
@@ -73,27 +71,17 @@ std::size_t Job::unclaimed() const noexcept {
 void Job::run(IndexRange range, RunningTask* tracker) {
   // Calls made by these tasks are nested in them.
   const detail::TaskScope scope;
-  std::size_t first_unpublished = range.begin;
-  std::size_t index = range.begin;
-  bool any_failed = false;
-  for (; index < range.end; ++index) {
+  OutcomeRun recorded(*this);  // a task whose outcome a timeout recorded first is left out
+  for (std::size_t index = range.begin; index < range.end; ++index) {
     if (stopping() || index >= stop_at_.load(std::memory_order_relaxed)) break;
     if (tracker != nullptr) {
       tracker->started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
       tracker->index.store(static_cast<std::int64_t>(index), std::memory_order_release);
     }
     const TaskRun outcome = run_task(index);
-    if (outcome == TaskRun::not_recorded) {
-      // A timeout already recorded this task's outcome: publish around it.
-      if (first_unpublished < index) publish({first_unpublished, index}, any_failed);
-      first_unpublished = index + 1;
-      any_failed = false;
-    } else {
-      any_failed = any_failed || outcome == TaskRun::failed;
-    }
+    if (outcome != TaskRun::not_recorded) recorded.add(index, outcome == TaskRun::failed);
   }
   if (tracker != nullptr) tracker->index.store(-1, std::memory_order_release);
-  if (first_unpublished < index) publish({first_unpublished, index}, any_failed);
 }
 
 bool Job::complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
@@ -161,14 +149,19 @@ std::exception_ptr Job::input_error() const {
   return input_failed_.load(std::memory_order_acquire) ? input_error_ : nullptr;
 }
 
-void Job::fail_input(std::exception_ptr error) noexcept {
-  {
-    std::lock_guard lock(input_mutex_);
-    if (input_failed_.load(std::memory_order_relaxed)) return;  // the first one is reported
+void Job::note_input_error(std::exception_ptr error) noexcept {
+  if (!input_failed_.load(std::memory_order_relaxed)) {  // the first one is reported
     input_error_ = std::move(error);
     input_failed_.store(true, std::memory_order_release);
   }
   cancel();
+}
+
+void Job::fail_input(std::exception_ptr error) noexcept {
+  {
+    std::lock_guard lock(input_mutex_);
+    note_input_error(std::move(error));
+  }
   wake_caller();
 }
 

@@ -68,6 +68,21 @@ tbb::task_arena& arena_for(int concurrency) {
 
 struct alignas(64) WorkerSlot : WatchedSlot {};
 
+// While a thread runs batches of a call (a worker, or the caller helping): calls made by its
+// tasks are nested in this one, and "all CPUs" means the worker's share.
+class RunningBatches {
+ public:
+  explicit RunningBatches(int budget_per_worker)
+      : budget_(budget_per_worker), outer_(std::exchange(thread_context().in_threads_worker, true)) {}
+  ~RunningBatches() { thread_context().in_threads_worker = outer_; }
+  RunningBatches(const RunningBatches&) = delete;
+  RunningBatches& operator=(const RunningBatches&) = delete;
+
+ private:
+  CpuBudgetScope budget_;
+  bool outer_;
+};
+
 // Everything a worker loop touches; kept alive by every loop, queued or running.
 struct SharedState {
   std::shared_ptr<Job> job;
@@ -113,12 +128,8 @@ struct SharedState {
     }
     started.fetch_add(1, std::memory_order_relaxed);
     {
-      bool& in_worker = thread_context().in_threads_worker;
-      const bool outer = in_worker;
-      in_worker = true;
-      CpuBudgetScope budget(budget_per_worker);
+      const RunningBatches running(budget_per_worker);
       run_batches(slot, false);
-      in_worker = outer;
     }
     {
       std::lock_guard lock(mutex);
@@ -184,12 +195,8 @@ class ThreadsRun final : public Run {
     const bool no_worker_yet = state_->started.load(std::memory_order_relaxed) == 0;
     if (!job.cancelled() && (caller_works_ || (no_worker_yet && now - created_ > kHelpAfter))) {
       // One batch at a time: between batches the caller draws progress and sees stops.
-      CpuBudgetScope budget(state_->budget_per_worker);
-      bool& in_worker = thread_context().in_threads_worker;
-      const bool outer = std::exchange(in_worker, true);
-      const bool ran = state_->run_batches(state_->n_workers, true);
-      in_worker = outer;
-      if (ran) return;
+      const RunningBatches running(state_->budget_per_worker);
+      if (state_->run_batches(state_->n_workers, true)) return;
     }
     auto wake = deadline;
     if (no_worker_yet && !caller_works_) wake = std::min(wake, created_ + kHelpAfter);

@@ -116,12 +116,36 @@ class Job {
   bool complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
                         detail::ArrayReader* arrays = nullptr);
   // The same for a backend that receives many outcomes at once: records one without telling
-  // the caller, who then hands whole runs of them over with publish().
+  // the caller, who then hands whole runs of them over with an OutcomeRun.
   enum class TaskRun : std::uint8_t { succeeded, failed, not_recorded };
   TaskRun record_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
                          detail::ArrayReader* arrays = nullptr);
-  // Hands recorded outcomes of the tasks in `range` to the caller's thread.
-  void publish(IndexRange range, bool any_failed);
+  // Hands recorded outcomes to the caller's thread in runs of consecutive tasks, not one by one:
+  // add() each task recorded; a run goes when the next task is not its neighbour, at flush(),
+  // or when the OutcomeRun goes (an exception included).
+  class OutcomeRun {
+   public:
+    explicit OutcomeRun(Job& job) noexcept : job_(job) {}
+    ~OutcomeRun() { flush(); }
+    OutcomeRun(const OutcomeRun&) = delete;
+    OutcomeRun& operator=(const OutcomeRun&) = delete;
+    void add(std::size_t index, bool failed) {
+      if (range_.end != index) flush();
+      if (range_.empty()) range_.begin = index;
+      range_.end = index + 1;
+      any_failed_ = any_failed_ || failed;
+    }
+    void flush() {
+      if (!range_.empty()) job_.publish(range_, any_failed_);
+      range_ = {};
+      any_failed_ = false;
+    }
+
+   private:
+    Job& job_;
+    IndexRange range_;
+    bool any_failed_ = false;
+  };
   // Records that a task failed outside its own code (timeout, worker died). Returns false and
   // changes nothing when the task already has an outcome.
   bool complete_failed(std::size_t index, std::exception_ptr error);
@@ -202,6 +226,8 @@ class Job {
 
   // For typed jobs constructed with their whole input already read, or able to make any task.
   void set_complete_input(std::size_t size);
+  // Hands recorded outcomes of the tasks in `range` to the caller's thread.
+  void publish(IndexRange range, bool any_failed);
 
  private:
   JobSettings settings_;
@@ -215,6 +241,8 @@ class Job {
   std::mutex input_mutex_;
   std::exception_ptr input_error_;
   std::atomic<bool> input_failed_{false};
+  // With input_mutex_ held: keeps the first error the input range threw, and cancels the call.
+  void note_input_error(std::exception_ptr error) noexcept;
 
   // With settings_.outcomes_per_task: one state per task read (kPending...kFailed).
   detail::StableVector<std::atomic<std::uint8_t>> states_;

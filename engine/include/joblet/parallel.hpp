@@ -114,7 +114,7 @@ class Generator {
     current_.reset();
     if constexpr (S == detail::Shape::generator) {
       for (;;) {
-        if (!arrived_.empty() && arrived_.front()) {
+        if (next_arrived()) {
           arrived_.pop_front();
           const std::size_t index = next_++;
           if constexpr (KeepGoing) {
@@ -142,7 +142,7 @@ class Generator {
           for (std::size_t index = std::max(range.begin, next_); index < range.end; ++index)
             arrived_[index - next_] = true;
         }
-        if (!more && !(!arrived_.empty() && arrived_.front())) {
+        if (!more && !next_arrived()) {
           finish();
           return;
         }
@@ -167,6 +167,8 @@ class Generator {
       }
     }
   }
+
+  bool next_arrived() const noexcept { return !arrived_.empty() && arrived_.front(); }
 
   void finish() {
     done_ = true;

@@ -289,14 +289,7 @@ class ProcessesRun final : public Run {
   }
 
   void handle_frames(Worker& worker) {
-    // Outcomes are handed to the caller in runs of consecutive tasks, not one by one.
-    IndexRange run;
-    bool run_failed = false;
-    auto hand_over = [&] {
-      if (!run.empty()) job_->publish(run, run_failed);
-      run = {};
-      run_failed = false;
-    };
+    Job::OutcomeRun recorded(*job_);
     while (worker.buffer.available() >= sizeof(FrameHeader)) {
       FrameHeader header;
       std::memcpy(&header, worker.buffer.front(), sizeof header);
@@ -318,25 +311,13 @@ class ProcessesRun final : public Run {
       const auto* payload = reinterpret_cast<const std::byte*>(worker.buffer.front() + sizeof header);
       worker.site.task_index = header.index;
       // Maps the arrays the worker wrote to files.
-      Job::TaskRun recorded;
-      try {
-        recorded = job_->record_encoded(header.index, {payload, header.length}, worker.site,
-                                        results_ ? &results_->reader() : nullptr);
-      } catch (...) {
-        hand_over();  // what was recorded before the failure still reaches the caller
-        throw;
-      }
-      if (recorded != Job::TaskRun::not_recorded) {
-        if (run.end != header.index) hand_over();
-        if (run.empty()) run.begin = header.index;
-        run.end = header.index + 1;
-        run_failed = run_failed || recorded == Job::TaskRun::failed;
-      }
+      const auto outcome = job_->record_encoded(header.index, {payload, header.length}, worker.site,
+                                                results_ ? &results_->reader() : nullptr);
+      if (outcome != Job::TaskRun::not_recorded) recorded.add(header.index, outcome == Job::TaskRun::failed);
       ++recorded_;
       deaths_without_progress_ = 0;
       worker.buffer.consume(sizeof header + header.length);
     }
-    hand_over();
   }
 
   void reap(Worker& worker) {

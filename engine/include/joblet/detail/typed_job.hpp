@@ -101,7 +101,6 @@ class TypedJob final : public Job {
         next_(std::ranges::begin(view_)),
         end_(std::ranges::end(view_)) {
     if constexpr (kDense) {
-      dense_size_ = static_cast<std::size_t>(std::ranges::size(view_));
       // Where outcomes arrive from worker processes, the results are made after the fork: made
       // before it, every page the parent then writes would be copied first.
       if (!this->settings().outcomes_per_task) make_dense_values();
@@ -274,7 +273,7 @@ class TypedJob final : public Job {
   }
 
   void make_dense_values() {
-    std::call_once(values_made_, [this] { values_.resize(dense_size_); });
+    std::call_once(values_made_, [this] { values_.resize(static_cast<std::size_t>(std::ranges::size(view_))); });
   }
 
   template <class V>
@@ -301,7 +300,6 @@ class TypedJob final : public Job {
   typename std::conditional_t<kIndexable, IteratorOf<Indexed>, std::type_identity<std::monostate>>::type first_{};
   StableVector<HeldTask> tasks_;
   Values values_;
-  [[no_unique_address]] std::conditional_t<kDense, std::size_t, std::monostate> dense_size_{};
   [[no_unique_address]] std::conditional_t<kDense, std::once_flag, std::monostate> values_made_;
 };
 
