@@ -5,6 +5,9 @@
 #include <limits>
 #include <string>
 
+#include <fmt/format.h>
+
+#include "joblet/error.hpp"
 #include "mpi_transport.hpp"
 
 namespace joblet::detail {
@@ -19,6 +22,8 @@ constexpr auto kClaimCostBound = std::chrono::microseconds(10);
 // Below this estimated duration a rank always holds one batch in reserve; above it, it asks for
 // the next one shortly before the current one should end, so the last batches stay balanced.
 constexpr auto kPrefetchBelow = std::chrono::milliseconds(2);
+// Batches shorter than this are tiny (tiny_batches()).
+constexpr auto kTinyBatch = std::chrono::microseconds(50);
 
 std::int64_t now_ns() { return Job::Clock::now().time_since_epoch().count(); }
 
@@ -70,22 +75,31 @@ std::uint64_t MpiClaims::next_batch_size() {
   return fixed_batch_ > 0 ? fixed_batch_ : sizer_.next(std::numeric_limits<std::size_t>::max());
 }
 
-void MpiClaims::observe(const std::deque<MpiComputeThreads::Finished>& finished) {
+void MpiClaims::observe(const std::vector<MpiComputeThreads::Finished>& finished) {
   for (const auto& batch : finished) sizer_.observe(batch.range.size(), batch.elapsed);
   MpiTaskCounter* counter = compute_.counter();
   if (counter != nullptr && !finished.empty()) counter->set_own_batch(next_batch_size());
 }
 
-bool MpiClaims::ask_for_work() {
+bool MpiClaims::ask_for_work(const std::function<std::string()>& riding) {
   next_claim_ns_ = 0;
-  if (transport_.rank() == 0 || exhausted_ || outstanding_ || job_.cancelled()) return false;
+  if (transport_.rank() == 0 || exhausted_ || job_.cancelled()) return false;
   const MpiComputeThreads::Backlog backlog = compute_.backlog();
-  if (backlog.queued || (backlog.running && !time_to_prefetch(backlog))) return false;
+  const std::size_t coming = backlog.queued + static_cast<std::size_t>(outstanding_);
+  if (coming >= (tiny_batches() ? 2U : 1U) || (backlog.running && !time_to_prefetch(backlog))) return false;
   const std::uint64_t count = next_batch_size();
-  outstanding_ = true;
-  claim_sent_ns_ = now_ns();
-  transport_.send(0, kClaimTag, std::string(reinterpret_cast<const char*>(&count), sizeof count));
+  ++outstanding_;
+  claims_sent_ns_.push_back(now_ns());
+  std::string claim(reinterpret_cast<const char*>(&count), sizeof count);
+  claim += riding();
+  transport_.send(0, kClaimTag, std::move(claim));
   return true;
+}
+
+bool MpiClaims::tiny_batches() const noexcept {
+  const double ns_per_task = sizer_.ns_per_task();
+  return ns_per_task >= 0 &&
+         ns_per_task * static_cast<double>(sizer_.last()) < std::chrono::nanoseconds(kTinyBatch).count();
 }
 
 // Short batches: always keep one in reserve. Long ones: ask a round trip (with margin) before the
@@ -104,19 +118,23 @@ bool MpiClaims::time_to_prefetch(const MpiComputeThreads::Backlog& backlog) {
   return false;
 }
 
-void MpiClaims::answer(int rank, std::string_view claim) {
+std::string_view MpiClaims::answer(int rank, std::string_view claim) {
   std::uint64_t count = 0;
+  if (claim.size() < sizeof count) throw Error(fmt::format("mpi backend: a malformed claim from rank {}", rank));
   std::memcpy(&count, claim.data(), sizeof count);
   const IndexRange range = compute_.counter()->grant(count, rank);
   const std::uint64_t reply[2] = {range.begin, range.end};
   transport_.send(rank, kGrantTag, std::string(reinterpret_cast<const char*>(reply), sizeof reply));
+  return claim.substr(sizeof count);
 }
 
 void MpiClaims::accept(std::string_view grant) {
   std::uint64_t reply[2];
   std::memcpy(reply, grant.data(), sizeof reply);
-  outstanding_ = false;
-  const double round_trip = static_cast<double>(now_ns() - claim_sent_ns_);
+  if (outstanding_ == 0) throw Error("mpi backend: a grant that answers no claim");
+  --outstanding_;
+  const double round_trip = static_cast<double>(now_ns() - claims_sent_ns_.front());
+  claims_sent_ns_.pop_front();
   round_trip_ns_ = round_trip_ns_ < 0 ? round_trip : 0.7 * round_trip_ns_ + 0.3 * round_trip;
   const IndexRange range{reply[0], reply[1]};
   if (range.empty()) exhausted_ = true;

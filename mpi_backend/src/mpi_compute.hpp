@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "joblet/backend.hpp"
 #include "joblet/detail/task_watchdog.hpp"
@@ -33,7 +34,7 @@ class MpiComputeThreads : public std::enable_shared_from_this<MpiComputeThreads>
   };
   // What the threads have to do besides their running task.
   struct Backlog {
-    bool queued = false;          // a batch waits
+    std::size_t queued = 0;       // batches waiting
     bool running = false;         // a batch runs
     std::int64_t started_ns = 0;  // when the running batch started
     std::uint64_t tasks = 0;      // and how many tasks it has
@@ -46,6 +47,13 @@ class MpiComputeThreads : public std::enable_shared_from_this<MpiComputeThreads>
   ~MpiComputeThreads();
 
   void start_thread();
+  // While `on`, the calling thread runs the queued batches itself (take_here, run_here) and the
+  // compute threads leave them.
+  void run_on_caller(bool on);
+  // The next queued batch, now counted as running on the calling thread; empty when none.
+  IndexRange take_here();
+  // Runs a batch take_here() gave and leaves its outcomes with the others.
+  void run_here(IndexRange range);
   // Queues a batch; an empty one means that no more will come: the threads end when the queue
   // is empty.
   void give(IndexRange range);
@@ -58,7 +66,9 @@ class MpiComputeThreads : public std::enable_shared_from_this<MpiComputeThreads>
   // Whether a batch runs that this rank should wait for: one whose task was abandoned at its
   // timeout may never end.
   bool running_unabandoned();
-  std::deque<Finished> take_finished();
+  std::vector<Finished> take_finished();
+  // Whether a batch finished that take_finished() has not taken; lock-free.
+  bool has_finished() const noexcept { return finished_count_.load(std::memory_order_acquire) > 0; }
   // Until a batch finished, or `timeout`.
   void wait_for_finished(std::chrono::microseconds timeout);
 
@@ -68,6 +78,12 @@ class MpiComputeThreads : public std::enable_shared_from_this<MpiComputeThreads>
 
  private:
   void loop();
+  // The next queued batch, now running (mutex_ held; the queue is not empty).
+  IndexRange start_next_locked();
+  // Runs a batch start_next_locked() gave (mutex_ not held).
+  Finished run(IndexRange range);
+  // The batch's outcomes for take_finished() (mutex_ held).
+  void finish_locked(Finished finished);
 
   std::shared_ptr<Job> job_;
   std::unique_ptr<MpiTaskCounter> counter_;
@@ -77,8 +93,10 @@ class MpiComputeThreads : public std::enable_shared_from_this<MpiComputeThreads>
   std::condition_variable outcomes_ready_;
   std::deque<IndexRange> queue_;
   bool no_more_work_ = false;
+  bool caller_runs_ = false;
   int busy_ = 0;  // threads running a batch now
-  std::deque<Finished> finished_;
+  std::vector<Finished> finished_;
+  std::atomic<std::size_t> finished_count_{0};  // finished_.size(), read without the lock
   WatchedSlot running_task_;
   std::atomic<std::int64_t> batch_started_ns_{0};  // the running batch: when it started
   std::atomic<std::uint64_t> batch_tasks_{0};      // and how many tasks it has

@@ -21,6 +21,12 @@
 namespace joblet::detail {
 namespace {
 
+// A rank that holds its successes (send_own) sends those for the ranks other than 0 this often,
+// or once this many bytes wait: results still stream everywhere, in a message per rank per
+// interval rather than per task.
+constexpr auto kStreamInterval = std::chrono::milliseconds(1);
+constexpr std::size_t kStreamBytes = 64 * 1024;
+
 bool is_failure(const char* frame) {
   FrameHeader header;
   std::memcpy(&header, frame, sizeof header);
@@ -159,18 +165,21 @@ void MpiDelivery::record(std::string_view frames, int source, std::string* fresh
   }
 }
 
-void MpiDelivery::send_own() {
+void MpiDelivery::send_own(bool hold) {
   std::string successes = std::exchange(own_successes_, {});
   std::string failures = std::exchange(own_failures_, {});
   // Once the ranks counted the FRAMES messages they sent each other, no more may go out.
   if (transport_.draining()) return;
   if (!failures.empty()) transport_.send_to_all(kFramesTag, std::move(failures));
-  if (successes.empty()) return;
-  if (mode_ == Mode::stream_to_all) {
-    transport_.send_to_all(kFramesTag, std::move(successes));
-  } else if (rank_ != 0) {
-    transport_.send(0, kFramesTag, std::move(successes));
-  }
+  if (rank_ != 0) to_root_ += successes;
+  const bool others = transport_.size() > (rank_ == 0 ? 1 : 2);
+  if (mode_ == Mode::stream_to_all && others) to_others_ += successes;
+  if (!hold && !to_root_.empty()) transport_.send(0, kFramesTag, std::exchange(to_root_, {}));
+  if (to_others_.empty()) return;
+  const auto now = Job::Clock::now();
+  if (hold && now - others_sent_ < kStreamInterval && to_others_.size() < kStreamBytes) return;
+  others_sent_ = now;
+  transport_.send_to_all(kFramesTag, std::exchange(to_others_, {}), /*except=*/0);
 }
 
 void MpiDelivery::post_final_broadcast() {

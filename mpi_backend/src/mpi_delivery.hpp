@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "joblet/backend.hpp"
@@ -45,9 +46,13 @@ class MpiDelivery {
   void receive(std::string_view frames, int source);
   // Outcomes made on this rank (run, or failed at their timeout); send_own() sends them on.
   void record_own(std::string_view frames);
-  // Sends the outcomes record_own() recorded first: failures to every rank; successes to every
-  // rank or, in gather modes, to rank 0 only.
-  void send_own();
+  // Sends the outcomes record_own() recorded first: failures to every rank at once; successes to
+  // every rank or, in gather modes, to rank 0 only. With `hold` (a rank other than 0 running
+  // batches of a few µs), successes wait: those for rank 0 ride on the next claim
+  // (take_held_for_root), those for the other ranks go out together every kStreamInterval.
+  void send_own(bool hold = false);
+  // The successes held for rank 0.
+  std::string take_held_for_root() noexcept { return std::exchange(to_root_, {}); }
 
   // The end-of-call broadcasts of the gather modes: {completed, bytes}, then the bytes.
   bool final_broadcast_posted() const noexcept { return final_.posted; }
@@ -82,6 +87,9 @@ class MpiDelivery {
   std::size_t recorded_ = 0;
   std::string own_successes_;  // recorded here first, not sent yet
   std::string own_failures_;
+  std::string to_root_;    // successes held for rank 0
+  std::string to_others_;  // successes held for the ranks other than 0
+  Job::Clock::time_point others_sent_{};
   std::string gathered_;  // rank 0 in gather modes: the frames the final broadcast carries
   FinalBroadcast final_;
 };

@@ -10,10 +10,10 @@
 
 namespace joblet::detail {
 
-// Rank 0's record of what it handed to each rank and was not reported yet: the current and
-// the prefetched batch of every rank.
+// Rank 0's record of what it handed to each rank and was not reported yet: the running batch of
+// every rank and the (up to two) batches it asked for ahead (mpi_claims.hpp).
 struct Grants {
-  static constexpr int kPerRank = 2;
+  static constexpr int kPerRank = 3;
   struct Held {
     std::atomic<std::uint64_t> begin{0};
     std::atomic<std::uint64_t> end{0};
@@ -29,13 +29,16 @@ struct Grants {
   std::unique_ptr<Held[]> held;
 
  private:
-  // An empty slot, or else the older batch: grants to one rank only move forward, and its
-  // older batch was started first.
+  // An empty slot, or else the oldest batch: grants to one rank only move forward, and its
+  // oldest batch was started first.
   int next_slot(int rank) const {
-    const Held* pair = &held[rank * kPerRank];
-    if (pair[0].begin.load() == pair[0].end.load()) return 0;
-    if (pair[1].begin.load() == pair[1].end.load()) return 1;
-    return pair[0].begin.load() <= pair[1].begin.load() ? 0 : 1;
+    const Held* slots = &held[rank * kPerRank];
+    int oldest = 0;
+    for (int slot = 0; slot < kPerRank; ++slot) {
+      if (slots[slot].begin.load() == slots[slot].end.load()) return slot;
+      if (slots[slot].begin.load() < slots[oldest].begin.load()) oldest = slot;
+    }
+    return oldest;
   }
 };
 

@@ -42,6 +42,11 @@ using std::chrono::microseconds;
 
 // Longest sleep between polls of the network while a call runs.
 constexpr auto kPollCap = microseconds(100);
+// For this long after any progress, and while a claim is out, the calling thread polls without
+// sleeping, yielding its core to any thread that wants it: a sleep costs a wake-up, and with
+// more ranks than cores, a whole turn of the scheduler before the answer is seen.
+constexpr auto kSpinWindow = microseconds(50);
+constexpr int kSpinsBetweenRounds = 64;
 
 // Sets this thread's timer slack for as long as it lives.
 class TimerSlack {
@@ -103,9 +108,18 @@ class MpiRun final : public Run {
     auto backoff = microseconds(1);
     while (delivery_.recorded() == recorded_before && !job_->cancelled() && job_->results_here()) {
       const bool progressed = progress();
-      if (delivery_.recorded() != recorded_before || Clock::now() >= deadline) return;
+      const auto now = Clock::now();
+      if (progressed) last_progress_ = now;
+      if (delivery_.recorded() != recorded_before || now >= deadline) return;
       if (progressed) {
         backoff = microseconds(1);
+        continue;
+      }
+      if (claims_.outstanding() || now - last_progress_ < kSpinWindow) {
+        // Only a message or a finished batch can move the call on soon: wait for those alone.
+        for (int i = 0; i < kSpinsBetweenRounds && !transport_.message_waiting() && !compute_->has_finished(); ++i) {
+          std::this_thread::yield();
+        }
         continue;
       }
       // Nothing to do: sleep on the compute thread's signal, and poll MPI again soon — sooner
@@ -129,8 +143,9 @@ class MpiRun final : public Run {
   bool progress() {
     if (job_->stopping() && !job_->cancelled()) job_->cancel();  // a graceful stop: no new task starts
     bool progressed = receive();
+    progressed = compute_here() || progressed;
     progressed = take_local_outcomes() || progressed;
-    progressed = claims_.ask_for_work() || progressed;
+    progressed = ask_for_work() || progressed;
     progressed = transport_.test_sends() || progressed;
     if (delivery_.gathers()) progressed = advance_final_broadcast() || progressed;
     enforce_timeout();
@@ -141,7 +156,7 @@ class MpiRun final : public Run {
     return transport_.receive([this](const MpiMessage& message) {
       switch (message.tag) {
         case kClaimTag:
-          claims_.answer(message.source, message.bytes);
+          delivery_.receive(claims_.answer(message.source, message.bytes), message.source);
           break;
         case kGrantTag:
           claims_.accept(message.bytes);
@@ -153,12 +168,34 @@ class MpiRun final : public Run {
     });
   }
 
-  // This rank's finished batches: recorded here, and sent on in one message.
+  // Handing a batch to the compute thread and its outcomes back costs two thread switches, more
+  // than a batch of a few µs takes: a rank other than 0 runs such batches itself, once measured,
+  // after sending its next claim. Rank 0 answers the claims and must not; nor a call with a
+  // timeout, whose watchdog runs on this thread.
+  bool compute_here() {
+    if (!compute_here_allowed_) return false;
+    computing_here_ = claims_.tiny_batches() && !job_->cancelled();
+    compute_->run_on_caller(computing_here_);
+    if (!computing_here_) return false;
+    const IndexRange range = compute_->take_here();
+    if (range.empty()) return false;
+    ask_for_work();
+    compute_->run_here(range);
+    return true;
+  }
+
+  bool ask_for_work() {
+    return claims_.ask_for_work([this] { return delivery_.take_held_for_root(); });
+  }
+
+  // This rank's finished batches: recorded here, and sent on in one message — or, while this
+  // thread runs batches of a few µs, held, so that a task costs one message each way, not one
+  // per rank: rank 0's ride on the next claim, which follows within µs.
   bool take_local_outcomes() {
     const auto finished = compute_->take_finished();
     claims_.observe(finished);
     for (const auto& batch : finished) delivery_.record_own(batch.frames);
-    delivery_.send_own();
+    delivery_.send_own(/*hold=*/computing_here_ && !claims_.exhausted() && !job_->cancelled());
     return !finished.empty();
   }
 
@@ -262,6 +299,9 @@ class MpiRun final : public Run {
   std::shared_ptr<MpiComputeThreads> compute_;
   MpiClaims claims_;
   TaskWatchdog watchdog_;
+  const bool compute_here_allowed_ = rank() != 0 && !job_->settings().timeout;
+  bool computing_here_ = false;
+  Clock::time_point last_progress_{};
 };
 
 }  // namespace

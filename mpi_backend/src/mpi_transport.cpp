@@ -36,10 +36,10 @@ void MpiTransport::send(int destination, MpiTag tag, std::string bytes) {
   post(destination, tag, std::make_shared<const std::string>(std::move(bytes)));
 }
 
-void MpiTransport::send_to_all(MpiTag tag, std::string bytes) {
+void MpiTransport::send_to_all(MpiTag tag, std::string bytes, int except) {
   auto data = std::make_shared<const std::string>(std::move(bytes));
   for (int peer = 0; peer < size_; ++peer) {
-    if (peer != rank_) post(peer, tag, data);
+    if (peer != rank_ && peer != except) post(peer, tag, data);
   }
 }
 
@@ -54,6 +54,15 @@ bool MpiTransport::test_sends() {
   return sends_.size() != before;
 }
 
+bool MpiTransport::message_waiting() {
+  int flag = 0;
+  // Twice, as in receive().
+  for (int probe = 0; probe < 2 && !flag; ++probe) {
+    check(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, MPI_STATUS_IGNORE), "MPI_Iprobe");
+  }
+  return flag != 0;
+}
+
 bool MpiTransport::receive(const std::function<void(const MpiMessage&)>& handle) {
   bool any = false;
   bool probed_again = false;
@@ -63,9 +72,10 @@ bool MpiTransport::receive(const std::function<void(const MpiMessage&)>& handle)
     check(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, &status), "MPI_Iprobe");
     if (!flag) {
       // Open MPI's ob1 looks for a match before progressing the network: a message that arrived
-      // since the last poll is only seen by a second probe (measured with Open MPI 4.1; it keeps
-      // the latency low at batch size 1).
-      if (probed_again) return any;
+      // since the last poll is only seen by a second probe (measured with Open MPI 4.1). With
+      // more ranks than cores every probe that progresses nothing yields the core (Open MPI's
+      // yield_when_idle), so after messages were handled one probe that finds none ends it.
+      if (any || probed_again) return any;
       probed_again = true;
       continue;
     }

@@ -1,7 +1,8 @@
 #pragma once
 // The messages of one mpi call, on a communicator duplicated for the call so that they never mix
 // with the program's own or with another call's:
-//   CLAIM  rank -> 0   "give me up to k tasks"           (one outstanding per rank; mpi_claims.hpp)
+//   CLAIM  rank -> 0   "give me up to k tasks"           (one outstanding per rank; mpi_claims.hpp),
+//                      then outcomes for rank 0 riding along (mpi_delivery.hpp)
 //   GRANT  0 -> rank   [begin, end); empty: none are left
 //   FRAMES any -> any  outcomes of finished tasks (detail/frames.hpp; mpi_delivery.hpp)
 // No send blocks: each is posted, and its bytes are kept until a later test finds it complete.
@@ -43,10 +44,12 @@ class MpiTransport {
   int size() const noexcept { return size_; }
 
   void send(int destination, MpiTag tag, std::string bytes);
-  // One copy of the bytes, to every other rank.
-  void send_to_all(MpiTag tag, std::string bytes);
+  // One copy of the bytes, to every other rank (but `except`).
+  void send_to_all(MpiTag tag, std::string bytes, int except = -1);
   // Forgets the sends that completed; returns whether any did.
   bool test_sends();
+  // Whether a message has arrived (it stays to be received).
+  bool message_waiting();
   // Hands every message that has arrived to `handle`; returns whether there was any.
   bool receive(const std::function<void(const MpiMessage&)>& handle);
 

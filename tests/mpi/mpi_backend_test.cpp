@@ -13,6 +13,7 @@
 #include <joblet/joblet.hpp>
 #include <joblet/mpi.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -21,6 +22,8 @@
 #include <ranges>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -60,8 +63,8 @@ auto item_tasks(int n) {
 // this suite so). Collective; empty on every rank if it could not be made.
 std::string make_shared_folder(const std::string& name = "test") {
   const char* tmpdir = std::getenv("TMPDIR");
-  std::string folder = std::string(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") + "/joblet-mpi-" + name +
-                       "-XXXXXX";
+  std::string folder =
+      std::string(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") + "/joblet-mpi-" + name + "-XXXXXX";
   unsigned long long length = folder.size();
   MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);  // TMPDIR may differ between ranks
   folder.resize(length);
@@ -136,6 +139,51 @@ TEST(Mpi, EveryRankComputes) {
   for (const Item& item : items) ++per_rank[item.computed_on];
   for (int r = 0; r < world_size(); ++r) EXPECT_GT(per_rank[r], 0) << "rank " << r << " computed nothing";
   remove_shared_folder(folder);
+}
+
+// Tasks of a few µs at batch size 1: ranks other than 0 run them on their calling thread, with
+// two claims in flight, and hold their results for a claim to carry (mpi_run.cpp).
+TEST(Mpi, TinyTasksOneAtATimeGiveEveryResultOnEveryRank) {
+  constexpr int n = 20000;
+  joblet::Parallel parallel({.backend = "mpi", .batch_size = 1});
+  for (int round = 0; round < 2; ++round) {
+    SCOPED_TRACE(round);
+    auto results = parallel(std::views::iota(0, n) | std::views::transform([](int i) {
+                              return [i] { return std::pair{i * 3, world_rank()}; };
+                            }));
+    EXPECT_EQ(results.size(), static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      EXPECT_EQ(results[i].first, static_cast<int>(i) * 3) << i;
+      EXPECT_TRUE(results[i].second >= 0 && results[i].second < world_size()) << i;
+    }
+  }
+  int streamed = 0;
+  for (auto&& [index, value] :
+       parallel(std::views::iota(0, n) | std::views::transform([](int i) { return [i] { return i; }; }),
+                joblet::return_as::generator_unordered)) {
+    EXPECT_EQ(value, static_cast<int>(index));
+    ++streamed;
+  }
+  EXPECT_EQ(streamed, n);
+}
+
+// Whichever thread of a rank runs a task, a nested mpi call in it is refused: tiny tasks run on
+// the calling thread of ranks other than 0.
+TEST(MpiHybrid, NestedMpiCallsInTinyTasksAreRefusedOnEveryThread) {
+  constexpr int n = 3000;
+  auto refused = joblet::Parallel({.backend = "mpi", .batch_size = 1})(
+      std::views::iota(0, n) | std::views::transform([](int) {
+        return [] {
+          try {
+            joblet::Parallel({.backend = "mpi"})(std::views::iota(0, 1) |
+                                                 std::views::transform([](int i) { return [i] { return i; }; }));
+            return 0;
+          } catch (const joblet::ConfigError&) {
+            return 1;
+          }
+        };
+      }));
+  EXPECT_EQ(std::count(refused.begin(), refused.end(), 1), n);
 }
 
 TEST(Mpi, GeneratorsYieldEverythingOnEveryRank) {
