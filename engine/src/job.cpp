@@ -12,6 +12,7 @@ namespace {
 // Outcome bytes (run_encoded -> complete_encoded) start with one of these.
 constexpr std::byte kValueOutcome{0};
 constexpr std::byte kErrorOutcome{1};
+constexpr std::byte kInputErrorOutcome{2};  // the range failed making the task (remake_task)
 }  // namespace
 
 bool Job::stopping() const noexcept {
@@ -100,6 +101,11 @@ Job::TaskRun Job::record_encoded(std::size_t index, std::span<const std::byte> o
       return store_encoded(index, outcome.subspan(1), arrays) ? TaskRun::succeeded : TaskRun::not_recorded;
     }
     auto [type, message] = decode<std::pair<std::string, std::string>>(outcome.subspan(1));
+    if (outcome.front() == kInputErrorOutcome) {
+      std::exception_ptr error = remake_task(index);
+      fail_input(error ? std::move(error) : std::make_exception_ptr(TaskError(type, message, where)));
+      return TaskRun::not_recorded;
+    }
     // joblet's own timeout keeps its type across processes, so that every rank of an MPI
     // job catches the same exception; other errors carry their original type by name.
     auto error = type == "joblet::TimeoutError" ? std::make_exception_ptr(TimeoutError(message, where))
@@ -119,7 +125,9 @@ bool Job::complete_failed(std::size_t index, std::exception_ptr error) {
   return true;
 }
 
-void Job::encode_error(const std::exception_ptr& error, std::string& out) noexcept {
+namespace {
+
+void encode_failure(std::byte kind, const std::exception_ptr& error, std::string& out) noexcept {
   const std::size_t start = out.size();
   try {
     std::string type = "unknown";
@@ -134,14 +142,24 @@ void Job::encode_error(const std::exception_ptr& error, std::string& out) noexce
       type = detail::current_exception_type_name();
       message = detail::describe_exception(error);
     }
-    out.push_back(static_cast<char>(kErrorOutcome));
+    out.push_back(static_cast<char>(kind));
     encode(std::pair<std::string, std::string>(std::move(type), std::move(message)), out);
   } catch (...) {
     // Out of memory while describing an error: send what cannot fail to encode.
     out.resize(start);
-    out.push_back(static_cast<char>(kErrorOutcome));
+    out.push_back(static_cast<char>(kind));
     encode(std::pair<std::string, std::string>("std::bad_alloc", "out of memory"), out);
   }
+}
+
+}  // namespace
+
+void Job::encode_error(const std::exception_ptr& error, std::string& out) noexcept {
+  encode_failure(kErrorOutcome, error, out);
+}
+
+void Job::encode_input_error(const std::exception_ptr& error, std::string& out) noexcept {
+  encode_failure(kInputErrorOutcome, error, out);
 }
 
 std::exception_ptr Job::input_error() const {

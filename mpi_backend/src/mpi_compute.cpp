@@ -156,8 +156,9 @@ MpiComputeThreads::Finished MpiComputeThreads::run(IndexRange range) {
   std::string frames;
   const auto start = Clock::now();
   ArrayWriter* arrays = results_ ? &results_->writer() : nullptr;  // large arrays to files, references in frames
+  const bool timed = job_->settings().timeout.has_value();         // only the watchdog reads started_ns
   for (std::size_t index = range.begin; index < range.end && !job_->stopping(); ++index) {
-    running_task_.started_ns.store(now_ns(), std::memory_order_relaxed);
+    if (timed) running_task_.started_ns.store(now_ns(), std::memory_order_relaxed);
     running_task_.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
     append_frame(frames, index, [&](std::string& out) { job_->run_encoded(index, out, arrays); });
     running_task_.index.store(-1, std::memory_order_release);

@@ -73,8 +73,9 @@ struct JobSettings {
   // from other processes, and calls with a timeout. Without it a task's outcome is recorded
   // where it ran, once, and the only per-task memory of a call is its results.
   bool outcomes_per_task = false;
-  // Whether every task is made before the run starts (Backend::needs_all_tasks), so that a
-  // range that throws fails the call in the caller, before any worker process exists.
+  // Whether the input is read whole before the run starts (Backend::needs_all_tasks): workers
+  // in other processes cannot read it, nor see what the caller reads later. A range that can be
+  // indexed is not read: each worker makes its tasks from it.
   bool all_tasks_before_run = false;
 };
 
@@ -207,6 +208,10 @@ class Job {
   virtual TaskRun run_task(std::size_t index) noexcept = 0;
   // Decodes and records a value made by run_encoded(); false when the task had an outcome.
   virtual bool store_encoded(std::size_t index, std::span<const std::byte> value, detail::ArrayReader* arrays) = 0;
+  // Makes task `index` from the range here and returns what that throws: the range failed
+  // making it in another process, which could send only a description (null: it did not throw
+  // here).
+  virtual std::exception_ptr remake_task(std::size_t index) noexcept = 0;
 
   // --- recording outcomes, for the typed front end ---
   // Makes the caller the one who records task `index`'s outcome; false when another did.
@@ -223,6 +228,9 @@ class Job {
   bool record_failure(std::size_t index, std::exception_ptr error) noexcept;
   // The input range failed while a task was made from it: the call fails with `error`.
   void fail_input(std::exception_ptr error) noexcept;
+  // The outcome bytes of a range that failed making task `index` in a worker process, for
+  // run_encoded(): the receiving side makes the task again to get the range's own exception.
+  static void encode_input_error(const std::exception_ptr& error, std::string& out) noexcept;
 
   // For typed jobs constructed with their whole input already read, or able to make any task.
   void set_complete_input(std::size_t size);

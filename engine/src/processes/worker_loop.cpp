@@ -44,8 +44,9 @@ bool write_all(int fd, const char* data, std::size_t size) {
     if (!frames.empty() && !write_all(args.fd, frames.data(), frames.size())) _exit(kOrphanExit);  // parent gone
     frames.clear();
   };
+  const bool timed = job.settings().timeout.has_value();  // only the watchdog reads started_ns
   auto run_one = [&](std::size_t index) {
-    slot.started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    if (timed) slot.started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     slot.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
     append_frame(frames, index, [&](std::string& out) { job.run_encoded(index, out, arrays); });
     slot.index.store(-1, std::memory_order_release);

@@ -1,11 +1,14 @@
 // The first failing task cancels the rest and its error reaches the caller; keep_going
 // returns every outcome instead.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <joblet/joblet.hpp>
 
 #include <atomic>
 #include <ranges>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "../support.hpp"
 
@@ -250,6 +253,33 @@ TEST(Errors, AnInputRangeThatThrowsFailsTheCall) {
   }
   // Read lazily (pre_dispatch), the error surfaces from a worker's read.
   EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "threads", .pre_dispatch = 4})(tasks), std::out_of_range);
+}
+
+TEST(Errors, WorkerProcessesMakeTheirTasksAndTheCallerOnlyTheOneThatFailed) {
+  // The caller's counts: a worker process makes its tasks in its own copy of the range.
+  std::vector<int> made(100, 0);
+  auto tasks = std::views::iota(0, 100) | std::views::transform([&made](int i) {
+                 ++made[static_cast<std::size_t>(i)];
+                 if (i == 42) throw std::out_of_range("no task 42");
+                 return [i] { return i; };
+               });
+  EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "processes"})(tasks), std::out_of_range);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(made[static_cast<std::size_t>(i)], i == 42 ? 1 : 0) << i;
+}
+
+TEST(Errors, ARangeThatFailsOnlyInAWorkerProcessFailsTheCallWithItsDescription) {
+  const pid_t caller = ::getpid();
+  auto tasks = std::views::iota(0, 50) | std::views::transform([caller](int i) {
+                 if (i == 7 && ::getpid() != caller) throw std::length_error("task 7 cannot be made here");
+                 return [i] { return i; };
+               });
+  try {
+    joblet::Parallel({.n_jobs = 2, .backend = "processes"})(tasks);
+    FAIL() << "expected the range's error";
+  } catch (const joblet::TaskError& e) {
+    EXPECT_EQ(e.original_type(), "std::length_error");
+    EXPECT_NE(e.original_message().find("task 7 cannot be made here"), std::string::npos) << e.original_message();
+  }
 }
 
 }  // namespace

@@ -93,8 +93,7 @@ class TypedJob final : public Job {
  public:
   // Reads the whole input now when `read_all` (exceptions from the range propagate to the
   // caller); otherwise workers read it as they claim tasks. An indexable range is not read: its
-  // tasks are made where they run, except for workers in other processes, which could only
-  // report the range's own exception as a task's: for them the tasks are made here, once.
+  // tasks are made where they run (by a worker process too: remake_task).
   TypedJob(View view, JobSettings settings, bool read_all)
       : Job(std::move(settings)),
         view_(std::move(view)),
@@ -106,14 +105,12 @@ class TypedJob final : public Job {
       if (!this->settings().outcomes_per_task) make_dense_values();
     }
     if constexpr (kIndexable) {
-      if (kInPlace || !this->settings().all_tasks_before_run) {
-        indexed_ = true;
-        first_ = std::ranges::begin(static_cast<Indexed&>(view_));
-        const auto count = static_cast<std::size_t>(std::ranges::size(static_cast<Indexed&>(view_)));
-        if constexpr (!kDense && !kNoValue) values_.grow_to(count);
-        set_complete_input(count);
-        return;
-      }
+      indexed_ = true;
+      first_ = std::ranges::begin(static_cast<Indexed&>(view_));
+      const auto count = static_cast<std::size_t>(std::ranges::size(static_cast<Indexed&>(view_)));
+      if constexpr (!kDense && !kNoValue) values_.grow_to(count);
+      set_complete_input(count);
+      return;
     }
     if constexpr (std::ranges::sized_range<View>) grow_to(static_cast<std::size_t>(std::ranges::size(view_)));
     if (read_all) {
@@ -125,10 +122,12 @@ class TypedJob final : public Job {
   void run_encoded(std::size_t index, std::string& out, detail::ArrayWriter* arrays) noexcept override {
     TaskScope scope;
     const std::size_t start = out.size();
+    bool made = false;
     try {
       if constexpr (Encodable<Value>) {
         out.push_back('\0');
         with_task(index, [&](TaskRef task) {
+          made = true;
           if constexpr (std::is_void_v<Result>) {
             std::invoke(task);
           } else {
@@ -136,11 +135,16 @@ class TypedJob final : public Job {
           }
         });
       } else {
+        made = true;
         throw SerializationError("the result type " + result_type_name() + " cannot be encoded");
       }
     } catch (...) {
       out.resize(start);
-      encode_error(std::current_exception(), out);
+      if (made) {
+        encode_error(std::current_exception(), out);
+      } else {
+        encode_input_error(std::current_exception(), out);
+      }
     }
   }
 
@@ -237,6 +241,19 @@ class TypedJob final : public Job {
       done_with_task(index);
       return record_failure(index, std::current_exception()) ? TaskRun::failed : TaskRun::not_recorded;
     }
+  }
+
+  std::exception_ptr remake_task(std::size_t index) noexcept override {
+    if constexpr (kIndexable) {
+      if (indexed_) {  // held tasks were made in the caller: no worker made them
+        try {
+          [[maybe_unused]] decltype(auto) made = first_[static_cast<std::ranges::range_difference_t<Indexed>>(index)];
+        } catch (...) {
+          return std::current_exception();
+        }
+      }
+    }
+    return nullptr;
   }
 
   bool store_encoded(std::size_t index, std::span<const std::byte> bytes, detail::ArrayReader* arrays) override {
