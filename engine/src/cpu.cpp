@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "joblet/detail/cgroup.hpp"
@@ -58,8 +60,8 @@ std::optional<double> quota_in(const std::filesystem::path& dir, bool v2) {
 }
 
 struct Mount {
-  std::string root;         // the cgroup path this mount shows
-  std::filesystem::path at; // where it is mounted
+  std::string root;          // the cgroup path this mount shows
+  std::filesystem::path at;  // where it is mounted
   bool v2;
 };
 
@@ -112,37 +114,59 @@ std::optional<double> cgroup_cpu_limit(const std::filesystem::path& prefix) {
   return limit;
 }
 
-int affinity_cpu_count() {
+std::vector<int> affinity_cpus() {
+  std::vector<int> cpus;
   for (int capacity = 1024; capacity <= 1 << 20; capacity *= 2) {
     cpu_set_t* set = CPU_ALLOC(capacity);
     const std::size_t bytes = CPU_ALLOC_SIZE(capacity);
     CPU_ZERO_S(bytes, set);
     if (sched_getaffinity(0, bytes, set) == 0) {
-      const int count = CPU_COUNT_S(bytes, set);
+      for (int cpu = 0; cpu < capacity; ++cpu) {
+        if (CPU_ISSET_S(cpu, bytes, set)) cpus.push_back(cpu);
+      }
       CPU_FREE(set);
-      return count;
+      return cpus;
     }
     CPU_FREE(set);
     if (errno != EINVAL) break;  // EINVAL: the mask is larger than `capacity` CPUs
   }
-  return 1;
+  return cpus;
+}
+
+int affinity_cpu_count() { return std::max(static_cast<int>(affinity_cpus().size()), 1); }
+
+std::optional<int> physical_cores(const std::filesystem::path& prefix, const std::vector<int>& cpus) {
+  std::set<std::pair<std::string, std::string>> cores;  // {package, core}
+  for (const int cpu : cpus) {
+    const auto topology = prefix / "sys/devices/system/cpu" / ("cpu" + std::to_string(cpu)) / "topology";
+    auto package = read_first_line(topology / "physical_package_id");
+    auto core = read_first_line(topology / "core_id");
+    if (!package || !core) return std::nullopt;
+    cores.emplace(std::move(*package), std::move(*core));
+  }
+  if (cores.empty()) return std::nullopt;
+  return static_cast<int>(cores.size());
 }
 
 }  // namespace detail
 
-int cpu_count() {
+int cpu_count(bool only_physical_cores) {
   // The affinity mask is cheap to read and may change (taskset, a forked worker pinned
   // later); the cgroup quota is set before the program starts, so it is read once.
   static const std::optional<double> quota = detail::cgroup_cpu_limit("/");
   int cpus = detail::affinity_cpu_count();
+  if (only_physical_cores) {
+    if (const auto cores = detail::physical_cores("/", detail::affinity_cpus())) cpus = std::min(cpus, *cores);
+  }
   if (quota) cpus = std::min(cpus, static_cast<int>(std::ceil(*quota - 1e-9)));
   return std::max(cpus, 1);
 }
 
 int effective_n_jobs(int n_jobs) {
   if (n_jobs == 0) {
-    throw ConfigError("n_jobs == 0 is not valid: use 1 to run tasks one after the other in the caller, "
-                      "-1 for all CPUs, or a positive number of workers");
+    throw ConfigError(
+        "n_jobs == 0 is not valid: use 1 to run tasks one after the other in the caller, "
+        "-1 for all CPUs, or a positive number of workers");
   }
   if (n_jobs > 0) return n_jobs;
   return std::max(detail::cpu_budget() + 1 + n_jobs, 1);

@@ -6,7 +6,9 @@ namespace joblet {
 // CPUs this process may run on: the affinity mask (taskset, mpirun --bind-to, Slurm's task
 // plugin) capped by the cgroup CPU quota (containers, Slurm's cgroup plugin), rounded up.
 // Never std::thread::hardware_concurrency() alone, which sees every CPU of the node.
-int cpu_count();
+// `only_physical_cores` (as joblib's): hardware threads of one core (SMT, hyper-threading)
+// count once; the logical count where the kernel does not show the topology.
+int cpu_count(bool only_physical_cores = false);
 
 // The number of workers `n_jobs` asks for: n >= 1 as is; -1 all CPUs available to the
 // caller; -k all but k-1 (never fewer than 1). Inside a task of a parallel call, "all CPUs"

@@ -1,12 +1,14 @@
 // cpu_count(): the affinity mask and the cgroup quota, on real processes and on fake cgroup trees.
 #include <gtest/gtest.h>
-#include <joblet/joblet.hpp>
 #include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <joblet/joblet.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include <joblet/detail/cgroup.hpp>
 
@@ -25,6 +27,15 @@ class FakeRoot : public ::testing::Test {
   void write(const fs::path& relative, const std::string& text) {
     fs::create_directories((root_ / relative).parent_path());
     std::ofstream(root_ / relative) << text;
+  }
+  // Two packages of two cores of two hardware threads: CPUs 0-7, siblings n and n + 4 (as Linux
+  // numbers them), core ids repeating in each package.
+  void write_topology(int cpus) {
+    for (int cpu = 0; cpu < cpus; ++cpu) {
+      const std::string topology = "sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+      write(topology + "physical_package_id", std::to_string((cpu % 4) / 2) + "\n");
+      write(topology + "core_id", std::to_string(cpu % 2) + "\n");
+    }
   }
   fs::path root_;
 };
@@ -73,8 +84,20 @@ TEST_F(FakeRoot, AContainerSeesOnlyItsSubtree) {
   EXPECT_DOUBLE_EQ(*joblet::detail::cgroup_cpu_limit(root_), 1.5);
 }
 
-TEST_F(FakeRoot, MissingFilesMeanNoLimit) {
-  EXPECT_FALSE(joblet::detail::cgroup_cpu_limit(root_).has_value());
+TEST_F(FakeRoot, MissingFilesMeanNoLimit) { EXPECT_FALSE(joblet::detail::cgroup_cpu_limit(root_).has_value()); }
+
+TEST_F(FakeRoot, PhysicalCoresCountHardwareThreadsOfACoreOnce) {
+  write_topology(8);
+  EXPECT_EQ(joblet::detail::physical_cores(root_, {0, 1, 2, 3, 4, 5, 6, 7}), 4);
+  EXPECT_EQ(joblet::detail::physical_cores(root_, {0, 4}), 1);     // two threads of one core
+  EXPECT_EQ(joblet::detail::physical_cores(root_, {0, 2}), 2);     // the same core id, two packages
+  EXPECT_EQ(joblet::detail::physical_cores(root_, {1, 5, 3}), 2);  // only the CPUs given
+}
+
+TEST_F(FakeRoot, AnUnknownTopologyGivesNoCoreCount) {
+  write_topology(2);
+  EXPECT_FALSE(joblet::detail::physical_cores(root_, {0, 1, 2}).has_value());
+  EXPECT_FALSE(joblet::detail::physical_cores(root_, {}).has_value());
 }
 
 // Runs `body` in a forked child and returns its exit status.
@@ -106,6 +129,22 @@ TEST(CpuCount, FollowsTheAffinityMask) {
     return joblet::Parallel({.n_jobs = -1, .backend = "threads"}).backend_name() == "sequential" ? 1 : 2;
   });
   EXPECT_EQ(workers, 1);
+}
+
+TEST(CpuCount, PhysicalCoresAreAtMostTheCpusAndOneOnOneCpu) {
+  EXPECT_GE(joblet::cpu_count(true), 1);
+  EXPECT_LE(joblet::cpu_count(true), joblet::cpu_count());
+  if (const auto cores = joblet::detail::physical_cores("/", joblet::detail::affinity_cpus())) {
+    EXPECT_EQ(joblet::cpu_count(true), std::min(*cores, joblet::cpu_count()));
+  }
+  const int seen = in_child([] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) return 99;
+    return joblet::cpu_count(/*only_physical_cores=*/true);
+  });
+  EXPECT_EQ(seen, 1);
 }
 
 TEST(CpuCount, FollowsARealCgroupQuota) {
