@@ -131,6 +131,7 @@ struct SharedState {
       const RunningBatches running(budget_per_worker);
       run_batches(slot, false);
     }
+    note_thread_loop_exiting(+1);  // until its LoopTask lets go of this state
     {
       std::lock_guard lock(mutex);
       --active;
@@ -148,6 +149,31 @@ struct SharedState {
   }
 };
 
+// A worker loop as queued or started: it keeps the call's state alive, and a loop that ran
+// counts as exiting until it let go of that state (worker_context.hpp).
+class LoopTask {
+ public:
+  LoopTask(std::shared_ptr<SharedState> state, int worker) : state_(std::move(state)), worker_(worker) {}
+  LoopTask(LoopTask&& other) noexcept
+      : state_(std::move(other.state_)), worker_(other.worker_), ran_(std::exchange(other.ran_, false)) {}
+  LoopTask(const LoopTask&) = delete;
+  LoopTask& operator=(const LoopTask&) = delete;
+  LoopTask& operator=(LoopTask&&) = delete;
+  ~LoopTask() {
+    state_.reset();
+    if (ran_) note_thread_loop_exiting(-1);
+  }
+  void operator()() const {
+    ran_ = true;
+    state_->worker_loop(worker_);
+  }
+
+ private:
+  std::shared_ptr<SharedState> state_;
+  int worker_;
+  mutable bool ran_ = false;
+};
+
 class ThreadsRun final : public Run {
  public:
   explicit ThreadsRun(std::shared_ptr<Job> job)
@@ -155,9 +181,7 @@ class ThreadsRun final : public Run {
         state_(std::make_shared<SharedState>(job, job->settings().n_workers)) {
     const int n = state_->n_workers;
     if (state_->tracks_tasks()) {
-      for (int worker = 0; worker < n; ++worker) {
-        std::thread([state = state_, worker] { state->worker_loop(worker); }).detach();
-      }
+      for (int worker = 0; worker < n; ++worker) std::thread(LoopTask(state_, worker)).detach();
       return;
     }
     // A nested call's caller is itself one of the n workers, and so is the caller of a list
@@ -166,7 +190,7 @@ class ThreadsRun final : public Run {
     const int first = caller_works_ ? 1 : 0;
     tbb::task_arena& arena = arena_for(n);
     for (int worker = first; worker < n; ++worker) {
-      arena.enqueue([state = state_, worker] { state->worker_loop(worker); });
+      arena.enqueue(LoopTask(state_, worker));
     }
   }
 

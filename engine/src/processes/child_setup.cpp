@@ -84,6 +84,7 @@ ForkedWorker fork_worker(WorkerArgs args, const std::vector<int>& inherited_fds)
   // Buffered output would otherwise be written twice: once by us, once by the child.
   std::cout.flush();
   std::fflush(nullptr);
+  wait_for_exiting_thread_loops();
   const pid_t pid = fork();
   if (pid < 0) {
     const int error = errno;

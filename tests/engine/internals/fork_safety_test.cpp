@@ -1,9 +1,10 @@
 // Forking workers while other threads of the program log and allocate: the
 // children must not inherit a held lock and hang.
 #include <gtest/gtest.h>
-#include <joblet/joblet.hpp>
-#include <joblet/detail/log.hpp>
 #include <spdlog/sinks/null_sink.h>
+#include <joblet/detail/log.hpp>
+#include <joblet/detail/sanitizers.hpp>
+#include <joblet/joblet.hpp>
 
 #include <atomic>
 #include <latch>
@@ -18,17 +19,7 @@ namespace {
 // in release 17): a child forked while another thread is inside malloc hangs in the sanitizer,
 // whatever the program does (seen here: every child waiting in SizeClassAllocator64). Under
 // ASan the noise threads still take every joblet lock but allocate nothing once started.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kNoiseAllocates = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kNoiseAllocates = false;
-#else
-constexpr bool kNoiseAllocates = true;
-#endif
-#else
-constexpr bool kNoiseAllocates = true;
-#endif
+constexpr bool kNoiseAllocates = !joblet::detail::kAddressSanitizer;
 
 TEST(ForkSafety, ForkingWhileOtherThreadsLogAndAllocate) {
   auto logger = joblet::logger();
@@ -59,7 +50,7 @@ TEST(ForkSafety, ForkingWhileOtherThreadsLogAndAllocate) {
     }
   } joiner{stop, noise};
   (void)joblet::detail::first_time("noise-0");  // the one key a non-allocating thread uses
-  std::latch started(3);  // a starting thread allocates (its stack, the sanitizers' state)
+  std::latch started(3);                        // a starting thread allocates (its stack, the sanitizers' state)
   for (int t = 0; t < 3; ++t) {
     noise.emplace_back([&stop, &started, t] {
       std::vector<std::vector<char>> blocks;
