@@ -42,9 +42,11 @@ using std::chrono::microseconds;
 
 // Longest sleep between polls of the network while a call runs.
 constexpr auto kPollCap = microseconds(100);
-// For this long after any progress, and while a claim is out, the calling thread polls without
+// For this long after any progress (a claim sent included), the calling thread polls without
 // sleeping, yielding its core to any thread that wants it: a sleep costs a wake-up, and with
-// more ranks than cores, a whole turn of the scheduler before the answer is seen.
+// more ranks than cores, a whole turn of the scheduler before the answer is seen. Then it naps,
+// so that a rank waiting for a slow answer (a loaded node, a slow network) leaves the cores to
+// the ranks that compute.
 constexpr auto kSpinWindow = microseconds(50);
 constexpr int kSpinsBetweenRounds = 64;
 
@@ -115,7 +117,7 @@ class MpiRun final : public Run {
         backoff = microseconds(1);
         continue;
       }
-      if (claims_.outstanding() || now - last_progress_ < kSpinWindow) {
+      if (now - last_progress_ < kSpinWindow) {
         // Only a message or a finished batch can move the call on soon: wait for those alone.
         for (int i = 0; i < kSpinsBetweenRounds && !transport_.message_waiting() && !compute_->has_finished(); ++i) {
           std::this_thread::yield();
