@@ -154,9 +154,10 @@ int cpu_count(bool only_physical_cores) {
   // The affinity mask is cheap to read and may change (taskset, a forked worker pinned
   // later); the cgroup quota is set before the program starts, so it is read once.
   static const std::optional<double> quota = detail::cgroup_cpu_limit("/");
-  int cpus = detail::affinity_cpu_count();
+  const std::vector<int> allowed = detail::affinity_cpus();
+  int cpus = std::max(static_cast<int>(allowed.size()), 1);
   if (only_physical_cores) {
-    if (const auto cores = detail::physical_cores("/", detail::affinity_cpus())) cpus = std::min(cpus, *cores);
+    if (const auto cores = detail::physical_cores("/", allowed)) cpus = std::min(cpus, *cores);
   }
   if (quota) cpus = std::min(cpus, static_cast<int>(std::ceil(*quota - 1e-9)));
   return std::max(cpus, 1);

@@ -171,6 +171,15 @@ void MpiDelivery::send_own(bool hold) {
   // Once the ranks counted the FRAMES messages they sent each other, no more may go out.
   if (transport_.draining()) return;
   if (!failures.empty()) transport_.send_to_all(kFramesTag, std::move(failures));
+  if (!hold && to_root_.empty() && to_others_.empty()) {  // nothing held: one copy to whoever keeps them
+    if (successes.empty()) return;
+    if (mode_ == Mode::stream_to_all) {
+      transport_.send_to_all(kFramesTag, std::move(successes));
+    } else if (rank_ != 0) {
+      transport_.send(0, kFramesTag, std::move(successes));
+    }
+    return;
+  }
   if (rank_ != 0) to_root_ += successes;
   const bool others = transport_.size() > (rank_ == 0 ? 1 : 2);
   if (mode_ == Mode::stream_to_all && others) to_others_ += successes;

@@ -176,8 +176,9 @@ class MpiRun final : public Run {
   // timeout, whose watchdog runs on this thread.
   bool compute_here() {
     if (!compute_here_allowed_) return false;
-    computing_here_ = claims_.tiny_batches() && !job_->cancelled();
-    compute_->run_on_caller(computing_here_);
+    const bool here = claims_.tiny_batches() && !job_->cancelled();
+    if (here != computing_here_) compute_->run_on_caller(here);  // it locks: only on a change
+    computing_here_ = here;
     if (!computing_here_) return false;
     const IndexRange range = compute_->take_here();
     if (range.empty()) return false;
