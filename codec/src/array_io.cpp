@@ -34,6 +34,10 @@ std::string_view dtype_name(DType dtype) noexcept {
       return "float32";
     case DType::float64:
       return "float64";
+    case DType::complex64:
+      return "complex64";
+    case DType::complex128:
+      return "complex128";
   }
   return "unknown";
 }
@@ -54,7 +58,10 @@ std::size_t dtype_size(DType dtype) noexcept {
     case DType::int64:
     case DType::uint64:
     case DType::float64:
+    case DType::complex64:
       return 8;
+    case DType::complex128:
+      return 16;
   }
   return 0;
 }

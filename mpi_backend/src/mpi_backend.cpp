@@ -66,7 +66,8 @@ class MpiBackend final : public Backend {
     }
     if (!job->results_encodable()) {
       throw ConfigError("backend 'mpi' sends results between ranks, but the result type " + job->result_type_name() +
-                        " cannot be encoded: give it a cereal serialize() function, or use backend \"threads\"");
+                        " cannot be encoded: give it and every class it holds a cereal serialize() function, or use "
+                        "backend \"threads\"");
     }
     return detail::start_mpi_run(std::move(job), stream_all_up_to(), g_single_node);
   }

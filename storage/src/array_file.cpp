@@ -187,7 +187,8 @@ std::uint64_t written_chunk_bytes(hid_t dataset, hid_t dcpl, const DatasetInfo& 
   }
   std::uint64_t chunk_bytes = dtype_size(info.dtype);
   for (int d = 0; d < rank; ++d) {
-    if (chunk[static_cast<std::size_t>(d)] != 0 && chunk_bytes > ~std::uint64_t{0} / chunk[static_cast<std::size_t>(d)]) {
+    if (chunk[static_cast<std::size_t>(d)] != 0 &&
+        chunk_bytes > ~std::uint64_t{0} / chunk[static_cast<std::size_t>(d)]) {
       return ~std::uint64_t{0};  // chunks larger than any memory: the nbytes bound decides
     }
     chunk_bytes *= chunk[static_cast<std::size_t>(d)];
@@ -199,7 +200,7 @@ std::uint64_t written_chunk_bytes(hid_t dataset, hid_t dcpl, const DatasetInfo& 
     return 0;
   }
   return chunks > ~std::uint64_t{0} / std::max<std::uint64_t>(chunk_bytes, 1) ? ~std::uint64_t{0}
-                                                                                : chunks * chunk_bytes;
+                                                                              : chunks * chunk_bytes;
 }
 
 // The message for array bytes that do not match the checksum written with them.
@@ -625,7 +626,8 @@ ArrayFileReader::ArrayFileReader(std::filesystem::path path, bool require_footer
     const int error = errno;
     const std::string why = for_user ? describe_file_errno(error) : std::string(std::strerror(error));
     if (error == ENOENT) throw FileReplaced("cannot open " + quoted(path_) + ": " + why);
-    if (error == ELOOP && !for_user) throw StorageError(quoted(path_) + " is a symbolic link, which the cache never follows");
+    if (error == ELOOP && !for_user)
+      throw StorageError(quoted(path_) + " is a symbolic link, which the cache never follows");
     throw StorageError("cannot open " + quoted(path_) + ": " + why);
   }
   struct stat opened {};
@@ -754,7 +756,8 @@ DatasetInfo ArrayFileReader::dataset(const std::string& name) const {
     const auto dtype = h5::dtype_from(type.get());
     if (!dtype) {
       throw StorageError(where + " holds " + h5::describe_type(type.get()) +
-                         ", which no NDArray element type matches (bool, little-endian integers, float32, float64)");
+                         ", which no NDArray element type matches (bool, little-endian integers, float32, float64, "
+                         "h5py's complex64 and complex128)");
     }
     info.dtype = *dtype;
   }
@@ -821,7 +824,7 @@ DatasetInfo ArrayFileReader::dataset(const std::string& name) const {
     // Storage never written (no chunks, or a contiguous dataset HDF5 never allocated) reads as
     // fill values: bytes the file does not hold. A little of that is a dataset left partly
     // unwritten; more would make a tiny file expand into gigabytes of memory.
-    const std::uint64_t written = layout == H5D_CHUNKED ? written_chunk_bytes(dataset.get(), dcpl.get(), info)
+    const std::uint64_t written = layout == H5D_CHUNKED   ? written_chunk_bytes(dataset.get(), dcpl.get(), info)
                                   : layout == H5D_COMPACT ? info.nbytes
                                                           : 0;
     if (info.nbytes > written + kChunkBytes) {

@@ -1,9 +1,10 @@
 #include "hdf5_util.hpp"
 
-#include <utility>
 #include <pthread.h>
+#include <utility>
 
 #include <algorithm>
+#include <cstring>
 #include <new>
 #include <vector>
 
@@ -82,18 +83,53 @@ Id file_type(DType dtype) {
     check(H5Tenum_insert(type.get(), "TRUE", &yes), "cannot create the bool type");
     return type;
   }
+  if (dtype == DType::complex64 || dtype == DType::complex128) {
+    // As h5py writes complex numbers: a compound of the real part "r" and the imaginary part "i".
+    const bool single = dtype == DType::complex64;
+    const std::size_t part = single ? 4 : 8;
+    Id type = make(H5Tcreate(H5T_COMPOUND, 2 * part), H5Tclose, "cannot create the complex type");
+    const hid_t real = single ? H5T_IEEE_F32LE : H5T_IEEE_F64LE;
+    check(H5Tinsert(type.get(), "r", 0, real), "cannot create the complex type");
+    check(H5Tinsert(type.get(), "i", part, real), "cannot create the complex type");
+    return type;
+  }
   // Little-endian standard types, as numpy and h5py write them. (HDF5's type ids are globals
   // set when the library opens, so the table is built at the call.)
-  const std::pair<DType, hid_t> standard[] = {
-      {DType::int8, H5T_STD_I8LE},    {DType::int16, H5T_STD_I16LE},  {DType::int32, H5T_STD_I32LE},
-      {DType::int64, H5T_STD_I64LE},  {DType::uint8, H5T_STD_U8LE},   {DType::uint16, H5T_STD_U16LE},
-      {DType::uint32, H5T_STD_U32LE}, {DType::uint64, H5T_STD_U64LE}, {DType::float32, H5T_IEEE_F32LE},
-      {DType::float64, H5T_IEEE_F64LE}};
+  const std::pair<DType, hid_t> standard[] = {{DType::int8, H5T_STD_I8LE},      {DType::int16, H5T_STD_I16LE},
+                                              {DType::int32, H5T_STD_I32LE},    {DType::int64, H5T_STD_I64LE},
+                                              {DType::uint8, H5T_STD_U8LE},     {DType::uint16, H5T_STD_U16LE},
+                                              {DType::uint32, H5T_STD_U32LE},   {DType::uint64, H5T_STD_U64LE},
+                                              {DType::float32, H5T_IEEE_F32LE}, {DType::float64, H5T_IEEE_F64LE}};
   for (const auto& [kind, type] : standard) {
     if (kind == dtype) return make(H5Tcopy(type), H5Tclose, "cannot copy an HDF5 type");
   }
   throw StorageError("no HDF5 type for dtype " + std::to_string(static_cast<int>(dtype)));
 }
+
+namespace {
+// h5py's complex numbers: exactly two members, "r" at offset 0 and "i" right after it, both the
+// same little-endian IEEE float, and nothing else in the compound.
+std::optional<DType> complex_dtype_from(hid_t type) {
+  if (H5Tget_nmembers(type) != 2) return std::nullopt;
+  const auto member_named = [type](unsigned index, const char* name) {
+    char* found = H5Tget_member_name(type, index);
+    const bool same = found != nullptr && std::strcmp(found, name) == 0;
+    H5free_memory(found);
+    return same;
+  };
+  if (!member_named(0, "r") || !member_named(1, "i")) return std::nullopt;
+  Id real(H5Tget_member_type(type, 0), H5Tclose);
+  Id imaginary(H5Tget_member_type(type, 1), H5Tclose);
+  if (!real || !imaginary || H5Tequal(real.get(), imaginary.get()) <= 0) return std::nullopt;
+  const std::size_t part = H5Tget_size(real.get());
+  if (H5Tget_member_offset(type, 0) != 0 || H5Tget_member_offset(type, 1) != part || H5Tget_size(type) != 2 * part) {
+    return std::nullopt;
+  }
+  if (H5Tequal(real.get(), H5T_IEEE_F64LE) > 0) return DType::complex128;
+  if (H5Tequal(real.get(), H5T_IEEE_F32LE) > 0) return DType::complex64;
+  return std::nullopt;
+}
+}  // namespace
 
 std::optional<DType> dtype_from(hid_t type) {
   switch (H5Tget_class(type)) {
@@ -134,6 +170,8 @@ std::optional<DType> dtype_from(hid_t type) {
       if (no == 0 && yes == 1) return DType::boolean;
       return std::nullopt;
     }
+    case H5T_COMPOUND:
+      return complex_dtype_from(type);
     default:
       return std::nullopt;
   }
@@ -205,8 +243,7 @@ std::optional<ScalarAttribute> open_scalar_attribute(hid_t object, const char* n
   if (!attribute) return std::nullopt;
   Id type(H5Aget_type(attribute.get()), H5Tclose);
   Id space(H5Aget_space(attribute.get()), H5Sclose);
-  if (!type || !space || H5Tget_class(type.get()) != type_class ||
-      H5Sget_simple_extent_npoints(space.get()) != 1) {
+  if (!type || !space || H5Tget_class(type.get()) != type_class || H5Sget_simple_extent_npoints(space.get()) != 1) {
     H5Eclear2(H5E_DEFAULT);
     return std::nullopt;
   }

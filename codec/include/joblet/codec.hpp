@@ -6,6 +6,7 @@
 // or free function. Byte order is the machine's (every HPC platform we target is little-endian).
 
 #include <cereal/types/array.hpp>
+#include <cereal/types/complex.hpp>
 #include <cereal/types/map.hpp>
 #include <cereal/types/optional.hpp>
 #include <cereal/types/string.hpp>
@@ -14,14 +15,26 @@
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
 
+#include <array>
+#include <complex>
 #include <cstddef>
 #include <cstring>
+#include <deque>
+#include <list>
+#include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include "joblet/detail/archive.hpp"
 #include "joblet/detail/array_io.hpp"
@@ -36,9 +49,74 @@ void serialize(Archive&, std::monostate&) {}
 
 namespace joblet {
 
+namespace detail {
+
 template <class T>
-concept Encodable = cereal::traits::is_output_serializable<T, detail::SinkOutputArchive<detail::StringSink>>::value &&
-    cereal::traits::is_input_serializable<T, detail::SpanInputArchive>::value;
+concept HasSerialization = cereal::traits::is_output_serializable<T, SinkOutputArchive<StringSink>>::value &&
+    cereal::traits::is_input_serializable<T, SpanInputArchive>::value;
+
+// cereal declares the functions of a standard container for any element type, so its traits
+// accept std::vector<Particle> whatever Particle is, and the static_assert that says otherwise
+// fires only deep inside an instantiation. The codec looks inside the containers it knows, so
+// that a result type is encodable exactly when all of it is.
+template <class T>
+struct EncodableParts : std::true_type {};
+template <class T>
+inline constexpr bool kEncodable = HasSerialization<T>&& EncodableParts<T>::value;
+
+template <class T, class A>
+struct EncodableParts<std::vector<T, A>> : std::bool_constant<kEncodable<T>> {};
+template <class T, std::size_t N>
+struct EncodableParts<std::array<T, N>> : std::bool_constant<kEncodable<T>> {};
+template <class T>
+struct EncodableParts<std::optional<T>> : std::bool_constant<kEncodable<T>> {};
+template <class K, class V>
+struct EncodableParts<std::pair<K, V>> : std::bool_constant<kEncodable<K> && kEncodable<V>> {};
+template <class... T>
+struct EncodableParts<std::tuple<T...>> : std::bool_constant<(kEncodable<T> && ...)> {};
+template <class... T>
+struct EncodableParts<std::variant<T...>> : std::bool_constant<(kEncodable<T> && ...)> {};
+template <class K, class V, class C, class A>
+struct EncodableParts<std::map<K, V, C, A>> : std::bool_constant<kEncodable<K> && kEncodable<V>> {};
+template <class K, class V, class C, class A>
+struct EncodableParts<std::multimap<K, V, C, A>> : std::bool_constant<kEncodable<K> && kEncodable<V>> {};
+template <class K, class V, class H, class E, class A>
+struct EncodableParts<std::unordered_map<K, V, H, E, A>> : std::bool_constant<kEncodable<K> && kEncodable<V>> {};
+template <class K, class V, class H, class E, class A>
+struct EncodableParts<std::unordered_multimap<K, V, H, E, A>> : std::bool_constant<kEncodable<K> && kEncodable<V>> {};
+template <class T, class A>
+struct EncodableParts<std::deque<T, A>> : std::bool_constant<kEncodable<T>> {};
+template <class T, class A>
+struct EncodableParts<std::list<T, A>> : std::bool_constant<kEncodable<T>> {};
+template <class K, class C, class A>
+struct EncodableParts<std::set<K, C, A>> : std::bool_constant<kEncodable<K>> {};
+template <class K, class C, class A>
+struct EncodableParts<std::multiset<K, C, A>> : std::bool_constant<kEncodable<K>> {};
+template <class K, class H, class E, class A>
+struct EncodableParts<std::unordered_set<K, H, E, A>> : std::bool_constant<kEncodable<K>> {};
+template <class K, class H, class E, class A>
+struct EncodableParts<std::unordered_multiset<K, H, E, A>> : std::bool_constant<kEncodable<K>> {};
+
+}  // namespace detail
+
+// A type the codec can encode and decode, all of it: arithmetic types, std::complex, strings,
+// the standard containers above of encodable elements, and classes with a cereal serialize()
+// (or save() and load()), whose members cereal checks when they are encoded.
+template <class T>
+concept Encodable = detail::kEncodable<T>;
+
+namespace detail {
+// Stops the build of a dump(), load() or cached result of a type that is not encodable, with
+// the fix; the compiler shows the type (T = ...) and the caller's line below the message.
+template <class T>
+consteval void require_encodable() {
+  static_assert(Encodable<T>,
+                "this type cannot be encoded (T = ... below): give the class a cereal serialize() member or "
+                "free function (or save() and load()), and every class it holds too, or hold the values in "
+                "standard types the codec knows (std::vector, array, map, unordered_map, optional, pair, "
+                "tuple, variant, string, complex); Parallel on backend \"threads\" needs none of this");
+}
+}  // namespace detail
 
 namespace detail {
 

@@ -5,11 +5,12 @@
 //   static_assert(joblet::dtype_of<double> == joblet::DType::float64);
 //   joblet::dtype_name(joblet::DType::int32)  // "int32"
 //
-// An Element is bool, char, a standard signed or unsigned integer type, float or double: the
-// types whose bytes mean the same in every process on the machines joblet targets (64-bit,
-// little-endian). C++ types of the same size and signedness share a dtype (long and long long
-// are both int64), so an array written as one can be read as the other.
+// An Element is bool, char, a standard signed or unsigned integer type, float, double or
+// std::complex of float or double: the types whose bytes mean the same in every process on the
+// machines joblet targets (64-bit, little-endian). C++ types of the same size and signedness share a dtype (long and
+// long long are both int64), so an array written as one can be read as the other.
 
+#include <complex>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -29,6 +30,8 @@ enum class DType : std::uint8_t {
   uint64,
   float32,
   float64,
+  complex64,   // std::complex<float>: numpy's complex64, h5py's compound {r, i} of float32
+  complex128,  // std::complex<double>
 };
 
 namespace detail {
@@ -52,6 +55,10 @@ constexpr DType dtype_for() noexcept {
     return DType::float32;
   } else if constexpr (std::is_same_v<U, double> && sizeof(double) == 8) {
     return DType::float64;
+  } else if constexpr (std::is_same_v<U, std::complex<float>> && sizeof(float) == 4) {
+    return DType::complex64;
+  } else if constexpr (std::is_same_v<U, std::complex<double>> && sizeof(double) == 8) {
+    return DType::complex128;
   } else {
     return DType{0};
   }

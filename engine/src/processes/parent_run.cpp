@@ -457,8 +457,9 @@ class ProcessesBackend final : public Backend {
     if (!job->results_encodable()) {
       throw ConfigError("backend 'processes' sends results between processes, but the result type " +
                         job->result_type_name() +
-                        " cannot be encoded: give it a cereal serialize() function (and include the "
-                        "cereal/types header of each standard type it uses), or use backend \"threads\"");
+                        " cannot be encoded: give it and every class it holds a cereal serialize() function (and "
+                        "include the cereal/types header of any standard container the codec does not know), or use "
+                        "backend \"threads\"");
     }
     if (job->size() == 0) throw std::logic_error("processes backend: started with no tasks");
     return std::make_unique<ProcessesRun>(std::move(job));

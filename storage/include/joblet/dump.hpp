@@ -160,8 +160,9 @@ std::string dump_type_name() {
 
 // Writes `value` to the HDF5 file `path` (replacing it). Throws StorageError (cannot write),
 // SerializationError (cannot encode), ConfigError (invalid options).
-template <Encodable T>
+template <class T>
 void dump(const T& value, const std::filesystem::path& path, const DumpOptions& options = {}) {
+  detail::require_encodable<T>();
   std::string encoding;
   detail::DumpWriter writer(0);
   detail::encode_into(value, encoding, &writer);
@@ -170,8 +171,9 @@ void dump(const T& value, const std::filesystem::path& path, const DumpOptions& 
 
 // Reads the value dump() wrote to `path`. Throws StorageError when the file cannot be read or
 // does not hold a T.
-template <Encodable T>
+template <class T>
 T load(const std::filesystem::path& path, const LoadOptions& options = {}) {
+  detail::require_encodable<T>();
   detail::DumpFile file(path, options, detail::dump_type_name<T>());
   detail::DumpReader reader(file);
   try {

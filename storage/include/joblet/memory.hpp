@@ -295,7 +295,7 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   ResultOf<A...> run(bool force, A&&... args) const {
     using R = ResultOf<A...>;
     using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-    static_assert(Encodable<Stored>, "a cached function's result must be encodable (joblet::Encodable)");
+    detail::require_encodable<Stored>();
     const auto start = Clock::now();
     CallReport report;
     if (!cache_->enabled()) {

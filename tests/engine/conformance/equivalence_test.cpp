@@ -3,9 +3,12 @@
 #include <joblet/joblet.hpp>
 
 #include <algorithm>
+#include <complex>
 #include <map>
+#include <optional>
 #include <ranges>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../support.hpp"
@@ -183,6 +186,49 @@ TEST(Equivalence, ResultsWithoutADefaultConstructorComeBackInOrder) {
     const auto out = joblet::Parallel({.n_jobs = 2, .backend = backend, .batch_size = 7})(tasks);
     ASSERT_EQ(out.size(), 3000u) << backend;
     for (int i = 0; i < 3000; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)].value, i) << backend;
+  }
+}
+
+TEST(Equivalence, ComplexResultsComeBackOnEveryBackend) {
+  auto tasks =
+      std::views::iota(0, 50) | std::views::transform([](int i) {
+        return [i] { return std::vector<std::complex<double>>{{i * 0.5, -1.0 * i}, std::polar(1.0, i * 0.1)}; };
+      });
+  for (const auto& backend : joblet::testing::kBackends) {
+    const auto out = joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks);
+    ASSERT_EQ(out.size(), 50u) << backend;
+    for (int i = 0; i < 50; ++i) {
+      EXPECT_EQ(out[static_cast<std::size_t>(i)], tasks[i]()) << backend << " " << i;
+    }
+  }
+}
+
+// A plain struct with no serialize(), and standard containers of it: threads return them as
+// they are; a backend that must encode them says so before running anything.
+struct Particle {
+  double x = 0;
+};
+
+TEST(Equivalence, ContainersOfTypesWithoutSerializeComeBackOnThreads) {
+  auto tasks =
+      std::views::iota(0, 40) | std::views::transform([](int i) {
+        return [i] { return std::map<int, std::vector<Particle>>{{i, {Particle{i * 1.0}, Particle{-i * 1.0}}}}; };
+      });
+  static_assert(!joblet::Encodable<std::map<int, std::vector<Particle>>>);
+  static_assert(!joblet::Encodable<std::optional<std::pair<int, Particle>>>);
+  static_assert(joblet::Encodable<std::map<int, std::vector<std::complex<float>>>>);
+  for (const std::string backend : {"sequential", "threads"}) {
+    const auto out = joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks);
+    ASSERT_EQ(out.size(), 40u) << backend;
+    for (int i = 0; i < 40; ++i) EXPECT_EQ(out[static_cast<std::size_t>(i)].at(i).at(1).x, -i * 1.0) << backend;
+  }
+  try {
+    joblet::Parallel({.n_jobs = 2, .backend = "processes"})(tasks);
+    FAIL() << "expected a ConfigError";
+  } catch (const joblet::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("Particle"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("serialize()"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("threads"), std::string::npos) << e.what();
   }
 }
 

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <complex>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <span>
 #include <string>
@@ -109,6 +111,25 @@ TEST(Hash, DifferentTypesWithTheSameBytesDiffer) {
   EXPECT_NE(hash_value(std::pair<int, int>{1, 2}), hash_value(std::tuple<int, int>{1, 2}));
   // Argument boundaries are part of the hash.
   EXPECT_NE(hash_value(std::string("ab"), std::string("c")), hash_value(std::string("a"), std::string("bc")));
+}
+
+TEST(Hash, ComplexNumbersNeedNoExtraInclude) {
+  using Z = std::complex<double>;
+  EXPECT_EQ(hash_value(Z(1, 2)), hash_value(Z(1, 2)));
+  EXPECT_NE(hash_value(Z(1, 2)), hash_value(Z(2, 1)));
+  EXPECT_NE(hash_value(Z(1, 2)), hash_value(std::complex<float>(1, 2)));
+  EXPECT_NE(hash_value(std::vector<Z>{{1, 2}}), hash_value(std::vector<double>{1, 2}));
+  // A vector of them is one block of bytes, in the order cereal writes a complex: real, imaginary.
+  const std::vector<Z> values{{1, 2}, {-3, 0.5}};
+  const std::string bytes = joblet::encode(values);
+  ASSERT_EQ(bytes.size(), 8u + 2 * sizeof(Z));
+  double parts[4];
+  std::memcpy(parts, bytes.data() + 8, sizeof parts);
+  EXPECT_EQ(parts[0], 1);
+  EXPECT_EQ(parts[1], 2);
+  EXPECT_EQ(parts[3], 0.5);
+  EXPECT_EQ(joblet::decode<std::vector<Z>>(bytes), values);
+  EXPECT_EQ(joblet::decode<Z>(joblet::encode(Z(4, -5))), Z(4, -5));
 }
 
 TEST(Hash, ContiguousDataIsHashedAsOneBlock) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <complex>
 #include <map>
 #include <ostream>
 #include <sstream>
@@ -98,6 +99,25 @@ TEST(Memory, EntriesSurviveTheMemoryObject) {
   Memory again(dir.path());
   EXPECT_EQ(again.cache("simulate", simulate)(Params{1, 1.0, ""}), 1.0);
   EXPECT_EQ(g_simulations, 1);
+}
+
+TEST(Memory, ComplexArgumentsAndResultsAreCached) {
+  TempDir dir;
+  Memory memory(dir.path());
+  int calls = 0;
+  auto spectrum = memory.cache("spectrum", [&calls](const std::vector<std::complex<double>>& signal) {
+    ++calls;
+    std::vector<std::complex<double>> out;
+    for (const auto& z : signal) out.push_back(z * std::complex<double>(0, 1));
+    return out;
+  });
+  const std::vector<std::complex<double>> signal{{1, 2}, {3, -4}};
+  const std::vector<std::complex<double>> expected{{-2, 1}, {4, 3}};
+  EXPECT_EQ(spectrum(signal), expected);
+  EXPECT_EQ(spectrum(signal), expected);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(spectrum(std::vector<std::complex<double>>{{1, -2}, {3, -4}}).front(), std::complex<double>(2, 1));
+  EXPECT_EQ(calls, 2);
 }
 
 TEST(Memory, ExceptionsAreNotCached) {

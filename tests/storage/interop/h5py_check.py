@@ -91,8 +91,22 @@ def check_others(directory):
         check(np.array_equal(d[()], (np.arange(42) % 100).reshape(6, 7).astype(np.float32)), "SharedArray values")
 
 
+def check_complex(path, compressed):
+    expected = np.arange(12) - 0.5j * np.arange(12)
+    with h5py.File(path, "r") as f:
+        waves, phases = f["arrays/0"], f["arrays/1"]
+        check(waves.dtype == np.complex128 and waves.shape == (3, 4), f"{path}: waves are complex128 (3, 4)")
+        check(np.array_equal(waves[()], expected.reshape(3, 4)), f"{path}: complex128 values")
+        check(phases.dtype == np.complex64 and np.array_equal(phases[()], expected[:5].astype(np.complex64)),
+              f"{path}: complex64 values")
+        check(text(waves.attrs["joblet_dtype"]) == "complex128", f"{path}: joblet_dtype complex128")
+        stored = waves.id.get_type()
+        check([stored.get_member_name(0), stored.get_member_name(1)] == [b"r", b"i"], f"{path}: members r and i")
+        check((waves.compression == "gzip") == compressed, f"{path}: compressed only when asked")
+
+
 def check_h5dump(directory):
-    for name in ["simulation.h5", "compressed.h5", "chunks.h5", "szip.h5", "types.h5", "shared.h5"]:
+    for name in ["simulation.h5", "compressed.h5", "chunks.h5", "szip.h5", "types.h5", "shared.h5", "complex.h5"]:
         run = subprocess.run(["h5dump", "-H", f"{directory}/{name}"], capture_output=True, text=True)
         check(run.returncode == 0 and "DATASET" in run.stdout, f"h5dump -H parses {name}")
     run = subprocess.run(["h5dump", "-d", "/arrays/0", f"{directory}/simulation.h5"], capture_output=True, text=True)
@@ -106,6 +120,8 @@ def write_for_joblet(directory):
         f["flags"] = np.array([True, False, True])
         f["big_endian"] = np.arange(4, dtype=">f8")
         f["names"] = np.array([b"a", b"bc"])
+        f["z"] = np.arange(4) - 0.5j * np.arange(4)
+        f["zf"] = np.array([0, 1 + 1j], dtype=np.complex64)
 
 
 def main():
@@ -114,6 +130,8 @@ def main():
     check_simulation(f"{directory}/compressed.h5", compressed=True)
     check_types(f"{directory}/types.h5")
     check_others(directory)
+    check_complex(f"{directory}/complex.h5", compressed=False)
+    check_complex(f"{directory}/complex_compressed.h5", compressed=True)
     check_h5dump(directory)
     write_for_joblet(directory)
     return 1 if failures else 0

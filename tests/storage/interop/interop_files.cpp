@@ -2,6 +2,7 @@
 // dump files and a SharedArray file for h5py and h5dump to read; `read DIR` reads the file
 // h5py wrote there. Exit status 0 when every check holds; failures are printed to stderr.
 
+#include <complex>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -67,6 +68,16 @@ void write_files(const std::filesystem::path& dir) {
                                NDArray<double>({}, 3.5), NDArray<double>({0, 4})),
                dir / "types.h5");
   joblet::SharedArray::write(dir / "shared.h5", ramp<float>({6, 7}), "field");
+  // Element i of each complex array is (i, -i / 2).
+  auto waves = NDArray<std::complex<double>>::uninitialized({3, 4});
+  std::vector<std::complex<float>> phases(5);
+  for (std::size_t i = 0; i < waves.size(); ++i) waves.mutable_data()[i] = {double(i), -double(i) / 2};
+  for (std::size_t i = 0; i < phases.size(); ++i) phases[i] = {float(i), -float(i) / 2};
+  const auto complex_values = std::make_tuple(waves, phases, std::complex<double>(1.5, -2));
+  joblet::dump(complex_values, dir / "complex.h5");
+  joblet::dump(complex_values, dir / "complex_compressed.h5", {.compress = 3});
+  check(joblet::load<std::remove_const_t<decltype(complex_values)>>(dir / "complex_compressed.h5") == complex_values,
+        "complex values round-trip through a compressed file");
 }
 
 template <class F>
@@ -96,6 +107,12 @@ void read_files(const std::filesystem::path& dir) {
         "big-endian data is refused");
   check(throws_storage_error([&] { joblet::SharedArray(file, "names").get<double>(); }, "strings"),
         "strings are refused");
+  auto z = joblet::SharedArray(file, "z").get<std::complex<double>>();
+  check(z.size() == 4 && z(3) == std::complex<double>(3, -1.5), "h5py's complex128");
+  auto zf = joblet::SharedArray(file, "zf").get<std::complex<float>>();
+  check(zf.size() == 2 && zf(1) == std::complex<float>(1, 1), "h5py's complex64");
+  check(throws_storage_error([&] { joblet::SharedArray(file, "z").get<double>(); }, "complex128"),
+        "complex128 is not read as float64");
   check(
       throws_storage_error([&] { joblet::load<NDArray<double>>(file); }, "not a complete file written by joblet::dump"),
       "load() names a foreign file");
