@@ -31,8 +31,8 @@ int main() {
     }
   }
 
-  // The original exception travels in the Outcome (on threads; other processes send a
-  // TaskError with its type and message): rethrow it to handle it by type.
+  // The exception travels in the Outcome, as its own type (joblet/exceptions.hpp says which
+  // types keep it across processes): rethrow it to handle it by type.
   try {
     std::rethrow_exception(outcomes[1].error());
   } catch (const std::domain_error& e) {

@@ -50,6 +50,19 @@ TaskError::TaskError(std::string original_type, std::string original_message, Er
 WorkerDiedError::WorkerDiedError(const std::string& message, int signal, int exit_code, ErrorSite site)
     : Error(message, std::move(site)), signal_(signal), exit_code_(exit_code) {}
 
+std::optional<ErrorSite> error_site(const std::exception& error) {
+  if (const auto* own = dynamic_cast<const Error*>(&error)) return own->site();
+  const auto* nested = dynamic_cast<const std::nested_exception*>(&error);
+  if (nested == nullptr || !nested->nested_ptr()) return std::nullopt;
+  try {
+    std::rethrow_exception(nested->nested_ptr());
+  } catch (const Error& origin) {
+    return origin.site();
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
 namespace detail {
 
 void set_process_rank(int rank) noexcept { detail::process_runtime().rank.store(rank, std::memory_order_relaxed); }

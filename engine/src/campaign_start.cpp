@@ -1,24 +1,18 @@
 // What a campaign's observers get back from run_deferring (joblet/detail/campaign_start.hpp).
 #include "joblet/detail/campaign_start.hpp"
 
-#include <string>
-#include <typeinfo>
-
 #include "joblet/cached_call.hpp"
 #include "joblet/error.hpp"
 
 namespace joblet::detail {
 
 bool is_put_aside(const std::exception_ptr& error) noexcept {
-  // The type's name is all a failure from another process keeps (TaskError).
-  static const std::string kDeferred = demangle(typeid(ComputingElsewhere).name());
+  // ComputingElsewhere keeps its type across processes too (engine/src/exceptions.cpp).
   if (!error) return false;
   try {
     std::rethrow_exception(error);
   } catch (const ComputingElsewhere&) {
     return true;
-  } catch (const TaskError& e) {
-    return e.original_type() == kDeferred;
   } catch (...) {
     return false;
   }

@@ -1,10 +1,13 @@
 #include <algorithm>
+#include <string>
+#include <tuple>
 #include <utility>
 
 #include "joblet/backend.hpp"
 #include "joblet/codec.hpp"
 #include "joblet/detail/stop.hpp"
 #include "joblet/detail/task_scope.hpp"
+#include "joblet/exceptions.hpp"
 
 namespace joblet {
 
@@ -100,17 +103,15 @@ Job::TaskRun Job::record_encoded(std::size_t index, std::span<const std::byte> o
     if (outcome.front() == kValueOutcome) {
       return store_encoded(index, outcome.subspan(1), arrays) ? TaskRun::succeeded : TaskRun::not_recorded;
     }
-    auto [type, message] = decode<std::pair<std::string, std::string>>(outcome.subspan(1));
+    auto [type, message, payload] = decode<std::tuple<std::string, std::string, std::string>>(outcome.subspan(1));
+    const detail::EncodedException encoded{std::move(type), std::move(message), std::move(payload)};
     if (outcome.front() == kInputErrorOutcome) {
       std::exception_ptr error = remake_task(index);
-      fail_input(error ? std::move(error) : std::make_exception_ptr(TaskError(type, message, where)));
+      fail_input(error ? std::move(error) : detail::make_exception(encoded, where));
       return TaskRun::not_recorded;
     }
-    // joblet's own timeout keeps its type across processes, so that every rank of an MPI
-    // job catches the same exception; other errors carry their original type by name.
-    auto error = type == "joblet::TimeoutError" ? std::make_exception_ptr(TimeoutError(message, where))
-                                                : std::make_exception_ptr(TaskError(type, message, where));
-    return record_failure(index, std::move(error)) ? TaskRun::failed : TaskRun::not_recorded;
+    // Every rank of an MPI job makes the same exception from the same bytes.
+    return record_failure(index, detail::make_exception(encoded, where)) ? TaskRun::failed : TaskRun::not_recorded;
   } catch (const SerializationError& e) {
     const bool recorded = record_failure(
         index, std::make_exception_ptr(SerializationError(
@@ -130,25 +131,14 @@ namespace {
 void encode_failure(std::byte kind, const std::exception_ptr& error, std::string& out) noexcept {
   const std::size_t start = out.size();
   try {
-    std::string type = "unknown";
-    std::string message;
-    try {
-      std::rethrow_exception(error);
-    } catch (const Error& e) {
-      // The receiving side adds where it happened; the site is not repeated in the message.
-      type = detail::current_exception_type_name();
-      message = e.message();
-    } catch (...) {
-      type = detail::current_exception_type_name();
-      message = detail::describe_exception(error);
-    }
+    detail::EncodedException encoded = detail::encode_exception(error);
     out.push_back(static_cast<char>(kind));
-    encode(std::pair<std::string, std::string>(std::move(type), std::move(message)), out);
+    encode(std::tuple(std::move(encoded.type), std::move(encoded.message), std::move(encoded.payload)), out);
   } catch (...) {
     // Out of memory while describing an error: send what cannot fail to encode.
     out.resize(start);
     out.push_back(static_cast<char>(kind));
-    encode(std::pair<std::string, std::string>("std::bad_alloc", "out of memory"), out);
+    encode(std::tuple<std::string, std::string, std::string>("std::bad_alloc", "std::bad_alloc", ""), out);
   }
 }
 

@@ -13,6 +13,7 @@
 #include "joblet/dump.hpp"
 #include "joblet/environment.hpp"
 #include "joblet/error.hpp"
+#include "joblet/exceptions.hpp"
 #include "joblet/features.hpp"
 #include "joblet/hash.hpp"
 #include "joblet/log.hpp"

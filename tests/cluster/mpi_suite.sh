@@ -13,7 +13,7 @@ mkdir -p tmp cwd
 cd cwd # the default cache (and with it the folder of large results across nodes) is ./joblet-cache
 
 if timeout 300 srun -N 3 -n 6 --export="ALL,TMPDIR=$work/tmp" "$suite" --gtest_color=no >suite.txt 2>&1 &&
-  grep -q '^\[  PASSED  \] 24 tests' suite.txt; then
+  grep -q '^\[  PASSED  \] 25 tests' suite.txt; then
   pass "the MPI suite on 3 nodes x 2 ranks: $(grep -E '^\[  PASSED' suite.txt)"
 else
   fail "the MPI suite across nodes"

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <ranges>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -203,27 +204,60 @@ TEST(Mpi, GeneratorsYieldEverythingOnEveryRank) {
   expect_items(unordered, 123);
 }
 
-TEST(Mpi, ATaskErrorIsRethrownOnEveryRankWithItsRankAndIndex) {
+TEST(Mpi, ATaskErrorIsRethrownAsItselfOnEveryRankWithItsRankAndIndex) {
   auto tasks = std::views::iota(0, 60) | std::views::transform([](int i) {
                  return [i] {
-                   if (i == 41) throw std::runtime_error("bad task");
+                   if (i == 41) throw std::domain_error("bad task");
                    return i;
                  };
                });
   try {
     joblet::Parallel({.backend = "mpi"})(tasks);
-    ADD_FAILURE() << "expected a TaskError on rank " << world_rank();
-  } catch (const joblet::TaskError& e) {
-    EXPECT_EQ(e.original_type(), "std::runtime_error");
-    EXPECT_EQ(e.original_message(), "bad task");
-    EXPECT_EQ(e.site().task_index, 41u);
-    EXPECT_GE(e.site().rank, 0);
-    EXPECT_LT(e.site().rank, world_size());
-    EXPECT_FALSE(e.site().host.empty());
-    EXPECT_NE(std::string(e.what()).find("rank "), std::string::npos) << e.what();
+    ADD_FAILURE() << "expected a std::domain_error on rank " << world_rank();
+  } catch (const std::domain_error& e) {
+    EXPECT_STREQ(e.what(), "bad task");
+    const auto site = joblet::error_site(e);
+    ASSERT_TRUE(site.has_value());
+    EXPECT_EQ(site->task_index, 41u);
+    EXPECT_GE(site->rank, 0);
+    EXPECT_LT(site->rank, world_size());
+    EXPECT_FALSE(site->host.empty());
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "rank " << world_rank() << " caught " << e.what();
   }
   // The next call works: nothing of the failed one is left in flight.
   expect_items(joblet::Parallel({.backend = "mpi"})(item_tasks(50)), 50);
+}
+
+struct SolverDiverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct NeverRegistered : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+TEST(Mpi, RegisteredExceptionsAreRethrownAsThemselvesOnEveryRank) {
+  joblet::register_exception<SolverDiverged>();  // on every rank, as a program does at startup
+  auto failing_with = [](auto make_error) {
+    return std::views::iota(0, 30) | std::views::transform([make_error](int i) {
+             return [i, make_error] {
+               if (i == 13) throw make_error();
+               return i;
+             };
+           });
+  };
+  EXPECT_THROW(joblet::Parallel({.backend = "mpi"})(failing_with([] { return SolverDiverged("diverged"); })),
+               SolverDiverged);
+  try {
+    joblet::Parallel({.backend = "mpi"})(failing_with([] { return NeverRegistered("unknown type"); }));
+    ADD_FAILURE() << "expected a TaskError on rank " << world_rank();
+  } catch (const joblet::TaskError& e) {
+    EXPECT_NE(e.original_type().find("NeverRegistered"), std::string::npos) << e.original_type();
+    EXPECT_EQ(e.original_message(), "unknown type");
+    EXPECT_EQ(e.site().task_index, 13u);
+    EXPECT_NE(std::string(e.what()).find("rank "), std::string::npos) << e.what();
+  }
+  expect_items(joblet::Parallel({.backend = "mpi"})(item_tasks(20)), 20);
 }
 
 TEST(Mpi, KeepGoingGivesEveryOutcomeOnEveryRank) {
@@ -383,10 +417,10 @@ TEST(MpiHybrid, NestedCallsThatNameMpiAreAnErrorNotAHang) {
                });
   try {
     joblet::Parallel({.backend = "mpi"})(tasks);
-    ADD_FAILURE() << "expected a TaskError on rank " << world_rank();
-  } catch (const joblet::TaskError& e) {
-    EXPECT_NE(e.original_type().find("ConfigError"), std::string::npos) << e.original_type();
-    EXPECT_NE(e.original_message().find("cannot use the mpi backend"), std::string::npos) << e.original_message();
+    ADD_FAILURE() << "expected a ConfigError on rank " << world_rank();
+  } catch (const joblet::ConfigError& e) {
+    EXPECT_NE(e.message().find("cannot use the mpi backend"), std::string::npos) << e.message();
+    EXPECT_TRUE(e.site().task_index.has_value());
   }
   expect_items(joblet::Parallel({.backend = "mpi"})(item_tasks(20)), 20);
 }
@@ -458,7 +492,7 @@ TEST(MpiDelivery, FailuresReachEveryRankWhenResultsGoToTheRoot) {
                    return i;
                  };
                });
-  EXPECT_THROW(joblet::Parallel({.backend = "mpi", .results_to = joblet::ResultsTo::root})(tasks), joblet::TaskError);
+  EXPECT_THROW(joblet::Parallel({.backend = "mpi", .results_to = joblet::ResultsTo::root})(tasks), std::runtime_error);
   auto outcomes = joblet::Parallel({.backend = "mpi", .results_to = joblet::ResultsTo::root})(
       tasks, joblet::return_as::list.keep_going());
   if (world_rank() == 0) {

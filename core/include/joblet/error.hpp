@@ -3,9 +3,9 @@
 // message names the cause and the fix. Errors carry where they happened (ErrorSite).
 
 #include <cstddef>
+#include <exception>
 #include <optional>
 #include <stdexcept>
-#include <exception>
 #include <string>
 
 namespace joblet {
@@ -80,6 +80,11 @@ class SerializationError : public Error {
 class StorageError : public Error {
   using Error::Error;
 };
+
+// Where the task that threw `error` failed: the site of a joblet::Error, or of the
+// joblet::TaskError nested in an exception that came back from another process or rank as its
+// own type (joblet/exceptions.hpp); nullopt for an exception thrown in this process.
+std::optional<ErrorSite> error_site(const std::exception& error);
 
 namespace detail {
 // The process's MPI rank, set once by the MPI layer; ErrorSite::here() reads it.

@@ -4,8 +4,9 @@
 // The contract: every rank of the communicator reaches the same Parallel call with the same
 // task list, like any MPI collective. Ranks claim task indices from rank 0 as they go (rank 0
 // computes too), run them, and every rank receives every result, so the call returns the same
-// vector on every rank. A task's error is rethrown on every rank as a joblet::TaskError naming
-// the rank, host, pid and task. A call where ranks disagree on the number of tasks fails on
+// vector on every rank. A task's error is rethrown on every rank as its own type where
+// joblet/exceptions.hpp can make it again (else as a joblet::TaskError), naming the rank, host,
+// pid and task. A call where ranks disagree on the number of tasks fails on
 // every rank with a ConfigError instead of hanging.
 //
 // joblet::Session registers the backend (and makes it the default) when a launcher started

@@ -5,9 +5,12 @@
 #include <joblet/joblet.hpp>
 
 #include <atomic>
+#include <new>
 #include <ranges>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <typeinfo>
 #include <vector>
 
 #include "../support.hpp"
@@ -150,7 +153,7 @@ TEST(Errors, AFailureAmongLongTasksReturnsPromptly) {
                      return i;
                    };
                  });
-    EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "processes", .batch_size = 1})(tasks), joblet::TaskError);
+    EXPECT_THROW(joblet::Parallel({.n_jobs = 2, .backend = "processes", .batch_size = 1})(tasks), std::runtime_error);
     // The failing task and one blocked task per worker.
     EXPECT_LE(started->load(), 3);
     EXPECT_FALSE(joblet::testing::has_children());
@@ -172,11 +175,7 @@ TEST(Errors, KeepGoingReturnsEveryOutcome) {
       if (i % 7 == 3) {
         ASSERT_FALSE(outcomes[i].ok()) << i;
         EXPECT_NE(outcomes[i].error_message().find("bad input " + std::to_string(i)), std::string::npos);
-        if (backend == "processes") {
-          EXPECT_THROW(outcomes[i].value(), joblet::TaskError);
-        } else {
-          EXPECT_THROW(outcomes[i].value(), std::invalid_argument);
-        }
+        EXPECT_THROW(outcomes[i].value(), std::invalid_argument);
       } else {
         ASSERT_TRUE(outcomes[i].ok()) << i;
         EXPECT_EQ(outcomes[i].value(), i * 2);
@@ -276,9 +275,157 @@ TEST(Errors, ARangeThatFailsOnlyInAWorkerProcessFailsTheCallWithItsDescription) 
   try {
     joblet::Parallel({.n_jobs = 2, .backend = "processes"})(tasks);
     FAIL() << "expected the range's error";
+  } catch (const std::length_error& e) {
+    EXPECT_STREQ(e.what(), "task 7 cannot be made here");
+    const auto site = joblet::error_site(e);
+    ASSERT_TRUE(site.has_value());
+    EXPECT_NE(site->pid, caller);
+  }
+}
+
+// --- exception types across processes (joblet/exceptions.hpp) ---------------------------------
+
+template <class Throw>
+auto tasks_throwing_at(int bad, Throw throw_it) {
+  return std::views::iota(0, 40) | std::views::transform([bad, throw_it](int i) {
+           return [i, bad, throw_it] {
+             if (i == bad) throw_it(i);
+             return i;
+           };
+         });
+}
+
+// Runs `tasks` on `backend` and hands the exception the call threw, as E, to `check`.
+template <class E, class Tasks, class Check>
+void expect_thrown_as(const std::string& backend, const Tasks& tasks, Check check) {
+  try {
+    joblet::Parallel({.n_jobs = 2, .backend = backend})(tasks);
+    ADD_FAILURE() << backend << ": nothing was thrown";
+  } catch (const E& e) {
+    EXPECT_EQ(dynamic_cast<const joblet::TaskError*>(&e), nullptr) << backend << ": " << e.what();
+    check(e);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << backend << ": caught " << joblet::detail::demangle(typeid(e).name()) << ": " << e.what();
+  }
+}
+
+TEST(Errors, StandardExceptionsKeepTheirTypeOnEveryBackend) {
+  const pid_t caller = ::getpid();
+  for (const auto& backend : joblet::testing::kBackends) {
+    SCOPED_TRACE(backend);
+    expect_thrown_as<std::domain_error>(
+        backend,
+        tasks_throwing_at(17,
+                          [](int i) -> void { throw std::domain_error("x out of domain at " + std::to_string(i)); }),
+        [&](const std::domain_error& e) {
+          EXPECT_STREQ(e.what(), "x out of domain at 17");
+          const auto site = joblet::error_site(e);
+          if (backend == "processes") {
+            ASSERT_TRUE(site.has_value());
+            EXPECT_EQ(site->task_index, 17u);
+            EXPECT_NE(site->pid, caller);
+          } else {
+            EXPECT_FALSE(site.has_value());  // thrown in this process: the object itself
+          }
+        });
+    expect_thrown_as<std::system_error>(
+        backend,
+        tasks_throwing_at(3,
+                          [](int) -> void {
+                            throw std::system_error(std::make_error_code(std::errc::no_such_file_or_directory),
+                                                    "open input.dat");
+                          }),
+        [](const std::system_error& e) {
+          EXPECT_EQ(e.code(), std::errc::no_such_file_or_directory);
+          EXPECT_EQ(e.code().category(), std::generic_category());
+          EXPECT_EQ(std::string(e.what()), "open input.dat: " + e.code().message());
+        });
+    expect_thrown_as<std::bad_alloc>(backend, tasks_throwing_at(5, [](int) -> void { throw std::bad_alloc(); }),
+                                     [](const std::bad_alloc&) {});
+    expect_thrown_as<std::overflow_error>(
+        backend, tasks_throwing_at(0, [](int) -> void { throw std::overflow_error("too many"); }),
+        [](const std::overflow_error& e) { EXPECT_STREQ(e.what(), "too many"); });
+    expect_thrown_as<joblet::ConfigError>(
+        backend, tasks_throwing_at(9, [](int) -> void { throw joblet::ConfigError("bad setting inside a task"); }),
+        [&](const joblet::ConfigError& e) {
+          EXPECT_EQ(e.message(), "bad setting inside a task");
+          if (backend == "processes") EXPECT_EQ(e.site().task_index, 9u);
+        });
+  }
+}
+
+// A user's exceptions: one made again from its message, one from its fields.
+struct SolverDiverged : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct ResidualTooLarge : std::exception {
+  ResidualTooLarge() = default;
+  ResidualTooLarge(int step, double residual)
+      : step(step), residual(residual), text("residual " + std::to_string(residual)) {}
+  const char* what() const noexcept override { return text.c_str(); }
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(step, residual, text);
+  }
+  int step = 0;
+  double residual = 0;
+  std::string text;
+};
+
+struct NotRegistered : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+TEST(Errors, RegisteredExceptionsKeepTheirTypeAcrossProcesses) {
+  EXPECT_TRUE(joblet::register_exception<SolverDiverged>());
+  EXPECT_FALSE(joblet::register_exception<SolverDiverged>());  // once is enough
+  joblet::register_exception<ResidualTooLarge>();
+  for (const auto& backend : joblet::testing::kBackends) {
+    SCOPED_TRACE(backend);
+    expect_thrown_as<SolverDiverged>(
+        backend, tasks_throwing_at(11, [](int i) -> void { throw SolverDiverged("diverged at " + std::to_string(i)); }),
+        [](const SolverDiverged& e) { EXPECT_STREQ(e.what(), "diverged at 11"); });
+    expect_thrown_as<ResidualTooLarge>(backend,
+                                       tasks_throwing_at(2, [](int i) -> void { throw ResidualTooLarge(i * 10, 0.5); }),
+                                       [&](const ResidualTooLarge& e) {
+                                         EXPECT_EQ(e.step, 20);
+                                         EXPECT_EQ(e.residual, 0.5);
+                                         EXPECT_STREQ(e.what(), "residual 0.500000");
+                                         if (backend == "processes") EXPECT_EQ(joblet::error_site(e)->task_index, 2u);
+                                       });
+  }
+  // A type nobody registered still names itself in a TaskError.
+  try {
+    joblet::Parallel({.n_jobs = 2, .backend = "processes"})(
+        tasks_throwing_at(4, [](int) -> void { throw NotRegistered("no luck"); }));
+    FAIL() << "expected a TaskError";
   } catch (const joblet::TaskError& e) {
-    EXPECT_EQ(e.original_type(), "std::length_error");
-    EXPECT_NE(e.original_message().find("task 7 cannot be made here"), std::string::npos) << e.original_message();
+    EXPECT_NE(e.original_type().find("NotRegistered"), std::string::npos) << e.original_type();
+    EXPECT_EQ(e.original_message(), "no luck");
+    EXPECT_EQ(e.site().task_index, 4u);
+  }
+}
+
+}  // namespace
+
+// Another file's (anonymous namespace)::SameName, a different type with the same name.
+bool register_same_name_from_another_file();
+
+namespace {
+
+struct SameName : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+TEST(Errors, TwoExceptionTypesOfOneNameCannotBothBeRegistered) {
+  EXPECT_TRUE(joblet::register_exception<SameName>());
+  try {
+    register_same_name_from_another_file();
+    FAIL() << "expected a ConfigError";
+  } catch (const joblet::ConfigError& e) {
+    EXPECT_NE(e.message().find("(anonymous namespace)::SameName"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("rename one"), std::string::npos) << e.message();
   }
 }
 

@@ -38,13 +38,13 @@ TEST(Registry, ACustomBackendRunsCallsByName) {
   auto names = joblet::backend_names();
   EXPECT_NE(std::find(names.begin(), names.end(), "reverse"), names.end());
   std::vector<int> order;
-  auto out = joblet::Parallel({.n_jobs = 1, .backend = "reverse"})(
-      std::views::iota(0, 5) | std::views::transform([&order](int i) {
-        return [i, &order] {
-          order.push_back(i);
-          return i * 10;
-        };
-      }));
+  auto out = joblet::Parallel({.n_jobs = 1, .backend = "reverse"})(std::views::iota(0, 5) |
+                                                                   std::views::transform([&order](int i) {
+                                                                     return [i, &order] {
+                                                                       order.push_back(i);
+                                                                       return i * 10;
+                                                                     };
+                                                                   }));
   EXPECT_EQ(out, (std::vector<int>{0, 10, 20, 30, 40}));
   EXPECT_EQ(order, (std::vector<int>{4, 3, 2, 1, 0}));
 }
@@ -75,3 +75,13 @@ TEST(Registry, TheDefaultBackendCanBeChanged) {
 }
 
 }  // namespace
+
+// For Errors.TwoExceptionTypesOfOneNameCannotBothBeRegistered: errors_test.cpp has a different
+// (anonymous namespace)::SameName.
+namespace {
+struct SameName : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+}  // namespace
+
+bool register_same_name_from_another_file() { return joblet::register_exception<SameName>(); }

@@ -119,7 +119,7 @@ TEST(ProcessResults, TheFolderGoesWhenATaskThrows) {
                      },
                      i);
                });
-  EXPECT_THROW(joblet::Parallel(processes(folder))(tasks), joblet::TaskError);
+  EXPECT_THROW(joblet::Parallel(processes(folder))(tasks), std::runtime_error);
   EXPECT_EQ(entries(folder.path()), 0u);
 }
 
