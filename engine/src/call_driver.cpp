@@ -108,6 +108,12 @@ void CallDriver::tell_observers_the_end(int stop_signal) {
   for (const auto& observer : *observers_) observer->on_call_end(end);
 }
 
+void CallDriver::took(std::size_t taken) {
+  if (!job_->follows_consumer()) return;
+  job_->consumer_took(taken);
+  run_->resume();
+}
+
 bool CallDriver::advance(std::vector<IndexRange>& finished) {
   const std::size_t before = finished.size();
   for (;;) {

@@ -25,6 +25,7 @@ bool Job::stopping() const noexcept {
 IndexRange Job::claim(std::size_t count) {
   count = std::max<std::size_t>(count, 1);
   if (stopping()) return {};
+  if (follows_consumer_) return claim_in_window(count);
   if (!input_complete()) {
     // A lazy input is read one thread at a time, and claims are taken under the same lock
     // so that no claim can run past what has been read.
@@ -57,6 +58,51 @@ IndexRange Job::claim(std::size_t count) {
   const std::size_t total = std::min(size(), stop_at_.load(std::memory_order_acquire));
   if (begin >= total) return {};
   return {begin, std::min(begin + count, total)};
+}
+
+IndexRange Job::claim_in_window(std::size_t count) {
+  // The window grows while claims are made, so next_ never runs past its end (the unbounded
+  // path's fetch_add may): the tasks past it are handed out once it has grown.
+  std::lock_guard lock(input_mutex_);
+  const std::size_t next = next_.load(std::memory_order_relaxed);
+  const std::size_t window_end = window_end_.load(std::memory_order_acquire);
+  if (!input_complete() && size() < std::min(next + count, window_end)) {
+    bool exhausted = false;
+    try {
+      const std::size_t read = read_input(std::min(next + count, window_end), exhausted);
+      if (settings_.outcomes_per_task) states_.grow_to(read);
+      size_.store(read, std::memory_order_release);
+    } catch (...) {
+      note_input_error(std::current_exception());
+      exhausted = true;
+    }
+    if (exhausted) input_complete_.store(true, std::memory_order_release);
+    if (input_error_) wake_caller();
+  }
+  if (cancelled()) return {};
+  const std::size_t available = std::min({size(), stop_at_.load(std::memory_order_acquire), window_end});
+  if (next >= available) return {};
+  const std::size_t end = std::min(next + count, available);
+  next_.store(end, std::memory_order_relaxed);
+  return {next, end};
+}
+
+void Job::follow_consumer() noexcept {
+  if (!settings_.pre_dispatch) return;
+  follows_consumer_ = true;
+  window_end_.store(*settings_.pre_dispatch, std::memory_order_release);
+}
+
+void Job::consumer_took(std::size_t taken) noexcept {
+  if (follows_consumer_) window_end_.store(taken + *settings_.pre_dispatch, std::memory_order_release);
+}
+
+bool Job::claimable() const noexcept {
+  if (stopping()) return false;
+  const std::size_t next = next_.load(std::memory_order_relaxed);
+  const std::size_t end =
+      std::min(stop_at_.load(std::memory_order_acquire), window_end_.load(std::memory_order_acquire));
+  return next < end && (next < size() || !input_complete());
 }
 
 void Job::stop_at(std::size_t index) noexcept {

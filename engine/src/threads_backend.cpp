@@ -21,6 +21,7 @@
 #include <mutex>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "backends.hpp"
 #include "joblet/detail/batch_sizer.hpp"
@@ -93,14 +94,17 @@ struct SharedState {
   std::atomic<int> started{0};
   std::mutex mutex;
   std::condition_variable loop_exited;
-  int active = 0;  // loops running now
+  int active = 0;                // loops running now
+  std::vector<bool> slot_taken;  // by a loop enlisted (queued or running)
+  int first_slot = 0;            // the slots of loops are first_slot .. n_workers - 1
 
   SharedState(std::shared_ptr<Job> j, int workers)
       : job(std::move(j)),
         n_workers(workers),
         budget_per_worker(std::max(1, job->settings().cpu_budget / workers)),
         slots(static_cast<std::size_t>(workers) + 1),
-        watchdog(job->settings().timeout) {}
+        watchdog(job->settings().timeout),
+        slot_taken(static_cast<std::size_t>(workers), false) {}
 
   bool tracks_tasks() const noexcept { return watchdog.active(); }
 
@@ -127,9 +131,18 @@ struct SharedState {
       ++active;
     }
     started.fetch_add(1, std::memory_order_relaxed);
-    {
-      const RunningBatches running(budget_per_worker);
-      run_batches(slot, false);
+    for (;;) {
+      {
+        const RunningBatches running(budget_per_worker);
+        run_batches(slot, false);
+      }
+      // A loop stopped at the end of a generator's window goes on if its consumer took more
+      // meanwhile; otherwise its slot is free for the loop that resume() enlists then.
+      std::lock_guard lock(mutex);
+      if (!job->follows_consumer() || !job->claimable()) {
+        slot_taken[static_cast<std::size_t>(slot)] = false;
+        break;
+      }
     }
     note_thread_loop_exiting(+1);  // until its LoopTask lets go of this state
     {
@@ -179,19 +192,33 @@ class ThreadsRun final : public Run {
   explicit ThreadsRun(std::shared_ptr<Job> job)
       : caller_works_(thread_context().in_threads_worker || !job->wakes_on_each_outcome()),
         state_(std::make_shared<SharedState>(job, job->settings().n_workers)) {
-    const int n = state_->n_workers;
-    if (state_->tracks_tasks()) {
-      for (int worker = 0; worker < n; ++worker) std::thread(LoopTask(state_, worker)).detach();
-      return;
-    }
     // A nested call's caller is itself one of the n workers, and so is the caller of a list
     // that nobody watches task by task: it would only wait for the end (as the caller of
-    // tbb::parallel_for works too). A generator's caller stays free to hand out results.
-    const int first = caller_works_ ? 1 : 0;
-    tbb::task_arena& arena = arena_for(n);
-    for (int worker = first; worker < n; ++worker) {
-      arena.enqueue(LoopTask(state_, worker));
+    // tbb::parallel_for works too). A generator's caller stays free to hand out results. With
+    // a timeout every worker is a thread of its own (see the top of this file).
+    state_->first_slot = caller_works_ && !state_->tracks_tasks() ? 1 : 0;
+    if (!state_->tracks_tasks()) arena_ = &arena_for(state_->n_workers);
+    std::lock_guard lock(state_->mutex);
+    enlist_loops();
+  }
+
+  // Starts a loop in every free slot (all of them at the start).
+  void enlist_loops() {
+    for (int slot = state_->first_slot; slot < state_->n_workers; ++slot) {
+      if (state_->slot_taken[static_cast<std::size_t>(slot)]) continue;
+      state_->slot_taken[static_cast<std::size_t>(slot)] = true;
+      if (arena_ != nullptr) {
+        arena_->enqueue(LoopTask(state_, slot));
+      } else {
+        std::thread(LoopTask(state_, slot)).detach();
+      }
     }
+  }
+
+  void resume() override {
+    if (!state_->job->claimable()) return;
+    std::lock_guard lock(state_->mutex);
+    enlist_loops();
   }
 
   ~ThreadsRun() override {
@@ -244,6 +271,7 @@ class ThreadsRun final : public Run {
 
   bool caller_works_;
   std::shared_ptr<SharedState> state_;
+  tbb::task_arena* arena_ = nullptr;  // null: loops run on threads of their own
   Job::Clock::time_point created_ = Job::Clock::now();
 };
 

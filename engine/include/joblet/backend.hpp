@@ -184,6 +184,16 @@ class Job {
   // it go on (an ordered generator's first failure: it yields every result before it first).
   void stop_at(std::size_t index) noexcept;
 
+  // --- a generator's consumer (pre_dispatch) ------------------------------------------------
+  // With pre_dispatch set, the call of a generator hands out (and reads from a lazy input) no
+  // task at or past the results its consumer took plus pre_dispatch: a consumer that stops
+  // taking stops the input and the work too. follow_consumer() starts that, before the run.
+  void follow_consumer() noexcept;
+  void consumer_took(std::size_t taken) noexcept;
+  // Whether a claim could hand out a task now, as far as the window, the input and a stop allow.
+  bool claimable() const noexcept;
+  bool follows_consumer() const noexcept { return follows_consumer_; }
+
   // --- waking the caller (the front end's thread) -----------------------------------------
   // Whether the caller wants waking for every outcome (generators) or only when the last
   // task finished or one failed (lists: fewer wake-ups, less overhead per task).
@@ -244,6 +254,9 @@ class Job {
   std::atomic<std::size_t> next_{0};
   std::atomic<bool> cancelled_{false};
   std::atomic<std::size_t> stop_at_{std::numeric_limits<std::size_t>::max()};
+  // The consumer's window end (follow_consumer); claims never pass it, and it only grows.
+  std::atomic<std::size_t> window_end_{std::numeric_limits<std::size_t>::max()};
+  bool follows_consumer_ = false;
   std::atomic<bool> stops_on_signal_{false};
   std::atomic<bool> results_here_{true};
   std::mutex input_mutex_;
@@ -251,6 +264,8 @@ class Job {
   std::atomic<bool> input_failed_{false};
   // With input_mutex_ held: keeps the first error the input range threw, and cancels the call.
   void note_input_error(std::exception_ptr error) noexcept;
+  // claim() for a call that follows its consumer.
+  IndexRange claim_in_window(std::size_t count);
 
   // With settings_.outcomes_per_task: one state per task read (kPending...kFailed).
   detail::StableVector<std::atomic<std::uint8_t>> states_;
@@ -282,6 +297,9 @@ class Run {
   // Starts no more tasks but lets every running task finish, however long it takes (a graceful
   // stop before a time limit); the destructor waits for them.
   virtual void stop() noexcept { cancel(); }
+  // The consumer took more results (Job::consumer_took): workers that stopped at the end of its
+  // window may go on.
+  virtual void resume() {}
 };
 
 class Backend {

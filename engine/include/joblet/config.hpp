@@ -43,6 +43,8 @@ struct Config {
   std::optional<std::size_t> batch_size{};
   // How many tasks to take from a lazy input range ahead of the workers. Unset: the whole
   // input is read before any task starts (fastest, and required by fork and MPI backends).
+  // A generator's call also stays that far ahead of its consumer: after it took k results, no
+  // more than k + pre_dispatch tasks were read or started (threads and sequential).
   std::optional<std::size_t> pre_dispatch{};
   // Soft hint used when no backend is named: the kind of workers the tasks run best on.
   std::optional<Prefer> prefer{};

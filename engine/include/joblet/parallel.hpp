@@ -88,7 +88,7 @@ class Generator {
   };
 
   Generator(std::shared_ptr<Job> job, const detail::CallPlan& plan)
-      : job_(job),
+      : job_((job->follow_consumer(), job)),  // before the run starts claiming
         driver_(std::make_unique<detail::CallDriver>(std::move(job), plan, /*streaming=*/true,
                                                      /*in_order=*/S == detail::Shape::generator)) {}
 
@@ -126,6 +126,7 @@ class Generator {
             }
             current_.emplace(job_->take_value(index));
           }
+          driver_->took(next_);
           return;
         }
         if (!job_->results_here() || (job_->input_complete() && next_ >= job_->size())) {
@@ -165,6 +166,7 @@ class Generator {
       } else {
         current_.emplace(value_type{index, job_->take_value(index)});
       }
+      driver_->took(++taken_);
     }
   }
 
@@ -182,7 +184,8 @@ class Generator {
   std::vector<IndexRange> finished_;
   std::deque<std::size_t> ready_;  // unordered: finished tasks not yet yielded
   std::deque<bool> arrived_;       // ordered: from task next_ on, which ones finished
-  std::size_t next_ = 0;
+  std::size_t next_ = 0;           // ordered: the index yielded next
+  std::size_t taken_ = 0;          // unordered: results yielded
   bool started_ = false;
   bool done_ = false;
 };

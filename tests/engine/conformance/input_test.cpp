@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <list>
+#include <numeric>
 #include <ranges>
 #include <sstream>
 #include <string>
@@ -79,6 +80,71 @@ TEST(Input, PreDispatchReadsTheInputLazily) {
   auto it = generator.begin();
   EXPECT_EQ(*it, 0);
   EXPECT_LT(source.read(), 100000);
+}
+
+TEST(Input, PreDispatchBoundsHowFarAGeneratorReadsAheadOfItsConsumer) {
+  // After the consumer took k results, at most k + pre_dispatch tasks were read (and so run),
+  // however fast the workers are and whatever batch sizes they chose.
+  for (const std::string backend : {"sequential", "threads"}) {
+    for (const std::size_t pre_dispatch : {1u, 8u}) {
+      SCOPED_TRACE(backend + " pre_dispatch " + std::to_string(pre_dispatch));
+      FragileSource ordered_source(100000);
+      {
+        auto generator = joblet::Parallel({.n_jobs = 2, .backend = backend, .pre_dispatch = pre_dispatch})(
+            ordered_source, joblet::return_as::generator);
+        int taken = 0;
+        for (int value : generator) {
+          EXPECT_EQ(value, 3 * taken);
+          ++taken;
+          EXPECT_LE(ordered_source.read(), taken + static_cast<int>(pre_dispatch));
+          if (taken == 10) break;
+        }
+        // Workers that ran ahead stop at the window's end, not at the input's.
+        joblet::testing::sleep_ms(20);
+        EXPECT_LE(ordered_source.read(), 10 + static_cast<int>(pre_dispatch));
+      }
+      FragileSource unordered_source(100000);
+      auto unordered = joblet::Parallel({.n_jobs = 2, .backend = backend, .pre_dispatch = pre_dispatch})(
+          unordered_source, joblet::return_as::generator_unordered);
+      int taken = 0;
+      for (const auto& item : unordered) {
+        EXPECT_EQ(item.value, 3 * static_cast<int>(item.index));
+        ++taken;
+        EXPECT_LE(unordered_source.read(), taken + static_cast<int>(pre_dispatch));
+        if (taken == 10) break;
+      }
+    }
+  }
+}
+
+TEST(Input, AGeneratorWithPreDispatchYieldsAllOfALongInput) {
+  // The window moves with the consumer to the end, on every thread, with tasks of any length.
+  FragileSource source(20000);
+  long long sum = 0;
+  int count = 0;
+  for (const auto& item : joblet::Parallel({.n_jobs = 2, .backend = "threads", .pre_dispatch = 3})(
+           source, joblet::return_as::generator_unordered)) {
+    sum += item.value;
+    ++count;
+  }
+  EXPECT_EQ(count, 20000);
+  EXPECT_EQ(sum, 3LL * 20000 * 19999 / 2);
+  EXPECT_EQ(source.overlaps(), 0);
+  std::vector<int> indices(3000);
+  std::iota(indices.begin(), indices.end(), 0);
+  std::list<int> lazy(indices.begin(), indices.end());  // not sized: read as the window moves
+  auto tasks = lazy | std::views::transform([](int i) {
+                 return [i] {
+                   if (i % 97 == 0) joblet::testing::sleep_ms(1);
+                   return i;
+                 };
+               });
+  int expected = 0;
+  for (int value : joblet::Parallel({.n_jobs = 2, .backend = "threads", .batch_size = 4, .pre_dispatch = 16})(
+           tasks, joblet::return_as::generator)) {
+    ASSERT_EQ(value, expected++);
+  }
+  EXPECT_EQ(expected, 3000);
 }
 
 TEST(Input, AViewWhoseFunctionChangesItselfIsReadInOrderByOneThread) {

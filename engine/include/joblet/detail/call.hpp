@@ -97,6 +97,8 @@ class CallDriver {
   bool advance(std::vector<IndexRange>& finished);
   // Stops the call: no new task starts and workers stop (see Run::cancel).
   void cancel() noexcept;
+  // The caller has now taken `taken` results (Job::consumer_took).
+  void took(std::size_t taken);
 
  private:
   bool all_finished() const noexcept;
