@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "joblet/memory.hpp"
@@ -132,6 +133,83 @@ TEST_F(CacheCommand, Clear) {
   const CommandRun all = joblet_command("cache " + dir() + " clear");
   EXPECT_TRUE(contains(all.output, "removed 10 entries")) << all.output;
   EXPECT_TRUE(joblet::Store(dir_.path()).list().empty());
+}
+
+TEST_F(CacheCommand, OptionsMayComeBeforeOrAfterTheirCommand) {
+  for (const std::string& arguments :
+       {"cache " + dir() + " stats", "cache stats " + dir(), dir() + " cache stats", "cache stats -f fit " + dir()}) {
+    const CommandRun run = joblet_command(arguments);
+    EXPECT_EQ(run.status, 0) << arguments << ": " << run.output;
+    EXPECT_TRUE(contains(run.output, dir_.path().string())) << arguments << ": " << run.output;
+    EXPECT_TRUE(contains(run.output, " entr")) << arguments << ": " << run.output;
+  }
+  for (const std::string& arguments : {"cache ls --long " + dir() + " --function fit", dir() + " cache ls -l -f fit"}) {
+    const CommandRun run = joblet_command(arguments);
+    EXPECT_EQ(run.status, 0) << arguments << ": " << run.output;
+    EXPECT_TRUE(contains(run.output, "std::string \"hello\", double 0.5")) << arguments << ": " << run.output;
+  }
+  for (const std::string& arguments : {"status " + dir(), dir() + " status"}) {
+    const CommandRun run = joblet_command(arguments);
+    EXPECT_EQ(run.status, 0) << arguments << ": " << run.output;
+    EXPECT_TRUE(contains(run.output, "no campaigns in " + dir_.path().string())) << arguments << ": " << run.output;
+  }
+  for (const std::string& arguments : {"info " + dir(), dir() + " info"}) {
+    const CommandRun run = joblet_command(arguments);
+    EXPECT_EQ(run.status, 0) << arguments << ": " << run.output;
+    EXPECT_TRUE(contains(run.output, dir_.path().string())) << arguments << ": " << run.output;
+  }
+}
+
+TEST(JobletCommand, EachCommandsHelpListsEveryOptionItTakes) {
+  for (const std::string command :
+       {"cache stats", "cache ls", "cache show", "cache clear", "cache prune", "status", "info"}) {
+    const CommandRun run = joblet_command(command + " --help");
+    EXPECT_EQ(run.status, 0) << command << ": " << run.output;
+    EXPECT_TRUE(contains(run.output, "-d,--dir")) << command << ": " << run.output;
+  }
+  EXPECT_TRUE(contains(joblet_command("cache prune --help").output, "--older-than"));
+  EXPECT_TRUE(contains(joblet_command("cache ls --help").output, "-l,--long"));
+}
+
+TEST(JobletCommand, BashCompletesCommandsOptionsAndDirectories) {
+  TempDir dir;
+  std::filesystem::create_directory(dir.path() / "cache-one");
+  const std::string script = dir.path().string() + "/complete.sh";
+  {
+    std::FILE* out = std::fopen(script.c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    // complete WORD...: what bash would offer for the last word.
+    std::fputs(
+        "source <(\"$1\" completion bash) || exit 1\n"
+        "complete_words() { COMP_WORDS=(\"$@\"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _joblet;"
+        " echo \"[${COMPREPLY[*]}]\"; }\n"
+        "complete_words joblet ca\n"
+        "complete_words joblet cache ''\n"
+        "complete_words joblet cache prune --m\n"
+        "complete_words joblet --dir /x cache pr\n"
+        "complete_words joblet cache ls --dir \"$2/cache-\"\n"
+        "complete_words joblet status --\n"
+        "complete_words joblet cache ls --function ''\n",
+        out);
+    std::fclose(out);
+  }
+  FILE* pipe = popen(("bash " + script + " " + JOBLET_CLI + " " + dir.path().string() + " 2>&1").c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[4096];
+  while (const std::size_t got = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, got);
+  EXPECT_EQ(pclose(pipe), 0) << output;
+  EXPECT_EQ(output,
+            "[cache]\n"
+            "[stats ls show clear prune]\n"
+            "[--max-size --max-items]\n"
+            "[prune]\n"
+            "[" +
+                dir.path().string() +
+                "/cache-one]\n"
+                "[--help --dir]\n"
+                "[]\n");
+  EXPECT_NE(joblet_command("completion fish").status, 0);
 }
 
 }  // namespace
