@@ -475,6 +475,75 @@ void ArrayFileWriter::add_bytes(const std::string& name, std::string_view bytes,
   }
 }
 
+h5::Id ArrayFileWriter::group(const std::string& path) {
+  h5::Id current(H5Gopen2(file_.get(), "/", H5P_DEFAULT), H5Gclose);
+  std::size_t start = 0;
+  while (current && start < path.size()) {
+    const std::size_t end = std::min(path.find('/', start), path.size());
+    const std::string part = path.substr(start, end - start);
+    start = end + 1;
+    const htri_t exists = H5Lexists(current.get(), part.c_str(), H5P_DEFAULT);
+    if (exists > 0) {
+      H5O_info_t info{};
+      if (H5Oget_info_by_name2(current.get(), part.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0 ||
+          info.type != H5O_TYPE_GROUP) {
+        H5Eclear2(H5E_DEFAULT);
+        return {};
+      }
+      current = h5::Id(H5Gopen2(current.get(), part.c_str(), H5P_DEFAULT), H5Gclose);
+    } else {
+      current = h5::Id(H5Gcreate2(current.get(), part.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+    }
+  }
+  if (!current) H5Eclear2(H5E_DEFAULT);
+  return current;
+}
+
+bool ArrayFileWriter::add_name(const std::string& name, std::size_t array_index) {
+  const std::string what = "cannot name dataset '" + arrays_.at(array_index).name + "' of " + quoted(path_);
+  auto lock = h5::lock();
+  const std::size_t slash = name.rfind('/');
+  h5::Id parent = group(slash == std::string::npos ? std::string() : name.substr(0, slash));
+  const std::string leaf = slash == std::string::npos ? name : name.substr(slash + 1);
+  if (!parent || H5Lexists(parent.get(), leaf.c_str(), H5P_DEFAULT) != 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  h5::check(H5Lcreate_hard(file_.get(), arrays_[array_index].name.c_str(), parent.get(), leaf.c_str(), H5P_DEFAULT,
+                           H5P_DEFAULT),
+            what);
+  return true;
+}
+
+bool ArrayFileWriter::add_attribute(const std::string& group_path, const std::string& name, DType dtype,
+                                    const void* value) {
+  const std::string what = "cannot write attribute '" + name + "' of " + quoted(path_);
+  auto lock = h5::lock();
+  h5::Id holder = group(group_path);
+  if (!holder || H5Aexists(holder.get(), name.c_str()) != 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  h5::Id type = h5::file_type(dtype);
+  h5::Id space = h5::make(H5Screate(H5S_SCALAR), H5Sclose, what);
+  h5::Id attribute = h5::make(H5Acreate2(holder.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                              H5Aclose, what);
+  // The file's types are the little-endian ones of the machines joblet runs on: the bytes as they are.
+  h5::check(H5Awrite(attribute.get(), type.get(), value), what);
+  return true;
+}
+
+bool ArrayFileWriter::add_attribute(const std::string& group_path, const std::string& name, std::string_view text) {
+  auto lock = h5::lock();
+  h5::Id holder = group(group_path);
+  if (!holder || H5Aexists(holder.get(), name.c_str()) != 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  h5::write_string_attribute(holder.get(), name.c_str(), text);
+  return true;
+}
+
 std::uint64_t ArrayFileWriter::offset_of(std::size_t array_index) const { return arrays_.at(array_index).offset; }
 
 std::uint64_t ArrayFileWriter::finish() {

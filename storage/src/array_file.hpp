@@ -40,8 +40,8 @@
 
 #include "hdf5_util.hpp"
 #include "joblet/detail/array_io.hpp"
-#include "joblet/dump.hpp"
 #include "joblet/dtype.hpp"
+#include "joblet/dump.hpp"
 #include "joblet/hash.hpp"
 #include "joblet/mmap_mode.hpp"
 
@@ -90,6 +90,13 @@ class ArrayFileWriter {
   void add_array(const std::string& name, const ArrayBlock& block);
   // A one-dimensional uint8 dataset holding `bytes` (written now).
   void add_bytes(const std::string& name, std::string_view bytes, std::string_view description);
+  // Another name for array `array_index`'s dataset (a hard link; groups in `name` are created).
+  // False, with nothing changed, when the name is taken.
+  bool add_name(const std::string& name, std::size_t array_index);
+  // An attribute of group `group` ("" for the root; created with its parents when missing):
+  // a number of `dtype`, or a string. False, with nothing changed, when the name is taken.
+  bool add_attribute(const std::string& group, const std::string& name, DType dtype, const void* value);
+  bool add_attribute(const std::string& group, const std::string& name, std::string_view text);
   // Writes the arrays' bytes and checksums, syncs if asked, publishes the file at its path.
   // Returns the file's size.
   std::uint64_t finish();
@@ -106,6 +113,9 @@ class ArrayFileWriter {
     bool written_by_hdf5 = false;
     bool checksum_pending = false;  // hashed while finish() writes it, then recorded
   };
+  // Group `path` (the root when empty), created with its parents when missing; null when a
+  // part of the path is something else. With the HDF5 lock held.
+  h5::Id group(const std::string& path);
   // Reopens the closed file: records the pending checksums and adds the chunks' regions.
   void finish_in_hdf5(const std::vector<Hash128>& checksums, std::vector<DataRegion>& regions);
 
@@ -153,8 +163,8 @@ class ArrayFileReader {
   // advice meant for dump() and load() callers (the cache recomputes what it cannot read).
   // `opened_as`, when given, is the name opened instead of `path` (which messages and mapped
   // arrays show).
-  explicit ArrayFileReader(std::filesystem::path path, bool require_footer = false,
-                           FileUse use = FileUse::user_file, const std::filesystem::path& opened_as = {});
+  explicit ArrayFileReader(std::filesystem::path path, bool require_footer = false, FileUse use = FileUse::user_file,
+                           const std::filesystem::path& opened_as = {});
   ~ArrayFileReader();
   ArrayFileReader(const ArrayFileReader&) = delete;
   ArrayFileReader& operator=(const ArrayFileReader&) = delete;

@@ -7,8 +7,14 @@
 //                           the name of its dataset under /arrays
 //   /arrays/<n>             one dataset per array, in encoding order; attribute joblet_dtype,
 //                           and joblet_xxh3_128 (uncompressed arrays)
+//   /<key>..., attributes   the names a std::map<std::string, V> gives its values: links to
+//                           /arrays/<n>, groups, and attributes for numbers and strings
+//                           (joblet/dump.hpp); nothing reads them back
 //   after HDF5's bytes      the footer every joblet file has (array_file.hpp), required here
 #include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "array_file.hpp"
 #include "joblet/detail/log.hpp"
@@ -67,9 +73,86 @@ struct DumpFile::Impl {
 
 std::optional<std::string> DumpWriter::store(const ArrayBlock& block) {
   const std::string name = std::to_string(arrays_.size());
-  arrays_.push_back(
-      {block.dtype, std::vector<std::size_t>(block.shape.begin(), block.shape.end()), block.data, block.nbytes});
+  arrays_.push_back({block.dtype, std::vector<std::size_t>(block.shape.begin(), block.shape.end()), block.data,
+                     block.nbytes, current_scope()});
   return name;
+}
+
+namespace {
+bool valid_key(std::string_view key) {
+  return !key.empty() && key != "." && key != ".." && key.find('/') == std::string_view::npos &&
+         key.find('\0') == std::string_view::npos;
+}
+}  // namespace
+
+std::string DumpWriter::current_scope() const {
+  std::string scope;
+  for (const std::string& key : scope_) {
+    if (key.empty()) return {};
+    scope += (scope.empty() ? "" : "/") + key;
+  }
+  return scope;
+}
+
+void DumpWriter::enter_name(std::string_view key) {
+  const bool reserved_here = scope_.empty() && (key == "value" || key == "arrays");
+  scope_.emplace_back(valid_key(key) && !reserved_here ? key : std::string_view());
+}
+
+void DumpWriter::leave_name() {
+  if (!scope_.empty()) scope_.pop_back();
+}
+
+void DumpWriter::name_number(std::string_view key, DType dtype, const void* value) {
+  const std::string scope = current_scope();
+  if (!valid_key(key) || (scope_.size() > 0 && scope.empty())) return;
+  values_.push_back({scope, std::string(key), dtype, std::string(static_cast<const char*>(value), dtype_size(dtype))});
+}
+
+void DumpWriter::name_text(std::string_view key, std::string_view text) {
+  const std::string scope = current_scope();
+  if (!valid_key(key) || (scope_.size() > 0 && scope.empty())) return;
+  values_.push_back({scope, std::string(key), DType{}, std::string(text), true});
+}
+
+void DumpWriter::write_names(ArrayFileWriter& file) const {
+  // A scope whose one array is all it holds is that array's name; otherwise it is a group, and
+  // its own arrays are numbered in it.
+  const auto holds_more = [this](const std::string& scope) {
+    const std::string below = scope + "/";
+    for (const Array& array : arrays_) {
+      if (array.scope.starts_with(below)) return true;
+    }
+    for (const NamedValue& value : values_) {
+      if (value.scope == scope || value.scope.starts_with(below)) return true;
+    }
+    return false;
+  };
+  std::map<std::string, std::vector<std::size_t>> by_scope;
+  for (std::size_t i = 0; i < arrays_.size(); ++i) {
+    if (!arrays_[i].scope.empty()) by_scope[arrays_[i].scope].push_back(i);
+  }
+  std::vector<std::string> unnamed;
+  for (const auto& [scope, indices] : by_scope) {
+    const bool alone = indices.size() == 1 && !holds_more(scope);
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+      const std::string name = alone ? scope : scope + "/" + std::to_string(k);
+      if (!file.add_name(name, indices[k])) unnamed.push_back(name);
+    }
+  }
+  for (const NamedValue& value : values_) {
+    const bool reserved = value.scope.empty() && value.key.starts_with("joblet_");
+    const bool added =
+        !reserved && (value.text ? file.add_attribute(value.scope, value.key, value.bytes)
+                                 : file.add_attribute(value.scope, value.key, value.dtype, value.bytes.data()));
+    if (!added) unnamed.push_back((value.scope.empty() ? "" : value.scope + "/") + value.key);
+  }
+  if (!unnamed.empty()) {
+    log().info(
+        "dump: {} name(s) of the value were left out of the file's names because they were taken (the value "
+        "round-trips as it is): {}",
+        unnamed.size(), unnamed.front());
+  }
 }
 
 std::uint64_t DumpWriter::write(const std::filesystem::path& path, std::string_view encoding,
@@ -94,6 +177,7 @@ std::uint64_t DumpWriter::write(const std::filesystem::path& path, std::string_v
   }
   file.add_bytes(kEncodingDataset, encoding,
                  "the value's codec bytes (joblet); its arrays are the datasets in /arrays, in order");
+  write_names(file);
   return file.finish();
 }
 
@@ -105,7 +189,8 @@ DumpFile::DumpFile(const std::filesystem::path& path, const LoadOptions& options
   const bool for_user = use == FileUse::user_file;
   const auto format = file.reader.root_string("joblet_format");
   if (!format || *format != kFormatName) {
-    throw StorageError(quoted(path) + " is an HDF5 file but not one written by joblet::dump (no joblet_format attribute)" +
+    throw StorageError(quoted(path) +
+                       " is an HDF5 file but not one written by joblet::dump (no joblet_format attribute)" +
                        (for_user ? "; read its datasets with joblet::SharedArray(path, dataset)" : ""));
   }
   const auto version = file.reader.root_uint("joblet_format_version");

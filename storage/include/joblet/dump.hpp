@@ -8,7 +8,15 @@
 //
 // Every array of the value (each NDArray, and each std::vector of an Element type) becomes a
 // dataset /arrays/<n>, numbered in the order the value encodes them; the rest of the value is
-// the dataset /value, the codec's bytes with references to those datasets. h5py, h5dump and
+// the dataset /value, the codec's bytes with references to those datasets.
+//
+// Values in a std::map<std::string, V> are also found by their keys, for h5py and notebooks:
+// an array under key "field" is the dataset /field too (a second name for /arrays/<n>, no copy);
+// several arrays under one key are /field/0, /field/1, ...; a map inside a map makes groups
+// (/run1/field); a number or string under a key is an attribute of the group holding the key
+// (the root's: f.attrs["temperature"]). Keys that cannot be names (empty, with '/', ".", "..",
+// "value" and "arrays" at the root, "joblet_..." attributes, or taken twice) are left unnamed,
+// with a log message; the value round-trips either way. h5py, h5dump and
 // any HDF5 reader see the arrays as ordinary datasets (attribute joblet_dtype names the dtype);
 // the root's attributes name the format (joblet_format = "joblet.dump", joblet_format_version)
 // and the C++ type (joblet_type).
@@ -97,6 +105,10 @@ class DumpWriter final : public ArrayWriter {
  public:
   explicit DumpWriter(std::size_t threshold) noexcept : ArrayWriter(threshold) {}
   std::optional<std::string> store(const ArrayBlock& block) override;
+  void enter_name(std::string_view key) override;
+  void leave_name() override;
+  void name_number(std::string_view key, DType dtype, const void* value) override;
+  void name_text(std::string_view key, std::string_view text) override;
   std::size_t array_count() const noexcept { return arrays_.size(); }
   // Writes the file at `path`: the arrays, `encoding` and the root attributes; `binding`, when
   // given, is recorded so a reader can tell this file from another written for the same name.
@@ -112,8 +124,24 @@ class DumpWriter final : public ArrayWriter {
     std::vector<std::size_t> shape;
     const void* data;
     std::size_t nbytes;
+    std::string scope;  // the names it was stored under, "a/b"; empty: none
   };
+  // A number or string under a key of a named scope: an attribute of that scope's group.
+  struct NamedValue {
+    std::string scope;
+    std::string key;
+    DType dtype{};
+    std::string bytes;  // the number's bytes, or the text
+    bool text = false;
+  };
+  // The scope's name for arrays and values stored now; empty when unnamed (or a key could not
+  // be a name: with a '/', say).
+  std::string current_scope() const;
+  void write_names(class ArrayFileWriter& file) const;
+
   std::vector<Array> arrays_;
+  std::vector<NamedValue> values_;
+  std::vector<std::string> scope_;  // keys entered and not left; "" for a key that names nothing
 };
 
 // A dump file opened and checked for a value of type `type_name` (any type when empty), and

@@ -105,6 +105,22 @@ def check_complex(path, compressed):
         check((waves.compression == "gzip") == compressed, f"{path}: compressed only when asked")
 
 
+def check_named(path):
+    with h5py.File(path, "r") as f:
+        field = f["field"]
+        check(field.shape == (4, 5) and field.dtype == np.float64, "named: /field is the (4, 5) array")
+        check(np.array_equal(field[()], (np.arange(20) % 100).reshape(4, 5).astype(np.float64)), "named: field values")
+        check(field.id == f["arrays/0"].id, "named: /field is /arrays/0 by another name, not a copy")
+        check(f["value"].dtype == np.uint8, "named: the reserved key 'value' leaves /value alone")
+        check(abs(f.attrs["temperature"] - 2.27) < 1e-12, "named: a number is a root attribute")
+        check(text(f.attrs["model"]) == "ising", "named: a string is a root attribute")
+        check(text(f.attrs["joblet_type"]).startswith("std::tuple"), "named: joblet_ attributes stay joblet's")
+        check(np.array_equal(f["run1/a/0"][()], np.arange(3, dtype=np.float64)), "named: nested maps are groups")
+        check(list(f["run1/a/1"][()]) == [1.5, 2.5], "named: several arrays under a key are numbered")
+        check(int(f["run1"].attrs["steps"]) == 1000, "named: a number in a nested map is its group's attribute")
+        check("bad" not in f, "named: a key with '/' names nothing")
+
+
 def check_h5dump(directory):
     for name in ["simulation.h5", "compressed.h5", "chunks.h5", "szip.h5", "types.h5", "shared.h5", "complex.h5"]:
         run = subprocess.run(["h5dump", "-H", f"{directory}/{name}"], capture_output=True, text=True)
@@ -132,6 +148,7 @@ def main():
     check_others(directory)
     check_complex(f"{directory}/complex.h5", compressed=False)
     check_complex(f"{directory}/complex_compressed.h5", compressed=True)
+    check_named(f"{directory}/named.h5")
     check_h5dump(directory)
     write_for_joblet(directory)
     return 1 if failures else 0

@@ -45,6 +45,17 @@ Simulation make_simulation() {
   return s;
 }
 
+// Two arrays under one key: /runs/<name>/0 and /1.
+struct Run {
+  NDArray<double> field;
+  std::vector<float> energies;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(field, energies);
+  }
+  bool operator==(const Run& other) const { return field == other.field && energies == other.energies; }
+};
+
 template <class T>
 NDArray<T> ramp(std::vector<std::size_t> shape) {
   auto a = NDArray<T>::uninitialized(std::move(shape));
@@ -75,6 +86,19 @@ void write_files(const std::filesystem::path& dir) {
   for (std::size_t i = 0; i < phases.size(); ++i) phases[i] = {float(i), -float(i) / 2};
   const auto complex_values = std::make_tuple(waves, phases, std::complex<double>(1.5, -2));
   joblet::dump(complex_values, dir / "complex.h5");
+
+  // Named: what h5py_check.py opens by name.
+  const std::map<std::string, NDArray<double>> arrays{{"field", ramp<double>({4, 5})},
+                                                      {"value", ramp<double>({2})}};  // reserved: unnamed
+  const std::map<std::string, double> parameters{{"temperature", 2.27}, {"joblet_type", 1.0}};
+  const std::map<std::string, std::string> labels{{"model", "ising"}};
+  const std::map<std::string, std::map<std::string, Run>> runs{{"run1", {{"a", Run{ramp<double>({3}), {1.5f, 2.5f}}}}},
+                                                               {"bad/key", {{"b", Run{ramp<double>({1}), {}}}}}};
+  const std::map<std::string, std::map<std::string, std::int32_t>> counts{{"run1", {{"steps", 1000}}}};
+  const auto named = std::make_tuple(arrays, parameters, labels, runs, counts);
+  joblet::dump(named, dir / "named.h5");
+  check(joblet::load<std::remove_const_t<decltype(named)>>(dir / "named.h5") == named,
+        "a value with named parts round-trips");
   joblet::dump(complex_values, dir / "complex_compressed.h5", {.compress = 3});
   check(joblet::load<std::remove_const_t<decltype(complex_values)>>(dir / "complex_compressed.h5") == complex_values,
         "complex values round-trip through a compressed file");

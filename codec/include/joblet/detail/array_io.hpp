@@ -81,6 +81,14 @@ class ArrayWriter {
   // encodes it inline after all (the writer could not store it, and said why in the log).
   virtual std::optional<std::string> store(const ArrayBlock& block) = 0;
 
+  // The names a value gives its parts (the keys of a std::map<std::string, V>), for writers
+  // that show them (a dump file's named datasets): the arrays stored between enter_name(key)
+  // and leave_name() are part of `key`; a number or a string under a key is told as it is.
+  virtual void enter_name(std::string_view /*key*/) {}
+  virtual void leave_name() {}
+  virtual void name_number(std::string_view /*key*/, DType /*dtype*/, const void* /*value*/) {}
+  virtual void name_text(std::string_view /*key*/, std::string_view /*text*/) {}
+
   std::size_t threshold() const noexcept { return threshold_; }
 
  private:

@@ -25,13 +25,16 @@
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
+#include <map>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "joblet/detail/archive.hpp"
+#include "joblet/detail/array_io.hpp"
 
 namespace joblet::detail {
 
@@ -97,6 +100,29 @@ void CEREAL_SAVE_FUNCTION_NAME(SinkOutputArchive<Sink>& ar, const std::unordered
 template <class Sink, class K, class H, class E, class A>
 void CEREAL_SAVE_FUNCTION_NAME(SinkOutputArchive<Sink>& ar, const std::unordered_multiset<K, H, E, A>& set) {
   save_unordered(ar, set, WriteSetItem{});
+}
+
+// A map with string keys tells an archive's array writer the name of each value (a dump
+// file's named datasets); the bytes are cereal's own, so keys and hashes do not change.
+template <class Sink, class V, class C, class A>
+void CEREAL_SAVE_FUNCTION_NAME(SinkOutputArchive<Sink>& ar, const std::map<std::string, V, C, A>& map) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(map.size())));
+  ArrayWriter* names = nullptr;
+  if constexpr (std::is_same_v<Sink, StringSink>) names = ar.arrays();
+  for (const auto& [key, value] : map) {
+    if (names == nullptr) {
+      ar(cereal::make_map_item(key, value));
+      continue;
+    }
+    if constexpr (std::is_same_v<V, std::string>) {
+      names->name_text(key, value);
+    } else if constexpr (Element<V>) {
+      names->name_number(key, dtype_of<V>, &value);
+    }
+    names->enter_name(key);
+    ar(cereal::make_map_item(key, value));
+    names->leave_name();
+  }
 }
 
 // A span encodes exactly like the std::vector holding the same elements: contiguous arithmetic
