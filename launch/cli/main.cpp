@@ -17,6 +17,7 @@
 #include "completion_command.hpp"
 #include "info_command.hpp"
 #include "joblet/error.hpp"
+#include "show_command.hpp"
 #include "status_command.hpp"
 
 namespace {
@@ -114,6 +115,12 @@ int main(int argc, char** argv) {
            "Campaigns in a cache (Parallel calls over a cached function): tasks done and missing. Exit status 0 when "
            "all are complete, 3 while tasks are missing",
            directory);
+  joblet::cli::ShowArguments show_arguments;
+  CLI::App* show =
+      app.add_subcommand("show",
+                         "What a file written by joblet::dump holds: its C++ type, datasets (names, dtypes, shapes, "
+                         "compression) and named numbers and strings");
+  show->add_option("file", show_arguments.file, "the .h5 file")->required();
   joblet::cli::CompletionArguments completion_arguments;
   CLI::App* completion =
       app.add_subcommand("completion", "Print a shell completion script: source <(joblet completion bash)");
@@ -124,6 +131,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("cache")) return joblet::cli::run_cache_command(cache_arguments);
     if (app.got_subcommand("info")) return joblet::cli::run_info_command(info_arguments);
     if (app.got_subcommand("status")) return joblet::cli::run_status_command(status_arguments);
+    if (app.got_subcommand("show")) return joblet::cli::run_show_command(show_arguments);
     if (app.got_subcommand("completion"))
       return joblet::cli::run_completion_command(completion_arguments, tree_of(app));
   } catch (const joblet::Error& e) {

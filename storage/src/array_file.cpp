@@ -9,10 +9,13 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -807,6 +810,168 @@ std::optional<std::string> ArrayFileReader::root_string(const char* name, std::s
 std::optional<std::uint64_t> ArrayFileReader::root_uint(const char* name) const {
   auto lock = h5::lock();
   return h5::read_uint_attribute(file_.get(), name);
+}
+
+namespace {
+
+struct VisitedLinks {
+  std::map<haddr_t, std::vector<std::string>> datasets;  // by the address of the object
+  std::vector<haddr_t> order;                            // of first appearance
+  std::vector<std::string> groups;
+};
+
+herr_t visit_link(hid_t group, const char* name, const H5L_info_t* info, void* data) {
+  auto& visited = *static_cast<VisitedLinks*>(data);
+  if (info->type != H5L_TYPE_HARD) return 0;  // soft and external links name nothing of this file's
+  H5O_info_t object{};
+  if (H5Oget_info_by_name2(group, name, &object, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return 0;
+  if (object.type == H5O_TYPE_GROUP) {
+    visited.groups.emplace_back(name);
+  } else if (object.type == H5O_TYPE_DATASET) {
+    auto& names = visited.datasets[info->u.address];
+    if (names.empty()) visited.order.push_back(info->u.address);
+    names.emplace_back(name);
+  }
+  return 0;
+}
+
+VisitedLinks visit_links(hid_t file) {
+  VisitedLinks visited;
+  visited.groups.emplace_back();
+  if (H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_link, &visited) < 0) H5Eclear2(H5E_DEFAULT);
+  return visited;
+}
+
+}  // namespace
+
+std::vector<std::vector<std::string>> ArrayFileReader::dataset_names() const {
+  auto lock = h5::lock();
+  VisitedLinks visited = visit_links(file_.get());
+  std::vector<std::vector<std::string>> names;
+  for (haddr_t address : visited.order) names.push_back(std::move(visited.datasets[address]));
+  return names;
+}
+
+std::vector<std::string> ArrayFileReader::group_names() const {
+  auto lock = h5::lock();
+  return visit_links(file_.get()).groups;
+}
+
+std::string ArrayFileReader::compression_of(const std::string& name) const {
+  const std::string where = "dataset '" + name + "' of " + quoted(path_);
+  auto lock = h5::lock();
+  h5::Id dataset = h5::make(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose, "cannot open " + where);
+  h5::Id dcpl = h5::make(H5Dget_create_plist(dataset.get()), H5Pclose, "cannot read " + where);
+  std::string description;
+  bool shuffled = false;
+  const int filters = H5Pget_nfilters(dcpl.get());
+  for (int i = 0; i < filters; ++i) {
+    unsigned flags = 0, config = 0;
+    unsigned values[8] = {};
+    std::size_t count = 8;
+    char filter_name[64] = {};
+    const H5Z_filter_t filter = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &count, values,
+                                               sizeof filter_name, filter_name, &config);
+    if (filter == H5Z_FILTER_DEFLATE) {
+      description = "deflate level " + std::to_string(count > 0 ? values[0] : 0);
+    } else if (filter == H5Z_FILTER_SZIP) {
+      description = "szip";
+    } else if (filter == H5Z_FILTER_SHUFFLE) {
+      shuffled = true;
+    } else if (filter != H5Z_FILTER_FLETCHER32 && filter >= 0) {
+      description = filter_name[0] != '\0' ? filter_name : "filter " + std::to_string(filter);
+    }
+  }
+  if (!description.empty() && shuffled) description += ", shuffled";
+  return description;
+}
+
+namespace {
+
+struct AttributeTexts {
+  std::vector<std::pair<std::string, std::string>> values;
+};
+
+template <class T>
+std::string shortest(T value) {
+  char text[64];
+  const auto end = std::to_chars(text, text + sizeof text, value).ptr;
+  return std::string(text, end);
+}
+
+std::string attribute_text(hid_t attribute) {
+  h5::Id type(H5Aget_type(attribute), H5Tclose);
+  h5::Id space(H5Aget_space(attribute), H5Sclose);
+  if (!type || !space || H5Sget_simple_extent_npoints(space.get()) != 1) return "(not a single value)";
+  if (H5Tget_class(type.get()) == H5T_STRING && H5Tis_variable_str(type.get()) <= 0) {
+    std::string text(H5Tget_size(type.get()), '\0');
+    if (text.size() > 4096 || H5Aread(attribute, type.get(), text.data()) < 0) return "(unreadable string)";
+    text.resize(std::strlen(text.c_str()));
+    return "\"" + text + "\"";
+  }
+  const auto dtype = h5::dtype_from(type.get());
+  if (!dtype) return "(" + h5::describe_type(type.get()) + ")";
+  alignas(16) unsigned char bytes[16] = {};
+  if (H5Aread(attribute, type.get(), bytes) < 0) return "(unreadable)";
+  const auto number = [&bytes]<class T>(T) {
+    T value{};
+    std::memcpy(&value, bytes, sizeof value);
+    return value;
+  };
+  switch (*dtype) {
+    case DType::boolean:
+      return bytes[0] != 0 ? "true" : "false";
+    case DType::int8:
+      return std::to_string(number(std::int8_t{}));
+    case DType::int16:
+      return std::to_string(number(std::int16_t{}));
+    case DType::int32:
+      return std::to_string(number(std::int32_t{}));
+    case DType::int64:
+      return std::to_string(number(std::int64_t{}));
+    case DType::uint8:
+      return std::to_string(number(std::uint8_t{}));
+    case DType::uint16:
+      return std::to_string(number(std::uint16_t{}));
+    case DType::uint32:
+      return std::to_string(number(std::uint32_t{}));
+    case DType::uint64:
+      return std::to_string(number(std::uint64_t{}));
+    case DType::float32:
+      return shortest(number(float{}));
+    case DType::float64:
+      return shortest(number(double{}));
+    case DType::complex64:
+      return "(" + shortest(number(float{})) + ", " + shortest(number(std::array<float, 2>{})[1]) + ")";
+    case DType::complex128:
+      return "(" + shortest(number(double{})) + ", " + shortest(number(std::array<double, 2>{})[1]) + ")";
+  }
+  return "(unknown)";
+}
+
+herr_t collect_attribute(hid_t holder, const char* name, const H5A_info_t*, void* data) {
+  if (std::string_view(name).starts_with("joblet_")) return 0;
+  const hid_t attribute = H5Aopen(holder, name, H5P_DEFAULT);
+  if (attribute < 0) return 0;
+  h5::Id opened(attribute, H5Aclose);
+  static_cast<AttributeTexts*>(data)->values.emplace_back(name, attribute_text(attribute));
+  return 0;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> ArrayFileReader::attributes_of(const std::string& path) const {
+  auto lock = h5::lock();
+  AttributeTexts texts;
+  const hid_t group = H5Gopen2(file_.get(), path.empty() ? "/" : path.c_str(), H5P_DEFAULT);
+  if (group < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return {};
+  }
+  h5::Id opened(group, H5Gclose);
+  hsize_t index = 0;
+  if (H5Aiterate2(group, H5_INDEX_NAME, H5_ITER_INC, &index, collect_attribute, &texts) < 0) H5Eclear2(H5E_DEFAULT);
+  return texts.values;
 }
 
 DatasetInfo ArrayFileReader::dataset(const std::string& name) const {

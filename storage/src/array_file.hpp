@@ -182,6 +182,18 @@ class ArrayFileReader {
   std::string read_bytes(const std::string& name, std::size_t max_size) const;
   // Reads a dataset into `destination` (info.nbytes bytes); with `verify`, checks its checksum.
   void read(const std::string& name, const DatasetInfo& info, void* destination, bool verify) const;
+  // --- for describing a file (`joblet show`) ---
+  // Every dataset by its paths: a dataset with several names (hard links) appears once, with
+  // its names in HDF5's order (by name).
+  std::vector<std::vector<std::string>> dataset_names() const;
+  // How a dataset's chunks are compressed ("deflate level 4, shuffled", "szip"); empty: not.
+  std::string compression_of(const std::string& name) const;
+  // The attributes of the group at `path` ("" for the root) whose names do not start with
+  // "joblet_", with their values as text; a value joblet cannot read is described instead.
+  std::vector<std::pair<std::string, std::string>> attributes_of(const std::string& path) const;
+  // Every group's path ("" for the root first).
+  std::vector<std::string> group_names() const;
+
   // The whole file mapped (once; later calls return the same mapping).
   std::shared_ptr<const FileMapping> map(bool copy_on_write);
   // A dataset's array (info from dataset()): mapped in place when `mode` asks for it and the

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "array_file.hpp"
+#include "joblet/detail/dump_contents.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/dump.hpp"
 
@@ -218,6 +219,36 @@ DumpFile::DumpFile(const std::filesystem::path& path, const LoadOptions& options
 }
 
 DumpFile::~DumpFile() = default;
+
+DumpContents describe_dump(const std::filesystem::path& path) {
+  DumpFile file(path, {}, {});
+  ArrayFileReader& reader = file.impl().reader;
+  DumpContents contents;
+  contents.type = file.impl().type_name;
+  contents.written_by = reader.root_string("joblet_version").value_or("unknown");
+  contents.format_version = reader.root_uint("joblet_format_version").value_or(0);
+  contents.file_size = reader.file_size();
+  contents.encoding_bytes = file.encoding().size();
+  for (std::vector<std::string>& names : reader.dataset_names()) {
+    if (names.size() == 1 && names.front() == kEncodingDataset) continue;
+    DumpContents::Dataset dataset;
+    const DatasetInfo info = reader.dataset(names.front());
+    dataset.dtype = dtype_name(info.dtype);
+    dataset.shape = info.shape;
+    dataset.nbytes = info.nbytes;
+    dataset.compression = reader.compression_of(names.front());
+    // /arrays/<n> first: the name load() reads, then the names of keys.
+    std::stable_partition(names.begin(), names.end(),
+                          [](const std::string& name) { return name.starts_with(kArraysGroup); });
+    dataset.names = std::move(names);
+    contents.datasets.push_back(std::move(dataset));
+  }
+  for (const std::string& group : reader.group_names()) {
+    auto values = reader.attributes_of(group);
+    if (!values.empty()) contents.attributes.push_back({group, std::move(values)});
+  }
+  return contents;
+}
 
 std::span<const std::byte> DumpFile::encoding() const noexcept {
   return std::as_bytes(std::span<const char>(impl_->encoding.data(), impl_->encoding.size()));

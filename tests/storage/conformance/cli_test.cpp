@@ -5,8 +5,12 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
+#include <tuple>
+#include <vector>
 
+#include "joblet/dump.hpp"
 #include "joblet/memory.hpp"
 #include "support.hpp"
 
@@ -158,6 +162,32 @@ TEST_F(CacheCommand, OptionsMayComeBeforeOrAfterTheirCommand) {
     EXPECT_EQ(run.status, 0) << arguments << ": " << run.output;
     EXPECT_TRUE(contains(run.output, dir_.path().string())) << arguments << ": " << run.output;
   }
+}
+
+TEST(JobletCommand, ShowDescribesADumpFileWithoutLoadingIt) {
+  TempDir dir;
+  const std::map<std::string, joblet::NDArray<double>> arrays{{"field", joblet::NDArray<double>({4, 5}, 0.5)}};
+  const std::map<std::string, double> parameters{{"temperature", 2.5}};
+  const std::map<std::string, std::map<std::string, std::string>> labels{{"run1", {{"model", "ising"}}}};
+  const auto value = std::make_tuple(arrays, parameters, labels, std::vector<float>(1000, 1.0f));
+  joblet::dump(value, dir.path() / "named.h5", {.compress = 4});
+  const CommandRun run = joblet_command("show " + (dir.path() / "named.h5").string());
+  EXPECT_EQ(run.status, 0) << run.output;
+  for (const char* expected :
+       {"joblet dump format 1", "type: std::tuple<std::map<", "/value: the value's encoding",
+        "/arrays/0 = /field: float64 (4, 5), 160 B, deflate level 4, shuffled", "/arrays/1: float32 (1000,), 3.9 KiB",
+        "/ attributes: temperature = 2.5", "/run1 attributes: model = \"ising\""}) {
+    EXPECT_TRUE(contains(run.output, expected)) << expected << " in:\n" << run.output;
+  }
+  const std::string text_file = (dir.path() / "notes.txt").string();
+  std::FILE* out = std::fopen(text_file.c_str(), "w");
+  ASSERT_NE(out, nullptr);
+  std::fputs("not HDF5\n", out);
+  std::fclose(out);
+  const CommandRun refused = joblet_command("show " + text_file);
+  EXPECT_EQ(refused.status, 1) << refused.output;
+  EXPECT_TRUE(contains(refused.output, "joblet: ")) << refused.output;
+  EXPECT_NE(joblet_command("show " + (dir.path() / "missing.h5").string()).status, 0);
 }
 
 TEST(JobletCommand, EachCommandsHelpListsEveryOptionItTakes) {

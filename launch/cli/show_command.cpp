@@ -1,0 +1,44 @@
+#include "show_command.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string>
+
+#include "joblet/detail/dump_contents.hpp"
+#include "units.hpp"
+
+namespace joblet::cli {
+namespace {
+
+std::string shape_text(const std::vector<std::size_t>& shape) {
+  if (shape.empty()) return "scalar";
+  std::string text = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) text += (i > 0 ? ", " : "") + std::to_string(shape[i]);
+  return text + (shape.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+int run_show_command(const ShowArguments& arguments) {
+  const detail::DumpContents contents = detail::describe_dump(arguments.file);
+  std::string out = fmt::format("{}: joblet dump format {}, written by joblet {}, {}\n", arguments.file,
+                                contents.format_version, contents.written_by, format_size(contents.file_size));
+  out += fmt::format("type: {}\n", contents.type);
+  out += fmt::format("/value: the value's encoding, {}\n", format_size(contents.encoding_bytes));
+  for (const auto& dataset : contents.datasets) {
+    std::string names;
+    for (const std::string& name : dataset.names) names += (names.empty() ? "/" : " = /") + name;
+    out += fmt::format("{}: {} {}, {}{}\n", names, dataset.dtype, shape_text(dataset.shape),
+                       format_size(dataset.nbytes), dataset.compression.empty() ? "" : ", " + dataset.compression);
+  }
+  for (const auto& attributes : contents.attributes) {
+    std::string values;
+    for (const auto& [name, value] : attributes.values) values += (values.empty() ? "" : ", ") + name + " = " + value;
+    out += fmt::format("/{} attributes: {}\n", attributes.group, values);
+  }
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
+}  // namespace joblet::cli
