@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <string>
+#include <string_view>
 
 #include "joblet/detail/dump_contents.hpp"
 #include "units.hpp"
@@ -18,13 +19,25 @@ std::string shape_text(const std::vector<std::size_t>& shape) {
   return text + (shape.size() == 1 ? ",)" : ")");
 }
 
+// The stored type as people write it: std::string, not its libstdc++ spelling.
+std::string readable_type(std::string type) {
+  static constexpr std::string_view kString =
+      "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >";
+  for (std::size_t at = type.find(kString); at != std::string::npos; at = type.find(kString, at)) {
+    // The demangler spaces "> >"; with the first one gone, so goes the space.
+    const bool spaced = type.compare(at + kString.size(), 2, " >") == 0;
+    type.replace(at, kString.size() + (spaced ? 1 : 0), "std::string");
+  }
+  return type;
+}
+
 }  // namespace
 
 int run_show_command(const ShowArguments& arguments) {
   const detail::DumpContents contents = detail::describe_dump(arguments.file);
   std::string out = fmt::format("{}: joblet dump format {}, written by joblet {}, {}\n", arguments.file,
                                 contents.format_version, contents.written_by, format_size(contents.file_size));
-  out += fmt::format("type: {}\n", contents.type);
+  out += fmt::format("type: {}\n", readable_type(contents.type));
   out += fmt::format("/value: the value's encoding, {}\n", format_size(contents.encoding_bytes));
   for (const auto& dataset : contents.datasets) {
     std::string names;

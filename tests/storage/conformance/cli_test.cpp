@@ -174,9 +174,11 @@ TEST(JobletCommand, ShowDescribesADumpFileWithoutLoadingIt) {
   const CommandRun run = joblet_command("show " + (dir.path() / "named.h5").string());
   EXPECT_EQ(run.status, 0) << run.output;
   for (const char* expected :
-       {"joblet dump format 1", "type: std::tuple<std::map<", "/value: the value's encoding",
-        "/arrays/0 = /field: float64 (4, 5), 160 B, deflate level 4, shuffled", "/arrays/1: float32 (1000,), 3.9 KiB",
-        "/ attributes: temperature = 2.5", "/run1 attributes: model = \"ising\""}) {
+       {"joblet dump format 1",
+        "type: std::tuple<std::map<std::string, joblet::NDArray<double>, std::less<std::string>",
+        "/value: the value's encoding", "/arrays/0 = /field: float64 (4, 5), 160 B, deflate level 4, shuffled",
+        "/arrays/1: float32 (1000,), 3.9 KiB", "/ attributes: temperature = 2.5",
+        "/run1 attributes: model = \"ising\""}) {
     EXPECT_TRUE(contains(run.output, expected)) << expected << " in:\n" << run.output;
   }
   const std::string text_file = (dir.path() / "notes.txt").string();
