@@ -10,7 +10,8 @@
 // dataset /arrays/<n>, numbered in the order the value encodes them; the rest of the value is
 // the dataset /value, the codec's bytes with references to those datasets.
 //
-// Values in a std::map<std::string, V> are also found by their keys, for h5py and notebooks:
+// Values in a std::map<std::string, V> (or a std::vector<std::pair<std::string, V>>, a list of
+// named values) are also found by their keys, for h5py and notebooks:
 // an array under key "field" is the dataset /field too (a second name for /arrays/<n>, no copy);
 // several arrays under one key are /field/0, /field/1, ...; a map inside a map makes groups
 // (/run1/field); a number or string under a key is an attribute of the group holding the key

@@ -132,6 +132,15 @@ TEST(Hash, ComplexNumbersNeedNoExtraInclude) {
   EXPECT_EQ(joblet::decode<Z>(joblet::encode(Z(4, -5))), Z(4, -5));
 }
 
+TEST(Hash, NamedValuesEncodeAsCerealEncodesThem) {
+  // Maps with string keys and lists of (name, value) pairs tell a dump file their names; their
+  // bytes (and so every cache key) stay cereal's: the count, then each name and value.
+  const std::string listed = joblet::encode(std::vector<std::pair<std::string, int>>{{"a", 1}, {"bc", 2}});
+  EXPECT_EQ(listed, joblet::encode(std::make_tuple(std::uint64_t{2}, std::string("a"), 1, std::string("bc"), 2)));
+  const std::string mapped = joblet::encode(std::map<std::string, int>{{"bc", 2}, {"a", 1}});
+  EXPECT_EQ(mapped, listed);
+}
+
 TEST(Hash, ContiguousDataIsHashedAsOneBlock) {
   std::vector<double> values(1000);
   for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<double>(i) * 0.5;

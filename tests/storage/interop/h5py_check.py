@@ -119,6 +119,8 @@ def check_named(path):
         check(list(f["run1/a/1"][()]) == [1.5, 2.5], "named: several arrays under a key are numbered")
         check(int(f["run1"].attrs["steps"]) == 1000, "named: a number in a nested map is its group's attribute")
         check("bad" not in f, "named: a key with '/' names nothing")
+        check(f["pressure"].shape == (2, 2) and list(f["density"][()]) == [0.0, 1.0, 2.0],
+              "named: a list of (name, value) pairs names its arrays too")
 
 
 def check_h5dump(directory):

@@ -95,7 +95,9 @@ void write_files(const std::filesystem::path& dir) {
   const std::map<std::string, std::map<std::string, Run>> runs{{"run1", {{"a", Run{ramp<double>({3}), {1.5f, 2.5f}}}}},
                                                                {"bad/key", {{"b", Run{ramp<double>({1}), {}}}}}};
   const std::map<std::string, std::map<std::string, std::int32_t>> counts{{"run1", {{"steps", 1000}}}};
-  const auto named = std::make_tuple(arrays, parameters, labels, runs, counts);
+  const std::vector<std::pair<std::string, NDArray<float>>> listed{{"pressure", ramp<float>({2, 2})},
+                                                                     {"density", ramp<float>({3})}};
+  const auto named = std::make_tuple(arrays, parameters, labels, runs, counts, listed);
   joblet::dump(named, dir / "named.h5");
   check(joblet::load<std::remove_const_t<decltype(named)>>(dir / "named.h5") == named,
         "a value with named parts round-trips");

@@ -102,27 +102,46 @@ void CEREAL_SAVE_FUNCTION_NAME(SinkOutputArchive<Sink>& ar, const std::unordered
   save_unordered(ar, set, WriteSetItem{});
 }
 
-// A map with string keys tells an archive's array writer the name of each value (a dump
-// file's named datasets); the bytes are cereal's own, so keys and hashes do not change.
-template <class Sink, class V, class C, class A>
-void CEREAL_SAVE_FUNCTION_NAME(SinkOutputArchive<Sink>& ar, const std::map<std::string, V, C, A>& map) {
-  ar(cereal::make_size_tag(static_cast<cereal::size_type>(map.size())));
+// A map with string keys, and a list of (name, value) pairs, tell an archive's array writer the
+// name of each value (a dump file's named datasets); the bytes are cereal's own, so keys and
+// hashes do not change.
+template <class Sink, class Items, class WriteItem>
+void save_named(SinkOutputArchive<Sink>& ar, const Items& items, WriteItem write_item) {
+  ar(cereal::make_size_tag(static_cast<cereal::size_type>(items.size())));
   ArrayWriter* names = nullptr;
   if constexpr (std::is_same_v<Sink, StringSink>) names = ar.arrays();
-  for (const auto& [key, value] : map) {
+  for (const auto& item : items) {
     if (names == nullptr) {
-      ar(cereal::make_map_item(key, value));
+      write_item(ar, item);
       continue;
     }
+    using V = std::remove_cvref_t<decltype(item.second)>;
     if constexpr (std::is_same_v<V, std::string>) {
-      names->name_text(key, value);
+      names->name_text(item.first, item.second);
     } else if constexpr (Element<V>) {
-      names->name_number(key, dtype_of<V>, &value);
+      names->name_number(item.first, dtype_of<V>, &item.second);
     }
-    names->enter_name(key);
-    ar(cereal::make_map_item(key, value));
+    names->enter_name(item.first);
+    write_item(ar, item);
     names->leave_name();
   }
+}
+
+struct WritePair {
+  template <class Archive, class Item>
+  void operator()(Archive& ar, const Item& item) const {
+    ar(item);
+  }
+};
+
+template <class Sink, class V, class C, class A>
+void CEREAL_SAVE_FUNCTION_NAME(SinkOutputArchive<Sink>& ar, const std::map<std::string, V, C, A>& map) {
+  save_named(ar, map, WriteMapItem{});
+}
+
+template <class Sink, class V, class A>
+void CEREAL_SAVE_FUNCTION_NAME(SinkOutputArchive<Sink>& ar, const std::vector<std::pair<std::string, V>, A>& pairs) {
+  save_named(ar, pairs, WritePair{});
 }
 
 // A span encodes exactly like the std::vector holding the same elements: contiguous arithmetic
