@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -25,33 +26,18 @@ bool Job::stopping() const noexcept {
 IndexRange Job::claim(std::size_t count) {
   count = std::max<std::size_t>(count, 1);
   if (stopping()) return {};
-  if (follows_consumer_) return claim_in_window(count);
+  if (follows_consumer_) {
+    // The window grows while claims are made, so next_ must never run past its end (the
+    // fetch_add below may): the tasks past it are handed out once it has grown.
+    std::lock_guard lock(input_mutex_);
+    return claim_locked(count, 0, window_end_.load(std::memory_order_acquire));
+  }
   if (!input_complete()) {
     // A lazy input is read one thread at a time, and claims are taken under the same lock
     // so that no claim can run past what has been read.
     std::lock_guard lock(input_mutex_);
     if (!input_complete()) {
-      const std::size_t next = next_.load(std::memory_order_relaxed);
-      const std::size_t wanted = next + count + settings_.pre_dispatch.value_or(0);
-      if (size() < wanted) {
-        bool exhausted = false;
-        try {
-          const std::size_t read = read_input(wanted, exhausted);
-          if (settings_.outcomes_per_task) states_.grow_to(read);
-          size_.store(read, std::memory_order_release);
-        } catch (...) {
-          note_input_error(std::current_exception());
-          exhausted = true;
-        }
-        if (exhausted) input_complete_.store(true, std::memory_order_release);
-        if (input_error_) wake_caller();
-      }
-      if (cancelled()) return {};
-      const std::size_t available = std::min(size(), stop_at_.load(std::memory_order_acquire));
-      if (next >= available) return {};
-      const std::size_t end = std::min(next + count, available);
-      next_.store(end, std::memory_order_relaxed);
-      return {next, end};
+      return claim_locked(count, settings_.pre_dispatch.value_or(0), std::numeric_limits<std::size_t>::max());
     }
   }
   const std::size_t begin = next_.fetch_add(count, std::memory_order_relaxed);
@@ -60,16 +46,13 @@ IndexRange Job::claim(std::size_t count) {
   return {begin, std::min(begin + count, total)};
 }
 
-IndexRange Job::claim_in_window(std::size_t count) {
-  // The window grows while claims are made, so next_ never runs past its end (the unbounded
-  // path's fetch_add may): the tasks past it are handed out once it has grown.
-  std::lock_guard lock(input_mutex_);
+IndexRange Job::claim_locked(std::size_t count, std::size_t read_ahead, std::size_t limit) {
   const std::size_t next = next_.load(std::memory_order_relaxed);
-  const std::size_t window_end = window_end_.load(std::memory_order_acquire);
-  if (!input_complete() && size() < std::min(next + count, window_end)) {
+  const std::size_t wanted = std::min(next + count + read_ahead, limit);
+  if (!input_complete() && size() < wanted) {
     bool exhausted = false;
     try {
-      const std::size_t read = read_input(std::min(next + count, window_end), exhausted);
+      const std::size_t read = read_input(wanted, exhausted);
       if (settings_.outcomes_per_task) states_.grow_to(read);
       size_.store(read, std::memory_order_release);
     } catch (...) {
@@ -80,7 +63,7 @@ IndexRange Job::claim_in_window(std::size_t count) {
     if (input_error_) wake_caller();
   }
   if (cancelled()) return {};
-  const std::size_t available = std::min({size(), stop_at_.load(std::memory_order_acquire), window_end});
+  const std::size_t available = std::min({size(), stop_at_.load(std::memory_order_acquire), limit});
   if (next >= available) return {};
   const std::size_t end = std::min(next + count, available);
   next_.store(end, std::memory_order_relaxed);

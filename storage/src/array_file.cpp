@@ -518,15 +518,21 @@ bool ArrayFileWriter::add_name(const std::string& name, std::size_t array_index)
   return true;
 }
 
+h5::Id ArrayFileWriter::holder_of_new_attribute(const std::string& group_path, const std::string& name) {
+  h5::Id holder = group(group_path);
+  if (!holder || H5Aexists(holder.get(), name.c_str()) != 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return {};
+  }
+  return holder;
+}
+
 bool ArrayFileWriter::add_attribute(const std::string& group_path, const std::string& name, DType dtype,
                                     const void* value) {
   const std::string what = "cannot write attribute '" + name + "' of " + quoted(path_);
   auto lock = h5::lock();
-  h5::Id holder = group(group_path);
-  if (!holder || H5Aexists(holder.get(), name.c_str()) != 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return false;
-  }
+  h5::Id holder = holder_of_new_attribute(group_path, name);
+  if (!holder) return false;
   h5::Id type = h5::file_type(dtype);
   h5::Id space = h5::make(H5Screate(H5S_SCALAR), H5Sclose, what);
   h5::Id attribute = h5::make(H5Acreate2(holder.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
@@ -538,11 +544,8 @@ bool ArrayFileWriter::add_attribute(const std::string& group_path, const std::st
 
 bool ArrayFileWriter::add_attribute(const std::string& group_path, const std::string& name, std::string_view text) {
   auto lock = h5::lock();
-  h5::Id holder = group(group_path);
-  if (!holder || H5Aexists(holder.get(), name.c_str()) != 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return false;
-  }
+  h5::Id holder = holder_of_new_attribute(group_path, name);
+  if (!holder) return false;
   h5::write_string_attribute(holder.get(), name.c_str(), text);
   return true;
 }
@@ -913,38 +916,39 @@ std::string attribute_text(hid_t attribute) {
   if (!dtype) return "(" + h5::describe_type(type.get()) + ")";
   alignas(16) unsigned char bytes[16] = {};
   if (H5Aread(attribute, type.get(), bytes) < 0) return "(unreadable)";
-  const auto number = [&bytes]<class T>(T) {
+  // The value of type T at byte `at`, written as to_chars writes it (shortest for floats).
+  const auto part = [&bytes]<class T>(T, std::size_t at = 0) {
     T value{};
-    std::memcpy(&value, bytes, sizeof value);
-    return value;
+    std::memcpy(&value, bytes + at, sizeof value);
+    return shortest(value);
   };
   switch (*dtype) {
     case DType::boolean:
       return bytes[0] != 0 ? "true" : "false";
     case DType::int8:
-      return std::to_string(number(std::int8_t{}));
+      return part(std::int8_t{});
     case DType::int16:
-      return std::to_string(number(std::int16_t{}));
+      return part(std::int16_t{});
     case DType::int32:
-      return std::to_string(number(std::int32_t{}));
+      return part(std::int32_t{});
     case DType::int64:
-      return std::to_string(number(std::int64_t{}));
+      return part(std::int64_t{});
     case DType::uint8:
-      return std::to_string(number(std::uint8_t{}));
+      return part(std::uint8_t{});
     case DType::uint16:
-      return std::to_string(number(std::uint16_t{}));
+      return part(std::uint16_t{});
     case DType::uint32:
-      return std::to_string(number(std::uint32_t{}));
+      return part(std::uint32_t{});
     case DType::uint64:
-      return std::to_string(number(std::uint64_t{}));
+      return part(std::uint64_t{});
     case DType::float32:
-      return shortest(number(float{}));
+      return part(float{});
     case DType::float64:
-      return shortest(number(double{}));
+      return part(double{});
     case DType::complex64:
-      return "(" + shortest(number(float{})) + ", " + shortest(number(std::array<float, 2>{})[1]) + ")";
+      return "(" + part(float{}) + ", " + part(float{}, sizeof(float)) + ")";
     case DType::complex128:
-      return "(" + shortest(number(double{})) + ", " + shortest(number(std::array<double, 2>{})[1]) + ")";
+      return "(" + part(double{}) + ", " + part(double{}, sizeof(double)) + ")";
   }
   return "(unknown)";
 }

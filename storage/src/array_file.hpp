@@ -116,6 +116,8 @@ class ArrayFileWriter {
   // Group `path` (the root when empty), created with its parents when missing; null when a
   // part of the path is something else. With the HDF5 lock held.
   h5::Id group(const std::string& path);
+  // The group at `group_path` when it has no attribute `name` yet; null otherwise. Lock held.
+  h5::Id holder_of_new_attribute(const std::string& group_path, const std::string& name);
   // Reopens the closed file: records the pending checksums and adds the chunks' regions.
   void finish_in_hdf5(const std::vector<Hash128>& checksums, std::vector<DataRegion>& regions);
 

@@ -104,17 +104,18 @@ void DumpWriter::leave_name() {
   if (!scope_.empty()) scope_.pop_back();
 }
 
-void DumpWriter::name_number(std::string_view key, DType dtype, const void* value) {
+void DumpWriter::name_value(std::string_view key, DType dtype, std::string_view bytes, bool text) {
   const std::string scope = current_scope();
-  if (!valid_key(key) || (scope_.size() > 0 && scope.empty())) return;
-  values_.push_back({scope, std::string(key), dtype, std::string(static_cast<const char*>(value), dtype_size(dtype))});
+  // Inside a key that names nothing, nothing is named.
+  if (!valid_key(key) || (!scope_.empty() && scope.empty())) return;
+  values_.push_back({scope, std::string(key), dtype, std::string(bytes), text});
 }
 
-void DumpWriter::name_text(std::string_view key, std::string_view text) {
-  const std::string scope = current_scope();
-  if (!valid_key(key) || (scope_.size() > 0 && scope.empty())) return;
-  values_.push_back({scope, std::string(key), DType{}, std::string(text), true});
+void DumpWriter::name_number(std::string_view key, DType dtype, const void* value) {
+  name_value(key, dtype, std::string_view(static_cast<const char*>(value), dtype_size(dtype)), false);
 }
+
+void DumpWriter::name_text(std::string_view key, std::string_view text) { name_value(key, DType{}, text, true); }
 
 void DumpWriter::write_names(ArrayFileWriter& file) const {
   // A scope whose one array is all it holds is that array's name; otherwise it is a group, and

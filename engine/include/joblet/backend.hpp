@@ -264,8 +264,9 @@ class Job {
   std::atomic<bool> input_failed_{false};
   // With input_mutex_ held: keeps the first error the input range threw, and cancels the call.
   void note_input_error(std::exception_ptr error) noexcept;
-  // claim() for a call that follows its consumer.
-  IndexRange claim_in_window(std::size_t count);
+  // claim() with input_mutex_ held: reads a lazy input `read_ahead` tasks past the claim, then
+  // hands out at most `count` tasks, none at or past `limit` (the consumer's window end).
+  IndexRange claim_locked(std::size_t count, std::size_t read_ahead, std::size_t limit);
 
   // With settings_.outcomes_per_task: one state per task read (kPending...kFailed).
   detail::StableVector<std::atomic<std::uint8_t>> states_;

@@ -138,6 +138,7 @@ class DumpWriter final : public ArrayWriter {
   // The scope's name for arrays and values stored now; empty when unnamed (or a key could not
   // be a name: with a '/', say).
   std::string current_scope() const;
+  void name_value(std::string_view key, DType dtype, std::string_view bytes, bool text);
   void write_names(class ArrayFileWriter& file) const;
 
   std::vector<Array> arrays_;

@@ -100,7 +100,6 @@ TEST(Input, PreDispatchBoundsHowFarAGeneratorReadsAheadOfItsConsumer) {
           if (taken == 10) break;
         }
         // Workers that ran ahead stop at the window's end, not at the input's.
-        joblet::testing::sleep_ms(20);
         EXPECT_LE(ordered_source.read(), 10 + static_cast<int>(pre_dispatch));
       }
       FragileSource unordered_source(100000);
