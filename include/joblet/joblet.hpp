@@ -32,3 +32,8 @@
 #if JOBLET_HAS_MPI
 #include "joblet/mpi.hpp"
 #endif
+
+/// Everything joblet offers a program: Parallel and delayed (joblib.Parallel), Memory (joblib.Memory),
+/// dump and load (joblib.dump/load), NDArray and SharedArray, the backends and their observers, and
+/// Session, which starts MPI and reads Slurm's environment. Names in joblet::detail are internals.
+namespace joblet {}

@@ -1,9 +1,10 @@
 #pragma once
-// The one codec: every value that crosses a process boundary or lands on disk is encoded
-// here, with cereal's serialization functions over joblet's binary archives. A type is
-// encodable when cereal can serialize it: arithmetic types, the standard containers whose
-// cereal/types/*.hpp header is included, and classes with a serialize()/save()/load() member
-// or free function. Byte order is the machine's (every HPC platform we target is little-endian).
+/// @file
+/// The one codec: every value that crosses a process boundary or lands on disk is encoded
+/// here, with cereal's serialization functions over joblet's binary archives. A type is
+/// encodable when cereal can serialize it: arithmetic types, the standard containers whose
+/// cereal/types/*.hpp header is included, and classes with a serialize()/save()/load() member
+/// or free function. Byte order is the machine's (every HPC platform we target is little-endian).
 
 #include <cereal/types/array.hpp>
 #include <cereal/types/complex.hpp>
@@ -42,7 +43,7 @@
 #include "joblet/error.hpp"
 
 namespace cereal {
-// The codec's representation of "no value": a task returning void, an empty alternative.
+/// The codec's representation of "no value": a task returning void, an empty alternative.
 template <class Archive>
 void serialize(Archive&, std::monostate&) {}
 }  // namespace cereal
@@ -55,10 +56,10 @@ template <class T>
 concept HasSerialization = cereal::traits::is_output_serializable<T, SinkOutputArchive<StringSink>>::value &&
     cereal::traits::is_input_serializable<T, SpanInputArchive>::value;
 
-// cereal declares the functions of a standard container for any element type, so its traits
-// accept std::vector<Particle> whatever Particle is, and the static_assert that says otherwise
-// fires only deep inside an instantiation. The codec looks inside the containers it knows, so
-// that a result type is encodable exactly when all of it is.
+/// cereal declares the functions of a standard container for any element type, so its traits
+/// accept std::vector<Particle> whatever Particle is, and the static_assert that says otherwise
+/// fires only deep inside an instantiation. The codec looks inside the containers it knows, so
+/// that a result type is encodable exactly when all of it is.
 template <class T>
 struct EncodableParts : std::true_type {};
 template <class T>
@@ -99,15 +100,15 @@ struct EncodableParts<std::unordered_multiset<K, H, E, A>> : std::bool_constant<
 
 }  // namespace detail
 
-// A type the codec can encode and decode, all of it: arithmetic types, std::complex, strings,
-// the standard containers above of encodable elements, and classes with a cereal serialize()
-// (or save() and load()), whose members cereal checks when they are encoded.
+/// A type the codec can encode and decode, all of it: arithmetic types, std::complex, strings,
+/// the standard containers above of encodable elements, and classes with a cereal serialize()
+/// (or save() and load()), whose members cereal checks when they are encoded.
 template <class T>
 concept Encodable = detail::kEncodable<T>;
 
 namespace detail {
-// Stops the build of a dump(), load() or cached result of a type that is not encodable, with
-// the fix; the compiler shows the type (T = ...) and the caller's line below the message.
+/// Stops the build of a dump(), load() or cached result of a type that is not encodable, with
+/// the fix; the compiler shows the type (T = ...) and the caller's line below the message.
 template <class T>
 consteval void require_encodable() {
   static_assert(Encodable<T>,
@@ -120,8 +121,8 @@ consteval void require_encodable() {
 
 namespace detail {
 
-// encode() and decode() with an array context: `arrays` takes (or resolves) the large arrays
-// of this one value; null keeps every array inline (and refuses references).
+/// encode() and decode() with an array context: `arrays` takes (or resolves) the large arrays
+/// of this one value; null keeps every array inline (and refuses references).
 template <Encodable T>
 void encode_into(const T& value, std::string& out, ArrayWriter* arrays) {
   if constexpr (std::is_arithmetic_v<T>) {
@@ -167,7 +168,7 @@ T decode_from(std::span<const std::byte> bytes, ArrayReader* arrays) {
 
 }  // namespace detail
 
-// Appends the encoding of `value` to `out`.
+/// Appends the encoding of `value` to `out`.
 template <Encodable T>
 void encode(const T& value, std::string& out) {
   detail::encode_into(value, out, nullptr);
@@ -180,8 +181,8 @@ std::string encode(const T& value) {
   return out;
 }
 
-// Decodes a T from exactly `bytes`. Throws SerializationError when the bytes are truncated,
-// carry trailing garbage, or describe more elements than they can hold.
+/// Decodes a T from exactly `bytes`. Throws SerializationError when the bytes are truncated,
+/// carry trailing garbage, or describe more elements than they can hold.
 template <Encodable T>
 T decode(std::span<const std::byte> bytes) {
   return detail::decode_from<T>(bytes, nullptr);

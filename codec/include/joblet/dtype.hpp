@@ -1,14 +1,17 @@
 #pragma once
-// Element types of arrays (NDArray, SharedArray, the datasets of dump files), named as numpy
-// names them so that a file's "float64" means the same thing to C++, h5py and numpy.
-//
-//   static_assert(joblet::dtype_of<double> == joblet::DType::float64);
-//   joblet::dtype_name(joblet::DType::int32)  // "int32"
-//
-// An Element is bool, char, a standard signed or unsigned integer type, float, double or
-// std::complex of float or double: the types whose bytes mean the same in every process on the
-// machines joblet targets (64-bit, little-endian). C++ types of the same size and signedness share a dtype (long and
-// long long are both int64), so an array written as one can be read as the other.
+/// @file
+/// Element types of arrays (NDArray, SharedArray, the datasets of dump files), named as numpy
+/// names them so that a file's "float64" means the same thing to C++, h5py and numpy.
+///
+/// @code
+///   static_assert(joblet::dtype_of<double> == joblet::DType::float64);
+///   joblet::dtype_name(joblet::DType::int32)  // "int32"
+/// @endcode
+///
+/// An Element is bool, char, a standard signed or unsigned integer type, float, double or
+/// std::complex of float or double: the types whose bytes mean the same in every process on the
+/// machines joblet targets (64-bit, little-endian). C++ types of the same size and signedness share a dtype (long and
+/// long long are both int64), so an array written as one can be read as the other.
 
 #include <complex>
 #include <cstddef>
@@ -30,8 +33,8 @@ enum class DType : std::uint8_t {
   uint64,
   float32,
   float64,
-  complex64,   // std::complex<float>: numpy's complex64, h5py's compound {r, i} of float32
-  complex128,  // std::complex<double>
+  complex64,   ///< std::complex<float>: numpy's complex64, h5py's compound {r, i} of float32
+  complex128,  ///< std::complex<double>
 };
 
 namespace detail {
@@ -65,16 +68,16 @@ constexpr DType dtype_for() noexcept {
 }
 }  // namespace detail
 
-// The element types arrays hold.
+/// The element types arrays hold.
 template <class T>
 concept Element = !std::is_const_v<T> && !std::is_volatile_v<T> && detail::dtype_for<T>() != DType{0};
 
 template <Element T>
 inline constexpr DType dtype_of = detail::dtype_for<T>();
 
-// numpy's name of the dtype ("float64"); "unknown" for a value outside the enumeration.
+/// numpy's name of the dtype ("float64"); "unknown" for a value outside the enumeration.
 std::string_view dtype_name(DType dtype) noexcept;
-// Bytes per element; 0 for a value outside the enumeration.
+/// Bytes per element; 0 for a value outside the enumeration.
 std::size_t dtype_size(DType dtype) noexcept;
 
 }  // namespace joblet

@@ -1,19 +1,28 @@
 #pragma once
-// Hashing values: XXH3-128 over the codec's own traversal, streamed straight into the hasher
-// (no intermediate buffer, so hashing a 1 GiB vector costs what reading it costs). This is what
-// cache keys are made of (joblib.hash's role).
-//
-//   joblet::Hash128 h = joblet::hash_value(params, std::vector<double>(n));
-//   std::string name = h.hex();   // 32 lowercase hex digits
-//
-// Guarantees:
-// - Equal values hash equal, in every process and run on the same platform and compiler ABI:
-//   unordered containers are hashed in a canonical (order-independent) form.
-// - Different types with the same bytes hash differently: every value is preceded by its type's
-//   identity (the ABI's mangled type name, stable for one compiler ABI, e.g. GCC and Clang on
-//   Linux agree).
-// - Values are hashed as they encode: a type is hashable when the codec can encode it (cereal
-//   serialize/save functions); std::span of contiguous data is hashable too.
+/// @file
+/// Hashing values: XXH3-128 over the codec's own traversal, streamed straight into the hasher
+/// (no intermediate buffer, so hashing a 1 GiB vector costs what reading it costs). This is what
+/// cache keys are made of (joblib.hash's role).
+///
+/// @code
+///   joblet::Hash128 h = joblet::hash_value(params, std::vector<double>(n));
+///   std::string name = h.hex();   // 32 lowercase hex digits
+/// @endcode
+///
+/// Guarantees:
+/// - Equal values hash equal, in every process and run on the same platform and compiler ABI:
+/// @code
+///   unordered containers are hashed in a canonical (order-independent) form.
+/// @endcode
+/// - Different types with the same bytes hash differently: every value is preceded by its type's
+/// @code
+///   identity (the ABI's mangled type name, stable for one compiler ABI, e.g. GCC and Clang on
+///   Linux agree).
+/// @endcode
+/// - Values are hashed as they encode: a type is hashable when the codec can encode it (cereal
+/// @code
+///   serialize/save functions); std::span of contiguous data is hashable too.
+/// @endcode
 
 #include <array>
 #include <compare>
@@ -29,13 +38,13 @@
 
 namespace joblet {
 
-// A 128-bit digest. hex() prints the high half first, like XXH128's canonical form.
+/// A 128-bit digest. hex() prints the high half first, like XXH128's canonical form.
 struct Hash128 {
   std::uint64_t high = 0;
   std::uint64_t low = 0;
 
   std::string hex() const;
-  // The digest named by exactly 32 hex digits; nullopt for anything else.
+  /// The digest named by exactly 32 hex digits; nullopt for anything else.
   static std::optional<Hash128> from_hex(std::string_view text);
 
   friend auto operator<=>(const Hash128&, const Hash128&) = default;
@@ -49,8 +58,8 @@ struct Hash128 {
 class Hasher;
 
 namespace detail {
-// The codec sink that feeds a Hasher. It is a DigestingSink, so unordered containers reach it
-// in canonical form (see detail/containers.hpp).
+/// The codec sink that feeds a Hasher. It is a DigestingSink, so unordered containers reach it
+/// in canonical form (see detail/containers.hpp).
 class HashSink {
  public:
   using Digest = Hash128;
@@ -69,8 +78,8 @@ class HashSink {
 template <class T>
 concept Hashable = cereal::traits::is_output_serializable<T, detail::SinkOutputArchive<detail::HashSink>>::value;
 
-// Streaming XXH3-128 (seed 0). Copyable: a hasher fed a common prefix can be copied and
-// continued, which is how a cached function avoids rehashing its own identity on every call.
+/// Streaming XXH3-128 (seed 0). Copyable: a hasher fed a common prefix can be copied and
+/// continued, which is how a cached function avoids rehashing its own identity on every call.
 class Hasher {
  public:
   Hasher() noexcept;
@@ -78,11 +87,11 @@ class Hasher {
   Hasher& operator=(const Hasher& other) noexcept;
   ~Hasher() = default;
 
-  // Feeds raw bytes, exactly as given.
+  /// Feeds raw bytes, exactly as given.
   Hasher& update_bytes(const void* data, std::size_t size) noexcept;
-  // Feeds the text's length, then its bytes: adjacent texts cannot run into each other.
+  /// Feeds the text's length, then its bytes: adjacent texts cannot run into each other.
   Hasher& update_text(std::string_view text) noexcept;
-  // Feeds the identity of T, then the value as the codec encodes it.
+  /// Feeds the identity of T, then the value as the codec encodes it.
   template <Hashable T>
   Hasher& update(const T& value) {
     update_text(typeid(T).name());
@@ -101,13 +110,13 @@ class Hasher {
   void reset() noexcept;
 
  private:
-  // An XXH3_state_t, kept opaque so that xxhash.h stays out of joblet's public headers
-  // (hash.cpp checks that it fits). No allocation per hasher.
+  /// An XXH3_state_t, kept opaque so that xxhash.h stays out of joblet's public headers
+  /// (hash.cpp checks that it fits). No allocation per hasher.
   static constexpr std::size_t kStateSize = 640;
   alignas(64) unsigned char state_[kStateSize];
 };
 
-// The hash of one or more values, each with its type's identity.
+/// The hash of one or more values, each with its type's identity.
 template <Hashable... T>
 Hash128 hash_value(const T&... values) {
   Hasher hasher;
@@ -115,7 +124,7 @@ Hash128 hash_value(const T&... values) {
   return hasher.digest();
 }
 
-// The XXH3-128 of plain bytes, with nothing added (for checksums).
+/// The XXH3-128 of plain bytes, with nothing added (for checksums).
 Hash128 hash_bytes(const void* data, std::size_t size) noexcept;
 
 }  // namespace joblet

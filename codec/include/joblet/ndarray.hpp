@@ -1,24 +1,27 @@
 #pragma once
-// NDArray<T>: an n-dimensional array of an Element type (dtype.hpp) in C order, like numpy's
-// ndarray. Its elements live in memory it owns, in an adopted std::vector, or in a memory-mapped
-// region of a file (load() with an mmap mode, SharedArray, large results of the processes
-// backend).
-//
-//   joblet::NDArray<double> a({2, 3});            // zeros, shape (2, 3)
-//   a.mutable_at(1, 2) = 5.0;                      // checked write
-//   double x = a(1, 2);                            // unchecked read
-//   std::span<const double> all = a.span();        // every element, no copy
-//   auto b = joblet::NDArray<double>::from(std::vector<double>(6, 1.0), {3, 2});  // adopts the vector
-//
-// A handle, like numpy's ndarray and std::shared_ptr: copies, slice() and reshape() share the
-// elements; copy() makes an independent array. A const handle does not make the elements
-// const (a copy of it could write them); whether they can be written is writable(): false for
-// arrays mapped read-only from a file. Reads never check it; writes go through mutable_data(),
-// mutable_span() or mutable_at(), which throw StorageError on a read-only array instead of
-// crashing on the protected page.
-//
-// With the codec, an array encodes as its shape and one block of bytes (no per-element work),
-// hashes in one streaming pass, and becomes a dataset of its own in dump() files.
+/// @file
+/// NDArray<T>: an n-dimensional array of an Element type (dtype.hpp) in C order, like numpy's
+/// ndarray. Its elements live in memory it owns, in an adopted std::vector, or in a memory-mapped
+/// region of a file (load() with an mmap mode, SharedArray, large results of the processes
+/// backend).
+///
+/// @code
+///   joblet::NDArray<double> a({2, 3});            // zeros, shape (2, 3)
+///   a.mutable_at(1, 2) = 5.0;                      // checked write
+///   double x = a(1, 2);                            // unchecked read
+///   std::span<const double> all = a.span();        // every element, no copy
+///   auto b = joblet::NDArray<double>::from(std::vector<double>(6, 1.0), {3, 2});  // adopts the vector
+/// @endcode
+///
+/// A handle, like numpy's ndarray and std::shared_ptr: copies, slice() and reshape() share the
+/// elements; copy() makes an independent array. A const handle does not make the elements
+/// const (a copy of it could write them); whether they can be written is writable(): false for
+/// arrays mapped read-only from a file. Reads never check it; writes go through mutable_data(),
+/// mutable_span() or mutable_at(), which throw StorageError on a read-only array instead of
+/// crashing on the protected page.
+///
+/// With the codec, an array encodes as its shape and one block of bytes (no per-element work),
+/// hashes in one streaming pass, and becomes a dataset of its own in dump() files.
 
 #include <algorithm>
 #include <concepts>
@@ -55,9 +58,9 @@ class VectorBuffer final : public ArrayBuffer {
 };
 
 [[noreturn]] void throw_read_only_array(std::string_view mapped_file);
-// std::invalid_argument: `elements` elements do not make an array of `shape`.
+/// std::invalid_argument: `elements` elements do not make an array of `shape`.
 [[noreturn]] void throw_count_mismatch(std::span<const std::size_t> shape, std::size_t elements);
-// std::invalid_argument: a rank above 32, or more elements than any memory holds.
+/// std::invalid_argument: a rank above 32, or more elements than any memory holds.
 [[noreturn]] void throw_impossible_shape(std::span<const std::size_t> shape);
 [[noreturn]] void throw_array_index_error(std::span<const std::size_t> shape, std::span<const std::size_t> index);
 }  // namespace detail
@@ -68,15 +71,15 @@ class NDArray {
   using value_type = T;
   using Shape = std::vector<std::size_t>;
 
-  // An empty one-dimensional array.
+  /// An empty one-dimensional array.
   NDArray() : shape_{0} {}
-  // Zeros of this shape (numpy.zeros). Large arrays get fresh pages, zero until touched.
+  /// Zeros of this shape (numpy.zeros). Large arrays get fresh pages, zero until touched.
   explicit NDArray(Shape shape) : NDArray(allocate(std::move(shape), /*zero=*/true)) {}
-  // Every element `value` (numpy.full).
+  /// Every element `value` (numpy.full).
   NDArray(Shape shape, T value) : NDArray(allocate(std::move(shape), false)) { std::fill_n(data_, size_, value); }
-  // Takes over the vector's storage, no copy, seen in `shape` (default: one dimension); the
-  // element count must match. (A factory, not a constructor: NDArray<std::size_t> would not
-  // know a vector of values from a shape.)
+  /// Takes over the vector's storage, no copy, seen in `shape` (default: one dimension); the
+  /// element count must match. (A factory, not a constructor: NDArray<std::size_t> would not
+  /// know a vector of values from a shape.)
   static NDArray from(std::vector<T> values, Shape shape = {}) {
     if (shape.empty()) shape = {values.size()};
     const std::size_t count = count_of(shape);
@@ -85,7 +88,7 @@ class NDArray {
     T* data = buffer->data();
     return NDArray(std::move(buffer), data, std::move(shape), true);
   }
-  // A copy of these values, seen in `shape` (default: one dimension); the count must match.
+  /// A copy of these values, seen in `shape` (default: one dimension); the count must match.
   static NDArray copy_of(std::span<const T> values, Shape shape = {}) {
     if (shape.empty()) shape = {values.size()};
     NDArray array(allocate(std::move(shape), false));
@@ -93,10 +96,10 @@ class NDArray {
     if (array.size_ != 0) std::memcpy(array.data_, values.data(), array.nbytes());
     return array;
   }
-  // Memory for this shape, not initialised (numpy.empty): for arrays about to be overwritten.
+  /// Memory for this shape, not initialised (numpy.empty): for arrays about to be overwritten.
   static NDArray uninitialized(Shape shape) { return NDArray(allocate(std::move(shape), false)); }
 
-  // Elements kept alive by `buffer` (how readers of files make mapped arrays).
+  /// Elements kept alive by `buffer` (how readers of files make mapped arrays).
   NDArray(std::shared_ptr<const detail::ArrayBuffer> buffer, T* data, Shape shape, bool writable)
       : buffer_(std::move(buffer)),
         data_(data),
@@ -108,7 +111,7 @@ class NDArray {
   std::size_t rank() const noexcept { return shape_.size(); }
   const Shape& shape() const noexcept { return shape_; }
   std::size_t extent(std::size_t axis) const { return shape_.at(axis); }
-  // Elements between neighbours along `axis` (C order: the last axis is contiguous).
+  /// Elements between neighbours along `axis` (C order: the last axis is contiguous).
   std::size_t stride(std::size_t axis) const {
     std::size_t stride = 1;
     for (std::size_t d = shape_.size(); d-- > axis + 1;) stride *= shape_[d];
@@ -122,7 +125,7 @@ class NDArray {
   // --- where the elements are ----------------------------------------------------------------
   bool writable() const noexcept { return writable_; }
   bool is_mapped() const noexcept { return buffer_ && !buffer_->mapped_file().empty(); }
-  // The file the elements are mapped from; empty for arrays in memory.
+  /// The file the elements are mapped from; empty for arrays in memory.
   std::string_view mapped_file() const noexcept { return buffer_ ? buffer_->mapped_file() : std::string_view{}; }
 
   // --- reading (never checked for writability) -----------------------------------------------
@@ -130,13 +133,13 @@ class NDArray {
   std::span<const T> span() const noexcept { return {data_, size_}; }
   const T* begin() const noexcept { return data_; }
   const T* end() const noexcept { return data_ + size_; }
-  // The element at this index (one per axis), unchecked like std::mdspan's.
+  /// The element at this index (one per axis), unchecked like std::mdspan's.
   template <std::integral... I>
   const T& operator()(I... index) const noexcept {
     const std::size_t indices[] = {static_cast<std::size_t>(index)..., 0};
     return data_[offset_of(indices)];
   }
-  // The same, with the index count and every index checked (std::out_of_range).
+  /// The same, with the index count and every index checked (std::out_of_range).
   template <std::integral... I>
   const T& at(I... index) const {
     return data_[checked_offset({static_cast<std::size_t>(index)...})];
@@ -158,7 +161,7 @@ class NDArray {
   }
 
   // --- views and copies ----------------------------------------------------------------------
-  // Rows [begin, end) along the first axis, sharing the elements.
+  /// Rows [begin, end) along the first axis, sharing the elements.
   NDArray slice(std::size_t begin, std::size_t end) const {
     if (shape_.empty() || begin > end || end > shape_[0]) {
       throw std::out_of_range("NDArray::slice(" + std::to_string(begin) + ", " + std::to_string(end) +
@@ -169,12 +172,12 @@ class NDArray {
     const std::size_t row = shape_[0] == 0 ? 0 : size_ / shape_[0];
     return NDArray(buffer_, data_ + begin * row, std::move(shape), writable_);
   }
-  // The same elements in another shape of the same element count.
+  /// The same elements in another shape of the same element count.
   NDArray reshape(Shape shape) const {
     if (count_of(shape) != size_) detail::throw_count_mismatch(shape, size_);
     return NDArray(buffer_, data_, std::move(shape), writable_);
   }
-  // An independent, writable copy in memory.
+  /// An independent, writable copy in memory.
   NDArray copy() const { return copy_of(span(), shape_); }
   std::vector<T> to_vector() const { return std::vector<T>(begin(), end()); }
 
@@ -189,7 +192,7 @@ class NDArray {
   }
 #endif
 
-  // Equal shapes and equal elements (numpy.array_equal).
+  /// Equal shapes and equal elements (numpy.array_equal).
   friend bool operator==(const NDArray& a, const NDArray& b) {
     return a.shape_ == b.shape_ && std::equal(a.begin(), a.end(), b.begin());
   }

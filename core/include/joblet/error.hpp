@@ -1,6 +1,7 @@
 #pragma once
-// The joblet::Error hierarchy. Every error a user can cause is one of these, and its
-// message names the cause and the fix. Errors carry where they happened (ErrorSite).
+/// @file
+/// The joblet::Error hierarchy. Every error a user can cause is one of these, and its
+/// message names the cause and the fix. Errors carry where they happened (ErrorSite).
 
 #include <cstddef>
 #include <exception>
@@ -10,16 +11,16 @@
 
 namespace joblet {
 
-// Where an error happened: which task, on which MPI rank, host and process.
+/// Where an error happened: which task, on which MPI rank, host and process.
 struct ErrorSite {
-  std::optional<std::size_t> task_index;  // set when one task is to blame
-  int rank = -1;                          // MPI rank; -1 outside an MPI job
+  std::optional<std::size_t> task_index;  ///< set when one task is to blame
+  int rank = -1;                          ///< MPI rank; -1 outside an MPI job
   std::string host;
   long pid = 0;
 
-  // The calling process's site (host, pid, rank), optionally blaming one task.
+  /// The calling process's site (host, pid, rank), optionally blaming one task.
   static ErrorSite here(std::optional<std::size_t> task_index = std::nullopt);
-  // "task 17, rank 2, pid 1234 on node07": the parts that are known.
+  /// "task 17, rank 2, pid 1234 on node07": the parts that are known.
   std::string describe() const;
 };
 
@@ -27,7 +28,7 @@ class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& message, ErrorSite site = ErrorSite::here());
   const ErrorSite& site() const noexcept { return site_; }
-  // The message without the site suffix that what() carries.
+  /// The message without the site suffix that what() carries.
   const std::string& message() const noexcept { return message_; }
 
  private:
@@ -35,13 +36,13 @@ class Error : public std::runtime_error {
   ErrorSite site_;
 };
 
-// A parameter or setting is invalid: bad n_jobs, unknown backend, malformed JOBLET_* variable.
+/// A parameter or setting is invalid: bad n_jobs, unknown backend, malformed JOBLET_* variable.
 class ConfigError : public Error {
   using Error::Error;
 };
 
-// A task failed where its exception cannot be rethrown as-is (another process or rank):
-// carries the original exception's type name and message.
+/// A task failed where its exception cannot be rethrown as-is (another process or rank):
+/// carries the original exception's type name and message.
 class TaskError : public Error {
  public:
   TaskError(std::string original_type, std::string original_message, ErrorSite site);
@@ -53,8 +54,8 @@ class TaskError : public Error {
   std::string original_message_;
 };
 
-// A worker process died while running a task: a signal (segfault, SIGKILL, the OOM killer)
-// or an exit() inside the task.
+/// A worker process died while running a task: a signal (segfault, SIGKILL, the OOM killer)
+/// or an exit() inside the task.
 class WorkerDiedError : public Error {
  public:
   WorkerDiedError(const std::string& message, int signal, int exit_code, ErrorSite site);
@@ -66,35 +67,35 @@ class WorkerDiedError : public Error {
   int exit_code_;
 };
 
-// A task ran past the call's per-task timeout.
+/// A task ran past the call's per-task timeout.
 class TimeoutError : public Error {
   using Error::Error;
 };
 
-// A value could not be encoded or decoded by the codec.
+/// A value could not be encoded or decoded by the codec.
 class SerializationError : public Error {
   using Error::Error;
 };
 
-// The filesystem refused something (cache directory, entry file, HDF5 file).
+/// The filesystem refused something (cache directory, entry file, HDF5 file).
 class StorageError : public Error {
   using Error::Error;
 };
 
-// Where the task that threw `error` failed: the site of a joblet::Error, or of the
-// joblet::TaskError nested in an exception that came back from another process or rank as its
-// own type (joblet/exceptions.hpp); nullopt for an exception thrown in this process.
+/// Where the task that threw `error` failed: the site of a joblet::Error, or of the
+/// joblet::TaskError nested in an exception that came back from another process or rank as its
+/// own type (joblet/exceptions.hpp); nullopt for an exception thrown in this process.
 std::optional<ErrorSite> error_site(const std::exception& error);
 
 namespace detail {
-// The process's MPI rank, set once by the MPI layer; ErrorSite::here() reads it.
+/// The process's MPI rank, set once by the MPI layer; ErrorSite::here() reads it.
 void set_process_rank(int rank) noexcept;
 int process_rank() noexcept;
-// Name of the type of the exception currently being handled ("std::runtime_error").
+/// Name of the type of the exception currently being handled ("std::runtime_error").
 std::string current_exception_type_name();
-// A readable type name from a mangled one (typeid(T).name()).
+/// A readable type name from a mangled one (typeid(T).name()).
 std::string demangle(const char* mangled);
-// what() of an exception_ptr, or a placeholder for non-std exceptions.
+/// what() of an exception_ptr, or a placeholder for non-std exceptions.
 std::string describe_exception(const std::exception_ptr& error);
 }  // namespace detail
 

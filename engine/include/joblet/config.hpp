@@ -1,11 +1,12 @@
 #pragma once
-// Config: the knobs of a parallel call (joblib's Parallel arguments), and ParallelConfig, an
-// RAII scope that sets defaults for every call made in it (joblib's parallel_config).
-//
-// Every field is optional; an unset field comes from the enclosing ParallelConfig scopes
-// (innermost first), then from JOBLET_N_JOBS / JOBLET_BACKEND, then from built-in defaults.
-// Write it with designated initializers:  joblet::Parallel({.n_jobs = -1, .verbose = 5})
-// (every field has a default initializer, so -Wextra does not warn about the fields left out).
+/// @file
+/// Config: the knobs of a parallel call (joblib's Parallel arguments), and ParallelConfig, an
+/// RAII scope that sets defaults for every call made in it (joblib's parallel_config).
+///
+/// Every field is optional; an unset field comes from the enclosing ParallelConfig scopes
+/// (innermost first), then from JOBLET_N_JOBS / JOBLET_BACKEND, then from built-in defaults.
+/// Write it with designated initializers:  joblet::Parallel({.n_jobs = -1, .verbose = 5})
+/// (every field has a default initializer, so -Wextra does not warn about the fields left out).
 
 #include <chrono>
 #include <cstddef>
@@ -18,57 +19,57 @@
 
 namespace joblet {
 
-// batch_size value that lets joblet pick (the default).
+/// batch_size value that lets joblet pick (the default).
 inline constexpr std::size_t auto_batch_size = 0;
-// max_nbytes value that sends every result through pipes (joblib's max_nbytes=None).
+/// max_nbytes value that sends every result through pipes (joblib's max_nbytes=None).
 inline constexpr std::size_t disable_memmapping = std::numeric_limits<std::size_t>::max();
 
 enum class Prefer { threads, processes };
 enum class Require { sharedmem };
-// Which processes of a multi-process call (MPI ranks) receive the results: all of them (the
-// default), or only the root, which saves every other rank from holding them.
+/// Which processes of a multi-process call (MPI ranks) receive the results: all of them (the
+/// default), or only the root, which saves every other rank from holding them.
 enum class ResultsTo { every_rank, root };
 
 struct Config {
-  // Workers: n >= 1; -1 all CPUs; -k all but k-1; 0 is an error. Default 1, as in joblib.
+  /// Workers: n >= 1; -1 all CPUs; -k all but k-1; 0 is an error. Default 1, as in joblib.
   std::optional<int> n_jobs{};
-  // A registered backend: "sequential", "threads", "processes", "mpi" when linked, or your own.
+  /// A registered backend: "sequential", "threads", "processes", "mpi" when linked, or your own.
   std::optional<std::string> backend{};
-  // 0 silent; > 0 progress on stderr (a live bar on a terminal, periodic lines in logs);
-  // higher values report more often.
+  /// 0 silent; > 0 progress on stderr (a live bar on a terminal, periodic lines in logs);
+  /// higher values report more often.
   std::optional<int> verbose{};
-  // A task running longer than this fails the call with TimeoutError.
+  /// A task running longer than this fails the call with TimeoutError.
   std::optional<std::chrono::duration<double>> timeout{};
-  // Tasks claimed at once by a worker; auto_batch_size adapts to the tasks' duration.
+  /// Tasks claimed at once by a worker; auto_batch_size adapts to the tasks' duration.
   std::optional<std::size_t> batch_size{};
-  // How many tasks to take from a lazy input range ahead of the workers. Unset: the whole
-  // input is read before any task starts (fastest, and required by fork and MPI backends).
-  // A generator's call also stays that far ahead of its consumer: after it took k results, no
-  // more than k + pre_dispatch tasks were read or started (threads and sequential).
+  /// How many tasks to take from a lazy input range ahead of the workers. Unset: the whole
+  /// input is read before any task starts (fastest, and required by fork and MPI backends).
+  /// A generator's call also stays that far ahead of its consumer: after it took k results, no
+  /// more than k + pre_dispatch tasks were read or started (threads and sequential).
   std::optional<std::size_t> pre_dispatch{};
-  // Soft hint used when no backend is named: the kind of workers the tasks run best on.
+  /// Soft hint used when no backend is named: the kind of workers the tasks run best on.
   std::optional<Prefer> prefer{};
-  // Hard constraint: sharedmem means tasks must see the caller's memory (forces threads).
+  /// Hard constraint: sharedmem means tasks must see the caller's memory (forces threads).
   std::optional<Require> require{};
-  // MPI: ResultsTo::root returns the results on rank 0 only (an empty list elsewhere).
+  /// MPI: ResultsTo::root returns the results on rank 0 only (an empty list elsewhere).
   std::optional<ResultsTo> results_to{};
-  // Called in the calling thread as tasks finish (and once more at the end).
+  /// Called in the calling thread as tasks finish (and once more at the end).
   std::function<void(const Progress&)> progress{};
-  // Process workers: arrays (NDArray, std::vector of numbers) in a task's result larger than
-  // this many bytes are written to a file in temp_folder and mapped by the caller instead of
-  // being copied through a pipe (joblib's max_nbytes, which joblib applies to inputs: here
-  // inputs are shared by fork already). Default 1 MiB; disable_memmapping turns it off.
+  /// Process workers: arrays (NDArray, std::vector of numbers) in a task's result larger than
+  /// this many bytes are written to a file in temp_folder and mapped by the caller instead of
+  /// being copied through a pipe (joblib's max_nbytes, which joblib applies to inputs: here
+  /// inputs are shared by fork already). Default 1 MiB; disable_memmapping turns it off.
   std::optional<std::size_t> max_nbytes{};
-  // Where those files go, in a folder made for the call and removed when it ends (joblib's
-  // temp_folder). Unset: JOBLET_TEMP_FOLDER, else /dev/shm when it has room, else TMPDIR.
+  /// Where those files go, in a folder made for the call and removed when it ends (joblib's
+  /// temp_folder). Unset: JOBLET_TEMP_FOLDER, else /dev/shm when it has room, else TMPDIR.
   std::optional<std::string> temp_folder{};
 
-  // This config with its unset fields filled from `outer`.
+  /// This config with its unset fields filled from `outer`.
   Config merged_over(const Config& outer) const;
 };
 
-// Sets defaults for the parallel calls made in this thread while it lives. Scopes nest; an
-// inner scope overrides only the fields it sets.
+/// Sets defaults for the parallel calls made in this thread while it lives. Scopes nest; an
+/// inner scope overrides only the fields it sets.
 class ParallelConfig {
  public:
   explicit ParallelConfig(Config config);
@@ -82,7 +83,7 @@ class ParallelConfig {
   friend Config current_config();
 };
 
-// The config in effect here: all enclosing scopes merged, then JOBLET_* variables.
+/// The config in effect here: all enclosing scopes merged, then JOBLET_* variables.
 Config current_config();
 
 }  // namespace joblet

@@ -1,6 +1,7 @@
 #pragma once
-// delayed(f, args...): a call to make later, like joblib.delayed(f)(*args). The function and
-// its arguments are stored by value; the call happens in whichever worker runs the task.
+/// @file
+/// delayed(f, args...): a call to make later, like joblib.delayed(f)(*args). The function and
+/// its arguments are stored by value; the call happens in whichever worker runs the task.
 
 #include <functional>
 #include <tuple>
@@ -18,7 +19,7 @@ class Delayed {
   explicit Delayed(G&& f, A&&... args) : function_(std::forward<G>(f)), arguments_(std::forward<A>(args)...) {}
 
   result_type operator()() { return std::apply(function_, arguments_); }
-  // For tasks held in a const container: the function is called with const arguments.
+  /// For tasks held in a const container: the function is called with const arguments.
   decltype(auto) operator()() const { return std::apply(function_, arguments_); }
 
   const F& function() const noexcept { return function_; }

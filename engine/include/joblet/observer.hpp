@@ -1,20 +1,23 @@
 #pragma once
-// Call observers: code outside the engine that follows every Parallel call of the process
-// (launch/'s campaign, job-array and time-limit policies; traces) without the engine knowing
-// what it does, in the spirit of Taskflow's ObserverInterface.
-//
-//   struct Counter : joblet::CallObserver {
-//     void on_task_done(const joblet::TaskDone&) override { ++done; }
-//     std::size_t done = 0;
-//   };
-//   auto counter = std::make_shared<Counter>();
-//   joblet::add_call_observer(counter);      // ConfigError if it was added already
-//   ...
-//   joblet::remove_call_observer(counter);
-//
-// Every method runs on the thread that made the call (the caller of Parallel::operator() or the
-// consumer of its generator), in the order observers were added. An exception thrown by
-// on_call_start fails the call before any task starts; on_call_end must not throw.
+/// @file
+/// Call observers: code outside the engine that follows every Parallel call of the process
+/// (launch/'s campaign, job-array and time-limit policies; traces) without the engine knowing
+/// what it does, in the spirit of Taskflow's ObserverInterface.
+///
+/// @code
+///   struct Counter : joblet::CallObserver {
+///     void on_task_done(const joblet::TaskDone&) override { ++done; }
+///     std::size_t done = 0;
+///   };
+///   auto counter = std::make_shared<Counter>();
+///   joblet::add_call_observer(counter);      // ConfigError if it was added already
+///   ...
+///   joblet::remove_call_observer(counter);
+/// @endcode
+///
+/// Every method runs on the thread that made the call (the caller of Parallel::operator() or the
+/// consumer of its generator), in the order observers were added. An exception thrown by
+/// on_call_start fails the call before any task starts; on_call_end must not throw.
 
 #include <chrono>
 #include <cstddef>
@@ -29,57 +32,57 @@
 
 namespace joblet {
 
-// A call whose tasks all call one cached function that stores its results (see
-// cached_call.hpp): a campaign, whose task keys are known before any task runs.
+/// A call whose tasks all call one cached function that stores its results (see
+/// cached_call.hpp): a campaign, whose task keys are known before any task runs.
 class Campaign {
  public:
   virtual ~Campaign() = default;
   virtual const std::string& function() const = 0;
   virtual const std::filesystem::path& location() const = 0;
-  // The cache key of every task, in input order (computed on first use).
+  /// The cache key of every task, in input order (computed on first use).
   virtual std::span<const Hash128> keys() = 0;
-  // Whether task `index`'s result is stored now.
+  /// Whether task `index`'s result is stored now.
   virtual bool in_cache(std::size_t index) const = 0;
-  // Runs only the tasks at these indices, now, as a call of their own with the call's settings
-  // (a job-array element computing its shard). Rethrows their first failure.
+  /// Runs only the tasks at these indices, now, as a call of their own with the call's settings
+  /// (a job-array element computing its shard). Rethrows their first failure.
   virtual void run_only(std::span<const std::size_t> indices) = 0;
-  // Elastic campaigns: run_only with every task under the compute-once lock. run_deferring puts
-  // a task whose lock another live process holds aside at once, runs every task even when one
-  // fails, and returns the tasks put aside, in the order given; run_waiting waits for the
-  // holders (taking over the locks of those that died). Both rethrow the first failure.
+  /// Elastic campaigns: run_only with every task under the compute-once lock. run_deferring puts
+  /// a task whose lock another live process holds aside at once, runs every task even when one
+  /// fails, and returns the tasks put aside, in the order given; run_waiting waits for the
+  /// holders (taking over the locks of those that died). Both rethrow the first failure.
   virtual std::vector<std::size_t> run_deferring(std::span<const std::size_t> indices) = 0;
   virtual void run_waiting(std::span<const std::size_t> indices) = 0;
-  // Elastic campaigns in runs (CampaignRuns): run_only for tasks of a run this process has
-  // claimed, each computed with no lock of its own. Its progress counts the whole campaign,
-  // with `done_elsewhere` tasks done by other processes, and only a `last` round prints the
-  // campaign's end (so that a round with no tasks reports the end of this process's share).
-  // When done_elsewhere is not 0, each task looks for its entry once more past the client's
-  // memory of missing names before computing it (others may have written it meanwhile).
+  /// Elastic campaigns in runs (CampaignRuns): run_only for tasks of a run this process has
+  /// claimed, each computed with no lock of its own. Its progress counts the whole campaign,
+  /// with `done_elsewhere` tasks done by other processes, and only a `last` round prints the
+  /// campaign's end (so that a round with no tasks reports the end of this process's share).
+  /// When done_elsewhere is not 0, each task looks for its entry once more past the client's
+  /// memory of missing names before computing it (others may have written it meanwhile).
   virtual void run_held(std::span<const std::size_t> indices, std::size_t done_elsewhere, bool last) = 0;
 };
 
-// A call about to start, as its observers see it.
+/// A call about to start, as its observers see it.
 class CallStart {
  public:
   virtual ~CallStart() = default;
-  // Tasks read so far: all of them unless the call reads its input lazily (pre_dispatch).
+  /// Tasks read so far: all of them unless the call reads its input lazily (pre_dispatch).
   virtual std::size_t size() const noexcept = 0;
   virtual bool input_complete() const noexcept = 0;
   virtual const std::string& backend_name() const noexcept = 0;
   virtual int n_workers() const noexcept = 0;
-  // Made inside a task of another call.
+  /// Made inside a task of another call.
   virtual bool nested() const noexcept = 0;
-  // Whether every process of the call makes it (every MPI rank: Backend::starts_every_call), so
-  // that an observer running part of it must pass the same tasks in every one of them.
+  /// Whether every process of the call makes it (every MPI rank: Backend::starts_every_call), so
+  /// that an observer running part of it must pass the same tasks in every one of them.
   virtual bool collective() const noexcept = 0;
-  // Non-null when the call is a campaign: its whole input is read and every task calls one
-  // cached function that has a store.
+  /// Non-null when the call is a campaign: its whole input is read and every task calls one
+  /// cached function that has a store.
   virtual Campaign* campaign() = 0;
-  // Whether `value` holds in every process that takes part in the call (every MPI rank: a
-  // collective there), so that all of them take the same branch. `value` itself elsewhere.
+  /// Whether `value` holds in every process that takes part in the call (every MPI rank: a
+  /// collective there), so that all of them take the same branch. `value` itself elsewhere.
   virtual bool all_agree(bool value) = 0;
-  // The `value` the first process of the call (MPI rank 0) passed, in every process of the call
-  // (a collective there), so that all of them act on one decision. `value` itself elsewhere.
+  /// The `value` the first process of the call (MPI rank 0) passed, in every process of the call
+  /// (a collective there), so that all of them act on one decision. `value` itself elsewhere.
   virtual std::int64_t first_process_value(std::int64_t value) = 0;
 };
 
@@ -89,11 +92,11 @@ struct TaskDone {
 };
 
 struct CallEnd {
-  std::size_t tasks = 0;  // read from the input
-  std::size_t done = 0;   // finished, failed ones included
+  std::size_t tasks = 0;  ///< read from the input
+  std::size_t done = 0;   ///< finished, failed ones included
   std::size_t failed = 0;
-  // The signal that stopped the call before its end (SIGTERM, SIGUSR1: a time limit under
-  // Session), 0 when it was not stopped. No new task started after it; running ones finished.
+  /// The signal that stopped the call before its end (SIGTERM, SIGUSR1: a time limit under
+  /// Session), 0 when it was not stopped. No new task started after it; running ones finished.
   int stop_signal = 0;
   bool nested = false;
   std::chrono::steady_clock::duration elapsed{};
@@ -107,16 +110,16 @@ class CallObserver {
   virtual void on_call_end(const CallEnd&) {}
 };
 
-// Adds an observer to every call that starts from now on. Throws ConfigError when it is null or
-// already added.
+/// Adds an observer to every call that starts from now on. Throws ConfigError when it is null or
+/// already added.
 void add_call_observer(std::shared_ptr<CallObserver> observer);
-// Removes it from calls that start from now on; false when it was not added.
+/// Removes it from calls that start from now on; false when it was not added.
 bool remove_call_observer(const std::shared_ptr<CallObserver>& observer);
 
 namespace detail {
 using CallObservers = std::vector<std::shared_ptr<CallObserver>>;
-// The observers a call starting now gets; null when there are none (the common case costs one
-// atomic load).
+/// The observers a call starting now gets; null when there are none (the common case costs one
+/// atomic load).
 std::shared_ptr<const CallObservers> call_observers();
 }  // namespace detail
 

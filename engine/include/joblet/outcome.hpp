@@ -1,6 +1,7 @@
 #pragma once
-// Outcome<R>: what one task produced — its value or its error. Parallel returns outcomes
-// instead of throwing when asked to keep going (return_as::list.keep_going()).
+/// @file
+/// Outcome<R>: what one task produced — its value or its error. Parallel returns outcomes
+/// instead of throwing when asked to keep going (return_as::list.keep_going()).
 
 #include <exception>
 #include <string>
@@ -20,7 +21,7 @@ class Outcome {
   bool ok() const noexcept { return state_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
 
-  // The value; rethrows the task's error when there is none.
+  /// The value; rethrows the task's error when there is none.
   R& value() & {
     if (!ok()) std::rethrow_exception(error());
     return std::get<0>(state_);
@@ -34,9 +35,9 @@ class Outcome {
     return std::move(std::get<0>(state_));
   }
 
-  // The error; null when the task succeeded. Rethrow it to inspect its type.
+  /// The error; null when the task succeeded. Rethrow it to inspect its type.
   std::exception_ptr error() const noexcept { return ok() ? nullptr : std::get<1>(state_); }
-  // The error's message, or an empty string when the task succeeded.
+  /// The error's message, or an empty string when the task succeeded.
   std::string error_message() const { return ok() ? std::string() : detail::describe_exception(error()); }
 
  private:

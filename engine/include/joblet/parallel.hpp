@@ -1,13 +1,16 @@
 #pragma once
-// Parallel: joblib's Parallel in C++.
-//
-//   std::vector<double> out = joblet::Parallel({.n_jobs = -1})(
-//       params | std::views::transform([](const Params& p) { return joblet::delayed(simulate, p); }));
-//
-// The argument is any input range of tasks (callables taking no arguments). Results come
-// back in input order as a std::vector, or, with a return_as tag, as a generator that yields
-// them in order or as they finish. The first failing task cancels the rest and its exception
-// is rethrown here; return_as::*.keep_going() returns every task's Outcome instead.
+/// @file
+/// Parallel: joblib's Parallel in C++.
+///
+/// @code
+///   std::vector<double> out = joblet::Parallel({.n_jobs = -1})(
+///       params | std::views::transform([](const Params& p) { return joblet::delayed(simulate, p); }));
+/// @endcode
+///
+/// The argument is any input range of tasks (callables taking no arguments). Results come
+/// back in input order as a std::vector, or, with a return_as tag, as a generator that yields
+/// them in order or as they finish. The first failing task cancels the rest and its exception
+/// is rethrown here; return_as::*.keep_going() returns every task's Outcome instead.
 
 #include <algorithm>
 #include <cstddef>
@@ -36,9 +39,9 @@ namespace detail {
 enum class Shape { list, generator, generator_unordered };
 }
 
-// How a call returns its results (joblib's return_as). Tags: return_as::list (default),
-// return_as::generator, return_as::generator_unordered; append .keep_going() to get every
-// task's Outcome instead of an exception at the first failure.
+/// How a call returns its results (joblib's return_as). Tags: return_as::list (default),
+/// return_as::generator, return_as::generator_unordered; append .keep_going() to get every
+/// task's Outcome instead of an exception at the first failure.
 template <detail::Shape S, bool KeepGoing>
 struct ReturnAs {
   constexpr ReturnAs<S, true> keep_going() const noexcept { return {}; }
@@ -50,15 +53,15 @@ inline constexpr ReturnAs<detail::Shape::generator, false> generator{};
 inline constexpr ReturnAs<detail::Shape::generator_unordered, false> generator_unordered{};
 }  // namespace return_as
 
-// What an unordered generator yields: the task's index in the input, and its result.
+/// What an unordered generator yields: the task's index in the input, and its result.
 template <class R>
 struct Indexed {
   std::size_t index;
   R value;
 };
 
-// An input range over the results of a running call, produced as they are ready. Destroying
-// it before the end cancels the tasks not yet started (and stops worker processes).
+/// An input range over the results of a running call, produced as they are ready. Destroying
+/// it before the end cancels the tasks not yet started (and stops worker processes).
 template <class Job, detail::Shape S, bool KeepGoing>
 class Generator {
   using Value = typename Job::Value;
@@ -88,11 +91,11 @@ class Generator {
   };
 
   Generator(std::shared_ptr<Job> job, const detail::CallPlan& plan)
-      : job_((job->follow_consumer(), job)),  // before the run starts claiming
+      : job_((job->follow_consumer(), job)),  ///< before the run starts claiming
         driver_(std::make_unique<detail::CallDriver>(std::move(job), plan, /*streaming=*/true,
                                                      /*in_order=*/S == detail::Shape::generator)) {}
 
-  // Starts reading results; call once.
+  /// Starts reading results; call once.
   iterator begin() {
     if (!started_) {
       started_ = true;
@@ -102,9 +105,9 @@ class Generator {
   }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  // Stops the call now instead of at destruction: no task starts any more. Iterating further
-  // yields the outcomes that had already arrived (in order, up to the first task that did not
-  // finish, for an ordered generator), then ends; it never waits.
+  /// Stops the call now instead of at destruction: no task starts any more. Iterating further
+  /// yields the outcomes that had already arrived (in order, up to the first task that did not
+  /// finish, for an ordered generator), then ends; it never waits.
   void cancel() noexcept {
     if (driver_) driver_->cancel();
   }
@@ -182,21 +185,21 @@ class Generator {
   std::unique_ptr<detail::CallDriver> driver_;
   std::optional<value_type> current_;
   std::vector<IndexRange> finished_;
-  std::deque<std::size_t> ready_;  // unordered: finished tasks not yet yielded
-  std::deque<bool> arrived_;       // ordered: from task next_ on, which ones finished
-  std::size_t next_ = 0;           // ordered: the index yielded next
-  std::size_t taken_ = 0;          // unordered: results yielded
+  std::deque<std::size_t> ready_;  ///< unordered: finished tasks not yet yielded
+  std::deque<bool> arrived_;       ///< ordered: from task next_ on, which ones finished
+  std::size_t next_ = 0;           ///< ordered: the index yielded next
+  std::size_t taken_ = 0;          ///< unordered: results yielded
   bool started_ = false;
   bool done_ = false;
 };
 
 class Parallel {
  public:
-  // Resolves the config now against the enclosing ParallelConfig scopes and JOBLET_*
-  // variables (as joblib's Parallel does when constructed). Throws ConfigError.
+  /// Resolves the config now against the enclosing ParallelConfig scopes and JOBLET_*
+  /// variables (as joblib's Parallel does when constructed). Throws ConfigError.
   explicit Parallel(const Config& config = {}) : plan_(detail::plan_call(config)) {}
 
-  // Runs every task and returns their results in input order.
+  /// Runs every task and returns their results in input order.
   template <std::ranges::input_range Tasks>
   auto operator()(Tasks&& tasks) {
     return (*this)(std::forward<Tasks>(tasks), return_as::list);
@@ -239,14 +242,14 @@ class Parallel {
     }
   }
 
-  // The backend calls run on, after n_jobs == 1 and the other rules were applied.
+  /// The backend calls run on, after n_jobs == 1 and the other rules were applied.
   const std::string& backend_name() const noexcept { return plan_.backend_name; }
-  // The number of workers calls get.
+  /// The number of workers calls get.
   int n_workers() const noexcept { return plan_.settings.n_workers; }
 
  private:
-  // Observers may run part of a campaign first (a job-array element computing its shard), or
-  // end the process before this call starts.
+  /// Observers may run part of a campaign first (a job-array element computing its shard), or
+  /// end the process before this call starts.
   template <class CallJob>
   void notify_start(const detail::CallObservers& observers, const CallJob& job) {
     if constexpr (detail::is_cached_call<typename CallJob::TaskType>) {
@@ -279,7 +282,7 @@ class Parallel {
   detail::CallPlan plan_;
 };
 
-// joblet::map(f, inputs): Parallel(config)(delayed(f, x) for x in inputs), results in order.
+/// joblet::map(f, inputs): Parallel(config)(delayed(f, x) for x in inputs), results in order.
 template <class F, std::ranges::input_range Inputs>
 auto map(F&& f, Inputs&& inputs, const Config& config = {}) {
   auto tasks = std::forward<Inputs>(inputs) | std::views::transform([&f](auto&& input) {

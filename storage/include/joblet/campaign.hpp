@@ -1,9 +1,10 @@
 #pragma once
-// Campaigns: the tasks of one Parallel call over a cached function, recorded in the cache, so
-// that `joblet status` can tell — from a login node, while jobs run — how many are done.
-//
-// A campaign is named after its function and a hash of its task keys ("ising.simulate-3fa9c1d2"):
-// the same call made again (a resubmitted job, another array element) finds the same record.
+/// @file
+/// Campaigns: the tasks of one Parallel call over a cached function, recorded in the cache, so
+/// that `joblet status` can tell — from a login node, while jobs run — how many are done.
+///
+/// A campaign is named after its function and a hash of its task keys ("ising.simulate-3fa9c1d2"):
+/// the same call made again (a resubmitted job, another array element) finds the same record.
 
 #include <chrono>
 #include <cstddef>
@@ -19,69 +20,69 @@
 
 namespace joblet {
 
-// A host and job that computed entries of a campaign, or holds the locks of tasks it is
-// computing now. Several jobs share a campaign when they run the same command (elastic
-// campaigns, job arrays, a chain of time-limited jobs).
+/// A host and job that computed entries of a campaign, or holds the locks of tasks it is
+/// computing now. Several jobs share a campaign when they run the same command (elastic
+/// campaigns, job arrays, a chain of time-limited jobs).
 struct CampaignContributor {
-  std::string host;  // empty: entries written by a joblet too old to record it
-  std::string job;   // its Slurm job ("1234", "1230_4" for an array element); empty outside Slurm
-  std::size_t computed = 0;   // the campaign's entries it wrote
-  std::size_t computing = 0;  // tasks whose compute-once lock it holds now, with a live heartbeat
+  std::string host;  ///< empty: entries written by a joblet too old to record it
+  std::string job;   ///< its Slurm job ("1234", "1230_4" for an array element); empty outside Slurm
+  std::size_t computed = 0;   ///< the campaign's entries it wrote
+  std::size_t computing = 0;  ///< tasks whose compute-once lock it holds now, with a live heartbeat
 };
 
 struct CampaignStatus {
   std::string name;
   std::string function;
   std::size_t tasks = 0;
-  std::size_t done = 0;  // tasks with an entry in the cache now
+  std::size_t done = 0;  ///< tasks with an entry in the cache now
   std::chrono::system_clock::time_point recorded;
-  std::vector<CampaignContributor> contributors;  // those computing now first, then by entries written
+  std::vector<CampaignContributor> contributors;  ///< those computing now first, then by entries written
 };
 
-// Tasks [begin, end) of a campaign, in the order of its keys.
+/// Tasks [begin, end) of a campaign, in the order of its keys.
 struct TaskRun {
   std::size_t begin = 0;
   std::size_t end = 0;
   friend bool operator==(const TaskRun&, const TaskRun&) = default;
 };
 
-// The runs of tasks that the processes of an elastic campaign claim, one claim file per run, so
-// that a short task costs no lock of its own (on a network filesystem every lock is several round
-// trips to the server).
-//
-// The claims form a chain in ".campaigns/<campaign>.runs/": each claim file is named after the
-// first task of its run and holds where the run ends, and a process claims the run that starts
-// where the last claim it has read ends, by making that file appear with its content in one
-// link() (atomic on NFS and Lustre). Runs never overlap, whatever length each process picks,
-// and a process reads each claim of the others once. The holder proves it is alive by the
-// claim's heartbeat (its mtime), exactly as a compute-once lock does.
+/// The runs of tasks that the processes of an elastic campaign claim, one claim file per run, so
+/// that a short task costs no lock of its own (on a network filesystem every lock is several round
+/// trips to the server).
+///
+/// The claims form a chain in ".campaigns/<campaign>.runs/": each claim file is named after the
+/// first task of its run and holds where the run ends, and a process claims the run that starts
+/// where the last claim it has read ends, by making that file appear with its content in one
+/// link() (atomic on NFS and Lustre). Runs never overlap, whatever length each process picks,
+/// and a process reads each claim of the others once. The holder proves it is alive by the
+/// claim's heartbeat (its mtime), exactly as a compute-once lock does.
 class CampaignRuns {
  public:
-  // Throws StorageError when the directory cannot be made (a read-only cache, something in the
-  // way); claim() throws it when this filesystem has no hard links. Elastic campaigns then claim
-  // each task by its own compute-once lock.
+  /// Throws StorageError when the directory cannot be made (a read-only cache, something in the
+  /// way); claim() throws it when this filesystem has no hard links. Elastic campaigns then claim
+  /// each task by its own compute-once lock.
   CampaignRuns(const std::filesystem::path& location, const std::string& campaign, std::size_t tasks,
                const LockOptions& options = {});
   ~CampaignRuns();
   CampaignRuns(const CampaignRuns&) = delete;
   CampaignRuns& operator=(const CampaignRuns&) = delete;
 
-  // Claims the next run of at most `length` tasks (at least one) after every run claimed so
-  // far, and keeps its heartbeat until release() or the next claim; nullopt when every task of
-  // the campaign is in a run.
+  /// Claims the next run of at most `length` tasks (at least one) after every run claimed so
+  /// far, and keeps its heartbeat until release() or the next claim; nullopt when every task of
+  /// the campaign is in a run.
   std::optional<TaskRun> claim(std::size_t length);
-  // The run held is finished (its results published, or it failed).
+  /// The run held is finished (its results published, or it failed).
   void release() noexcept;
-  // The runs claimed by other processes (or by earlier calls of this one) that claim() passed,
-  // in task order.
+  /// The runs claimed by other processes (or by earlier calls of this one) that claim() passed,
+  /// in task order.
   const std::vector<TaskRun>& others() const noexcept;
-  // Whether whoever claimed `run`, one of others(), is gone: its claim file is gone or is no
-  // claim, names a dead process of this host, or its heartbeat has not moved for stale_after as
-  // watched over repeated calls on this process's own clock (immune to clock skew).
+  /// Whether whoever claimed `run`, one of others(), is gone: its claim file is gone or is no
+  /// claim, names a dead process of this host, or its heartbeat has not moved for stale_after as
+  /// watched over repeated calls on this process's own clock (immune to clock skew).
   bool holder_gone(const TaskRun& run);
 
-  // For reports (`joblet status`): every run claimed in the campaign's chain, with its holder as
-  // the claim names it and whether its heartbeat is live, in task order. Waits for nothing.
+  /// For reports (`joblet status`): every run claimed in the campaign's chain, with its holder as
+  /// the claim names it and whether its heartbeat is live, in task order. Waits for nothing.
   static std::vector<std::pair<TaskRun, LockHolder>> claimed(const Store& store, const std::string& campaign,
                                                              std::size_t tasks, const LockOptions& options = {});
 
@@ -90,16 +91,16 @@ class CampaignRuns {
   std::unique_ptr<Impl> impl_;
 };
 
-// The name of the campaign of these task keys: "<function>-<8 hex digits of their hash>".
+/// The name of the campaign of these task keys: "<function>-<8 hex digits of their hash>".
 std::string campaign_name(const std::string& function, std::span<const Hash128> keys);
 
-// Records the campaign of these task keys in the cache at `location` (once: a record that
-// exists is kept) and returns its name. Throws StorageError when it cannot be written.
+/// Records the campaign of these task keys in the cache at `location` (once: a record that
+/// exists is kept) and returns its name. Throws StorageError when it cannot be written.
 std::string record_campaign(const std::filesystem::path& location, const std::string& function,
                             std::span<const Hash128> keys);
 
-// The campaigns recorded in the cache at `location`, with their progress, by name.
-// Unreadable records are skipped with a warning.
+/// The campaigns recorded in the cache at `location`, with their progress, by name.
+/// Unreadable records are skipped with a warning.
 std::vector<CampaignStatus> campaign_status(const std::filesystem::path& location);
 
 }  // namespace joblet

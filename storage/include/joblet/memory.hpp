@@ -1,32 +1,35 @@
 #pragma once
-// Memory: joblib's disk memoization cache, in C++, on a filesystem that every process, rank, job
-// and rerun shares.
-//
-//   joblet::Memory memory("/scratch/me/joblet-cache");
-//   auto cached = memory.cache("simulate", simulate, {.version = "2"});
-//   double y = cached(params);                     // computed once, then loaded
-//
-//   // Arguments left out of the key (joblib's ignore=[...]), by position:
-//   auto fit = memory.cache("fit", fit_model, joblet::ignore_args<2>, {.version = "1"});
-//
-//   // The version follows the lambda's source text: editing the lambda invalidates its entries.
-//   auto square = memory.cache("square", JOBLET_SOURCE_VERSIONED([](int x) { return x * x; }));
-//
-// A call hashes the function's name and version with its arguments (XXH3-128 over the codec's
-// encoding, see hash.hpp), looks the key up in the store (store.hpp), and on a miss runs the
-// function and stores its result. Exceptions are never cached. Arguments must be hashable
-// (encodable by the codec) unless ignored; results must be encodable (joblet::Encodable).
-// A failure to write the cache (a full disk, a read-only directory) is a warning: the computed
-// result is returned all the same.
-//
-// Large arrays in results (NDArray, std::vector of numbers, from MemoryOptions::
-// array_file_threshold = 1 MiB up) are stored as datasets of a companion HDF5 dump file next to
-// the entry (h5py reads it). With MemoryOptions::mmap_mode a hit maps them instead of reading
-// them: O(1) whatever their size, as joblib's Memory(mmap_mode='r'). Mapped hits check the
-// entry, the companion's binding to it and its structure, not the array bytes (that would read
-// them); hits without mmap_mode check every array's checksum as they read it.
-//
-// A CachedFunction is cheap to copy and safe to call from many threads and processes at once.
+/// @file
+/// Memory: joblib's disk memoization cache, in C++, on a filesystem that every process, rank, job
+/// and rerun shares.
+///
+/// @code
+///   joblet::Memory memory("/scratch/me/joblet-cache");
+///   auto cached = memory.cache("simulate", simulate, {.version = "2"});
+///   double y = cached(params);                     // computed once, then loaded
+///
+///   // Arguments left out of the key (joblib's ignore=[...]), by position:
+///   auto fit = memory.cache("fit", fit_model, joblet::ignore_args<2>, {.version = "1"});
+///
+///   // The version follows the lambda's source text: editing the lambda invalidates its entries.
+///   auto square = memory.cache("square", JOBLET_SOURCE_VERSIONED([](int x) { return x * x; }));
+/// @endcode
+///
+/// A call hashes the function's name and version with its arguments (XXH3-128 over the codec's
+/// encoding, see hash.hpp), looks the key up in the store (store.hpp), and on a miss runs the
+/// function and stores its result. Exceptions are never cached. Arguments must be hashable
+/// (encodable by the codec) unless ignored; results must be encodable (joblet::Encodable).
+/// A failure to write the cache (a full disk, a read-only directory) is a warning: the computed
+/// result is returned all the same.
+///
+/// Large arrays in results (NDArray, std::vector of numbers, from MemoryOptions::
+/// array_file_threshold = 1 MiB up) are stored as datasets of a companion HDF5 dump file next to
+/// the entry (h5py reads it). With MemoryOptions::mmap_mode a hit maps them instead of reading
+/// them: O(1) whatever their size, as joblib's Memory(mmap_mode='r'). Mapped hits check the
+/// entry, the companion's binding to it and its structure, not the array bytes (that would read
+/// them); hits without mmap_mode check every array's checksum as they read it.
+///
+/// A CachedFunction is cheap to copy and safe to call from many threads and processes at once.
 
 #include <chrono>
 #include <concepts>
@@ -52,8 +55,8 @@
 
 namespace joblet {
 
-// Argument positions (0-based) left out of the key: `memory.cache("f", f, joblet::ignore_args<1, 2>)`.
-// Ignored arguments need not be hashable (a logger, an output stream, a verbosity level).
+/// Argument positions (0-based) left out of the key: `memory.cache("f", f, joblet::ignore_args<1, 2>)`.
+/// Ignored arguments need not be hashable (a logger, an output stream, a verbosity level).
 template <std::size_t... Positions>
 struct IgnoreArgs {
   template <std::size_t I>
@@ -62,7 +65,7 @@ struct IgnoreArgs {
 template <std::size_t... Positions>
 inline constexpr IgnoreArgs<Positions...> ignore_args{};
 
-// A function with the source text it was written as; made by JOBLET_SOURCE_VERSIONED.
+/// A function with the source text it was written as; made by JOBLET_SOURCE_VERSIONED.
 template <class F>
 struct SourceVersioned {
   F function;
@@ -77,14 +80,14 @@ SourceVersioned(F, std::string_view) -> SourceVersioned<F>;
 // the lambda calls are not seen: give those functions explicit versions.
 #define JOBLET_SOURCE_VERSIONED(...) (::joblet::SourceVersioned{__VA_ARGS__, #__VA_ARGS__})
 
-// A validation callback refusing entries created longer ago than `age` (joblib's expires_after).
+/// A validation callback refusing entries created longer ago than `age` (joblib's expires_after).
 ValidationCallback expires_after(std::chrono::duration<double> age);
 
 namespace detail {
-// The value an entry holds: decoded from its payload, or read (mapped, with an mmap mode) from
-// its companion dump file, which must carry the binding the entry names. Throws
-// SerializationError or StorageError when it cannot, FileReplaced when the companion was
-// replaced (or removed) since the entry was read: look at the entry again.
+/// The value an entry holds: decoded from its payload, or read (mapped, with an mmap mode) from
+/// its companion dump file, which must carry the binding the entry names. Throws
+/// SerializationError or StorageError when it cannot, FileReplaced when the companion was
+/// replaced (or removed) since the entry was read: look at the entry again.
 template <class V>
 V decode_entry(const StoredEntry& entry, MmapMode mode) {
   if (entry.metadata().payload_kind != PayloadKind::hdf5_companion) return decode<V>(entry.payload());
@@ -99,14 +102,14 @@ V decode_entry(const StoredEntry& entry, MmapMode mode) {
   return decode_from<V>(file.encoding(), &reader);
 }
 
-// How many times a hit looks at its entry again when the entry's companion was replaced
-// between reading the one and opening the other (a writer republished it meanwhile).
+/// How many times a hit looks at its entry again when the entry's companion was replaced
+/// between reading the one and opening the other (a writer republished it meanwhile).
 inline constexpr int kReplacedCompanionRetries = 16;
 }  // namespace detail
 
-// A small, serializable reference to a stored result (joblib's MemorizedResult): pass it to
-// another process or rank and get() the value there. With a Memory that does not cache, it
-// holds the value itself.
+/// A small, serializable reference to a stored result (joblib's MemorizedResult): pass it to
+/// another process or rank and get() the value there. With a Memory that does not cache, it
+/// holds the value itself.
 template <class R>
 class ShelvedResult {
  public:
@@ -115,7 +118,7 @@ class ShelvedResult {
       : location_(std::move(location)), function_(std::move(function)), key_(key) {}
   explicit ShelvedResult(R value) : value_(std::move(value)) {}
 
-  // Loads the value; throws StorageError when it was cleared or pruned meanwhile.
+  /// Loads the value; throws StorageError when it was cleared or pruned meanwhile.
   R get() const {
     if (value_) return *value_;
     for (int attempt = 0;; ++attempt) {
@@ -136,7 +139,7 @@ class ShelvedResult {
       }
     }
   }
-  // Removes the stored value from the cache.
+  /// Removes the stored value from the cache.
   void clear() const {
     if (!value_) detail::clear_shelved(location_, function_, key_);
   }
@@ -168,28 +171,28 @@ concept IsSourceVersioned = is_source_versioned<T>;
 template <class F, class Ignore = IgnoreArgs<>>
 class CachedFunction;
 
-// A cached function: call it like the function. Returned by Memory::cache.
+/// A cached function: call it like the function. Returned by Memory::cache.
 template <class F, std::size_t... Ignored>
 class CachedFunction<F, IgnoreArgs<Ignored...>> {
   using Ignore = IgnoreArgs<Ignored...>;
 
  public:
-  using is_cached_function = std::true_type;  // see cached_call.hpp
+  using is_cached_function = std::true_type;  ///< see cached_call.hpp
   template <class... A>
   using ResultOf = std::remove_cvref_t<std::invoke_result_t<const F&, A...>>;
 
   CachedFunction(F fn, std::shared_ptr<const detail::FunctionCache> cache)
       : function_(std::move(fn)), cache_(std::move(cache)) {}
 
-  // Hit: loads the stored result. Miss: runs the function and stores its result.
+  /// Hit: loads the stored result. Miss: runs the function and stores its result.
   template <class... A>
   requires std::invocable<const F&, A...> ResultOf<A...>
   operator()(A&&... args) const { return run(/*force=*/false, std::forward<A>(args)...); }
-  // Runs the function even if its result is stored, and stores the new result (joblib's call()).
+  /// Runs the function even if its result is stored, and stores the new result (joblib's call()).
   template <class... A>
   requires std::invocable<const F&, A...> ResultOf<A...> call(A&&... args)
   const { return run(/*force=*/true, std::forward<A>(args)...); }
-  // Makes sure the result is stored, and returns a reference to it instead of the value.
+  /// Makes sure the result is stored, and returns a reference to it instead of the value.
   template <class... A>
   requires std::invocable<const F&, A...> ShelvedResult<ResultOf<A...>> call_and_shelve(A&&... args)
   const {
@@ -204,23 +207,23 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
     }
     return ShelvedResult<R>(cache_->location()->string(), cache_->name(), key);
   }
-  // Whether a usable result for these arguments is stored (payload not read).
+  /// Whether a usable result for these arguments is stored (payload not read).
   template <class... A>
   requires std::invocable<const F&, A...>
   bool check_call_in_cache(const A&... args) const {
     return cache_->enabled() && cache_->contains(key_of<ResultOf<const A&...>>(args...));
   }
-  // The cache key of a call with these arguments.
+  /// The cache key of a call with these arguments.
   template <class... A>
   requires std::invocable<const F&, A...> Hash128 key(const A&... args)
   const { return key_of<ResultOf<const A&...>>(args...); }
-  // Removes every stored result of this function (all versions); returns how many.
+  /// Removes every stored result of this function (all versions); returns how many.
   std::size_t clear() const { return cache_->clear(); }
   CacheStatistics statistics() const { return cache_->statistics(); }
   const std::string& name() const noexcept { return cache_->name(); }
-  // The cache directory; nullopt for a Memory that caches nothing.
+  /// The cache directory; nullopt for a Memory that caches nothing.
   std::optional<std::filesystem::path> location() const { return cache_->location(); }
-  // The version keys are made with (the explicit one, plus source and build id salts).
+  /// The version keys are made with (the explicit one, plus source and build id salts).
   const std::string& version() const noexcept { return cache_->version(); }
   const F& function() const noexcept { return function_; }
 
@@ -392,15 +395,15 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
 
 class Memory {
  public:
-  // A Memory that caches nothing: cached functions call through (joblib's location=None).
+  /// A Memory that caches nothing: cached functions call through (joblib's location=None).
   Memory();
   explicit Memory(std::nullopt_t, MemoryOptions options = {});
-  // Caches in `location` (created when first written to).
+  /// Caches in `location` (created when first written to).
   explicit Memory(std::filesystem::path location, MemoryOptions options = {});
 
-  // Caches `function` under `name` (a directory name in the cache: letters, digits, '_', '-',
-  // '.', ':'; ConfigError otherwise). Name and version identify the function across programs
-  // and runs, so two functions must not share a name.
+  /// Caches `function` under `name` (a directory name in the cache: letters, digits, '_', '-',
+  /// '.', ':'; ConfigError otherwise). Name and version identify the function across programs
+  /// and runs, so two functions must not share a name.
   template <class F>
   requires(!detail::IsSourceVersioned<std::decay_t<F>>) CachedFunction<std::decay_t<F>> cache(std::string name,
                                                                                               F&& function,
@@ -424,15 +427,15 @@ class Memory {
     return CachedFunction<F, IgnoreArgs<I...>>(std::move(function.function), std::move(core));
   }
 
-  // Where the cache lives; nullopt for a Memory that caches nothing.
+  /// Where the cache lives; nullopt for a Memory that caches nothing.
   std::optional<std::filesystem::path> location() const;
-  // The store under this Memory; nullptr for a Memory that caches nothing.
+  /// The store under this Memory; nullptr for a Memory that caches nothing.
   const Store* store() const noexcept;
-  // Removes every entry of every function.
+  /// Removes every entry of every function.
   std::size_t clear() const;
-  // joblib's reduce_size(bytes_limit, items_limit, age_limit): least recently used entries go first.
+  /// joblib's reduce_size(bytes_limit, items_limit, age_limit): least recently used entries go first.
   ReduceReport reduce_size(const ReduceOptions& options) const;
-  // Totals over every function cached through this Memory (and its copies).
+  /// Totals over every function cached through this Memory (and its copies).
   CacheStatistics statistics() const;
 
  private:

@@ -1,21 +1,24 @@
 #pragma once
-// SharedArray: a handle on an array in an HDF5 file (file, dataset, dtype, shape) that is tiny
-// to copy and to send to another process or rank, and opens the file only when the data is
-// asked for, mapping it rather than reading it.
-//
-//   // rank 0 (or any process) writes once ...
-//   joblet::SharedArray handle = joblet::SharedArray::write("/scratch/me/field.h5", field);
-//   // ... and sends `handle` anywhere (it encodes to about a hundred bytes); there:
-//   joblet::NDArray<double> view = handle.get<double>();   // mapped read-only, nothing read yet
-//
-//   // Any HDF5 file's contiguous dataset, e.g. one written by h5py:
-//   auto x = joblet::SharedArray("data.h5", "/group/x").get<float>();
-//
-// The handle carries the dtype and shape when it was made by write() (and across processes),
-// so get<T>() checks them against the file: a file replaced by one of another shape is an
-// error, not a wrong answer. Arrays that cannot be mapped (compressed or chunked datasets) are
-// read into memory instead. A mapping is made once per handle and mode in a process and shared
-// by every array get() returns; it lives as long as any of them does.
+/// @file
+/// SharedArray: a handle on an array in an HDF5 file (file, dataset, dtype, shape) that is tiny
+/// to copy and to send to another process or rank, and opens the file only when the data is
+/// asked for, mapping it rather than reading it.
+///
+/// @code
+///   // rank 0 (or any process) writes once ...
+///   joblet::SharedArray handle = joblet::SharedArray::write("/scratch/me/field.h5", field);
+///   // ... and sends `handle` anywhere (it encodes to about a hundred bytes); there:
+///   joblet::NDArray<double> view = handle.get<double>();   // mapped read-only, nothing read yet
+///
+///   // Any HDF5 file's contiguous dataset, e.g. one written by h5py:
+///   auto x = joblet::SharedArray("data.h5", "/group/x").get<float>();
+/// @endcode
+///
+/// The handle carries the dtype and shape when it was made by write() (and across processes),
+/// so get<T>() checks them against the file: a file replaced by one of another shape is an
+/// error, not a wrong answer. Arrays that cannot be mapped (compressed or chunked datasets) are
+/// read into memory instead. A mapping is made once per handle and mode in a process and shared
+/// by every array get() returns; it lives as long as any of them does.
 
 #include <cstddef>
 #include <filesystem>
@@ -34,12 +37,12 @@ namespace joblet {
 class SharedArray {
  public:
   SharedArray() = default;
-  // Refers to `dataset` of the HDF5 file `file` (written by joblet or any other program).
-  // Nothing is opened here.
+  /// Refers to `dataset` of the HDF5 file `file` (written by joblet or any other program).
+  /// Nothing is opened here.
   explicit SharedArray(std::filesystem::path file, std::string dataset = "data");
 
-  // Writes `array` as dataset `dataset` of a new HDF5 file at `file` (replacing it atomically:
-  // readers see the old file or the new one) and returns a handle on it.
+  /// Writes `array` as dataset `dataset` of a new HDF5 file at `file` (replacing it atomically:
+  /// readers see the old file or the new one) and returns a handle on it.
   template <Element T>
   static SharedArray write(const std::filesystem::path& file, const NDArray<T>& array,
                            const std::string& dataset = "data") {
@@ -48,15 +51,15 @@ class SharedArray {
 
   const std::string& file() const noexcept { return file_; }
   const std::string& dataset() const noexcept { return dataset_; }
-  // The dtype and shape: from the handle when known, otherwise read from the file (once).
+  /// The dtype and shape: from the handle when known, otherwise read from the file (once).
   DType dtype() const;
   const std::vector<std::size_t>& shape() const;
   std::size_t size() const;
   std::size_t nbytes() const { return size() * dtype_size(dtype()); }
 
-  // The array: mapped (read_only: shared pages, writes throw; copy_on_write: private, writable
-  // pages) or read into memory (MmapMode::none, and for data that cannot be mapped). T must be
-  // the dataset's dtype. Throws StorageError when the file is missing, damaged or changed.
+  /// The array: mapped (read_only: shared pages, writes throw; copy_on_write: private, writable
+  /// pages) or read into memory (MmapMode::none, and for data that cannot be mapped). T must be
+  /// the dataset's dtype. Throws StorageError when the file is missing, damaged or changed.
   template <Element T>
   NDArray<T> get(MmapMode mode = MmapMode::read_only) const {
     detail::OpenedArray opened = open(dtype_of<T>, mode);
@@ -106,9 +109,9 @@ class SharedArray {
 
   std::string file_;
   std::string dataset_;
-  std::optional<DType> dtype_;                     // as the handle was made with
-  std::optional<std::vector<std::size_t>> shape_;  // as the handle was made with
-  std::shared_ptr<State> state_;                   // what this process opened; shared by copies
+  std::optional<DType> dtype_;                     ///< as the handle was made with
+  std::optional<std::vector<std::size_t>> shape_;  ///< as the handle was made with
+  std::shared_ptr<State> state_;                   ///< what this process opened; shared by copies
 };
 
 }  // namespace joblet

@@ -1,28 +1,37 @@
 #pragma once
-// The content-addressed store under Memory, usable on its own: entries of encoded bytes kept in a
-// directory that every process, rank, job and rerun on a shared filesystem (NFS, Lustre, GPFS)
-// can read and write at the same time, without locks on the read or write path.
-//
-// Layout: <root>/<function>/<first 2 hex digits of the key>/<32 hex digit key>. One entry is one
-// file: a 64-byte header, the metadata, then the payload (see storage/src/entry_format.hpp for
-// the exact bytes). Sharding by key prefix keeps directories small (Lustre and NFS slow down on
-// huge ones); the function level lets a whole function be listed or cleared cheaply.
-//
-// Safety, and why it holds without locks:
-// - A writer writes a uniquely named temporary file in the entry's own directory (named after
-//   host, pid, thread and a random number, hidden with a leading dot), fsyncs it (optional), and
-//   rename()s it over the entry's name. rename is atomic on POSIX filesystems, NFS and Lustre
-//   included, so a reader sees the old entry, the new one, or none; never part of one.
-// - Readers open only published names and verify checksums (header + metadata, and payload):
-//   a missing, truncated or corrupt entry is a miss. A reader holding an open entry keeps
-//   reading it even if another process replaces or prunes it meanwhile.
-// - A writer killed mid-write leaves only a hidden temporary file: the next process of its host
-//   that writes the same function removes it, reduce_size() any that is old.
-// - Nothing read from an entry can make the reader allocate more than the file holds, crash,
-//   hang, or touch a path outside the store: everything below the root is reached without
-//   following symbolic links, and only plain, singly linked files are read (storage/src/
-//   beneath.hpp). An entry names its own key, function and version, so a valid entry copied
-//   under another key is refused, not served.
+/// @file
+/// The content-addressed store under Memory, usable on its own: entries of encoded bytes kept in a
+/// directory that every process, rank, job and rerun on a shared filesystem (NFS, Lustre, GPFS)
+/// can read and write at the same time, without locks on the read or write path.
+///
+/// Layout: <root>/<function>/<first 2 hex digits of the key>/<32 hex digit key>. One entry is one
+/// file: a 64-byte header, the metadata, then the payload (see storage/src/entry_format.hpp for
+/// the exact bytes). Sharding by key prefix keeps directories small (Lustre and NFS slow down on
+/// huge ones); the function level lets a whole function be listed or cleared cheaply.
+///
+/// Safety, and why it holds without locks:
+/// - A writer writes a uniquely named temporary file in the entry's own directory (named after
+/// @code
+///   host, pid, thread and a random number, hidden with a leading dot), fsyncs it (optional), and
+///   rename()s it over the entry's name. rename is atomic on POSIX filesystems, NFS and Lustre
+///   included, so a reader sees the old entry, the new one, or none; never part of one.
+/// @endcode
+/// - Readers open only published names and verify checksums (header + metadata, and payload):
+/// @code
+///   a missing, truncated or corrupt entry is a miss. A reader holding an open entry keeps
+///   reading it even if another process replaces or prunes it meanwhile.
+/// @endcode
+/// - A writer killed mid-write leaves only a hidden temporary file: the next process of its host
+/// @code
+///   that writes the same function removes it, reduce_size() any that is old.
+/// @endcode
+/// - Nothing read from an entry can make the reader allocate more than the file holds, crash,
+/// @code
+///   hang, or touch a path outside the store: everything below the root is reached without
+///   following symbolic links, and only plain, singly linked files are read (storage/src/
+///   beneath.hpp). An entry names its own key, function and version, so a valid entry copied
+///   under another key is refused, not served.
+/// @endcode
 
 #include <chrono>
 #include <cstddef>
@@ -41,18 +50,18 @@
 
 namespace joblet {
 
-// How an entry holds its value.
+/// How an entry holds its value.
 enum class PayloadKind : std::uint32_t {
-  inline_codec = 0,  // the payload is the codec's encoding of the value, inside the entry file
-  // The value is a dump file (see dump.hpp) next to the entry, "<key>.h5", so that its arrays
-  // can be memory-mapped; the payload is empty. The entry names its companion by a random
-  // binding that the companion carries too (extra["companion"]), so an entry is never read with
-  // another writer's companion. Written first and published by rename like entries; removed with
-  // its entry. Its arrays carry their own checksums (dump's joblet_xxh3_128).
+  inline_codec = 0,  ///< the payload is the codec's encoding of the value, inside the entry file
+  /// The value is a dump file (see dump.hpp) next to the entry, "<key>.h5", so that its arrays
+  /// can be memory-mapped; the payload is empty. The entry names its companion by a random
+  /// binding that the companion carries too (extra["companion"]), so an entry is never read with
+  /// another writer's companion. Written first and published by rename like entries; removed with
+  /// its entry. Its arrays carry their own checksums (dump's joblet_xxh3_128).
   hdf5_companion = 1,
 };
 
-// What an entry says about itself; readable without reading the payload.
+/// What an entry says about itself; readable without reading the payload.
 struct EntryMetadata {
   std::string function{};
   std::string version{};
@@ -60,16 +69,16 @@ struct EntryMetadata {
   std::string result_type{};                        // the C++ type of the stored value, readable
   std::chrono::duration<double> duration{0};        // how long computing the value took
   std::chrono::system_clock::time_point created{};  // when the entry was written
-  std::uint64_t payload_size = 0;                   // set by the store
-  std::uint32_t format_version = 0;                 // set by the store
+  std::uint64_t payload_size = 0;                   ///< set by the store
+  std::uint32_t format_version = 0;                 ///< set by the store
   Hash128 checksum{};                               // XXH3-128 of the payload; set by the store
   Hash128 key{};  // the key the entry was written for; set by the store, checked on every read
   PayloadKind payload_kind = PayloadKind::inline_codec;
-  // Fields of later revisions, kept by the store (readers ignore keys they do not know).
+  /// Fields of later revisions, kept by the store (readers ignore keys they do not know).
   std::map<std::string, std::string> extra{};
 };
 
-// An entry read back: its metadata and its payload bytes.
+/// An entry read back: its metadata and its payload bytes.
 class StoredEntry {
  public:
   StoredEntry(EntryMetadata metadata, std::unique_ptr<std::byte[]> file_bytes, std::size_t file_size,
@@ -78,9 +87,9 @@ class StoredEntry {
   std::span<const std::byte> payload() const noexcept {
     return {bytes_.get() + payload_offset_, file_size_ - payload_offset_};
   }
-  // Its companion file (PayloadKind::hdf5_companion), and the name to open it by while this
-  // entry lives: resolved through the directory the entry was read from, not through the tree
-  // as it is now (the same as companion() where /proc is not mounted).
+  /// Its companion file (PayloadKind::hdf5_companion), and the name to open it by while this
+  /// entry lives: resolved through the directory the entry was read from, not through the tree
+  /// as it is now (the same as companion() where /proc is not mounted).
   const std::filesystem::path& companion() const noexcept { return companion_; }
   const std::filesystem::path& companion_opened_as() const noexcept { return companion_opened_as_; }
   void set_companion(std::filesystem::path path, std::filesystem::path opened_as,
@@ -92,7 +101,7 @@ class StoredEntry {
 
  private:
   EntryMetadata metadata_;
-  std::unique_ptr<std::byte[]> bytes_;  // the whole file, read once (not zero-filled first)
+  std::unique_ptr<std::byte[]> bytes_;  ///< the whole file, read once (not zero-filled first)
   std::size_t file_size_;
   std::size_t payload_offset_;
   std::filesystem::path companion_{};
@@ -102,8 +111,8 @@ class StoredEntry {
 
 enum class LoadStatus {
   found,
-  missing,  // no entry of that name
-  corrupt,  // an entry exists but cannot be used: truncated, bit-flipped, not an entry, unreadable
+  missing,  ///< no entry of that name
+  corrupt,  ///< an entry exists but cannot be used: truncated, bit-flipped, not an entry, unreadable
 };
 
 struct LoadResult {
@@ -115,44 +124,44 @@ struct LoadResult {
 };
 
 struct StoreOptions {
-  // fsync each entry before publishing it, so that a crash of the machine cannot publish an
-  // entry whose data never reached the disk. Costs about a millisecond per write on real disks
-  // (more on NFS); without it a power loss may leave a corrupt entry, which readers detect by
-  // its checksum and recompute. A process crash is safe either way.
+  /// fsync each entry before publishing it, so that a crash of the machine cannot publish an
+  /// entry whose data never reached the disk. Costs about a millisecond per write on real disks
+  /// (more on NFS); without it a power loss may leave a corrupt entry, which readers detect by
+  /// its checksum and recompute. A process crash is safe either way.
   bool fsync = true;
-  // For a cache shared by a group (a lab): directories get the setgid bit and group rwx, entry
-  // files group read/write, whatever the umask. Otherwise files and directories get the
-  // user's umask.
+  /// For a cache shared by a group (a lab): directories get the setgid bit and group rwx, entry
+  /// files group read/write, whatever the umask. Otherwise files and directories get the
+  /// user's umask.
   bool group_shared = false;
-  // A budget for the whole store, in bytes of entry files, enforced by this process after its
-  // writes: once it has written a tenth of the budget since its last check, it runs
-  // reduce_size({.bytes_limit = budget}) (least recently used entries go first). Approximate
-  // by design: scanning the store after every write would cost more than the writes.
+  /// A budget for the whole store, in bytes of entry files, enforced by this process after its
+  /// writes: once it has written a tenth of the budget since its last check, it runs
+  /// reduce_size({.bytes_limit = budget}) (least recently used entries go first). Approximate
+  /// by design: scanning the store after every write would cost more than the writes.
   std::optional<std::uint64_t> bytes_limit{};
-  // A hit refreshes the entry's mtime (the LRU clock) only when it is older than this: on NFS
-  // every refresh is a synchronous round trip to the server, and LRU needs no finer clock.
+  /// A hit refreshes the entry's mtime (the LRU clock) only when it is older than this: on NFS
+  /// every refresh is a synchronous round trip to the server, and LRU needs no finer clock.
   std::chrono::duration<double> touch_interval{60.0};
 };
 
-// The compute-once lock (see Store::claim).
+/// The compute-once lock (see Store::claim).
 struct LockOptions {
-  // A lock whose heartbeat has not moved for this long, as observed by the waiter's own clock
-  // (so clock skew between hosts does not matter), is considered abandoned and taken over:
-  // five heartbeats, so that the locks of a node that died go within seconds, while a holder
-  // starved by load, or a network filesystem's attribute cache (a few seconds), does not make
-  // a live lock look dead.
+  /// A lock whose heartbeat has not moved for this long, as observed by the waiter's own clock
+  /// (so clock skew between hosts does not matter), is considered abandoned and taken over:
+  /// five heartbeats, so that the locks of a node that died go within seconds, while a holder
+  /// starved by load, or a network filesystem's attribute cache (a few seconds), does not make
+  /// a live lock look dead.
   std::chrono::duration<double> stale_after{10.0};
-  // How often the holder refreshes the lock's mtime. Must be under half of stale_after.
+  /// How often the holder refreshes the lock's mtime. Must be under half of stale_after.
   std::chrono::duration<double> heartbeat{2.0};
-  // Waiters poll for the entry or the lock's state starting at this interval, backing off
-  // to poll_max.
+  /// Waiters poll for the entry or the lock's state starting at this interval, backing off
+  /// to poll_max.
   std::chrono::duration<double> poll{0.01};
   std::chrono::duration<double> poll_max{0.5};
 };
 
-// Held while this process computes an entry that other processes may be waiting for. A
-// background thread refreshes its heartbeat; destroying it (after publishing the entry, or
-// after a failure) releases it.
+/// Held while this process computes an entry that other processes may be waiting for. A
+/// background thread refreshes its heartbeat; destroying it (after publishing the entry, or
+/// after a failure) releases it.
 class EntryLock {
  public:
   EntryLock() noexcept;
@@ -169,32 +178,32 @@ class EntryLock {
   std::unique_ptr<Impl> impl_;
 };
 
-// Who holds an entry's compute-once lock, as the lock says (Store::lock_holder).
+/// Who holds an entry's compute-once lock, as the lock says (Store::lock_holder).
 struct LockHolder {
   std::string host{};  // empty, and pid 0, when the lock does not say (not made by joblet)
   long pid = 0;
   std::string job{};  // the holder's Slurm job, as squeue names it ("1234", "1230_4"); empty outside Slurm
-  // The holder's heartbeat is recent: it refreshed the lock within stale_after, by the cache
-  // filesystem's clock. A lock that is not live is taken over by the next process that needs it.
+  /// The holder's heartbeat is recent: it refreshed the lock within stale_after, by the cache
+  /// filesystem's clock. A lock that is not live is taken over by the next process that needs it.
   bool live = false;
 };
 
-// What Store::claim found: either a usable entry (another process computed it), or the
-// right to compute it (lock held; or not held when the lock could not be created at all, e.g.
-// a read-only cache, in which case computing without it is the only way forward).
+/// What Store::claim found: either a usable entry (another process computed it), or the
+/// right to compute it (lock held; or not held when the lock could not be created at all, e.g.
+/// a read-only cache, in which case computing without it is the only way forward).
 struct Claim {
   std::optional<StoredEntry> entry{};
   EntryLock lock{};
-  bool waited = false;  // the entry came from another process's computation, after waiting for it
-  bool busy = false;    // (try_claim) another live process holds the lock: nothing found, nothing held
+  bool waited = false;  ///< the entry came from another process's computation, after waiting for it
+  bool busy = false;    ///< (try_claim) another live process holds the lock: nothing found, nothing held
 };
 
 enum class EntryKind {
-  entry,      // a published entry
-  temporary,  // a writer's temporary file (a live writer's, or one left by a killed writer), or
-              // a companion file whose entry is gone or not yet published
-  lock,       // a compute-once lock
-  foreign,    // something the cache did not make where it keeps its own files (a symbolic link
+  entry,      ///< a published entry
+  temporary,  ///< a writer's temporary file (a live writer's, or one left by a killed writer), or
+              /// a companion file whose entry is gone or not yet published
+  lock,       ///< a compute-once lock
+  foreign,    ///< something the cache did not make where it keeps its own files (a symbolic link
               // or a file where a directory belongs): never followed, never removed; see problem
 };
 
@@ -204,7 +213,7 @@ struct EntryInfo {
   Hash128 key{};  // for entries and locks
   std::filesystem::path path{};
   std::filesystem::path companion{};                  // an entry's companion file, when it has one
-  std::uint64_t size = 0;                             // bytes of the file (and of its companion)
+  std::uint64_t size = 0;                             ///< bytes of the file (and of its companion)
   std::chrono::system_clock::time_point last_used{};  // the file's mtime
   std::optional<EntryMetadata> metadata{};            // when asked for and readable
   std::string problem{};                              // why the metadata could not be read
@@ -212,25 +221,25 @@ struct EntryInfo {
 
 struct ListOptions {
   std::optional<std::string> function{};  // only this function's entries
-  bool read_metadata = false;             // read each entry's header and metadata (one open each)
-  bool include_leftovers = false;         // list temporary files and lock files too
+  bool read_metadata = false;             ///< read each entry's header and metadata (one open each)
+  bool include_leftovers = false;         ///< list temporary files and lock files too
 };
 
-// Limits for reduce_size, as joblib's Memory.reduce_size(bytes_limit, items_limit, age_limit).
-// Entries go in least-recently-used order (by mtime, which hits refresh) until every limit
-// holds; entries unused for longer than age_limit go whatever the other limits.
+/// Limits for reduce_size, as joblib's Memory.reduce_size(bytes_limit, items_limit, age_limit).
+/// Entries go in least-recently-used order (by mtime, which hits refresh) until every limit
+/// holds; entries unused for longer than age_limit go whatever the other limits.
 struct ReduceOptions {
   std::optional<std::uint64_t> bytes_limit{};
   std::optional<std::uint64_t> items_limit{};
   std::optional<std::chrono::duration<double>> age_limit{};
   std::optional<std::string> function{};  // apply the limits to this function's entries alone
-  bool dry_run = false;                   // report what would go, remove nothing
-  // Temporary files older than this were left by killed writers (a live writer finishes long
-  // before); they are removed too, as are lock files older than it.
+  bool dry_run = false;                   ///< report what would go, remove nothing
+  /// Temporary files older than this were left by killed writers (a live writer finishes long
+  /// before); they are removed too, as are lock files older than it.
   std::chrono::duration<double> leftover_age{24.0 * 3600.0};
 };
 
-// A file that should have gone and could not (permissions, a read-only filesystem).
+/// A file that should have gone and could not (permissions, a read-only filesystem).
 struct RemovalFailure {
   std::filesystem::path path{};
   std::string problem{};  // the cause and the fix
@@ -244,11 +253,11 @@ struct ReduceReport {
   std::vector<RemovalFailure> failed{};  // files that should have gone and are still there
 };
 
-// Throws ConfigError unless heartbeat is under half of stale_after and the poll intervals make sense.
+/// Throws ConfigError unless heartbeat is under half of stale_after and the poll intervals make sense.
 void validate_lock_options(const LockOptions& options);
 
-// Throws ConfigError unless `name` can name a function's directory: 1 to 200 bytes, no '/',
-// '\\', control characters, no leading '.', not "." or "..". Keeps every path inside the store.
+/// Throws ConfigError unless `name` can name a function's directory: 1 to 200 bytes, no '/',
+/// '\\', control characters, no leading '.', not "." or "..". Keeps every path inside the store.
 void validate_function_name(std::string_view name);
 
 class Store {
@@ -258,79 +267,79 @@ class Store {
   const std::filesystem::path& root() const noexcept;
   const StoreOptions& options() const noexcept;
   std::filesystem::path entry_path(std::string_view function, const Hash128& key) const;
-  // Where an entry's companion file is (PayloadKind::hdf5_companion): "<entry>.h5".
+  /// Where an entry's companion file is (PayloadKind::hdf5_companion): "<entry>.h5".
   std::filesystem::path companion_path(std::string_view function, const Hash128& key) const;
 
-  // Reads and verifies an entry. A found entry's mtime is refreshed (see touch_interval). A
-  // corrupt entry is reported, not thrown: the caller recomputes and saves over it.
+  /// Reads and verifies an entry. A found entry's mtime is refreshed (see touch_interval). A
+  /// corrupt entry is reported, not thrown: the caller recomputes and saves over it.
   LoadResult load(std::string_view function, const Hash128& key) const;
-  // Reads and verifies an entry like load(), without refreshing its mtime: for inspecting a
-  // cache (`joblet cache show`) without changing what reduce_size will evict.
+  /// Reads and verifies an entry like load(), without refreshing its mtime: for inspecting a
+  /// cache (`joblet cache show`) without changing what reduce_size will evict.
   LoadResult inspect(std::string_view function, const Hash128& key) const;
-  // The entry's metadata, verified, without reading its payload; nullopt if missing or corrupt.
+  /// The entry's metadata, verified, without reading its payload; nullopt if missing or corrupt.
   std::optional<EntryMetadata> metadata(std::string_view function, const Hash128& key) const;
   bool contains(std::string_view function, const Hash128& key) const;
 
-  // Publishes an entry, replacing any entry of the same key. Fills the metadata's key,
-  // payload_size, format_version and checksum. Throws StorageError naming the cause (no space,
-  // read-only, permissions, something in the way) after removing its temporary file.
+  /// Publishes an entry, replacing any entry of the same key. Fills the metadata's key,
+  /// payload_size, format_version and checksum. Throws StorageError naming the cause (no space,
+  /// read-only, permissions, something in the way) after removing its temporary file.
   void save(std::string_view function, const Hash128& key, EntryMetadata metadata,
             std::span<const std::byte> payload) const;
-  // Publishes an hdf5_companion entry: `write_companion` writes the companion file at the name
-  // it is given (published atomically, as dump() does), then the entry naming it is saved.
+  /// Publishes an hdf5_companion entry: `write_companion` writes the companion file at the name
+  /// it is given (published atomically, as dump() does), then the entry naming it is saved.
   void save_with_companion(std::string_view function, const Hash128& key, EntryMetadata metadata,
                            const std::function<void(const std::filesystem::path&)>& write_companion) const;
-  // Removes one entry (and its companion); false when there was none.
+  /// Removes one entry (and its companion); false when there was none.
   bool remove(std::string_view function, const Hash128& key) const;
 
-  // Entries (and optionally leftovers), in no particular order.
+  /// Entries (and optionally leftovers), in no particular order.
   std::vector<EntryInfo> list(const ListOptions& options = {}) const;
-  // The functions that have a directory in the store.
+  /// The functions that have a directory in the store.
   std::vector<std::string> functions() const;
-  // Removes every entry (of one function, or all), with the leftovers of processes that are
-  // provably gone (of this host and dead, or older than a day); returns how many entries went.
-  // Safe against concurrent writers: their temporary files and locks stay, and one that loses
-  // its directory recreates it. Throws StorageError, after removing all it can, when files
-  // could not be removed (permissions, a read-only filesystem), naming them and the fix.
+  /// Removes every entry (of one function, or all), with the leftovers of processes that are
+  /// provably gone (of this host and dead, or older than a day); returns how many entries went.
+  /// Safe against concurrent writers: their temporary files and locks stay, and one that loses
+  /// its directory recreates it. Throws StorageError, after removing all it can, when files
+  /// could not be removed (permissions, a read-only filesystem), naming them and the fix.
   std::size_t clear(std::optional<std::string_view> function = std::nullopt) const;
-  // LRU eviction (see ReduceOptions). Safe with other processes pruning or writing at the same
-  // time: an entry removed twice is removed once, an entry replaced while being judged is at
-  // worst recomputed.
+  /// LRU eviction (see ReduceOptions). Safe with other processes pruning or writing at the same
+  /// time: an entry removed twice is removed once, an entry replaced while being judged is at
+  /// worst recomputed.
   ReduceReport reduce_size(const ReduceOptions& options) const;
 
-  // Compute-once: returns the entry if it exists and `accept` takes it; otherwise takes the
-  // entry's lock (<entry>.lock, created with link(), which NFS and Lustre make atomic; never
-  // flock/fcntl, which they break) and returns it held. If another process holds the lock,
-  // waits for its entry to appear, or for the lock to vanish or go stale, and then takes over.
-  // A caller that has just loaded the entry and found it missing or unusable passes
-  // `look_first = false` to go straight to the lock instead of reading it again; the entry is
-  // still looked at once the lock is taken, and after every wait.
+  /// Compute-once: returns the entry if it exists and `accept` takes it; otherwise takes the
+  /// entry's lock (<entry>.lock, created with link(), which NFS and Lustre make atomic; never
+  /// flock/fcntl, which they break) and returns it held. If another process holds the lock,
+  /// waits for its entry to appear, or for the lock to vanish or go stale, and then takes over.
+  /// A caller that has just loaded the entry and found it missing or unusable passes
+  /// `look_first = false` to go straight to the lock instead of reading it again; the entry is
+  /// still looked at once the lock is taken, and after every wait.
   Claim claim(std::string_view function, const Hash128& key, const LockOptions& options = {},
               const std::function<bool(const EntryMetadata&)>& accept = {}, bool look_first = true) const;
-  // claim() without the wait: when another process holds the lock and is not known to be dead
-  // (a lock of this host whose process is gone, or a file that is no lock, is taken over at
-  // once), returns with `busy` set instead. For elastic campaigns, which compute another task
-  // meanwhile and come back to this one.
+  /// claim() without the wait: when another process holds the lock and is not known to be dead
+  /// (a lock of this host whose process is gone, or a file that is no lock, is taken over at
+  /// once), returns with `busy` set instead. For elastic campaigns, which compute another task
+  /// meanwhile and come back to this one.
   Claim try_claim(std::string_view function, const Hash128& key, const LockOptions& options = {},
                   const std::function<bool(const EntryMetadata&)>& accept = {}, bool look_first = true) const;
-  // Who holds the entry's compute-once lock now; nullopt when nobody does. For reports
-  // (`joblet status`): it waits for nothing and takes nothing over.
+  /// Who holds the entry's compute-once lock now; nullopt when nobody does. For reports
+  /// (`joblet status`): it waits for nothing and takes nothing over.
   std::optional<LockHolder> lock_holder(std::string_view function, const Hash128& key,
                                         const LockOptions& options = {}) const;
-  // For the holder of a compute-once lock or a run claim: looks again for an entry load() just
-  // found missing, past the client's memory of missing names (NFS and FUSE clients keep a failed
-  // lookup for seconds, so an entry another node has just published can stay invisible here):
-  // if the server's listing of the entry's directory holds it, waits (up to a minute) until it
-  // can be read. Clients also keep listings for seconds (sshfs's cache_timeout, NFS's readdir
-  // cache) unless the directory changed through them: `listing_fresh` says it just did (the
-  // caller made a lock there); otherwise a file made and removed there refreshes it first.
-  // Elsewhere the same as load().
+  /// For the holder of a compute-once lock or a run claim: looks again for an entry load() just
+  /// found missing, past the client's memory of missing names (NFS and FUSE clients keep a failed
+  /// lookup for seconds, so an entry another node has just published can stay invisible here):
+  /// if the server's listing of the entry's directory holds it, waits (up to a minute) until it
+  /// can be read. Clients also keep listings for seconds (sshfs's cache_timeout, NFS's readdir
+  /// cache) unless the directory changed through them: `listing_fresh` says it just did (the
+  /// caller made a lock there); otherwise a file made and removed there refreshes it first.
+  /// Elsewhere the same as load().
   LoadResult load_unseen(std::string_view function, const Hash128& key, bool listing_fresh = false) const;
 
   struct State;
 
  private:
-  friend class CampaignRuns;  // its claim files live in the store and share the lock's mechanics
+  friend class CampaignRuns;  ///< its claim files live in the store and share the lock's mechanics
   LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
   Claim claim_entry(std::string_view function, const Hash128& key, const LockOptions& options,
                     const std::function<bool(const EntryMetadata&)>& accept, bool look_first, bool wait) const;
