@@ -31,16 +31,14 @@ namespace detail {
 
 /// How the cached calls of an elastic campaign (launch/'s campaign policy) claim their keys, set
 /// where each task runs (a worker thread, a worker process, a rank) by CampaignClaimScope:
-/// @code
-///   defer: take the compute-once lock, or throw ComputingElsewhere at once when another live
-///          process holds it (the policy computes other tasks, and comes back to this one);
-///   wait:  take the compute-once lock, or wait for the process that holds it (Store::claim);
-///   held:  the process holds the claim of a run of tasks that includes this one (CampaignRuns):
-///          compute it with no lock of its own;
-///   held_recheck: the same, after looking for its entry once more past the client's memory of
-///          missing names (NFS, sshfs): other processes had results of the campaign before this
-///          one started, and may have written this one since this node last looked.
-/// @endcode
+/// - defer: take the compute-once lock, or throw ComputingElsewhere at once when another live
+///   process holds it (the policy computes other tasks, and comes back to this one);
+/// - wait: take the compute-once lock, or wait for the process that holds it (Store::claim);
+/// - held: the process holds the claim of a run of tasks that includes this one (CampaignRuns):
+///   compute it with no lock of its own;
+/// - held_recheck: the same, after looking for its entry once more past the client's memory of
+///   missing names (NFS, sshfs): other processes had results of the campaign before this
+///   one started, and may have written this one since this node last looked.
 /// Every mode but none keeps compute-once on unless a Memory or a function turns it off by name.
 enum class CampaignClaim { none, defer, wait, held, held_recheck };
 

@@ -43,7 +43,8 @@
 #include "joblet/error.hpp"
 
 namespace cereal {
-/// The codec's representation of "no value": a task returning void, an empty alternative.
+/// Encodes std::monostate, the codec's "no value" (a task returning void, an empty alternative),
+/// as nothing.
 template <class Archive>
 void serialize(Archive&, std::monostate&) {}
 }  // namespace cereal
@@ -101,8 +102,10 @@ struct EncodableParts<std::unordered_multiset<K, H, E, A>> : std::bool_constant<
 }  // namespace detail
 
 /// A type the codec can encode and decode, all of it: arithmetic types, std::complex, strings,
-/// the standard containers above of encodable elements, and classes with a cereal serialize()
-/// (or save() and load()), whose members cereal checks when they are encoded.
+/// the standard containers of encodable elements (vector, array, map, multimap, the unordered
+/// maps and sets, optional, pair, tuple and variant here; deque, list, set and others once their
+/// cereal/types header is included), and classes with a cereal serialize() (or save() and
+/// load()), whose members cereal checks when they are encoded.
 template <class T>
 concept Encodable = detail::kEncodable<T>;
 
@@ -121,8 +124,8 @@ consteval void require_encodable() {
 
 namespace detail {
 
-/// encode() and decode() with an array context: `arrays` takes (or resolves) the large arrays
-/// of this one value; null keeps every array inline (and refuses references).
+/// encode() with an array context: `arrays` takes the large arrays of this one value; null keeps
+/// every array inline.
 template <Encodable T>
 void encode_into(const T& value, std::string& out, ArrayWriter* arrays) {
   if constexpr (std::is_arithmetic_v<T>) {
@@ -140,6 +143,8 @@ void encode_into(const T& value, std::string& out, ArrayWriter* arrays) {
   }
 }
 
+/// decode() with an array context: `arrays` resolves the arrays the bytes refer to; null refuses
+/// references (a SerializationError).
 template <Encodable T>
 T decode_from(std::span<const std::byte> bytes, ArrayReader* arrays) {
   T value{};
@@ -168,12 +173,13 @@ T decode_from(std::span<const std::byte> bytes, ArrayReader* arrays) {
 
 }  // namespace detail
 
-/// Appends the encoding of `value` to `out`.
+/// Appends the encoding of `value` to `out`. Throws SerializationError when cereal refuses it.
 template <Encodable T>
 void encode(const T& value, std::string& out) {
   detail::encode_into(value, out, nullptr);
 }
 
+/// The encoding of `value`, as a new string. Throws SerializationError when cereal refuses it.
 template <Encodable T>
 std::string encode(const T& value) {
   std::string out;
@@ -188,6 +194,7 @@ T decode(std::span<const std::byte> bytes) {
   return detail::decode_from<T>(bytes, nullptr);
 }
 
+/// Decodes a T from exactly the characters of `bytes`, as decode() of a byte span does.
 template <Encodable T>
 T decode(std::string_view bytes) {
   return decode<T>(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())));

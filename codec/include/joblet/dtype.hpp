@@ -10,8 +10,9 @@
 ///
 /// An Element is bool, char, a standard signed or unsigned integer type, float, double or
 /// std::complex of float or double: the types whose bytes mean the same in every process on the
-/// machines joblet targets (64-bit, little-endian). C++ types of the same size and signedness share a dtype (long and
-/// long long are both int64), so an array written as one can be read as the other.
+/// machines joblet targets (64-bit, little-endian). C++ types of the same size and signedness
+/// share a dtype (long and long long are both int64), so an array written as one can be read as
+/// the other.
 
 #include <complex>
 #include <cstddef>
@@ -21,20 +22,22 @@
 
 namespace joblet {
 
+/// The element type of an array, one per numpy dtype joblet stores. The numbers are part of the
+/// encoding (an encoded array's header holds one), so they never change; 0 is no type.
 enum class DType : std::uint8_t {
-  boolean = 1,
-  int8,
-  int16,
-  int32,
-  int64,
-  uint8,
-  uint16,
-  uint32,
-  uint64,
-  float32,
-  float64,
-  complex64,   ///< std::complex<float>: numpy's complex64, h5py's compound {r, i} of float32
-  complex128,  ///< std::complex<double>
+  boolean = 1,  ///< bool, one byte; numpy's bool
+  int8,         ///< signed 8-bit integer (signed char; char where it is signed)
+  int16,        ///< signed 16-bit integer (short)
+  int32,        ///< signed 32-bit integer (int)
+  int64,        ///< signed 64-bit integer (long, long long)
+  uint8,        ///< unsigned 8-bit integer (unsigned char; char where it is unsigned)
+  uint16,       ///< unsigned 16-bit integer (unsigned short)
+  uint32,       ///< unsigned 32-bit integer (unsigned int)
+  uint64,       ///< unsigned 64-bit integer (unsigned long, unsigned long long)
+  float32,      ///< float
+  float64,      ///< double
+  complex64,    ///< std::complex<float>: numpy's complex64, h5py's compound {r, i} of float32
+  complex128,   ///< std::complex<double>: numpy's complex128, h5py's compound {r, i} of float64
 };
 
 namespace detail {
@@ -72,6 +75,7 @@ constexpr DType dtype_for() noexcept {
 template <class T>
 concept Element = !std::is_const_v<T> && !std::is_volatile_v<T> && detail::dtype_for<T>() != DType{0};
 
+/// The DType of the element type T, at compile time: `dtype_of<long>` is DType::int64.
 template <Element T>
 inline constexpr DType dtype_of = detail::dtype_for<T>();
 

@@ -11,18 +11,12 @@
 ///
 /// Guarantees:
 /// - Equal values hash equal, in every process and run on the same platform and compiler ABI:
-/// @code
 ///   unordered containers are hashed in a canonical (order-independent) form.
-/// @endcode
 /// - Different types with the same bytes hash differently: every value is preceded by its type's
-/// @code
 ///   identity (the ABI's mangled type name, stable for one compiler ABI, e.g. GCC and Clang on
 ///   Linux agree).
-/// @endcode
 /// - Values are hashed as they encode: a type is hashable when the codec can encode it (cereal
-/// @code
 ///   serialize/save functions); std::span of contiguous data is hashable too.
-/// @endcode
 
 #include <array>
 #include <compare>
@@ -40,15 +34,18 @@ namespace joblet {
 
 /// A 128-bit digest. hex() prints the high half first, like XXH128's canonical form.
 struct Hash128 {
-  std::uint64_t high = 0;
-  std::uint64_t low = 0;
+  std::uint64_t high = 0;  ///< the high 64 bits
+  std::uint64_t low = 0;   ///< the low 64 bits
 
+  /// The digest as 32 lowercase hex digits, high half first (the names of cache entries).
   std::string hex() const;
   /// The digest named by exactly 32 hex digits; nullopt for anything else.
   static std::optional<Hash128> from_hex(std::string_view text);
 
+  /// Orders digests by the high half, then the low one (so that they can key a std::map).
   friend auto operator<=>(const Hash128&, const Hash128&) = default;
 
+  /// cereal serialization: the high half, then the low one.
   template <class Archive>
   void serialize(Archive& ar) {
     ar(high, low);
@@ -75,6 +72,8 @@ class HashSink {
 };
 }  // namespace detail
 
+/// A type hash_value() and Hasher::update() accept: one the codec can save (a cereal serialize()
+/// or save()). Unlike Encodable it needs no load(), so std::span of contiguous data qualifies.
 template <class T>
 concept Hashable = cereal::traits::is_output_serializable<T, detail::SinkOutputArchive<detail::HashSink>>::value;
 
@@ -82,8 +81,11 @@ concept Hashable = cereal::traits::is_output_serializable<T, detail::SinkOutputA
 /// continued, which is how a cached function avoids rehashing its own identity on every call.
 class Hasher {
  public:
+  /// A hasher that has been fed nothing.
   Hasher() noexcept;
+  /// A hasher in the same state as `other`: fed the same, both give the same digest.
   Hasher(const Hasher& other) noexcept;
+  /// Takes the state of `other`, dropping what this one was fed.
   Hasher& operator=(const Hasher& other) noexcept;
   ~Hasher() = default;
 
@@ -91,7 +93,8 @@ class Hasher {
   Hasher& update_bytes(const void* data, std::size_t size) noexcept;
   /// Feeds the text's length, then its bytes: adjacent texts cannot run into each other.
   Hasher& update_text(std::string_view text) noexcept;
-  /// Feeds the identity of T, then the value as the codec encodes it.
+  /// Feeds the identity of T, then the value as the codec encodes it. Throws SerializationError
+  /// when cereal refuses the value.
   template <Hashable T>
   Hasher& update(const T& value) {
     update_text(typeid(T).name());
@@ -106,7 +109,9 @@ class Hasher {
     return *this;
   }
 
+  /// The digest of everything fed so far. The hasher is unchanged and can be fed more.
   Hash128 digest() const noexcept;
+  /// Forgets everything fed: the hasher is as new.
   void reset() noexcept;
 
  private:

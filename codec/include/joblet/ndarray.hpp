@@ -65,11 +65,18 @@ class VectorBuffer final : public ArrayBuffer {
 [[noreturn]] void throw_array_index_error(std::span<const std::size_t> shape, std::span<const std::size_t> index);
 }  // namespace detail
 
+/// An n-dimensional array of T in C order: a handle whose copies share the elements (see
+/// ndarray.hpp for where they live and who may write them). Like std::shared_ptr, separate
+/// handles may be used from separate threads; writes to the shared elements need the caller's
+/// synchronisation.
+///
+/// The constructors and factories that take a shape throw std::invalid_argument for a rank above
+/// 32 or more elements than any memory holds, and StorageError when the memory cannot be had.
 template <Element T>
 class NDArray {
  public:
-  using value_type = T;
-  using Shape = std::vector<std::size_t>;
+  using value_type = T;                    ///< the element type
+  using Shape = std::vector<std::size_t>;  ///< the extent of each axis, first axis first
 
   /// An empty one-dimensional array.
   NDArray() : shape_{0} {}
@@ -108,30 +115,43 @@ class NDArray {
         writable_(writable) {}
 
   // --- shape ---------------------------------------------------------------------------------
+  /// The number of axes.
   std::size_t rank() const noexcept { return shape_.size(); }
+  /// The extent of each axis.
   const Shape& shape() const noexcept { return shape_; }
+  /// The extent of one axis; std::out_of_range when `axis` is not below rank().
   std::size_t extent(std::size_t axis) const { return shape_.at(axis); }
-  /// Elements between neighbours along `axis` (C order: the last axis is contiguous).
+  /// Elements between neighbours along `axis` (C order: the last axis is contiguous);
+  /// std::out_of_range when `axis` is not below rank().
   std::size_t stride(std::size_t axis) const {
     std::size_t stride = 1;
     for (std::size_t d = shape_.size(); d-- > axis + 1;) stride *= shape_[d];
     if (axis >= shape_.size()) throw std::out_of_range("NDArray::stride: axis out of range");
     return stride;
   }
+  /// The number of elements: the product of the extents (1 for rank 0).
   std::size_t size() const noexcept { return size_; }
+  /// The bytes the elements take: size() * sizeof(T).
   std::size_t nbytes() const noexcept { return size_ * sizeof(T); }
+  /// Whether there are no elements (an extent is 0).
   bool empty() const noexcept { return size_ == 0; }
 
   // --- where the elements are ----------------------------------------------------------------
+  /// Whether the elements may be written: false for arrays mapped read-only from a file.
   bool writable() const noexcept { return writable_; }
+  /// Whether the elements are memory-mapped from a file (mapped_file() names it).
   bool is_mapped() const noexcept { return buffer_ && !buffer_->mapped_file().empty(); }
   /// The file the elements are mapped from; empty for arrays in memory.
   std::string_view mapped_file() const noexcept { return buffer_ ? buffer_->mapped_file() : std::string_view{}; }
 
   // --- reading (never checked for writability) -----------------------------------------------
+  /// The first element; the others follow it in C order.
   const T* data() const noexcept { return data_; }
+  /// Every element in C order, no copy.
   std::span<const T> span() const noexcept { return {data_, size_}; }
+  /// The first element, for iterating over every element in C order.
   const T* begin() const noexcept { return data_; }
+  /// Past the last element.
   const T* end() const noexcept { return data_ + size_; }
   /// The element at this index (one per axis), unchecked like std::mdspan's.
   template <std::integral... I>
@@ -146,14 +166,18 @@ class NDArray {
   }
 
   // --- writing (StorageError on a read-only array) -------------------------------------------
+  /// The first element, for writing; StorageError when the array is not writable().
   T* mutable_data() {
     require_writable();
     return data_;
   }
+  /// Every element in C order, for writing; StorageError when the array is not writable().
   std::span<T> mutable_span() {
     require_writable();
     return {data_, size_};
   }
+  /// The element at this index (one per axis), for writing, with the index count and every
+  /// index checked (std::out_of_range); StorageError when the array is not writable().
   template <std::integral... I>
   T& mutable_at(I... index) {
     require_writable();
@@ -161,7 +185,8 @@ class NDArray {
   }
 
   // --- views and copies ----------------------------------------------------------------------
-  /// Rows [begin, end) along the first axis, sharing the elements.
+  /// Rows [begin, end) along the first axis, sharing the elements; std::out_of_range when they are
+  /// not rows of the array.
   NDArray slice(std::size_t begin, std::size_t end) const {
     if (shape_.empty() || begin > end || end > shape_[0]) {
       throw std::out_of_range("NDArray::slice(" + std::to_string(begin) + ", " + std::to_string(end) +
@@ -172,20 +197,25 @@ class NDArray {
     const std::size_t row = shape_[0] == 0 ? 0 : size_ / shape_[0];
     return NDArray(buffer_, data_ + begin * row, std::move(shape), writable_);
   }
-  /// The same elements in another shape of the same element count.
+  /// The same elements in another shape, sharing them; std::invalid_argument when the element
+  /// counts differ.
   NDArray reshape(Shape shape) const {
     if (count_of(shape) != size_) detail::throw_count_mismatch(shape, size_);
     return NDArray(buffer_, data_, std::move(shape), writable_);
   }
   /// An independent, writable copy in memory.
   NDArray copy() const { return copy_of(span(), shape_); }
+  /// A copy of the elements in C order, as a std::vector.
   std::vector<T> to_vector() const { return std::vector<T>(begin(), end()); }
 
 #ifdef __cpp_lib_mdspan
+  /// A read-only std::mdspan of the elements, with the array's extents; std::invalid_argument when
+  /// `Rank` is not rank().
   template <std::size_t Rank>
   std::mdspan<const T, std::dextents<std::size_t, Rank>> mdspan() const {
     return {data_, extents<Rank>()};
   }
+  /// The same, for writing; StorageError when the array is not writable().
   template <std::size_t Rank>
   std::mdspan<T, std::dextents<std::size_t, Rank>> mutable_mdspan() {
     return {mutable_data(), extents<Rank>()};
@@ -263,11 +293,16 @@ class NDArray {
 
 // --- the codec (see detail/array_io.hpp for the encoding) -------------------------------------
 
+/// Encodes an array (cereal's save()): its dtype and shape, then its elements as one block of
+/// bytes, or a reference to where they were stored when the archive takes large arrays.
 template <class Sink, Element T>
 void CEREAL_SAVE_FUNCTION_NAME(detail::SinkOutputArchive<Sink>& ar, const NDArray<T>& array) {
   detail::save_array(ar, dtype_of<T>, array.shape(), array.data(), array.nbytes());
 }
 
+/// Decodes an array (cereal's load()): inline elements are copied into new memory; a reference is
+/// resolved by the archive's reader, which may map the elements from a file. decode() throws
+/// SerializationError when the bytes hold another dtype or are too short for the shape they claim.
 template <Element T>
 void CEREAL_LOAD_FUNCTION_NAME(detail::SpanInputArchive& ar, NDArray<T>& array) {
   detail::ArrayHeader header = detail::load_array_header(ar, dtype_of<T>);

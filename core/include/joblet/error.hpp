@@ -15,8 +15,8 @@ namespace joblet {
 struct ErrorSite {
   std::optional<std::size_t> task_index;  ///< set when one task is to blame
   int rank = -1;                          ///< MPI rank; -1 outside an MPI job
-  std::string host;
-  long pid = 0;
+  std::string host;                       ///< the host the process runs on
+  long pid = 0;                           ///< the process's id
 
   /// The calling process's site (host, pid, rank), optionally blaming one task.
   static ErrorSite here(std::optional<std::size_t> task_index = std::nullopt);
@@ -24,9 +24,16 @@ struct ErrorSite {
   std::string describe() const;
 };
 
+/// Base class of every exception joblet throws; catch it to catch them all.
+///
+/// what() is the message followed by the site in brackets (ErrorSite::describe()) when a task or
+/// an MPI rank is known; otherwise, as for most configuration errors, it is the message alone. The
+/// subclasses without a constructor of their own take the same arguments as this one.
 class Error : public std::runtime_error {
  public:
+  /// Made with the message and where it happened (by default, the calling process).
   explicit Error(const std::string& message, ErrorSite site = ErrorSite::here());
+  /// Where it happened: task, rank, host and process.
   const ErrorSite& site() const noexcept { return site_; }
   /// The message without the site suffix that what() carries.
   const std::string& message() const noexcept { return message_; }
@@ -45,8 +52,12 @@ class ConfigError : public Error {
 /// carries the original exception's type name and message.
 class TaskError : public Error {
  public:
+  /// Made from the original exception's type name and message, and the site of the task that
+  /// threw it; message() is the two joined by ": ".
   TaskError(std::string original_type, std::string original_message, ErrorSite site);
+  /// The original exception's type name, as C++ writes it ("std::out_of_range").
   const std::string& original_type() const noexcept { return original_type_; }
+  /// The original exception's what().
   const std::string& original_message() const noexcept { return original_message_; }
 
  private:
@@ -58,9 +69,13 @@ class TaskError : public Error {
 /// or an exit() inside the task.
 class WorkerDiedError : public Error {
  public:
+  /// Made with the message, how the worker ended (the signal or the exit status) and the site
+  /// of its task.
   WorkerDiedError(const std::string& message, int signal, int exit_code, ErrorSite site);
-  int signal() const noexcept { return signal_; }        // 0 when it exited
-  int exit_code() const noexcept { return exit_code_; }  // -1 when killed by a signal
+  /// The signal that killed the worker; 0 when it exited or how it ended is unknown.
+  int signal() const noexcept { return signal_; }
+  /// The worker's exit status; -1 when a signal killed it or how it ended is unknown.
+  int exit_code() const noexcept { return exit_code_; }
 
  private:
   int signal_;
@@ -88,8 +103,9 @@ class StorageError : public Error {
 std::optional<ErrorSite> error_site(const std::exception& error);
 
 namespace detail {
-/// The process's MPI rank, set once by the MPI layer; ErrorSite::here() reads it.
+/// Sets the process's MPI rank, once, from the MPI layer (Session); ErrorSite::here() reads it.
 void set_process_rank(int rank) noexcept;
+/// The rank set_process_rank() set; -1 before, and outside a Session of several ranks.
 int process_rank() noexcept;
 /// Name of the type of the exception currently being handled ("std::runtime_error").
 std::string current_exception_type_name();

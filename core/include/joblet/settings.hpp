@@ -15,11 +15,13 @@
 
 namespace joblet {
 
+/// One row of the table: a variable and what it takes, as `joblet info` and the README show it.
+/// The texts are static: the views stay valid for the whole program.
 struct SettingInfo {
-  std::string_view name;
-  std::string_view type;
-  std::string_view default_value;
-  std::string_view meaning;
+  std::string_view name;           ///< the variable, "JOBLET_N_JOBS"
+  std::string_view type;           ///< what its value is, in words: "integer", "path", "on or off"
+  std::string_view default_value;  ///< what applies when it is unset, in words
+  std::string_view meaning;        ///< what it sets, in a sentence or two
 };
 
 /// The table, sorted by name.

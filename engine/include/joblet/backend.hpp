@@ -39,29 +39,34 @@ class ArrayReader;
 
 /// Task indices [begin, end).
 struct IndexRange {
-  std::size_t begin = 0;
-  std::size_t end = 0;
+  std::size_t begin = 0;  ///< the first index
+  std::size_t end = 0;    ///< one past the last index
+  /// The number of indices; only for a range with begin <= end.
   std::size_t size() const noexcept { return end - begin; }
+  /// Whether the range holds no index (also when begin > end).
   bool empty() const noexcept { return begin >= end; }
 };
 
 /// Tasks whose outcomes were recorded, as drain_outcomes() hands them over; any_failed says
 /// whether failures_in() has something for them.
 struct FinishedTasks {
-  IndexRange range;
-  bool any_failed = false;
+  IndexRange range;         ///< the tasks, consecutive indices
+  bool any_failed = false;  ///< whether at least one of them failed
 };
 
 /// Where a worker records the task it is running, so a backend can enforce timeouts and name
-/// the task a dead worker was running. index is -1 between tasks.
+/// the task a dead worker was running. It may live in memory shared with worker processes.
 struct RunningTask {
+  /// The index of the task running, -1 between tasks. Written (release) after started_ns.
   std::atomic<std::int64_t> index{-1};
-  std::atomic<std::int64_t> started_ns{0};  // steady_clock, shared by every process of the machine
+  /// When that task started: Job::Clock (steady_clock) nanoseconds since its epoch, which every
+  /// process of the machine shares.
+  std::atomic<std::int64_t> started_ns{0};
 };
 
 /// What a call asks of its backend.
 struct JobSettings {
-  int n_workers = 1;
+  int n_workers = 1;                                ///< workers to run: Backend::effective_n_jobs of n_jobs
   std::size_t batch_size = 0;                       ///< 0: adapt to task duration
   std::optional<std::chrono::nanoseconds> timeout;  ///< per task
   bool keep_going = false;                          ///< a failure does not cancel the rest
@@ -85,18 +90,22 @@ struct JobSettings {
 /// One parallel call as a backend sees it. Thread-safe where noted.
 class Job {
  public:
+  /// The clock of deadlines and task start times.
   using Clock = std::chrono::steady_clock;
 
+  /// Made by the Parallel front end (a subclass that knows the tasks' types), never by a backend.
   explicit Job(JobSettings settings) : settings_(std::move(settings)) {}
   virtual ~Job() = default;
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
 
+  /// What the call asks of its backend; fixed for the job's life.
   const JobSettings& settings() const noexcept { return settings_; }
 
   // --- tasks ------------------------------------------------------------------------------
   /// Tasks read from the input so far (all of them once input_complete()).
   std::size_t size() const noexcept { return size_.load(std::memory_order_acquire); }
+  /// Whether the whole input was read (or reading it failed), so that size() is final.
   bool input_complete() const noexcept { return input_complete_.load(std::memory_order_acquire); }
   /// Thread-safe: the next at most `count` unclaimed indices; empty when none are left or the
   /// job is cancelled. Reads more of a lazy input as needed, one thread at a time.
@@ -119,9 +128,21 @@ class Job {
   /// nothing, when the task already has an outcome.
   bool complete_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
                         detail::ArrayReader* arrays = nullptr);
-  /// The same for a backend that receives many outcomes at once: records one without telling
-  /// the caller, who then hands whole runs of them over with an OutcomeRun.
+  /// What recording one task's outcome came to.
   enum class TaskRun : std::uint8_t { succeeded, failed, not_recorded };
+  /// @var TaskRun::succeeded
+  /// Its value was recorded.
+
+  /// @var TaskRun::failed
+  /// Its error was recorded.
+
+  /// @var TaskRun::not_recorded
+  /// Nothing was: the task had an outcome already (a timeout or a worker's death came first), or
+  /// the input range failed making it and the call fails with that error (fail_input()).
+
+  /// complete_encoded() for a backend that receives many outcomes at once: records one without
+  /// telling the caller, who then hands whole runs of them over with an OutcomeRun (adding each
+  /// task that returns succeeded or failed).
   TaskRun record_encoded(std::size_t index, std::span<const std::byte> outcome, const ErrorSite& where,
                          detail::ArrayReader* arrays = nullptr);
   /// Hands recorded outcomes to the caller's thread in runs of consecutive tasks, not one by one:
@@ -129,16 +150,21 @@ class Job {
   /// or when the OutcomeRun goes (an exception included).
   class OutcomeRun {
    public:
+    /// Collects runs for `job`, which must outlive it.
     explicit OutcomeRun(Job& job) noexcept : job_(job) {}
+    /// Hands over the run collected last (flush()).
     ~OutcomeRun() { flush(); }
     OutcomeRun(const OutcomeRun&) = delete;
     OutcomeRun& operator=(const OutcomeRun&) = delete;
+    /// Adds task `index`, whose outcome was just recorded (`failed`: as a failure). Hands over the
+    /// run collected so far first when `index` does not follow its last task.
     void add(std::size_t index, bool failed) {
       if (range_.end != index) flush();
       if (range_.empty()) range_.begin = index;
       range_.end = index + 1;
       any_failed_ = any_failed_ || failed;
     }
+    /// Hands over the run collected so far, if any.
     void flush() {
       if (!range_.empty()) job_.publish(range_, any_failed_);
       range_ = {};
@@ -153,8 +179,10 @@ class Job {
   /// Records that a task failed outside its own code (timeout, worker died). Returns false and
   /// changes nothing when the task already has an outcome.
   bool complete_failed(std::size_t index, std::exception_ptr error);
-  /// Whether results can cross a process boundary, and their type for error messages.
+  /// Whether results can cross a process boundary (their type can be encoded): backends whose
+  /// workers are other processes refuse a call whose results cannot (ConfigError).
   virtual bool results_encodable() const noexcept = 0;
+  /// The result type's name as people write it, for error messages.
   virtual std::string result_type_name() const = 0;
 
   // --- outcomes ---------------------------------------------------------------------------
@@ -163,8 +191,9 @@ class Job {
   bool finished(std::size_t index) const noexcept {
     return settings_.outcomes_per_task && states_[index].load(std::memory_order_acquire) >= kSucceeded;
   }
-  /// Whether task `index`, which has an outcome, failed, and its error (null if it did not).
+  /// Whether task `index`, which has an outcome, failed. Thread-safe.
   bool failed(std::size_t index) const noexcept { return error(index) != nullptr; }
+  /// The error of task `index`; null when it succeeded or has no outcome yet. Thread-safe.
   std::exception_ptr error(std::size_t index) const noexcept;
   /// The failures among `range`, in index order.
   std::vector<std::pair<std::size_t, std::exception_ptr>> failures_in(IndexRange range) const;
@@ -173,10 +202,14 @@ class Job {
   /// For backends whose results go to another process only (MPI with ResultsTo::root): the
   /// call is over here and returns no results. Thread-safe; wakes the caller.
   void finish_without_results();
+  /// False once finish_without_results() was called: the results are in another process.
   bool results_here() const noexcept { return results_here_.load(std::memory_order_acquire); }
 
   // --- cancellation -----------------------------------------------------------------------
+  /// Thread-safe: hands out and starts no task any more (claim() returns nothing, run() stops
+  /// before its next task). Running tasks go on; the caller is not woken (see wake_caller()).
   void cancel() noexcept { cancelled_.store(true, std::memory_order_release); }
+  /// Whether cancel() was called.
   bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
   /// A top-level call stops handing out tasks the moment a graceful stop is requested
   /// (SIGTERM/SIGUSR1 under Session); a nested one runs to its end inside its task.
@@ -192,17 +225,21 @@ class Job {
   /// task at or past the results its consumer took plus pre_dispatch: a consumer that stops
   /// taking stops the input and the work too. follow_consumer() starts that, before the run.
   void follow_consumer() noexcept;
+  /// The consumer took `taken` results in all: the window now ends `pre_dispatch` tasks past them.
   void consumer_took(std::size_t taken) noexcept;
   /// Whether a claim could hand out a task now, as far as the window, the input and a stop allow.
   bool claimable() const noexcept;
+  /// Whether follow_consumer() took effect (it does only with pre_dispatch set).
   bool follows_consumer() const noexcept { return follows_consumer_; }
 
   // --- waking the caller (the front end's thread) -----------------------------------------
   /// Whether the caller wants waking for every outcome (generators) or only when the last
   /// task finished or one failed (lists: fewer wake-ups, less overhead per task).
   void set_wake_on_each_outcome(bool each) noexcept { wake_each_.store(each, std::memory_order_relaxed); }
+  /// What set_wake_on_each_outcome() chose last; true before it is called.
   bool wakes_on_each_outcome() const noexcept { return wake_each_.load(std::memory_order_relaxed); }
-  /// Blocks until outcomes were recorded that drain_outcomes() has not taken, or `deadline`.
+  /// Blocks until outcomes were recorded that drain_outcomes() has not taken, wake_caller() was
+  /// called, or `deadline` passed; returns whether there are outcomes to drain.
   bool wait_for_outcomes(Clock::time_point deadline);
   /// Moves the tasks recorded since the last call into `out` (appending).
   void drain_outcomes(std::vector<FinishedTasks>& out);
@@ -210,7 +247,17 @@ class Job {
   void wake_caller();
 
  protected:
+  /// A task state with settings().outcomes_per_task: no outcome yet. A task moves on to
+  /// kWriting, then to kSucceeded or kFailed, and never back.
   static constexpr std::uint8_t kPending = 0, kWriting = 1, kSucceeded = 2, kFailed = 3;
+  /// @var kWriting
+  /// A task state: claim_outcome() succeeded and the outcome is being written.
+
+  /// @var kSucceeded
+  /// A task state: its value was recorded, for good.
+
+  /// @var kFailed
+  /// A task state: its error was recorded, for good.
 
   // --- what the typed front end provides ---
   /// Reads the input until `count` tasks exist or it ends; returns the new size. Called with
@@ -306,10 +353,14 @@ class Run {
   virtual void resume() {}
 };
 
+/// A way to run the tasks of calls (threads, worker processes, MPI ranks, ...), made by the
+/// factory register_backend() stored under its name. Each Parallel object gets its own instance
+/// when constructed, and start() runs each of its calls.
 class Backend {
  public:
   virtual ~Backend() = default;
-  /// Workers that n_jobs (non-zero; negative counts from the CPUs, see effective_n_jobs) means.
+  /// The number of workers `n_jobs` (non-zero; negative counts from the CPUs) means for this
+  /// backend. The default is the free function joblet::effective_n_jobs().
   virtual int effective_n_jobs(int n_jobs) const;
   /// The n_jobs a call gets when neither it nor a scope sets one (joblib: 1).
   virtual int default_n_jobs() const { return 1; }
@@ -325,6 +376,10 @@ class Backend {
   /// collectives of several processes (MPI), where a process with an empty input must still meet
   /// the others (and be told when theirs is not empty) instead of leaving them waiting.
   virtual bool starts_every_call() const noexcept { return false; }
+  /// Starts running the tasks of `job`, one call, on the caller's thread. The caller drives the
+  /// Run returned with Run::wait() until every task has an outcome or the call ends otherwise,
+  /// then destroys it. Not called when the whole input is read and empty, unless
+  /// starts_every_call().
   virtual std::unique_ptr<Run> start(std::shared_ptr<Job> job) = 0;
   /// For backends whose calls span processes (MPI): whether `value` holds in every one of them,
   /// so that all take the same branch. Collective there; identity elsewhere.
@@ -334,6 +389,8 @@ class Backend {
   virtual std::int64_t first_process_value(std::int64_t value) { return value; }
 };
 
+/// Makes a new instance of a backend, for each Parallel object that uses it: possibly on several
+/// threads at once. Returning null fails the Parallel's construction with ConfigError.
 using BackendFactory = std::function<std::unique_ptr<Backend>()>;
 
 /// Registers a backend under `name`. Throws ConfigError when the name is taken or empty.
@@ -344,6 +401,10 @@ std::vector<std::string> backend_names();
 std::unique_ptr<Backend> make_backend(const std::string& name);
 /// The backend used when nothing names one ("threads" unless a launcher chose another).
 std::string default_backend();
+/// Makes the registered backend `name` the default from now on: Parallel objects constructed
+/// later use it when neither their Config, a ParallelConfig scope, JOBLET_BACKEND nor `prefer`
+/// names one (a joblet::Session over several MPI ranks picks "mpi"). Throws ConfigError when `name`
+/// is not registered.
 void set_default_backend(const std::string& name);
 
 }  // namespace joblet

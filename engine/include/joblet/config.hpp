@@ -5,8 +5,8 @@
 ///
 /// Every field is optional; an unset field comes from the enclosing ParallelConfig scopes
 /// (innermost first), then from JOBLET_N_JOBS / JOBLET_BACKEND, then from built-in defaults.
-/// Write it with designated initializers:  joblet::Parallel({.n_jobs = -1, .verbose = 5})
-/// (every field has a default initializer, so -Wextra does not warn about the fields left out).
+/// Write it with designated initializers, `joblet::Parallel({.n_jobs = -1, .verbose = 5})` (every
+/// field has a default initializer, so -Wextra does not warn about the fields left out).
 
 #include <chrono>
 #include <cstddef>
@@ -24,12 +24,33 @@ inline constexpr std::size_t auto_batch_size = 0;
 /// max_nbytes value that sends every result through pipes (joblib's max_nbytes=None).
 inline constexpr std::size_t disable_memmapping = std::numeric_limits<std::size_t>::max();
 
+/// The kind of workers the tasks run best on (joblib's prefer): a soft hint, used only when no
+/// backend is named (by the call, a scope or JOBLET_BACKEND).
 enum class Prefer { threads, processes };
+/// @var Prefer::threads
+/// The "threads" backend: threads of the calling process, sharing its memory.
+
+/// @var Prefer::processes
+/// The "processes" backend: forked worker processes, each with a copy of the caller's memory.
+
+/// A hard constraint on the backend (joblib's require).
 enum class Require { sharedmem };
+/// @var Require::sharedmem
+/// Tasks must see the caller's memory: calls run on "threads" unless their backend shares it; a
+/// Parallel whose own Config names a backend that does not throws ConfigError.
+
 /// Which processes of a multi-process call (MPI ranks) receive the results: all of them (the
 /// default), or only the root, which saves every other rank from holding them.
 enum class ResultsTo { every_rank, root };
+/// @var ResultsTo::every_rank
+/// Every rank gets every result.
 
+/// @var ResultsTo::root
+/// Rank 0 gets the results; the other ranks get an empty list.
+
+/// The knobs of one parallel call (joblib's Parallel arguments). Every field is optional: an unset
+/// one comes from the enclosing ParallelConfig scopes, then JOBLET_N_JOBS / JOBLET_BACKEND /
+/// JOBLET_TEMP_FOLDER, then the built-in default.
 struct Config {
   /// Workers: n >= 1; -1 all CPUs; -k all but k-1; 0 is an error. Default 1, as in joblib.
   std::optional<int> n_jobs{};
@@ -70,9 +91,18 @@ struct Config {
 
 /// Sets defaults for the parallel calls made in this thread while it lives. Scopes nest; an
 /// inner scope overrides only the fields it sets.
+///
+/// A Parallel takes the defaults in effect when it is constructed, not when it is called.
+/// Make it a local variable: scopes must end in the reverse order they began, on their thread.
+/// @code
+///   joblet::ParallelConfig scope({.n_jobs = 4, .verbose = 1});
+///   auto results = joblet::Parallel()(tasks);  // 4 workers, with progress
+/// @endcode
 class ParallelConfig {
  public:
+  /// Opens a scope on this thread: the fields `config` sets, over those of the enclosing scope.
   explicit ParallelConfig(Config config);
+  /// Closes the scope: the enclosing one applies again.
   ~ParallelConfig();
   ParallelConfig(const ParallelConfig&) = delete;
   ParallelConfig& operator=(const ParallelConfig&) = delete;

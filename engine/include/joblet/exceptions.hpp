@@ -5,7 +5,7 @@
 /// On threads and sequential a task's exception reaches the caller as it was thrown. Where it
 /// crossed a process boundary (processes, mpi) it is made again on the caller's side from its
 /// type's name and message: the standard exception types (std::runtime_error and the others of
-/// <stdexcept>, std::system_error with its code, std::bad_alloc, ...) and joblet's own errors
+/// `<stdexcept>`, std::system_error with its code, std::bad_alloc, ...) and joblet's own errors
 /// always, other types once registered:
 ///
 /// @code
@@ -18,13 +18,12 @@
 /// @endcode
 ///
 /// A registered type is made again from, in this order of preference:
-/// @code
-///   - a constructor (std::string message, joblet::ErrorSite): joblet::Error's subclasses;
-///   - its cereal serialize() (or save()/load()) and a default constructor: every field comes
-///     back, but what() is whatever the decoded object says;
-///   - a constructor from the std::string that what() returned;
-///   - a default constructor (std::bad_alloc): the type alone.
-/// @endcode
+///   1. a constructor (std::string message, joblet::ErrorSite): joblet::Error's subclasses;
+///   2. its cereal serialize() (or save()/load()) and a default constructor: every field comes
+///      back, but what() is whatever the decoded object says;
+///   3. a constructor from the std::string that what() returned;
+///   4. a default constructor (std::bad_alloc): the type alone.
+///
 /// Types that are not registered (exactly: a subclass of a registered type is not) come back as
 /// joblet::TaskError carrying the type's name and the message, as they always did.
 ///

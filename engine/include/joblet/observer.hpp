@@ -37,7 +37,9 @@ namespace joblet {
 class Campaign {
  public:
   virtual ~Campaign() = default;
+  /// The name of the cached function every task calls.
   virtual const std::string& function() const = 0;
+  /// The directory of that function's cache.
   virtual const std::filesystem::path& location() const = 0;
   /// The cache key of every task, in input order (computed on first use).
   virtual std::span<const Hash128> keys() = 0;
@@ -46,11 +48,13 @@ class Campaign {
   /// Runs only the tasks at these indices, now, as a call of their own with the call's settings
   /// (a job-array element computing its shard). Rethrows their first failure.
   virtual void run_only(std::span<const std::size_t> indices) = 0;
-  /// Elastic campaigns: run_only with every task under the compute-once lock. run_deferring puts
-  /// a task whose lock another live process holds aside at once, runs every task even when one
-  /// fails, and returns the tasks put aside, in the order given; run_waiting waits for the
-  /// holders (taking over the locks of those that died). Both rethrow the first failure.
+  /// Elastic campaigns: run_only() with every task under the compute-once lock, putting a task
+  /// whose lock another live process holds aside at once. Runs every task even when one fails;
+  /// then rethrows the first failure, or returns the tasks put aside, in the order given.
   virtual std::vector<std::size_t> run_deferring(std::span<const std::size_t> indices) = 0;
+  /// Elastic campaigns: run_only() with every task under the compute-once lock, waiting for the
+  /// processes that hold a task's lock (taking over the locks of those that died). Rethrows the
+  /// first failure.
   virtual void run_waiting(std::span<const std::size_t> indices) = 0;
   /// Elastic campaigns in runs (CampaignRuns): run_only for tasks of a run this process has
   /// claimed, each computed with no lock of its own. Its progress counts the whole campaign,
@@ -67,8 +71,11 @@ class CallStart {
   virtual ~CallStart() = default;
   /// Tasks read so far: all of them unless the call reads its input lazily (pre_dispatch).
   virtual std::size_t size() const noexcept = 0;
+  /// Whether the whole input was read, so that size() is final.
   virtual bool input_complete() const noexcept = 0;
+  /// The backend the call runs on (Parallel::backend_name()).
   virtual const std::string& backend_name() const noexcept = 0;
+  /// The number of workers the call gets (Parallel::n_workers()).
   virtual int n_workers() const noexcept = 0;
   /// Made inside a task of another call.
   virtual bool nested() const noexcept = 0;
@@ -86,27 +93,39 @@ class CallStart {
   virtual std::int64_t first_process_value(std::int64_t value) = 0;
 };
 
+/// A task of the call that finished, as CallObserver::on_task_done() hears of it.
 struct TaskDone {
-  std::size_t index = 0;
-  bool failed = false;
+  std::size_t index = 0;  ///< the task's position in the call's input
+  bool failed = false;    ///< whether it failed
 };
 
+/// The end of a call, as CallObserver::on_call_end() hears of it: also the end of a call that
+/// failed, was cancelled or stopped, or whose generator was dropped before its end.
 struct CallEnd {
-  std::size_t tasks = 0;  ///< read from the input
-  std::size_t done = 0;   ///< finished, failed ones included
-  std::size_t failed = 0;
+  std::size_t tasks = 0;   ///< read from the input
+  std::size_t done = 0;    ///< finished, failed ones included
+  std::size_t failed = 0;  ///< of those done, how many failed
   /// The signal that stopped the call before its end (SIGTERM, SIGUSR1: a time limit under
   /// Session), 0 when it was not stopped. No new task started after it; running ones finished.
   int stop_signal = 0;
-  bool nested = false;
-  std::chrono::steady_clock::duration elapsed{};
+  bool nested = false;                            ///< made inside a task of another call
+  std::chrono::steady_clock::duration elapsed{};  ///< from the call's start to its end
 };
 
+/// Follows every Parallel call of the process once added with add_call_observer(). Override the
+/// methods wanted; each does nothing by default. They run on the thread that made the call (for
+/// a generator, the one that consumes it).
 class CallObserver {
  public:
   virtual ~CallObserver() = default;
+  /// Before any task of the call starts; the CallStart lives only during this method. An
+  /// exception thrown here fails the call.
   virtual void on_call_start(CallStart&) {}
+  /// For each task that finished, failed ones included, as the calling thread learns of it: in
+  /// batches of consecutive tasks, not always in input order.
   virtual void on_task_done(const TaskDone&) {}
+  /// Once at the end of every call, however it ended (not for a call whose on_call_start() threw).
+  /// Must not throw.
   virtual void on_call_end(const CallEnd&) {}
 };
 

@@ -12,13 +12,19 @@
 
 namespace joblet {
 
+/// What one task produced: its value of type R, or the exception it threw. A task that returns
+/// void gives an Outcome<std::monostate>.
 template <class R>
 class Outcome {
  public:
+  /// A success holding `value` (implicit, so that a value converts).
   Outcome(R value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  /// A failure holding `error`, which should not be null.
   Outcome(std::exception_ptr error) : state_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
+  /// Whether the task succeeded: value() returns instead of throwing.
   bool ok() const noexcept { return state_.index() == 0; }
+  /// Whether the task succeeded, as ok().
   explicit operator bool() const noexcept { return ok(); }
 
   /// The value; rethrows the task's error when there is none.
@@ -26,10 +32,12 @@ class Outcome {
     if (!ok()) std::rethrow_exception(error());
     return std::get<0>(state_);
   }
+  /// The value of a const outcome; rethrows the task's error when there is none.
   const R& value() const& {
     if (!ok()) std::rethrow_exception(error());
     return std::get<0>(state_);
   }
+  /// The value, to move from; rethrows the task's error when there is none.
   R&& value() && {
     if (!ok()) std::rethrow_exception(error());
     return std::move(std::get<0>(state_));

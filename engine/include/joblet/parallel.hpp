@@ -10,7 +10,7 @@
 /// The argument is any input range of tasks (callables taking no arguments). Results come
 /// back in input order as a std::vector, or, with a return_as tag, as a generator that yields
 /// them in order or as they finish. The first failing task cancels the rest and its exception
-/// is rethrown here; return_as::*.keep_going() returns every task's Outcome instead.
+/// is rethrown here; a return_as tag's keep_going() returns every task's Outcome instead.
 
 #include <algorithm>
 #include <cstddef>
@@ -44,20 +44,26 @@ enum class Shape { list, generator, generator_unordered };
 /// task's Outcome instead of an exception at the first failure.
 template <detail::Shape S, bool KeepGoing>
 struct ReturnAs {
+  /// The same tag, asking for every task's Outcome instead of an exception at the first failure.
   constexpr ReturnAs<S, true> keep_going() const noexcept { return {}; }
 };
 
+/// The tags that say how a call returns its results (ReturnAs).
 namespace return_as {
+/// A std::vector of the results, in input order (the default).
 inline constexpr ReturnAs<detail::Shape::list, false> list{};
+/// A Generator that yields the results in input order, each as soon as it and those before it
+/// are ready.
 inline constexpr ReturnAs<detail::Shape::generator, false> generator{};
+/// A Generator that yields each result as soon as it is ready, as an Indexed that names its task.
 inline constexpr ReturnAs<detail::Shape::generator_unordered, false> generator_unordered{};
 }  // namespace return_as
 
 /// What an unordered generator yields: the task's index in the input, and its result.
 template <class R>
 struct Indexed {
-  std::size_t index;
-  R value;
+  std::size_t index;  ///< the task's position in the input
+  R value;            ///< its result (an Outcome with keep_going())
 };
 
 /// An input range over the results of a running call, produced as they are ready. Destroying
@@ -68,21 +74,33 @@ class Generator {
   using Item = std::conditional_t<KeepGoing, Outcome<Value>, Value>;
 
  public:
+  /// What it yields: each result (an Outcome with keep_going()), in an Indexed for an unordered
+  /// generator.
   using value_type = std::conditional_t<S == detail::Shape::generator_unordered, Indexed<Item>, Item>;
 
+  /// The generator's input iterator: it reaches the end when it compares equal to
+  /// std::default_sentinel. Every iterator of one generator reads the same position.
   class iterator {
    public:
-    using value_type = Generator::value_type;
-    using difference_type = std::ptrdiff_t;
+    using value_type = Generator::value_type;  ///< the result type
+    using difference_type = std::ptrdiff_t;    ///< required of iterators; unused
+    /// An iterator of no generator, which must not be used (iterators must be default-constructible).
     iterator() = default;
+    /// Reads the results of `owner`; Generator::begin() makes it.
     explicit iterator(Generator* owner) : owner_(owner) {}
+    /// The current result, which may be moved from; valid until the iterator is incremented.
     value_type& operator*() const { return *owner_->current_; }
+    /// The current result, as a pointer.
     value_type* operator->() const { return &*owner_->current_; }
+    /// Waits for the next result. Rethrows the first failure of a task (unless keep_going() was
+    /// asked for) or an exception the input range threw.
     iterator& operator++() {
       owner_->advance();
       return *this;
     }
+    /// The same as the prefix increment; returns nothing, as input iterators may.
     void operator++(int) { ++*this; }
+    /// Whether `it` is past the last result.
     friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
 
    private:
@@ -90,12 +108,13 @@ class Generator {
     Generator* owner_ = nullptr;
   };
 
+  /// Made by Parallel::operator() with a generator tag: starts the call now.
   Generator(std::shared_ptr<Job> job, const detail::CallPlan& plan)
-      : job_((job->follow_consumer(), job)),  ///< before the run starts claiming
+      : job_((job->follow_consumer(), job)),  // before the run starts claiming
         driver_(std::make_unique<detail::CallDriver>(std::move(job), plan, /*streaming=*/true,
                                                      /*in_order=*/S == detail::Shape::generator)) {}
 
-  /// Starts reading results; call once.
+  /// Starts reading results, waiting for the first one; call once.
   iterator begin() {
     if (!started_) {
       started_ = true;
@@ -103,6 +122,7 @@ class Generator {
     }
     return iterator(this);
   }
+  /// The end: std::default_sentinel.
   std::default_sentinel_t end() const noexcept { return {}; }
 
   /// Stops the call now instead of at destruction: no task starts any more. Iterating further
@@ -193,18 +213,27 @@ class Generator {
   bool done_ = false;
 };
 
+/// joblib's Parallel: runs a range of tasks on a backend and returns their results. The
+/// constructor chooses the backend and the number of workers; each call of operator() runs one
+/// range of tasks with them.
 class Parallel {
  public:
   /// Resolves the config now against the enclosing ParallelConfig scopes and JOBLET_*
   /// variables (as joblib's Parallel does when constructed). Throws ConfigError.
   explicit Parallel(const Config& config = {}) : plan_(detail::plan_call(config)) {}
 
-  /// Runs every task and returns their results in input order.
+  /// Runs every task and returns their results in input order, as a std::vector (nothing when the
+  /// tasks return void). The first failure cancels the tasks not yet started and is rethrown.
   template <std::ranges::input_range Tasks>
   auto operator()(Tasks&& tasks) {
     return (*this)(std::forward<Tasks>(tasks), return_as::list);
   }
 
+  /// Runs every task and returns their results as the return_as tag says: return_as::list, a
+  /// std::vector in input order (nothing when the tasks return void); return_as::generator and
+  /// return_as::generator_unordered, a Generator, which yields them as they come. Without
+  /// keep_going() the first failure cancels the tasks not yet started and is rethrown (by a
+  /// Generator as it iterates); with it, each task gives an Outcome (of std::monostate for void).
   template <std::ranges::input_range Tasks, detail::Shape S, bool KeepGoing>
   auto operator()(Tasks&& tasks, ReturnAs<S, KeepGoing>) {
     using View = std::views::all_t<Tasks>;

@@ -12,10 +12,15 @@
 ///
 /// joblet::Session registers the backend (and makes it the default) when a launcher started
 /// more than one rank; call register_mpi_backend() yourself only if you initialise MPI yourself.
+///
+/// This header includes `<mpi.h>` without the MPI-2 C++ bindings (joblet uses MPI's C API only).
+/// A program that still uses those bindings includes `<mpi.h>` before joblet's headers.
 
 // joblet uses MPI's C API only. Open MPI's and MPICH's <mpi.h> otherwise also parse their MPI-2
 // C++ bindings (dropped by MPI-3), which cost every file that includes joblet 1.5 s of compiling.
 // A program that still uses those bindings includes <mpi.h> before joblet's headers.
+// The macros below are defined for <mpi.h> only and undefined again: not in the API reference.
+/// @cond
 #if !defined(OMPI_SKIP_MPICXX)
 #define OMPI_SKIP_MPICXX 1
 #define JOBLET_DEFINED_OMPI_SKIP_MPICXX
@@ -33,6 +38,7 @@
 #undef MPICH_SKIP_MPICXX
 #undef JOBLET_DEFINED_MPICH_SKIP_MPICXX
 #endif
+/// @endcond
 
 namespace joblet {
 

@@ -24,25 +24,35 @@ namespace joblet {
 /// computing now. Several jobs share a campaign when they run the same command (elastic
 /// campaigns, job arrays, a chain of time-limited jobs).
 struct CampaignContributor {
-  std::string host;  ///< empty: entries written by a joblet too old to record it
-  std::string job;   ///< its Slurm job ("1234", "1230_4" for an array element); empty outside Slurm
+  /// Its host name; empty for entries written by a joblet too old to record it.
+  std::string host;
+  /// Its Slurm job ("1234", "1230_4" for an array element); empty outside Slurm.
+  std::string job;
   std::size_t computed = 0;   ///< the campaign's entries it wrote
-  std::size_t computing = 0;  ///< tasks whose compute-once lock it holds now, with a live heartbeat
+  std::size_t computing = 0;  ///< tasks it computes now: missing ones under its live lock or run claim
 };
 
+/// A recorded campaign and its progress now, as campaign_status() reads it from the cache.
 struct CampaignStatus {
+  /// Its name (campaign_name()).
   std::string name;
+  /// The cached function whose tasks it runs.
   std::string function;
+  /// How many tasks (task keys) it has.
   std::size_t tasks = 0;
   std::size_t done = 0;  ///< tasks with an entry in the cache now
+  /// When it was first recorded, to the second, by the recording host's clock.
   std::chrono::system_clock::time_point recorded;
   std::vector<CampaignContributor> contributors;  ///< those computing now first, then by entries written
 };
 
 /// Tasks [begin, end) of a campaign, in the order of its keys.
 struct TaskRun {
+  /// Index of the run's first task.
   std::size_t begin = 0;
+  /// Index one past the run's last task.
   std::size_t end = 0;
+  /// Runs are equal when they cover the same tasks.
   friend bool operator==(const TaskRun&, const TaskRun&) = default;
 };
 
@@ -50,19 +60,24 @@ struct TaskRun {
 /// that a short task costs no lock of its own (on a network filesystem every lock is several round
 /// trips to the server).
 ///
-/// The claims form a chain in ".campaigns/<campaign>.runs/": each claim file is named after the
+/// The claims form a chain in `.campaigns/<campaign>.runs/`: each claim file is named after the
 /// first task of its run and holds where the run ends, and a process claims the run that starts
 /// where the last claim it has read ends, by making that file appear with its content in one
 /// link() (atomic on NFS and Lustre). Runs never overlap, whatever length each process picks,
 /// and a process reads each claim of the others once. The holder proves it is alive by the
-/// claim's heartbeat (its mtime), exactly as a compute-once lock does.
+/// claim's heartbeat (its mtime), exactly as a compute-once lock does. One object serves one
+/// thread at a time.
 class CampaignRuns {
  public:
-  /// Throws StorageError when the directory cannot be made (a read-only cache, something in the
+  /// Joins the run claims of the campaign named `campaign` (see campaign_name()), whose tasks are
+  /// numbered 0 to `tasks` - 1, in the cache at `location`: makes their directory when needed,
+  /// and claims nothing yet. Throws ConfigError for invalid `options` (validate_lock_options()),
+  /// and StorageError when the directory cannot be made (a read-only cache, something in the
   /// way); claim() throws it when this filesystem has no hard links. Elastic campaigns then claim
   /// each task by its own compute-once lock.
   CampaignRuns(const std::filesystem::path& location, const std::string& campaign, std::size_t tasks,
                const LockOptions& options = {});
+  /// Releases the run held, if any (its claim file stays: the chain needs it).
   ~CampaignRuns();
   CampaignRuns(const CampaignRuns&) = delete;
   CampaignRuns& operator=(const CampaignRuns&) = delete;
@@ -71,7 +86,8 @@ class CampaignRuns {
   /// far, and keeps its heartbeat until release() or the next claim; nullopt when every task of
   /// the campaign is in a run.
   std::optional<TaskRun> claim(std::size_t length);
-  /// The run held is finished (its results published, or it failed).
+  /// The run held is finished (its results published, or it failed): stops its heartbeat. Its
+  /// claim file stays, as the chain needs it. Does nothing when no run is held.
   void release() noexcept;
   /// The runs claimed by other processes (or by earlier calls of this one) that claim() passed,
   /// in task order.
@@ -91,7 +107,7 @@ class CampaignRuns {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The name of the campaign of these task keys: "<function>-<8 hex digits of their hash>".
+/// The name of the campaign of these task keys: `<function>-<8 hex digits of their hash>`.
 std::string campaign_name(const std::string& function, std::span<const Hash128> keys);
 
 /// Records the campaign of these task keys in the cache at `location` (once: a record that

@@ -10,12 +10,12 @@
 /// @endcode
 ///
 /// Every array of the value (each NDArray, and each std::vector of an Element type) becomes a
-/// dataset /arrays/<n>, numbered in the order the value encodes them; the rest of the value is
+/// dataset `/arrays/<n>`, numbered in the order the value encodes them; the rest of the value is
 /// the dataset /value, the codec's bytes with references to those datasets.
 ///
 /// Values in a std::map<std::string, V> (or a std::vector<std::pair<std::string, V>>, a list of
 /// named values) are also found by their keys, for h5py and notebooks:
-/// an array under key "field" is the dataset /field too (a second name for /arrays/<n>, no copy);
+/// an array under key "field" is the dataset /field too (a second name for `/arrays/<n>`, no copy);
 /// several arrays under one key are /field/0, /field/1, ...; a map inside a map makes groups
 /// (/run1/field); a number or string under a key is an attribute of the group holding the key
 /// (the root's: f.attrs["temperature"]). Keys that cannot be names (empty, with '/', ".", "..",
@@ -60,15 +60,19 @@
 
 namespace joblet {
 
+/// The filter that compresses arrays when DumpOptions::compress is above 0.
 enum class Compressor {
   deflate,  ///< zlib, levels 1 (fastest) to 9 (smallest), what h5py calls "gzip"
   szip,     ///< HDF5's built-in szip (libaec): no levels; fast on smooth scientific data
 };
 
+/// How dump() writes a file. Invalid options make it throw ConfigError.
 struct DumpOptions {
   /// joblib's compress: 0 writes arrays uncompressed (contiguous and memory-mappable); 1 to 9
   /// compresses them with `compressor` at that level.
   int compress = 0;
+  /// The filter compressed arrays go through; szip ignores the level. dump() throws ConfigError
+  /// for szip when this HDF5 library cannot encode it.
   Compressor compressor = Compressor::deflate;
   /// Byte-shuffle elements before deflating (HDF5's shuffle filter): faster and smaller for
   /// numbers, whose high bytes vary slowly. (szip codes whole values and is never shuffled.)
@@ -82,7 +86,10 @@ struct DumpOptions {
   bool fsync = false;
 };
 
+/// How load() reads a file.
 struct LoadOptions {
+  /// Read the arrays into memory, or map them (uncompressed arrays only: compressed ones are read
+  /// into memory, with a warning).
   MmapMode mmap_mode = MmapMode::none;
   /// Check each uncompressed array's checksum while reading it (for mapped arrays this reads
   /// them once). Compressed chunks are always checked by HDF5.

@@ -59,25 +59,29 @@ namespace joblet {
 /// Ignored arguments need not be hashable (a logger, an output stream, a verbosity level).
 template <std::size_t... Positions>
 struct IgnoreArgs {
+  /// Whether the argument at position I is left out of the key.
   template <std::size_t I>
   static constexpr bool contains = ((I == Positions) || ...);
 };
+/// The IgnoreArgs to pass to Memory::cache(): `joblet::ignore_args<0, 2>` leaves out the first
+/// and third arguments.
 template <std::size_t... Positions>
 inline constexpr IgnoreArgs<Positions...> ignore_args{};
 
 /// A function with the source text it was written as; made by JOBLET_SOURCE_VERSIONED.
 template <class F>
 struct SourceVersioned {
-  F function;
-  std::string_view source;
+  F function;               ///< the function to cache
+  std::string_view source;  ///< its source text (the macro's is a literal); hashed by Memory::cache()
 };
+/// Deduces F from the function, so that `SourceVersioned{f, text}` needs no template argument.
 template <class F>
 SourceVersioned(F, std::string_view) -> SourceVersioned<F>;
 
-// JOBLET_SOURCE_VERSIONED(lambda): the lambda, versioned by its own source text as the
-// preprocessor spells it (comments dropped, runs of whitespace made one space). Any edit of the
-// lambda's text gives it a new version, so its old entries are no longer used. Edits to what
-// the lambda calls are not seen: give those functions explicit versions.
+/// JOBLET_SOURCE_VERSIONED(lambda): the lambda, versioned by its own source text as the
+/// preprocessor spells it (comments dropped, runs of whitespace made one space). Any edit of the
+/// lambda's text gives it a new version, so its old entries are no longer used. Edits to what
+/// the lambda calls are not seen: give those functions explicit versions.
 #define JOBLET_SOURCE_VERSIONED(...) (::joblet::SourceVersioned{__VA_ARGS__, #__VA_ARGS__})
 
 /// A validation callback refusing entries created longer ago than `age` (joblib's expires_after).
@@ -113,12 +117,16 @@ inline constexpr int kReplacedCompanionRetries = 16;
 template <class R>
 class ShelvedResult {
  public:
+  /// Refers to nothing: get() throws StorageError.
   ShelvedResult() = default;
+  /// Refers to the result of `function` stored under `key` in the cache directory `location`.
   ShelvedResult(std::string location, std::string function, Hash128 key)
       : location_(std::move(location)), function_(std::move(function)), key_(key) {}
+  /// Holds `value` itself (a Memory that caches nothing, or a result the cache could not store).
   explicit ShelvedResult(R value) : value_(std::move(value)) {}
 
-  /// Loads the value; throws StorageError when it was cleared or pruned meanwhile.
+  /// Loads the value (or returns the one it holds). Throws StorageError when it was cleared or
+  /// pruned meanwhile, or does not decode as R.
   R get() const {
     if (value_) return *value_;
     for (int attempt = 0;; ++attempt) {
@@ -139,14 +147,18 @@ class ShelvedResult {
       }
     }
   }
-  /// Removes the stored value from the cache.
+  /// Removes the stored value from the cache; does nothing for one that holds its value.
   void clear() const {
     if (!value_) detail::clear_shelved(location_, function_, key_);
   }
+  /// The cache key of the result; zero when it holds its value.
   const Hash128& key() const noexcept { return key_; }
+  /// The name of the cached function; empty when it holds its value.
   const std::string& function() const noexcept { return function_; }
+  /// The cache directory; empty when it holds its value.
   const std::string& location() const noexcept { return location_; }
 
+  /// cereal serialization: the reference, and the value when it holds one.
   template <class Archive>
   void serialize(Archive& ar) {
     ar(location_, function_, key_, value_);
@@ -168,23 +180,30 @@ template <class T>
 concept IsSourceVersioned = is_source_versioned<T>;
 }  // namespace detail
 
+/// A function F cached with the argument positions of Ignore left out of its keys. Only the
+/// partial specialization for an IgnoreArgs is defined: the class Memory::cache() returns.
 template <class F, class Ignore = IgnoreArgs<>>
 class CachedFunction;
 
-/// A cached function: call it like the function. Returned by Memory::cache.
+/// A cached function: call it like the function. Returned by Memory::cache(). Cheap to copy
+/// (copies share the cache and the statistics) and safe to call from many threads at once.
 template <class F, std::size_t... Ignored>
 class CachedFunction<F, IgnoreArgs<Ignored...>> {
   using Ignore = IgnoreArgs<Ignored...>;
 
  public:
-  using is_cached_function = std::true_type;  ///< see cached_call.hpp
+  using is_cached_function = std::true_type;  ///< marks it for the CachedCallable concept
+  /// What a call with arguments of types A returns: the function's result, without const or
+  /// reference.
   template <class... A>
   using ResultOf = std::remove_cvref_t<std::invoke_result_t<const F&, A...>>;
 
+  /// Wraps `fn` with its cache; made by Memory::cache(), which is how to get one.
   CachedFunction(F fn, std::shared_ptr<const detail::FunctionCache> cache)
       : function_(std::move(fn)), cache_(std::move(cache)) {}
 
-  /// Hit: loads the stored result. Miss: runs the function and stores its result.
+  /// Hit: loads the stored result. Miss: runs the function and stores its result. The function's
+  /// exceptions reach the caller and are never stored; failing to store is only a warning.
   template <class... A>
   requires std::invocable<const F&, A...> ResultOf<A...>
   operator()(A&&... args) const { return run(/*force=*/false, std::forward<A>(args)...); }
@@ -219,12 +238,15 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   const { return key_of<ResultOf<const A&...>>(args...); }
   /// Removes every stored result of this function (all versions); returns how many.
   std::size_t clear() const { return cache_->clear(); }
+  /// This function's hits, misses, waits and failures, counted in this process.
   CacheStatistics statistics() const { return cache_->statistics(); }
+  /// The name it is cached under (given to Memory::cache()).
   const std::string& name() const noexcept { return cache_->name(); }
   /// The cache directory; nullopt for a Memory that caches nothing.
   std::optional<std::filesystem::path> location() const { return cache_->location(); }
   /// The version keys are made with (the explicit one, plus source and build id salts).
   const std::string& version() const noexcept { return cache_->version(); }
+  /// The wrapped function.
   const F& function() const noexcept { return function_; }
 
  private:
@@ -393,22 +415,30 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   std::shared_ptr<const detail::FunctionCache> cache_;
 };
 
+/// joblib's Memory: a cache directory, or none, through which functions are cached (see
+/// memory.hpp). Cheap to copy: copies share the store and the statistics. The constructors throw
+/// ConfigError for malformed MemoryOptions::lock settings.
 class Memory {
  public:
   /// A Memory that caches nothing: cached functions call through (joblib's location=None).
   Memory();
+  /// A Memory that caches nothing, as Memory() is, with `options` checked and kept (so code can
+  /// take a location or std::nullopt alike).
   explicit Memory(std::nullopt_t, MemoryOptions options = {});
   /// Caches in `location` (created when first written to).
   explicit Memory(std::filesystem::path location, MemoryOptions options = {});
 
-  /// Caches `function` under `name` (a directory name in the cache: letters, digits, '_', '-',
-  /// '.', ':'; ConfigError otherwise). Name and version identify the function across programs
-  /// and runs, so two functions must not share a name.
+  /// Caches `function` under `name`, which with the version identifies it across programs and
+  /// runs: two functions must not share a name. The name becomes a directory name in the cache,
+  /// so keep to letters, digits and `_-.:`; ConfigError for one that is empty, over 200 bytes,
+  /// starts with a dot or holds a path separator or control character, and for a version (with
+  /// its salts) over 4096 bytes.
   template <class F>
   requires(!detail::IsSourceVersioned<std::decay_t<F>>) CachedFunction<std::decay_t<F>> cache(std::string name,
                                                                                               F&& function,
                                                                                               CacheOptions options = {})
   const { return cache(std::move(name), std::forward<F>(function), ignore_args<>, std::move(options)); }
+  /// The same, leaving the arguments at the positions of the IgnoreArgs (ignore_args) out of the key.
   template <class F, std::size_t... I>
   requires(!detail::IsSourceVersioned<std::decay_t<F>>) CachedFunction<std::decay_t<F>, IgnoreArgs<I...>> cache(
       std::string name, F&& function, IgnoreArgs<I...>, CacheOptions options = {})
@@ -416,10 +446,13 @@ class Memory {
     auto core = make_function_cache(std::move(name), std::move(options), {});
     return CachedFunction<std::decay_t<F>, IgnoreArgs<I...>>(std::forward<F>(function), std::move(core));
   }
+  /// The same, for a function made by JOBLET_SOURCE_VERSIONED: a hash of its source text is
+  /// added to the version.
   template <class F>
   CachedFunction<F> cache(std::string name, SourceVersioned<F> function, CacheOptions options = {}) const {
     return cache(std::move(name), std::move(function), ignore_args<>, std::move(options));
   }
+  /// The same, for a function made by JOBLET_SOURCE_VERSIONED, with ignored arguments.
   template <class F, std::size_t... I>
   CachedFunction<F, IgnoreArgs<I...>> cache(std::string name, SourceVersioned<F> function, IgnoreArgs<I...>,
                                             CacheOptions options = {}) const {
@@ -431,7 +464,7 @@ class Memory {
   std::optional<std::filesystem::path> location() const;
   /// The store under this Memory; nullptr for a Memory that caches nothing.
   const Store* store() const noexcept;
-  /// Removes every entry of every function.
+  /// Removes every entry of every function; returns how many (0 for a Memory that caches nothing).
   std::size_t clear() const;
   /// joblib's reduce_size(bytes_limit, items_limit, age_limit): least recently used entries go first.
   ReduceReport reduce_size(const ReduceOptions& options) const;

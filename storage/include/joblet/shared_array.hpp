@@ -34,27 +34,40 @@
 
 namespace joblet {
 
+/// A handle on an array in an HDF5 file (see this file's description). Copies share what this
+/// process has opened and mapped; its const members may be called from several threads at once.
 class SharedArray {
  public:
+  /// A handle that refers to nothing, to assign or decode into: dtype(), shape() and get() throw
+  /// StorageError.
   SharedArray() = default;
   /// Refers to `dataset` of the HDF5 file `file` (written by joblet or any other program).
-  /// Nothing is opened here.
+  /// Nothing is opened here. Throws ConfigError when either name is empty.
   explicit SharedArray(std::filesystem::path file, std::string dataset = "data");
 
   /// Writes `array` as dataset `dataset` of a new HDF5 file at `file` (replacing it atomically:
-  /// readers see the old file or the new one) and returns a handle on it.
+  /// readers see the old file or the new one) and returns a handle on it, which knows the
+  /// array's dtype and shape. Throws ConfigError when a name is empty, StorageError when the
+  /// file cannot be written.
   template <Element T>
   static SharedArray write(const std::filesystem::path& file, const NDArray<T>& array,
                            const std::string& dataset = "data") {
     return write_block(file, dataset, dtype_of<T>, array.shape(), array.data(), array.nbytes());
   }
 
+  /// The HDF5 file's path, as given when the handle was made.
   const std::string& file() const noexcept { return file_; }
+  /// The dataset's name in the file ("data" unless another was given).
   const std::string& dataset() const noexcept { return dataset_; }
-  /// The dtype and shape: from the handle when known, otherwise read from the file (once).
+  /// The elements' dtype: from the handle when known, otherwise read from the file (once). Throws
+  /// StorageError when the file cannot be read, or no longer holds what the handle says.
   DType dtype() const;
+  /// The array's shape: from the handle when known, otherwise read from the file (once). Throws
+  /// as dtype() does.
   const std::vector<std::size_t>& shape() const;
+  /// The number of elements: the product of shape().
   std::size_t size() const;
+  /// The array's size in bytes: size() elements of dtype().
   std::size_t nbytes() const { return size() * dtype_size(dtype()); }
 
   /// The array: mapped (read_only: shared pages, writes throw; copy_on_write: private, writable
@@ -66,6 +79,8 @@ class SharedArray {
     return NDArray<T>(std::move(opened.buffer), static_cast<T*>(opened.data), shape(), opened.writable);
   }
 
+  /// Encodes the handle (for the codec, through cereal): the file and dataset names, and the dtype
+  /// and shape when the handle knows them; never the data.
   template <class Archive>
   void save(Archive& ar) const {
     const auto dtype = static_cast<std::uint8_t>(dtype_ ? *dtype_ : DType{0});
@@ -75,6 +90,8 @@ class SharedArray {
       for (std::size_t extent : *shape_) ar(static_cast<std::uint64_t>(extent));
     }
   }
+  /// Decodes a handle that save() encoded; it opens the file anew in this process. An unknown
+  /// dtype or a rank above 32 is refused (the codec throws SerializationError).
   template <class Archive>
   void load(Archive& ar) {
     std::uint8_t dtype = 0, rank = 0;
@@ -98,6 +115,7 @@ class SharedArray {
     }
   }
 
+  /// What this process has opened of the file; shared by copies, defined by the implementation.
   struct State;
 
  private:
