@@ -28,7 +28,7 @@ std::string with_site(const std::string& message, const ErrorSite& site) {
 }  // namespace
 
 ErrorSite ErrorSite::here(std::optional<std::size_t> task_index) {
-  return ErrorSite{task_index, detail::process_rank(), host_name(), static_cast<long>(getpid())};
+  return ErrorSite{task_index, detail::process_rank(), host_name(), static_cast<long>(detail::process_id())};
 }
 
 std::string ErrorSite::describe() const {

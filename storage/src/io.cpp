@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "joblet/detail/env.hpp"
+#include "joblet/detail/runtime.hpp"
 
 namespace joblet::detail {
 namespace {
@@ -88,7 +89,7 @@ const std::string& job_name_for_files() {
 
 std::string temporary_name(std::string_view stem) {
   char suffix[96];
-  std::snprintf(suffix, sizeof suffix, ".%ld.%zx.%016llx.tmp", static_cast<long>(getpid()),
+  std::snprintf(suffix, sizeof suffix, ".%ld.%zx.%016llx.tmp", static_cast<long>(process_id()),
                 std::hash<std::thread::id>{}(std::this_thread::get_id()), static_cast<unsigned long long>(random_64()));
   std::string name = ".";
   name += stem;

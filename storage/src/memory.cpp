@@ -13,6 +13,7 @@
 #include "io.hpp"
 #include "joblet/cached_call.hpp"
 #include "joblet/detail/log.hpp"
+#include "joblet/detail/runtime.hpp"
 #include "store_internal.hpp"
 
 namespace joblet {
@@ -34,7 +35,7 @@ std::string new_binding() {
     std::int64_t pid;
     std::uint64_t count;
   } seed{std::random_device{}(), std::chrono::system_clock::now().time_since_epoch().count(),
-         static_cast<std::int64_t>(getpid()), counter.fetch_add(1)};
+         static_cast<std::int64_t>(process_id()), counter.fetch_add(1)};
   return hash_bytes(&seed, sizeof seed).hex();
 }
 
@@ -183,7 +184,7 @@ EntryMetadata FunctionCache::entry_metadata(const std::string& arguments, const 
   metadata.created = std::chrono::system_clock::now();
   // Who computed it: `joblet status` tells which hosts and jobs a campaign's results came from.
   metadata.extra["host"] = host_name_for_files();
-  metadata.extra["pid"] = std::to_string(::getpid());
+  metadata.extra["pid"] = std::to_string(process_id());
   if (!job_name_for_files().empty()) metadata.extra["job"] = job_name_for_files();
   return metadata;
 }

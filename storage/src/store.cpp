@@ -150,22 +150,17 @@ ReadAttempt read_once(const Store::State& state, std::string_view function, cons
   };
 
   // No link is followed, and O_NONBLOCK: a FIFO planted as an entry cannot make the open wait.
-  FileDescriptor fd;
-  for (int attempt = 0;; ++attempt) {
-    const int root = state.directory.descriptor(false, false);
-    if (root < 0) {
-      if (errno == ENOENT || errno == ENOTDIR) return read;  // no cache yet: a miss
-      return corrupt(std::string("the cache directory cannot be opened: ") + std::strerror(errno), errno);
-    }
-    fd = FileDescriptor(detail::open_beneath(root, relative, O_RDONLY | O_NONBLOCK));
-    if (fd) break;
+  const int root = state.directory.descriptor(false, false);
+  if (root < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return read;  // no cache yet: a miss
+    return corrupt(std::string("the cache directory cannot be opened: ") + std::strerror(errno), errno);
+  }
+  // A miss costs this one system call. A root removed since it was opened reads as misses, until
+  // this process's next write finds it gone and opens the new one (publish()): a recomputation,
+  // never a wrong result.
+  FileDescriptor fd(detail::open_beneath(root, relative, O_RDONLY | O_NONBLOCK));
+  if (!fd) {
     const int error = errno;
-    // A miss, or a root removed since it was opened (a deleted directory has no links): only
-    // then is it worth looking for a new one, so a plain miss costs one fstat more, not a stat.
-    if (error == ENOENT && attempt == 0) {
-      struct stat opened {};
-      if (fstat(root, &opened) == 0 && opened.st_nlink == 0 && state.directory.reopen_if_replaced()) continue;
-    }
     if (error == ENOENT || error == ENOTDIR) return read;  // missing
     if (error == ELOOP) return corrupt(state.directory.describe_obstacle(relative, /*names_file=*/true));
     return corrupt(std::string("it cannot be opened: ") + std::strerror(error), error);

@@ -101,6 +101,45 @@ TEST(Memory, EntriesSurviveTheMemoryObject) {
   EXPECT_EQ(g_simulations, 1);
 }
 
+// Someone removes the whole cache while a program uses it: its next write makes the directory
+// again, and what it computes from then on is cached there.
+TEST(Memory, ACacheDirectoryRemovedWhileInUseIsMadeAgainByTheNextWrite) {
+  TempDir dir;
+  const auto root = dir.path() / "cache";
+  Memory memory(root);
+  auto cached = memory.cache("simulate", simulate, {.version = "1"});
+  g_simulations = 0;
+  EXPECT_EQ(cached(Params{1, 1.0, ""}), 1.0);
+  std::filesystem::remove_all(root);
+  EXPECT_EQ(cached(Params{1, 1.0, ""}), 1.0);  // a miss: the entry went with the directory
+  EXPECT_EQ(g_simulations, 2);
+  const auto key = cached.key(Params{1, 1.0, ""});
+  EXPECT_TRUE(std::filesystem::is_regular_file(root / "simulate" / key.hex().substr(0, 2) / key.hex()));
+  EXPECT_EQ(cached(Params{1, 1.0, ""}), 1.0);
+  EXPECT_EQ(cached(Params{2, 1.0, ""}), 2.0);
+  EXPECT_EQ(cached(Params{2, 1.0, ""}), 2.0);
+  EXPECT_EQ(g_simulations, 3);
+}
+
+// An entry names the process that computed it (`joblet status` shows it), a forked child included.
+TEST(Memory, AnEntryNamesTheProcessThatComputedItEvenInAForkedChild) {
+  TempDir dir;
+  Memory memory(dir.path());
+  auto cached = memory.cache("simulate", simulate, {.version = "1"});
+  cached(Params{1, 1.0, ""});
+  const pid_t child = joblet::testing::fork_child([&] {
+    cached(Params{2, 1.0, ""});
+    return 0;
+  });
+  ASSERT_EQ(joblet::testing::wait_child(child), 0);
+  const auto writer = [&](const Params& params) {
+    const auto metadata = memory.store()->metadata("simulate", cached.key(params));
+    return metadata ? metadata->extra.at("pid") : std::string("no entry");
+  };
+  EXPECT_EQ(writer(Params{1, 1.0, ""}), std::to_string(getpid()));
+  EXPECT_EQ(writer(Params{2, 1.0, ""}), std::to_string(child));
+}
+
 TEST(Memory, ComplexArgumentsAndResultsAreCached) {
   TempDir dir;
   Memory memory(dir.path());

@@ -49,6 +49,11 @@ extern constinit ProcessRuntime g_process_runtime;
 extern constinit thread_local ThreadContext g_thread_context;
 
 inline ProcessRuntime& process_runtime() noexcept { return g_process_runtime; }
+
+// getpid() without a system call after the first (a cache miss names its temporary file and its
+// writer with it; on a VM each system call costs about a microsecond). A fork() child, whoever
+// forked it, asks the kernel again.
+int process_id() noexcept;
 inline ThreadContext& thread_context() noexcept { return g_thread_context; }
 
 static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free,
