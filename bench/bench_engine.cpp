@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <exception>
+#include <optional>
 #include <ranges>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -79,7 +81,15 @@ double cpu_speedup(const joblet::Config& config, int workers, double task_second
 bool run(const Options& options) {
   const Sizes s = sizes(options.quick);
   const std::string system = "joblet-" + options.system;
-  joblet::Config config{.n_jobs = options.workers, .backend = options.system};
+  // "<backend>-traced": the same with every task recorded in a trace (Config::trace).
+  std::string backend = options.system;
+  std::optional<ScratchDir> trace;
+  if (backend.ends_with("-traced")) {
+    backend.resize(backend.size() - std::string_view("-traced").size());
+    trace.emplace("TRACE_BENCH_DIR", "trace-bench");
+  }
+  joblet::Config config{.n_jobs = options.workers, .backend = backend};
+  if (trace) config.trace = trace->path().string();
   const std::string& w = options.workload;
 
   if (w == "tiny" || w == "tiny-1M") {
@@ -94,7 +104,7 @@ bool run(const Options& options) {
     });
     print_measurement(w, system, value, "efficiency");
   } else if (w == "cpu") {
-    print_measurement(w, system, cpu_speedup(config, options.workers, s.cpu_seconds, options.system), "speedup");
+    print_measurement(w, system, cpu_speedup(config, options.workers, s.cpu_seconds, backend), "speedup");
   } else if (w == "busy50us" || w == "skewed") {
     const auto durations =
         w == "skewed" ? skewed_durations(s) : std::vector<std::chrono::microseconds>(s.busy_tasks, s.busy_each);

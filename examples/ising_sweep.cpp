@@ -106,12 +106,17 @@ int main(int argc, char** argv) {
   app.add_option("--cache", cache_dir, "where results are memoized (default: $JOBLET_CACHE_DIR, else ./joblet-cache)");
   bool no_cache = false;
   app.add_flag("--no-cache", no_cache, "compute everything, read and write no cache");
+  std::string trace_dir;
+  app.add_option("--trace", trace_dir,
+                 "record every task in this directory (default: $JOBLET_TRACE, else none); `joblet trace DIR` "
+                 "summarises it");
   CLI11_PARSE(app, argc, argv);
   if (n_jobs_option->count() > 0) options.n_jobs = n_jobs;
 
   try {
     joblet::Config config{.n_jobs = options.n_jobs, .verbose = options.verbose};
     if (!options.backend.empty()) config.backend = options.backend;
+    if (!trace_dir.empty()) config.trace = trace_dir;
     // All CPUs unless the command line or JOBLET_N_JOBS says otherwise (an explicit n_jobs
     // would override the variable, so it is only set when the variable is not).
     if (!config.n_jobs && !joblet::current_config().n_jobs) config.n_jobs = -1;

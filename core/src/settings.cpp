@@ -108,6 +108,11 @@ constexpr Setting kSettings[] = {
       "where process and mpi workers write results larger than max_nbytes"},
      any_value,
      "a directory"},
+    {{"JOBLET_TRACE", "path", "none",
+      "record every task attempt of every call in this directory (Config::trace), one JSON Lines file per "
+      "process; `joblet trace DIR` summarises them"},
+     any_value,
+     "a directory"},
 };
 
 const Setting* find_setting(std::string_view name) {

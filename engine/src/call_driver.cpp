@@ -2,6 +2,7 @@
 #include "joblet/detail/campaign_start.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/detail/task_scope.hpp"
+#include "joblet/detail/task_trace.hpp"
 #include "progress_reporter.hpp"
 
 #include <fmt/format.h>
@@ -49,6 +50,10 @@ CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool stre
   if (!in_task()) {
     running_.emplace();
     job_->set_stops_on_signal(true);
+  }
+  if (!job_->settings().trace.empty()) {
+    detail::open_trace(job_->settings().trace);
+    job_->set_trace_call(new_trace_call_name(plan.backend->starts_every_call()));
   }
   // An empty input needs no workers, unless the backend's calls are collectives.
   if (!all_finished() || plan.backend->starts_every_call()) run_ = plan.backend->start(job_);

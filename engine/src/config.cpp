@@ -37,6 +37,7 @@ Config Config::merged_over(const Config& outer) const {
   if (!merged.progress) merged.progress = outer.progress;
   fill(merged.max_nbytes, outer.max_nbytes);
   fill(merged.temp_folder, outer.temp_folder);
+  fill(merged.trace, outer.trace);
   return merged;
 }
 
@@ -54,6 +55,7 @@ Config current_config() {
   }
   if (!config.backend) config.backend = detail::setting("JOBLET_BACKEND");
   if (!config.temp_folder) config.temp_folder = detail::setting("JOBLET_TEMP_FOLDER");
+  if (!config.trace) config.trace = detail::setting("JOBLET_TRACE");
   return config;
 }
 
@@ -128,6 +130,7 @@ CallPlan plan_call(const Config& explicit_config) {
   plan.settings.results_to_root = config.results_to == ResultsTo::root;
   plan.settings.max_nbytes = config.max_nbytes.value_or(kDefaultMaxNbytes);
   plan.settings.temp_folder = config.temp_folder.value_or("");
+  plan.settings.trace = config.trace.value_or("");
   plan.verbose = config.verbose.value_or(0);
   plan.progress = config.progress;
 

@@ -8,6 +8,7 @@
 #include "joblet/codec.hpp"
 #include "joblet/detail/stop.hpp"
 #include "joblet/detail/task_scope.hpp"
+#include "joblet/detail/task_trace.hpp"
 #include "joblet/exceptions.hpp"
 
 namespace joblet {
@@ -105,14 +106,19 @@ void Job::run(IndexRange range, RunningTask* tracker) {
   // Calls made by these tasks are nested in them.
   const detail::TaskScope scope;
   OutcomeRun recorded(*this);  // a task whose outcome a timeout recorded first is left out
+  detail::TaskTrace trace(*this);
   for (std::size_t index = range.begin; index < range.end; ++index) {
     if (stopping() || index >= stop_at_.load(std::memory_order_relaxed)) break;
     if (tracker != nullptr) {
       tracker->started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
       tracker->index.store(static_cast<std::int64_t>(index), std::memory_order_release);
     }
+    trace.start();
     const TaskRun outcome = run_task(index);
-    if (outcome != TaskRun::not_recorded) recorded.add(index, outcome == TaskRun::failed);
+    if (outcome != TaskRun::not_recorded) {
+      recorded.add(index, outcome == TaskRun::failed);
+      trace.finish(index, outcome == TaskRun::failed ? error(index) : nullptr);
+    }
   }
   if (tracker != nullptr) tracker->index.store(-1, std::memory_order_release);
 }
@@ -150,7 +156,9 @@ Job::TaskRun Job::record_encoded(std::size_t index, std::span<const std::byte> o
 }
 
 bool Job::complete_failed(std::size_t index, std::exception_ptr error) {
+  const std::exception_ptr traced = settings_.trace.empty() ? nullptr : error;
   if (!record_failure(index, std::move(error))) return false;
+  if (traced) detail::trace_lost_task(*this, index, traced);
   publish({index, index + 1}, true);
   return true;
 }
@@ -172,6 +180,19 @@ void encode_failure(std::byte kind, const std::exception_ptr& error, std::string
 }
 
 }  // namespace
+
+bool detail::describe_encoded_failure(std::span<const std::byte> outcome, std::string& type,
+                                      std::string& message) noexcept {
+  if (outcome.empty() || outcome.front() == kValueOutcome) return false;
+  try {
+    auto [name, what, payload] = decode<std::tuple<std::string, std::string, std::string>>(outcome.subspan(1));
+    type = std::move(name);
+    message = std::move(what);
+  } catch (...) {
+    type = "unknown";
+  }
+  return true;
+}
 
 void Job::encode_error(const std::exception_ptr& error, std::string& out) noexcept {
   encode_failure(kErrorOutcome, error, out);

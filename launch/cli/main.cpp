@@ -19,6 +19,7 @@
 #include "joblet/error.hpp"
 #include "show_command.hpp"
 #include "status_command.hpp"
+#include "trace_command.hpp"
 
 namespace {
 
@@ -121,6 +122,14 @@ int main(int argc, char** argv) {
                          "What a file written by joblet::dump holds: its C++ type, datasets (names, dtypes, shapes, "
                          "compression) and named numbers and strings");
   show->add_option("file", show_arguments.file, "the .h5 file")->required();
+  joblet::cli::TraceArguments trace_arguments;
+  CLI::App* trace = app.add_subcommand(
+      "trace",
+      "What traced calls did (Config::trace, JOBLET_TRACE), over every process, rank and node: tasks, cache hits, "
+      "failures by type, CPU time, time saved, efficiency, slowest tasks, load per rank and host");
+  trace->add_option("directory", trace_arguments.directory, "the trace directory")->required();
+  trace->add_option("--chrome", trace_arguments.chrome,
+                    "also write the attempts to this file in Chrome's trace event format (Perfetto, chrome://tracing)");
   joblet::cli::CompletionArguments completion_arguments;
   CLI::App* completion =
       app.add_subcommand("completion", "Print a shell completion script: source <(joblet completion bash)");
@@ -132,6 +141,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("info")) return joblet::cli::run_info_command(info_arguments);
     if (app.got_subcommand("status")) return joblet::cli::run_status_command(status_arguments);
     if (app.got_subcommand("show")) return joblet::cli::run_show_command(show_arguments);
+    if (app.got_subcommand("trace")) return joblet::cli::run_trace_command(trace_arguments);
     if (app.got_subcommand("completion"))
       return joblet::cli::run_completion_command(completion_arguments, tree_of(app));
   } catch (const joblet::Error& e) {

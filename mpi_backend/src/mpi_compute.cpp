@@ -1,12 +1,14 @@
 #include "mpi_compute.hpp"
 
 #include <optional>
+#include <span>
 #include <thread>
 #include <utility>
 
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/result_files.hpp"
 #include "joblet/detail/runtime.hpp"
+#include "joblet/detail/task_trace.hpp"
 #include "mpi_claims.hpp"
 
 namespace joblet::detail {
@@ -157,10 +159,16 @@ MpiComputeThreads::Finished MpiComputeThreads::run(IndexRange range) {
   const auto start = Clock::now();
   ArrayWriter* arrays = results_ ? &results_->writer() : nullptr;  // large arrays to files, references in frames
   const bool timed = job_->settings().timeout.has_value();         // only the watchdog reads started_ns
+  TaskTrace trace(*job_);
   for (std::size_t index = range.begin; index < range.end && !job_->stopping(); ++index) {
     if (timed) running_task_.started_ns.store(now_ns(), std::memory_order_relaxed);
     running_task_.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
-    append_frame(frames, index, [&](std::string& out) { job_->run_encoded(index, out, arrays); });
+    trace.start();
+    append_frame(frames, index, [&](std::string& out) {
+      const std::size_t outcome_start = out.size();
+      job_->run_encoded(index, out, arrays);
+      if (trace.on()) trace.finish_encoded(index, std::as_bytes(std::span(out).subspan(outcome_start)));
+    });
     running_task_.index.store(-1, std::memory_order_release);
   }
   return {range, std::move(frames), Clock::now() - start};

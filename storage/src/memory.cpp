@@ -192,11 +192,18 @@ EntryMetadata FunctionCache::entry_metadata(const std::string& arguments, const 
 void FunctionCache::publish(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
                             std::chrono::duration<double> computed_in, std::string_view encoding,
                             const DumpWriter& arrays) const noexcept {
+  if (TracedCachedCall* traced = thread_context().traced_call) {
+    try {
+      traced->arguments = arguments.substr(0, kMaxArgumentSummary);
+    } catch (...) {  // out of memory: the trace goes without the summary
+    }
+  }
   try {
     const Store& store = *memory_->store;
     EntryMetadata metadata = entry_metadata(arguments, result_type, computed_in);
     if (arrays.array_count() == 0) {
-      store.save(name_, key, std::move(metadata), std::as_bytes(std::span<const char>(encoding.data(), encoding.size())));
+      store.save(name_, key, std::move(metadata),
+                 std::as_bytes(std::span<const char>(encoding.data(), encoding.size())));
       return;
     }
     const std::string binding = new_binding();
@@ -232,6 +239,7 @@ void FunctionCache::report_unencodable(const Hash128& key, const std::string& wh
 void FunctionCache::record(const CallReport& report) const {
   // An elastic campaign's rounds compute or load each result once, and the call then loads them
   // all again to return them: those reloads are not hits of their own.
+  bool reload = false;
   if (campaign_claim() != CampaignClaim::none) {
     const std::lock_guard lock(counters_->campaign_mutex);
     counters_->campaign_keys.insert(report.key);
@@ -240,9 +248,20 @@ void FunctionCache::record(const CallReport& report) const {
     const std::lock_guard lock(counters_->campaign_mutex);
     if (counters_->campaign_keys.erase(report.key) == 1) {
       counters_->any_campaign_keys.store(!counters_->campaign_keys.empty(), std::memory_order_relaxed);
-      return;
+      reload = true;
     }
   }
+  if (TracedCachedCall* traced = thread_context().traced_call) {
+    traced->function = &name_;
+    traced->key_high = report.key.high;
+    traced->key_low = report.key.low;
+    traced->cache = reload       ? TracedCachedCall::reloaded
+                    : report.hit ? TracedCachedCall::hit
+                                 : TracedCachedCall::computed;
+    traced->computed_seconds = report.hit ? report.computed_in.count() : 0.0;
+    if (report.hit) traced->arguments.clear();
+  }
+  if (reload) return;
   if (report.hit) {
     add(*counters_, memory_->totals, &Counters::hits, 1);
     if (report.waited) add(*counters_, memory_->totals, &Counters::waits, 1);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -204,6 +205,22 @@ inline long peak_added_kib(const std::function<void()>& prepare, const std::func
   close(fds[0]);
   if (wait_child(child) != 0) return -1;
   return added;
+}
+
+// A program run through the shell: its exit status and what it printed (stdout and stderr).
+struct CommandRun {
+  int status = -1;
+  std::string output;
+};
+inline CommandRun run_command(const std::string& command_line) {
+  CommandRun run;
+  FILE* pipe = popen((command_line + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return run;
+  char buffer[4096];
+  while (const std::size_t got = std::fread(buffer, 1, sizeof buffer, pipe)) run.output.append(buffer, got);
+  const int status = pclose(pipe);
+  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
 }
 
 }  // namespace joblet::testing

@@ -76,6 +76,8 @@ struct JobSettings {
   /// Process workers: result arrays above this go through files in temp_folder (see Config).
   std::size_t max_nbytes = std::numeric_limits<std::size_t>::max();
   std::string temp_folder;  ///< empty: /dev/shm with room, else TMPDIR
+  /// The directory task attempts are recorded in (Config::trace); empty: none.
+  std::string trace;
   /// Whether the job keeps a state per task, so that the first of several outcomes recorded for
   /// one task wins and finished() can be asked: for backends whose outcomes arrive task by task
   /// from other processes, and calls with a timeout. Without it a task's outcome is recorded
@@ -101,6 +103,16 @@ class Job {
 
   /// What the call asks of its backend; fixed for the job's life.
   const JobSettings& settings() const noexcept { return settings_; }
+  /// The call's name in task traces, the same in every process of the call; empty when the call
+  /// is not traced. Set before the run starts.
+  const std::string& trace_call() const noexcept { return trace_call_; }
+  /// Names the call in task traces (the front end does, before the backend starts).
+  void set_trace_call(std::string name) { trace_call_ = std::move(name); }
+  /// Whether the call's campaign computed its missing tasks in rounds of their own before the
+  /// call started (CallStart::campaign()), so that its tasks load what those rounds stored.
+  bool loads_campaign_results() const noexcept { return loads_campaign_results_; }
+  /// Tells the job that a round of its campaign ran (the front end does, before the call starts).
+  void note_campaign_rounds() noexcept { loads_campaign_results_ = true; }
 
   // --- tasks ------------------------------------------------------------------------------
   /// Tasks read from the input so far (all of them once input_complete()).
@@ -299,6 +311,8 @@ class Job {
 
  private:
   JobSettings settings_;
+  std::string trace_call_;
+  bool loads_campaign_results_ = false;
   std::atomic<std::size_t> size_{0};
   std::atomic<bool> input_complete_{false};
   std::atomic<std::size_t> next_{0};

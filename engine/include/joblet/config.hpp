@@ -84,6 +84,11 @@ struct Config {
   /// Where those files go, in a folder made for the call and removed when it ends (joblib's
   /// temp_folder). Unset: JOBLET_TEMP_FOLDER, else /dev/shm when it has room, else TMPDIR.
   std::optional<std::string> temp_folder{};
+  /// A directory to record every task attempt in: one JSON line per attempt (call, task, cache
+  /// key and hit or computed, rank, host, pid, worker, start and end, outcome), in one file per
+  /// process, `<host>-<pid>.jsonl`, that `joblet trace DIR` summarises. Unset: JOBLET_TRACE, else
+  /// no trace. A directory that cannot be made or written fails the call with ConfigError.
+  std::optional<std::string> trace{};
 
   /// This config with its unset fields filled from `outer`.
   Config merged_over(const Config& outer) const;

@@ -280,9 +280,10 @@ class Parallel {
   /// Observers may run part of a campaign first (a job-array element computing its shard), or
   /// end the process before this call starts.
   template <class CallJob>
-  void notify_start(const detail::CallObservers& observers, const CallJob& job) {
+  void notify_start(const detail::CallObservers& observers, CallJob& job) {
     if constexpr (detail::is_cached_call<typename CallJob::TaskType>) {
       auto run_only = [this, &job](std::span<const std::size_t> indices, detail::CampaignClaim claim) {
+        job.note_campaign_rounds();
         // The claim mode is set where each task runs: in a worker thread, process or rank.
         auto tasks = indices | std::views::transform([&job, claim](std::size_t index) {
                        return [&job, index, claim] {

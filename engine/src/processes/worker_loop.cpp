@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "joblet/detail/batch_sizer.hpp"
 #include "joblet/detail/result_files.hpp"
+#include "joblet/detail/task_trace.hpp"
 #include "shared_state.hpp"
 
 namespace joblet::detail {
@@ -40,6 +42,7 @@ bool write_all(int fd, const char* data, std::size_t size) {
   frames.reserve(64 * 1024);
   // Large result arrays go to files of the call's folder, and frames carry references.
   ArrayWriter* arrays = args.results != nullptr ? &args.results->writer() : nullptr;
+  TaskTrace trace(job);
   auto flush = [&] {
     if (!frames.empty() && !write_all(args.fd, frames.data(), frames.size())) _exit(kOrphanExit);  // parent gone
     frames.clear();
@@ -48,7 +51,12 @@ bool write_all(int fd, const char* data, std::size_t size) {
   auto run_one = [&](std::size_t index) {
     if (timed) slot.started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     slot.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
-    append_frame(frames, index, [&](std::string& out) { job.run_encoded(index, out, arrays); });
+    trace.start();
+    append_frame(frames, index, [&](std::string& out) {
+      const std::size_t start = out.size();
+      job.run_encoded(index, out, arrays);
+      if (trace.on()) trace.finish_encoded(index, std::as_bytes(std::span(out).subspan(start)));
+    });
     slot.index.store(-1, std::memory_order_release);
     if (frames.size() >= kFlushBytes) flush();
   };

@@ -18,20 +18,10 @@ namespace {
 
 using joblet::testing::TempDir;
 
-struct CommandRun {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
+using joblet::testing::CommandRun;
 
 CommandRun joblet_command(const std::string& arguments) {
-  CommandRun run;
-  FILE* pipe = popen((std::string(JOBLET_CLI) + " " + arguments + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buffer[4096];
-  while (const std::size_t got = std::fread(buffer, 1, sizeof buffer, pipe)) run.output.append(buffer, got);
-  const int status = pclose(pipe);
-  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
+  return joblet::testing::run_command(std::string(JOBLET_CLI) + " " + arguments);
 }
 
 bool contains(const std::string& text, const std::string& fragment) { return text.find(fragment) != std::string::npos; }

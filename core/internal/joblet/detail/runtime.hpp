@@ -5,6 +5,8 @@
 // constant initial value: signal handlers and forked children may read it.
 
 #include <atomic>
+#include <cstdint>
+#include <string>
 
 namespace joblet {
 class ParallelConfig;
@@ -31,6 +33,18 @@ struct ProcessRuntime {
   std::atomic<const MpiHooks*> mpi_hooks{nullptr};
 };
 
+// What a cached function tells the task trace about the call a traced task made (the last one,
+// when a task makes several): filled only while a trace is recording the task.
+struct TracedCachedCall {
+  const std::string* function = nullptr;  // null: the task made no cached call
+  std::uint64_t key_high = 0;
+  std::uint64_t key_low = 0;
+  // A reload: an elastic campaign's call loading the results its own rounds stored.
+  enum Cache : std::uint8_t { computed, hit, reloaded } cache = computed;
+  double computed_seconds = 0;  // a hit: what computing it took when it was stored
+  std::string arguments;        // a miss: the argument summary stored with the entry
+};
+
 struct ThreadContext {
   // Inside a task of a threads call: that task's share of the CPUs ("all CPUs" of a nested
   // call); 0 elsewhere.
@@ -43,6 +57,8 @@ struct ThreadContext {
   bool runs_mpi_tasks = false;
   // The innermost ParallelConfig scope opened on this thread.
   const ParallelConfig* innermost_config = nullptr;
+  // Set while a task trace records the task running on this thread.
+  TracedCachedCall* traced_call = nullptr;
 };
 
 extern constinit ProcessRuntime g_process_runtime;

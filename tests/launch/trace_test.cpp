@@ -1,0 +1,255 @@
+// Task traces (Config::trace, JOBLET_TRACE) as real processes write them, and `joblet trace`
+// reading them back.
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <joblet/joblet.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <ranges>
+#include <regex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using joblet::testing::TempDir;
+
+// Every line of every trace file in `directory`, with the file it came from. Lines end with a
+// newline; the rest of a writer's chunk of the file is NUL bytes.
+struct TraceLine {
+  std::string file;
+  std::string text;
+};
+std::vector<TraceLine> trace_lines(const fs::path& directory) {
+  std::vector<TraceLine> lines;
+  for (const auto& entry : fs::directory_iterator(directory)) {
+    const std::string text = joblet::testing::read_text(entry.path());
+    std::size_t begin = 0;
+    while (begin < text.size()) {
+      const std::size_t end = std::min(text.find('\n', begin), text.size());
+      const std::string line = text.substr(begin, end - begin);
+      if (!line.empty() && line.front() != '\0') lines.push_back({entry.path().filename().string(), line});
+      begin = line.empty() || line.front() != '\0' ? end + 1 : text.find_first_not_of('\0', begin);
+      if (begin == std::string::npos) break;
+    }
+  }
+  return lines;
+}
+
+// The number a field holds in a trace line; -1 when the line has no such field.
+long long number_field(const std::string& line, const std::string& name) {
+  std::smatch match;
+  if (!std::regex_search(line, match, std::regex("\"" + name + "\":(-?[0-9]+)"))) return -1;
+  return std::stoll(match[1]);
+}
+std::string string_field(const std::string& line, const std::string& name) {
+  std::smatch match;
+  if (!std::regex_search(line, match, std::regex("\"" + name + "\":\"([^\"]*)\""))) return {};
+  return match[1];
+}
+
+std::string host_name() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+auto square_tasks(int n) {
+  return std::views::iota(0, n) | std::views::transform([](int i) { return joblet::delayed([i] { return i * i; }); });
+}
+
+class TraceOnEveryBackend : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TraceOnEveryBackend, EveryAttemptIsOneJsonLineInTheFileOfTheProcessThatRanIt) {
+  TempDir dir;
+  const fs::path trace = dir.path() / "trace";
+  const auto results =
+      joblet::Parallel({.n_jobs = 2, .backend = GetParam(), .trace = trace.string()})(square_tasks(40));
+  ASSERT_EQ(results.size(), 40u);
+  std::multiset<long long> tasks;
+  std::set<std::string> calls;
+  for (const TraceLine& line : trace_lines(trace)) {
+    EXPECT_TRUE(line.text.starts_with("{\"call\":\"") && line.text.ends_with("}")) << line.text;
+    tasks.insert(number_field(line.text, "task"));
+    calls.insert(string_field(line.text, "call"));
+    EXPECT_EQ(string_field(line.text, "outcome"), "ok") << line.text;
+    // Its file is named after the process that wrote it.
+    EXPECT_EQ(line.file, host_name() + "-" + std::to_string(number_field(line.text, "pid")) + ".jsonl");
+    EXPECT_LE(number_field(line.text, "mono_start_ns"), number_field(line.text, "mono_end_ns")) << line.text;
+    EXPECT_GT(number_field(line.text, "peak_rss_kb"), 0) << line.text;
+    if (std::string(GetParam()) == "processes") EXPECT_NE(number_field(line.text, "pid"), getpid()) << line.text;
+  }
+  EXPECT_EQ(calls.size(), 1u);
+  ASSERT_EQ(tasks.size(), 40u);
+  for (long long task = 0; task < 40; ++task) EXPECT_EQ(tasks.count(task), 1u) << "task " << task;
+}
+
+INSTANTIATE_TEST_SUITE_P(Trace, TraceOnEveryBackend, ::testing::Values("sequential", "threads", "processes"));
+
+TEST(Trace, CachedCallsNameTheirFunctionKeyAndWhetherTheyWereComputedOrHit) {
+  TempDir dir;
+  joblet::Memory memory(dir.path() / "cache");
+  auto cube = memory.cache("cube", [](int x) { return x * x * x; }, {.version = "1"});
+  const auto tasks = [&] {
+    return std::views::iota(0, 6) | std::views::transform([&](int i) { return joblet::delayed(cube, i); });
+  };
+  joblet::Parallel({.n_jobs = 2, .backend = "processes", .trace = (dir.path() / "first").string()})(tasks());
+  joblet::Parallel({.n_jobs = 2, .backend = "processes", .trace = (dir.path() / "again").string()})(tasks());
+  std::map<std::string, int> first;
+  for (const TraceLine& line : trace_lines(dir.path() / "first")) {
+    EXPECT_EQ(string_field(line.text, "function"), "cube") << line.text;
+    ++first[string_field(line.text, "cache")];
+    if (string_field(line.text, "cache") == "computed") {
+      // A round of the campaign is a call of its own: the key and the arguments name the task.
+      const std::string arguments = string_field(line.text, "arguments");
+      ASSERT_TRUE(arguments.starts_with("int ")) << line.text;
+      EXPECT_EQ(string_field(line.text, "key"), cube.key(std::stoi(arguments.substr(4))).hex()) << line.text;
+    }
+  }
+  EXPECT_EQ(first["computed"], 6) << "the first call computes every task";
+  EXPECT_EQ(first["hit"], 0) << "loading what its own campaign stored is no hit";
+  std::set<std::string> keys;
+  for (const TraceLine& line : trace_lines(dir.path() / "again")) {
+    EXPECT_EQ(string_field(line.text, "cache"), "hit") << line.text;
+    EXPECT_NE(line.text.find("\"computed_s\":"), std::string::npos) << line.text;
+    keys.insert(string_field(line.text, "key"));
+  }
+  EXPECT_EQ(keys.size(), 6u);
+  EXPECT_TRUE(keys.contains(cube.key(4).hex()));
+}
+
+TEST(Trace, FailuresTimeoutsAndDeadWorkersSayWhatEndedThem) {
+  TempDir dir;
+  const fs::path trace = dir.path() / "trace";
+  auto tasks = std::views::iota(0, 8) | std::views::transform([](int i) {
+                 return joblet::delayed([i] {
+                   if (i == 3) throw std::invalid_argument("bad input 3");
+                   if (i == 5) std::raise(SIGKILL);
+                   if (i == 6) std::this_thread::sleep_for(std::chrono::minutes(10));  // killed at its timeout
+                   return i;
+                 });
+               });
+  const auto outcomes = joblet::Parallel(
+      {.n_jobs = 2, .backend = "processes", .timeout = std::chrono::seconds(2), .trace = trace.string()})(
+      tasks, joblet::return_as::list.keep_going());
+  ASSERT_EQ(outcomes.size(), 8u);
+  std::map<long long, std::string> outcome_of;
+  for (const TraceLine& line : trace_lines(trace)) {
+    const long long task = number_field(line.text, "task");
+    outcome_of[task] = string_field(line.text, "outcome");
+    if (task == 3) {
+      EXPECT_EQ(string_field(line.text, "error_type"), "std::invalid_argument") << line.text;
+      EXPECT_EQ(string_field(line.text, "error"), "bad input 3") << line.text;
+    }
+    // The lost tasks' lines come from the caller, which found out.
+    if (task == 5 || task == 6) EXPECT_EQ(number_field(line.text, "pid"), getpid()) << line.text;
+  }
+  EXPECT_EQ(outcome_of[3], "failed");
+  EXPECT_EQ(outcome_of[5], "worker_died");
+  EXPECT_EQ(outcome_of[6], "timed_out");
+  for (long long task : {0, 1, 2, 4, 7}) EXPECT_EQ(outcome_of[task], "ok") << "task " << task;
+}
+
+// A worker killed mid-batch loses only the task it was running: the lines of the tasks it
+// finished before are in its file already.
+TEST(Trace, AWorkerKilledMidBatchKeepsTheLinesOfTheTasksItFinished) {
+  TempDir dir;
+  const fs::path trace = dir.path() / "trace";
+  auto tasks = std::views::iota(0, 10) | std::views::transform([](int i) {
+                 return joblet::delayed([i] {
+                   if (i == 9) std::raise(SIGKILL);
+                   return i;
+                 });
+               });
+  // Batches of ten: the worker that runs task 9 has finished others of its batch before.
+  joblet::Parallel({.n_jobs = 2, .backend = "processes", .batch_size = 10, .trace = trace.string()})(
+      tasks, joblet::return_as::list.keep_going());
+  std::map<long long, std::string> outcome_of;
+  for (const TraceLine& line : trace_lines(trace))
+    outcome_of[number_field(line.text, "task")] = string_field(line.text, "outcome");
+  for (long long task = 0; task < 9; ++task) EXPECT_EQ(outcome_of[task], "ok") << "task " << task;
+  EXPECT_EQ(outcome_of[9], "worker_died");
+}
+
+TEST(Trace, ADirectoryThatCannotBeWrittenFailsTheCallBeforeAnyTaskRuns) {
+  TempDir dir;
+  joblet::testing::write_text(dir.path() / "a-file", "not a directory");
+  std::atomic<int> ran{0};
+  auto tasks = std::views::iota(0, 4) | std::views::transform([&](int i) {
+                 return joblet::delayed([&ran, i] {
+                   ++ran;
+                   return i;
+                 });
+               });
+  try {
+    joblet::Parallel({.n_jobs = 2, .trace = (dir.path() / "a-file" / "trace").string()})(tasks);
+    FAIL() << "the call ran untraced";
+  } catch (const joblet::ConfigError& e) {
+    EXPECT_NE(e.message().find("cannot write the task trace in"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("JOBLET_TRACE"), std::string::npos) << e.message();
+  }
+  EXPECT_EQ(ran, 0);
+}
+
+TEST(Trace, JobletTraceEnvironmentVariableTracesCallsThatSetNothing) {
+  TempDir dir;
+  setenv("JOBLET_TRACE", (dir.path() / "from-env").c_str(), 1);
+  joblet::Parallel({.n_jobs = 2})(square_tasks(5));
+  unsetenv("JOBLET_TRACE");
+  EXPECT_EQ(trace_lines(dir.path() / "from-env").size(), 5u);
+}
+
+TEST(JobletTrace, SummarisesEveryProcessAndWritesAChromeTrace) {
+  TempDir dir;
+  const fs::path trace = dir.path() / "trace";
+  joblet::Memory memory(dir.path() / "cache");
+  auto twice = memory.cache("twice", [](int x) { return 2 * x; }, {.version = "1"});
+  auto tasks = std::views::iota(0, 10) | std::views::transform([&](int i) {
+                 return joblet::delayed([&twice, i] {
+                   if (i == 9) throw std::runtime_error("nine");
+                   return twice(i);
+                 });
+               });
+  joblet::Parallel({.n_jobs = 2, .backend = "processes", .trace = trace.string()})(
+      tasks, joblet::return_as::list.keep_going());
+  // A process killed while writing leaves half a line; a stray file is not a trace.
+  joblet::testing::write_text(trace / "killed-1.jsonl", "{\"call\":\"x\",\"task\":1,\"outc");
+  joblet::testing::write_text(trace / "notes.jsonl", "not json\n");
+  const fs::path chrome = dir.path() / "timeline.json";
+  const joblet::testing::CommandRun run = joblet::testing::run_command(std::string(JOBLET_CLI) + " trace " +
+                                                                       trace.string() + " --chrome " + chrome.string());
+  ASSERT_EQ(run.status, 0) << run.output;
+  for (const char* expected :
+       {"10 attempt(s) of 1 call(s)", "2 damaged line(s) skipped", "tasks: 9 ok, 1 failed; cached calls: 9 computed",
+        "failures by type:", "failed: std::runtime_error",
+        "CPU time computed:", "efficiency: ", "slowest tasks:", "twice(int 3)", "Chrome trace: "}) {
+    EXPECT_NE(run.output.find(expected), std::string::npos) << expected << " in:\n" << run.output;
+  }
+  // Python reads it as JSON: one complete event per attempt, each in a named process.
+  const joblet::testing::CommandRun check = joblet::testing::run_command(
+      "python3 -c \"import json,sys; t=json.load(open(sys.argv[1]))['traceEvents']; "
+      "m={e['pid'] for e in t if e['ph']=='M'}; x=[e for e in t if e['ph']=='X']; "
+      "print(len(x), all(e['pid'] in m for e in x))\" " +
+      chrome.string());
+  EXPECT_EQ(check.output, "10 True\n") << check.output;
+
+  const joblet::testing::CommandRun missing =
+      joblet::testing::run_command(std::string(JOBLET_CLI) + " trace " + (dir.path() / "nowhere").string());
+  EXPECT_EQ(missing.status, 1) << missing.output;
+  EXPECT_NE(missing.output.find("cannot read the trace directory"), std::string::npos) << missing.output;
+}
+
+}  // namespace
