@@ -27,7 +27,6 @@
 #include "joblet/exceptions.hpp"
 
 namespace joblet::detail {
-namespace {
 
 // A process's trace file in one directory. Each thread appends its lines to a chunk of the file
 // of its own, mapped shared (MAP_SHARED): a line is in the page cache once it is copied there, so
@@ -35,8 +34,6 @@ namespace {
 // system call. Chunks are allocated on disk before they are mapped (fallocate), so that a full
 // filesystem makes the trace stop with a warning rather than the process die of SIGBUS. The parts
 // of chunks never written read as NUL bytes, which `joblet trace` skips.
-}  // namespace
-
 struct TraceFile {
   int fd = -1;
   std::mutex growing;
@@ -315,20 +312,26 @@ TaskTrace::TaskTrace(const Job& job) noexcept {
     loads_campaign_results_ = job.loads_campaign_results();
   } catch (...) {  // out of memory: no trace
     file_ = nullptr;
+    return;
   }
+  // For this trace's life, whatever it ends like (a task whose outcome a timeout recorded first
+  // is never finished): cached calls made on this thread tell it what they did.
+  outer_call_ = std::exchange(thread_context().traced_call, &cached_call_);
+}
+
+TaskTrace::~TaskTrace() {
+  if (on()) thread_context().traced_call = outer_call_;
 }
 
 void TaskTrace::start() noexcept {
   if (!on()) return;
   cached_call_.function = nullptr;
-  outer_call_ = std::exchange(thread_context().traced_call, &cached_call_);
   started_ns_ = steady_ns();
 }
 
 void TaskTrace::finish(std::size_t index, const std::exception_ptr& error) noexcept {
   if (!on()) return;
   const std::int64_t ended = steady_ns();
-  thread_context().traced_call = outer_call_;
   if (!error) {
     add_line(index, started_ns_, ended, "ok", {}, {});
     return;
@@ -340,7 +343,6 @@ void TaskTrace::finish(std::size_t index, const std::exception_ptr& error) noexc
 void TaskTrace::finish_encoded(std::size_t index, std::span<const std::byte> outcome) noexcept {
   if (!on()) return;
   const std::int64_t ended = steady_ns();
-  thread_context().traced_call = outer_call_;
   std::string type;
   std::string message;
   if (!describe_encoded_failure(outcome, type, message)) {

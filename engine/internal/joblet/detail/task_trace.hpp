@@ -32,11 +32,12 @@ std::string new_trace_call_name(bool collective);
 struct TraceFile;
 
 // Records the attempts of the tasks one worker runs; does nothing when the job is not traced.
-// One per worker thread and batch, or per worker process.
+// One per worker thread and batch, or per worker process, made and destroyed on the thread that
+// runs the tasks: while it lives, cached calls on that thread report to it.
 class TaskTrace {
  public:
   explicit TaskTrace(const Job& job) noexcept;
-  ~TaskTrace() = default;
+  ~TaskTrace();
   TaskTrace(const TaskTrace&) = delete;
   TaskTrace& operator=(const TaskTrace&) = delete;
 
@@ -56,7 +57,7 @@ class TaskTrace {
   std::int64_t started_ns_ = 0;
   bool loads_campaign_results_ = false;  // its hits load what the call's own campaign rounds stored
   TracedCachedCall cached_call_;
-  TracedCachedCall* outer_call_ = nullptr;  // a traced task's own, when this is a nested call
+  TracedCachedCall* outer_call_ = nullptr;  // the thread's before: a traced task's own, for a nested call
 };
 
 // A task that failed outside its own code (it ran past its timeout, its worker died): one line,
