@@ -50,6 +50,13 @@ TaskError::TaskError(std::string original_type, std::string original_message, Er
 WorkerDiedError::WorkerDiedError(const std::string& message, int signal, int exit_code, ErrorSite site)
     : Error(message, std::move(site)), signal_(signal), exit_code_(exit_code) {}
 
+RetriesExhaustedError::RetriesExhaustedError(const std::string& message, ErrorSite site)
+    : Error(message, std::move(site)) {}
+
+RetriesExhaustedError::RetriesExhaustedError(const std::string& message, ErrorSite site, int attempts,
+                                             std::exception_ptr last_error)
+    : Error(message, std::move(site)), attempts_(attempts), last_error_(std::move(last_error)) {}
+
 std::optional<ErrorSite> error_site(const std::exception& error) {
   if (const auto* own = dynamic_cast<const Error*>(&error)) return own->site();
   const auto* nested = dynamic_cast<const std::nested_exception*>(&error);

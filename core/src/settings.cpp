@@ -80,6 +80,12 @@ constexpr Setting kSettings[] = {
     {{"JOBLET_LOG_LEVEL", "level", "warn", "trace, debug, info, warn, error, critical or off"},
      log_level,
      "use trace, debug, info, warn, error, critical or off"},
+    {{"JOBLET_MAX_FAILURES", "integer", "none",
+      "keep_going() calls whose code and scopes set no max_failures stop starting tasks after this many failed "
+      "(Config::max_failures)"},
+     positive_integer,
+     "give after how many failed tasks a keep_going() call stops (>= 1), or unset it for no limit",
+     true},
     {{"JOBLET_MPI_LOST_AFTER", "seconds", "10",
       "in an mpi job across nodes, a rank silent this long is lost (its node died or was cut off) and the job "
       "stops, naming it; 0: wait forever"},
@@ -96,6 +102,11 @@ constexpr Setting kSettings[] = {
       "the n_jobs of calls whose code and scopes set none"},
      n_jobs_value,
      "use -1 for all CPUs, a positive count, or unset it",
+     true},
+    {{"JOBLET_RETRIES", "integer", "0",
+      "how many more times a failed task runs, in calls whose code and scopes set no retries (Config::retries)"},
+     non_negative_integer,
+     "give how many more times a failed task may run (0 for none), or unset it",
      true},
     {{"JOBLET_SHARD", "k/K, static, dynamic or off", "dynamic",
       "k/K: this process computes only shard k of K of each campaign; static: a job-array element computes the "

@@ -1,6 +1,7 @@
 #include "joblet/detail/call.hpp"
 #include "joblet/detail/campaign_start.hpp"
 #include "joblet/detail/log.hpp"
+#include "joblet/detail/shared_counters.hpp"
 #include "joblet/detail/task_scope.hpp"
 #include "joblet/detail/task_trace.hpp"
 #include "progress_reporter.hpp"
@@ -17,6 +18,7 @@ bool PlainCallStart::input_complete() const noexcept { return job_.input_complet
 const std::string& PlainCallStart::backend_name() const noexcept { return plan_.backend_name; }
 int PlainCallStart::n_workers() const noexcept { return plan_.settings.n_workers; }
 bool PlainCallStart::nested() const noexcept { return in_task(); }
+bool PlainCallStart::keep_going() const noexcept { return job_.settings().keep_going; }
 bool PlainCallStart::collective() const noexcept { return plan_.backend->starts_every_call(); }
 bool PlainCallStart::all_agree(bool value) { return plan_.backend->all_agree(value); }
 std::int64_t PlainCallStart::first_process_value(std::int64_t value) {
@@ -25,10 +27,25 @@ std::int64_t PlainCallStart::first_process_value(std::int64_t value) {
 
 namespace {
 thread_local std::optional<CampaignRound> t_next_round;
+
+bool is_not_run(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const NotRunError&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
 }  // namespace
 
 CampaignRoundScope::CampaignRoundScope(const CampaignRound& round) noexcept { t_next_round = round; }
 CampaignRoundScope::~CampaignRoundScope() { t_next_round.reset(); }
+
+void start_tally_if_summarised(Job& job, const CallPlan& plan) {
+  // Workers forked by this process add to the tally; an MPI rank's would count its own tasks only.
+  if (plan.verbose > 0 && !t_next_round && !plan.backend->starts_every_call()) job.start_tally();
+}
 
 void notify_call_start(const CallObservers& observers, CallStart& call) {
   for (const auto& observer : observers) observer->on_call_start(call);
@@ -51,6 +68,7 @@ CallDriver::CallDriver(std::shared_ptr<Job> job, const CallPlan& plan, bool stre
     running_.emplace();
     job_->set_stops_on_signal(true);
   }
+  if (round_ && round_->tally) job_->use_tally(round_->tally);
   if (!job_->settings().trace.empty()) {
     detail::open_trace(job_->settings().trace);
     job_->set_trace_call(new_trace_call_name(plan.backend->starts_every_call()));
@@ -99,7 +117,23 @@ void CallDriver::report(bool finished, int stop_signal) {
   } else {
     reporter_->update(done_, failed_, total, finished);
   }
+  if (finished && !round_ && job_->tally() != nullptr) summarise();
   if (finished) tell_observers_the_end(stop_signal);
+}
+
+void CallDriver::summarise() const {
+  const SharedCounters& tally = *job_->tally();
+  constexpr double kSecondsPerNs = 1e-9;
+  reporter_->summarise(
+      {.done = done_,
+       .failed = failed_,
+       .not_run = not_run_,
+       .cache_hits = tally.load(kTallyCacheHits),
+       .cache_computed = tally.load(kTallyCacheComputed),
+       .saved_seconds = static_cast<double>(tally.load(kTallySavedNs)) * kSecondsPerNs,
+       .busy_seconds = static_cast<double>(tally.load(kTallyBusyNs)) * kSecondsPerNs,
+       .workers = job_->settings().n_workers,
+       .elapsed_seconds = std::chrono::duration<double>(Job::Clock::now() - job_->tally_started()).count()});
 }
 
 void CallDriver::tell_observers_the_end(int stop_signal) {
@@ -140,6 +174,7 @@ bool CallDriver::advance(std::vector<IndexRange>& finished) {
       if (tasks.any_failed) failures = job_->failures_in(tasks.range);
       for (const auto& [index, error] : failures) {
         ++failed_;
+        if (stopped_for_failures_ && is_not_run(error)) ++not_run_;
         if (!failure_) failure_ = error;
         first_failed_ = std::min(first_failed_, index);
         if (round_ && is_put_aside(error)) ++put_aside_;
@@ -148,10 +183,17 @@ bool CallDriver::advance(std::vector<IndexRange>& finished) {
         auto failure = failures.begin();
         for (std::size_t index = tasks.range.begin; index < tasks.range.end; ++index) {
           const bool failed = failure != failures.end() && failure->first == index;
+          // A task never run (max_failures) did nothing an observer could record.
+          const bool not_run = failed && stopped_for_failures_ && is_not_run(failure->second);
           if (failed) ++failure;
+          if (not_run) continue;
           for (const auto& observer : *observers_) observer->on_task_done({.index = index, .failed = failed});
         }
       }
+    }
+    const std::size_t max_failures = job_->settings().max_failures;
+    if (max_failures > 0 && keep_going_ && !stopped_for_failures_ && failed_ - put_aside_ >= max_failures) {
+      stop_for_failures();
     }
     // The input range itself failed: there is nothing to keep going with.
     if (auto input_error = job_->input_error()) {
@@ -179,6 +221,21 @@ bool CallDriver::advance(std::vector<IndexRange>& finished) {
     }
     report(false);
   }
+}
+
+void CallDriver::stop_for_failures() {
+  stopped_for_failures_ = true;
+  cancelled_ = true;
+  job_->cancel();
+  if (run_) {
+    run_->stop();
+    run_.reset();  // returns once every running task has finished
+  }
+  const std::size_t limit = job_->settings().max_failures;
+  const std::size_t not_run = job_->fail_tasks_not_run(
+      fmt::format("the call stopped after {} failed tasks (Config::max_failures = {})", failed_ - put_aside_, limit));
+  log().warn("{} tasks failed, reaching max_failures = {}: the call started no more tasks and {} were not run",
+             failed_ - put_aside_, limit, not_run);
 }
 
 void CallDriver::stop_gracefully() {

@@ -38,6 +38,9 @@ Config Config::merged_over(const Config& outer) const {
   fill(merged.max_nbytes, outer.max_nbytes);
   fill(merged.temp_folder, outer.temp_folder);
   fill(merged.trace, outer.trace);
+  fill(merged.retries, outer.retries);
+  if (!merged.retry_if) merged.retry_if = outer.retry_if;
+  fill(merged.max_failures, outer.max_failures);
   return merged;
 }
 
@@ -56,6 +59,12 @@ Config current_config() {
   if (!config.backend) config.backend = detail::setting("JOBLET_BACKEND");
   if (!config.temp_folder) config.temp_folder = detail::setting("JOBLET_TEMP_FOLDER");
   if (!config.trace) config.trace = detail::setting("JOBLET_TRACE");
+  if (!config.retries) {
+    if (auto n = detail::integer_setting("JOBLET_RETRIES")) config.retries = static_cast<int>(*n);
+  }
+  if (!config.max_failures) {
+    if (auto n = detail::integer_setting("JOBLET_MAX_FAILURES")) config.max_failures = static_cast<std::size_t>(*n);
+  }
   return config;
 }
 
@@ -83,6 +92,16 @@ CallPlan plan_call(const Config& explicit_config) {
     throw ConfigError(
         "pre_dispatch = 0 is not valid: give how many tasks to read ahead (at least 1), or leave "
         "it unset to read the whole input first");
+  }
+
+  if (config.retries && *config.retries < 0) {
+    throw ConfigError("retries = " + std::to_string(*config.retries) +
+                      " is not valid: give how many more times a failed task may run (0 for none)");
+  }
+  if (config.max_failures && *config.max_failures == 0) {
+    throw ConfigError(
+        "max_failures = 0 is not valid: give after how many failed tasks the call stops (at least 1), or leave it "
+        "unset for no limit");
   }
 
   CallPlan plan;
@@ -131,6 +150,14 @@ CallPlan plan_call(const Config& explicit_config) {
   plan.settings.max_nbytes = config.max_nbytes.value_or(kDefaultMaxNbytes);
   plan.settings.temp_folder = config.temp_folder.value_or("");
   plan.settings.trace = config.trace.value_or("");
+  plan.settings.retries = config.retries.value_or(0);
+  plan.settings.retry_if = config.retry_if;
+  plan.settings.max_failures = config.max_failures.value_or(0);
+  if (plan.settings.max_failures > 0 && plan.backend->starts_every_call()) {
+    throw ConfigError("max_failures is not available on backend '" + plan.backend_name +
+                      "' yet: its ranks would stop at different moments; leave max_failures unset there, or run the "
+                      "call on \"threads\" or \"processes\"");
+  }
   plan.verbose = config.verbose.value_or(0);
   plan.progress = config.progress;
 
@@ -166,7 +193,9 @@ CallPlan plan_call(const Config& explicit_config) {
   // With the backend final: outcomes that arrive task by task from other processes, or that a
   // timeout may race, need a state per task; workers in other processes need every task made
   // before they start.
-  plan.settings.outcomes_per_task = !plan.backend->shares_memory() || plan.settings.timeout.has_value();
+  // A failure limit names the tasks that never ran, which needs the same state.
+  plan.settings.outcomes_per_task =
+      !plan.backend->shares_memory() || plan.settings.timeout.has_value() || plan.settings.max_failures > 0;
   plan.settings.all_tasks_before_run = plan.backend->needs_all_tasks();
   return plan;
 }

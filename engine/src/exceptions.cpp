@@ -83,6 +83,8 @@ class ExceptionTable {
              codec_of<TimeoutError>(),
              codec_of<SerializationError>(),
              codec_of<StorageError>(),
+             codec_of<RetriesExhaustedError>(),
+             codec_of<NotRunError>(),
              // A campaign's task whose key another process computes (engine/src/campaign_start.cpp).
              codec_of<ComputingElsewhere>(),
          }) {

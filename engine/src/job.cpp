@@ -1,3 +1,5 @@
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
 #include <string>
@@ -6,8 +8,11 @@
 
 #include "joblet/backend.hpp"
 #include "joblet/codec.hpp"
+#include "joblet/detail/log.hpp"
+#include "joblet/detail/shared_counters.hpp"
 #include "joblet/detail/stop.hpp"
 #include "joblet/detail/task_scope.hpp"
+#include "joblet/detail/task_tally.hpp"
 #include "joblet/detail/task_trace.hpp"
 #include "joblet/exceptions.hpp"
 
@@ -102,11 +107,18 @@ std::size_t Job::unclaimed() const noexcept {
   return input_complete() ? total - next : std::max<std::size_t>(total - next, 1) * 4;
 }
 
+void Job::start_tally() {
+  // A mapping of its own: calls are many, and the shared one's counters are never reused.
+  tally_ = std::make_shared<detail::SharedCounters>(detail::kTallyCounts, /*own_mapping=*/true);
+  tally_started_ = Clock::now();
+}
+
 void Job::run(IndexRange range, RunningTask* tracker) {
   // Calls made by these tasks are nested in them.
   const detail::TaskScope scope;
   OutcomeRun recorded(*this);  // a task whose outcome a timeout recorded first is left out
   detail::TaskTrace trace(*this);
+  detail::TaskTally tally(*this);
   for (std::size_t index = range.begin; index < range.end; ++index) {
     if (stopping() || index >= stop_at_.load(std::memory_order_relaxed)) break;
     if (tracker != nullptr) {
@@ -114,7 +126,9 @@ void Job::run(IndexRange range, RunningTask* tracker) {
       tracker->index.store(static_cast<std::int64_t>(index), std::memory_order_release);
     }
     trace.start();
+    tally.start(index);
     const TaskRun outcome = run_task(index);
+    tally.finish();
     if (outcome != TaskRun::not_recorded) {
       recorded.add(index, outcome == TaskRun::failed);
       trace.finish(index, outcome == TaskRun::failed ? error(index) : nullptr);
@@ -157,10 +171,109 @@ Job::TaskRun Job::record_encoded(std::size_t index, std::span<const std::byte> o
 
 bool Job::complete_failed(std::size_t index, std::exception_ptr error) {
   const std::exception_ptr traced = settings_.trace.empty() ? nullptr : error;
+  const std::exception_ptr failure = error;
   if (!record_failure(index, std::move(error))) return false;
+  failed_outside_task(index, failure);
   if (traced) detail::trace_lost_task(*this, index, traced);
   publish({index, index + 1}, true);
   return true;
+}
+
+std::size_t Job::fail_tasks_not_run(const std::string& why) {
+  std::size_t failed = 0;
+  for (std::size_t index = 0; index < size(); ++index) {
+    if (finished(index)) continue;
+    if (!record_failure(index, std::make_exception_ptr(NotRunError(fmt::format("task {} was not run: {}", index, why),
+                                                                   ErrorSite::here(index))))) {
+      continue;
+    }
+    publish({index, index + 1}, true);
+    ++failed;
+  }
+  return failed;
+}
+
+namespace {
+
+// One failed attempt, for RetriesExhaustedError's list: the exception's type, message and site.
+std::string describe_attempt(std::size_t index, const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const TaskError& e) {
+    return e.what();  // names the original type itself
+  } catch (const Error& e) {
+    return detail::demangle(typeid(e).name()) + ": " + e.what();
+  } catch (const std::exception& e) {
+    return detail::demangle(typeid(e).name()) + ": " + e.what() + " [" + ErrorSite::here(index).describe() + "]";
+  } catch (...) {
+    return "an exception that is not a std::exception [" + ErrorSite::here(index).describe() + "]";
+  }
+}
+
+}  // namespace
+
+bool Job::retry_attempt(std::size_t index, const std::exception_ptr& error) noexcept {
+  if (settings_.retries <= 0 || stopping() || finished(index)) return false;
+  try {
+    if (settings_.retry_if) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        if (!settings_.retry_if(e)) return false;
+      } catch (...) {
+        return false;
+      }
+    }
+    const int failed = attempt(index);
+    if (failed > settings_.retries) return false;
+    std::string described = describe_attempt(index, error);
+    detail::log().warn("task {} failed on attempt {} of {}: {}; running it again", index, failed, settings_.retries + 1,
+                       described);
+    if (!settings_.trace.empty()) detail::trace_failed_attempt(*this, index, error);
+    std::lock_guard lock(retries_mutex_);
+    failed_attempts_[index].push_back(std::move(described));
+    any_retried_.store(true, std::memory_order_release);
+    return true;
+  } catch (...) {  // retry_if threw, or out of memory: the failure stands
+    return false;
+  }
+}
+
+int Job::attempt(std::size_t index) const noexcept {
+  if (!any_retried_.load(std::memory_order_acquire)) return 1;
+  std::lock_guard lock(retries_mutex_);
+  const auto found = failed_attempts_.find(index);
+  return found == failed_attempts_.end() ? 1 : static_cast<int>(found->second.size()) + 1;
+}
+
+std::exception_ptr Job::final_error(std::size_t index, std::exception_ptr error) const noexcept {
+  if (!any_retried_.load(std::memory_order_acquire)) return error;
+  try {
+    std::string message;
+    int attempts = 0;
+    {
+      std::lock_guard lock(retries_mutex_);
+      const auto found = failed_attempts_.find(index);
+      if (found == failed_attempts_.end()) return error;
+      attempts = static_cast<int>(found->second.size()) + 1;
+      message =
+          fmt::format("task {} failed on all {} attempts (Config::retries = {})", index, attempts, settings_.retries);
+      for (std::size_t i = 0; i < found->second.size(); ++i) {
+        message += fmt::format("; attempt {}: {}", i + 1, found->second[i]);
+      }
+    }
+    message += fmt::format("; attempt {}: {}", attempts, describe_attempt(index, error));
+    ErrorSite site = ErrorSite::here(index);
+    try {
+      std::rethrow_exception(error);
+    } catch (const Error& e) {
+      site = e.site();
+    } catch (...) {
+    }
+    return std::make_exception_ptr(RetriesExhaustedError(message, std::move(site), attempts, std::move(error)));
+  } catch (...) {  // out of memory: the last attempt's own error
+    return error;
+  }
 }
 
 namespace {

@@ -45,8 +45,8 @@ std::chrono::milliseconds ProgressReporter::interval() const noexcept {
   return std::chrono::milliseconds(1000);
 }
 
-void ProgressReporter::update(std::size_t done, std::size_t failed, std::optional<std::size_t> total,
-                              bool finished, EarlierProgress earlier) {
+void ProgressReporter::update(std::size_t done, std::size_t failed, std::optional<std::size_t> total, bool finished,
+                              EarlierProgress earlier) {
   if (verbose_ <= 0 && !callback_) return;
   const auto now = Clock::now();
   Progress progress;
@@ -110,8 +110,8 @@ std::string ProgressReporter::line(const Progress& p) const {
     text = fmt::format("[joblet] Done {} tasks", p.done);
     if (p.done_elsewhere) text += fmt::format(" ({} by other processes)", p.done_elsewhere);
     if (p.failed) text += fmt::format(" ({} failed)", p.failed);
-    return text + fmt::format(" in {} | {} tasks/s", human_duration(p.elapsed_seconds),
-                              human_count(p.tasks_per_second));
+    return text +
+           fmt::format(" in {} | {} tasks/s", human_duration(p.elapsed_seconds), human_count(p.tasks_per_second));
   }
   text = fmt::format("[joblet] Done {}", p.done);
   if (p.total && *p.total > 0) {
@@ -125,6 +125,25 @@ std::string ProgressReporter::line(const Progress& p) const {
   text += fmt::format(" | elapsed {} | {} tasks/s", human_duration(p.elapsed_seconds), human_count(p.tasks_per_second));
   if (p.eta_seconds) text += " | ETA " + human_duration(*p.eta_seconds);
   return text;
+}
+
+void ProgressReporter::summarise(const CallSummary& summary) const {
+  if (verbose_ <= 0) return;
+  std::string text = fmt::format("[joblet] Summary: {} done", summary.done - summary.failed);
+  if (summary.cache_hits + summary.cache_computed > 0) {
+    text += fmt::format(" ({} cached, {} computed)", summary.cache_hits, summary.cache_computed);
+  }
+  text += fmt::format(", {} failed", summary.failed - summary.not_run);
+  if (summary.not_run > 0) text += fmt::format(", {} not run (max_failures)", summary.not_run);
+  text += " in " + human_duration(summary.elapsed_seconds);
+  if (summary.cache_hits > 0) text += " | time saved " + human_duration(summary.saved_seconds);
+  const double capacity = summary.elapsed_seconds * std::max(summary.workers, 1);
+  if (capacity > 0) {
+    text += fmt::format(" | efficiency {:.0f}% ({} busy of {} worker{})",
+                        100.0 * std::min(1.0, summary.busy_seconds / capacity), human_duration(summary.busy_seconds),
+                        summary.workers, summary.workers == 1 ? "" : "s");
+  }
+  write_text(text + "\n");
 }
 
 void ProgressReporter::write_text(const std::string& text) const {

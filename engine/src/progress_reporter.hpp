@@ -21,6 +21,19 @@ struct EarlierProgress {
   std::size_t done_elsewhere = 0;
 };
 
+// What the line that ends a verbose call says (ProgressReporter::summarise).
+struct CallSummary {
+  std::size_t done = 0;
+  std::size_t failed = 0;
+  std::size_t not_run = 0;  // left out after max_failures (counted in failed)
+  std::size_t cache_hits = 0;
+  std::size_t cache_computed = 0;
+  double saved_seconds = 0;  // what computing the hits took when they were stored
+  double busy_seconds = 0;   // running tasks, over every worker
+  int workers = 1;
+  double elapsed_seconds = 0;
+};
+
 class ProgressReporter {
  public:
   // `since`: when the work this reporter counts began (an elastic campaign's rounds count this
@@ -31,6 +44,8 @@ class ProgressReporter {
   // Reports the current counts; draws or prints when due. `finished` marks the last report.
   void update(std::size_t done, std::size_t failed, std::optional<std::size_t> total, bool finished,
               EarlierProgress earlier = {});
+  // At verbose > 0, the line that ends the call: done, cached, failed, time saved, efficiency.
+  void summarise(const CallSummary& summary) const;
   // How long the caller may wait before the next update is worth making.
   std::chrono::milliseconds interval() const noexcept;
 

@@ -297,7 +297,12 @@ std::string new_trace_call_name(bool collective) {
   return this_host() + "-" + std::to_string(process_id()) + "-" + std::to_string(calls.fetch_add(1) + 1);
 }
 
-TaskTrace::TaskTrace(const Job& job) noexcept {
+namespace {
+// The trace of the tasks this thread is running, for trace_failed_attempt().
+thread_local TaskTrace* t_running_trace = nullptr;
+}  // namespace
+
+TaskTrace::TaskTrace(const Job& job) noexcept : job_(&job) {
   if (job.settings().trace.empty() || job.trace_call().empty()) return;
   try {
     file_ = trace_file(job.settings().trace);
@@ -309,7 +314,6 @@ TaskTrace::TaskTrace(const Job& job) noexcept {
       return;
     }
     prefix_ = line_prefix(job.trace_call());
-    loads_campaign_results_ = job.loads_campaign_results();
   } catch (...) {  // out of memory: no trace
     file_ = nullptr;
     return;
@@ -317,10 +321,13 @@ TaskTrace::TaskTrace(const Job& job) noexcept {
   // For this trace's life, whatever it ends like (a task whose outcome a timeout recorded first
   // is never finished): cached calls made on this thread tell it what they did.
   outer_call_ = std::exchange(thread_context().traced_call, &cached_call_);
+  outer_trace_ = std::exchange(t_running_trace, this);
 }
 
 TaskTrace::~TaskTrace() {
-  if (on()) thread_context().traced_call = outer_call_;
+  if (!on()) return;
+  thread_context().traced_call = outer_call_;
+  t_running_trace = outer_trace_;
 }
 
 void TaskTrace::start() noexcept {
@@ -365,17 +372,18 @@ void TaskTrace::add_line(std::size_t index, std::int64_t started_ns, std::int64_
     char numbers[320];
     const char* numbers_end = fmt::format_to(
         numbers,
-        FMT_COMPILE(",\"task\":{},\"attempt\":1,\"outcome\":\"{}\",\"start\":{}.{:06},\"end\":{}.{:06}"
+        FMT_COMPILE(",\"task\":{},\"attempt\":{},\"outcome\":\"{}\",\"start\":{}.{:06},\"end\":{}.{:06}"
                     ",\"mono_start_ns\":{},\"mono_end_ns\":{},\"peak_rss_kb\":{}"),
-        index, outcome, wall_start / 1'000'000'000, wall_start % 1'000'000'000 / 1000, wall_end / 1'000'000'000,
-        wall_end % 1'000'000'000 / 1000, started_ns, ended_ns, peak_rss_kb(ended_ns));
+        index, job_->attempt(index), outcome, wall_start / 1'000'000'000, wall_start % 1'000'000'000 / 1000,
+        wall_end / 1'000'000'000, wall_end % 1'000'000'000 / 1000, started_ns, ended_ns, peak_rss_kb(ended_ns));
     line.append(numbers, static_cast<std::size_t>(numbers_end - numbers));
     if (const TracedCachedCall& call = cached_call_; call.function != nullptr) {
       line += ",\"function\":";
       append_json_string(line, *call.function);
       static constexpr std::string_view kCache[] = {"computed", "hit", "reloaded"};
-      const auto cache =
-          call.cache == TracedCachedCall::hit && loads_campaign_results_ ? TracedCachedCall::reloaded : call.cache;
+      const auto cache = call.cache == TracedCachedCall::hit && job_->loads_campaign_result(index)
+                             ? TracedCachedCall::reloaded
+                             : call.cache;
       fmt::format_to(out, FMT_COMPILE(",\"key\":\"{:016x}{:016x}\",\"cache\":\"{}\""), call.key_high, call.key_low,
                      kCache[cache]);
       if (call.cache != TracedCachedCall::computed) {
@@ -396,6 +404,16 @@ void TaskTrace::add_line(std::size_t index, std::int64_t started_ns, std::int64_
     return;
   }
   append_line(*file_, line);
+}
+
+void trace_failed_attempt(const Job& job, std::size_t index, const std::exception_ptr& error) noexcept {
+  TaskTrace* running = t_running_trace;
+  if (running == nullptr || running->job_ != &job) {
+    trace_lost_task(job, index, error);
+    return;
+  }
+  running->finish(index, error);
+  running->start();
 }
 
 void trace_lost_task(const Job& job, std::size_t index, const std::exception_ptr& error) noexcept {

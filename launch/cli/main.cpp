@@ -112,10 +112,16 @@ int main(int argc, char** argv) {
   add_leaf(&app, "info", "What joblet sees here: launcher, ranks, CPUs, default backend, cache directory, versions",
            directory);
   joblet::cli::StatusArguments status_arguments;
-  add_leaf(&app, "status",
-           "Campaigns in a cache (Parallel calls over a cached function): tasks done and missing. Exit status 0 when "
-           "all are complete, 3 while tasks are missing",
-           directory);
+  CLI::App* status = add_leaf(&app, "status",
+                              "Campaigns in a cache (Parallel calls over a cached function): tasks done and missing, "
+                              "who computes them, and the failed ones with their errors. Exit status 0 when all are "
+                              "complete, 3 while tasks are missing",
+                              directory);
+  status->add_flag("--watch", status_arguments.watch,
+                   "refresh the view (progress, rate, ETA, failures) until every campaign is complete; plain lines "
+                   "when stdout is not a terminal");
+  status->add_option("--interval", status_arguments.interval_seconds, "seconds between two views with --watch")
+      ->default_val(5);
   joblet::cli::ShowArguments show_arguments;
   CLI::App* show =
       app.add_subcommand("show",

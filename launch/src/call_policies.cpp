@@ -87,7 +87,11 @@ class CampaignPolicy final : public CallObserver {
     const std::string name = record_campaign_quietly(*campaign);
     const auto shard = active_shard();
     if (!shard || shard->count < 2) {
-      if (!call.nested() && setting("JOBLET_ELASTIC").value_or("on") == "on") run_elastic_campaign(call, *campaign, name);
+      // Elastic rounds stop at their first failure, which a keep_going() call must not: it runs
+      // whole, as a campaign of its own (its results still go to the shared cache).
+      if (!call.nested() && !call.keep_going() && setting("JOBLET_ELASTIC").value_or("on") == "on") {
+        run_elastic_campaign(call, *campaign, name);
+      }
       return;
     }
 

@@ -8,6 +8,7 @@
 #include "joblet/detail/frames.hpp"
 #include "joblet/detail/result_files.hpp"
 #include "joblet/detail/runtime.hpp"
+#include "joblet/detail/task_tally.hpp"
 #include "joblet/detail/task_trace.hpp"
 #include "mpi_claims.hpp"
 
@@ -160,10 +161,12 @@ MpiComputeThreads::Finished MpiComputeThreads::run(IndexRange range) {
   ArrayWriter* arrays = results_ ? &results_->writer() : nullptr;  // large arrays to files, references in frames
   const bool timed = job_->settings().timeout.has_value();         // only the watchdog reads started_ns
   TaskTrace trace(*job_);
+  TaskTally tally(*job_);  // no tally on mpi: marks the loads of a campaign's results
   for (std::size_t index = range.begin; index < range.end && !job_->stopping(); ++index) {
     if (timed) running_task_.started_ns.store(now_ns(), std::memory_order_relaxed);
     running_task_.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
     trace.start();
+    tally.start(index);
     append_frame(frames, index, [&](std::string& out) {
       const std::size_t outcome_start = out.size();
       job_->run_encoded(index, out, arrays);

@@ -16,6 +16,7 @@
 #include "joblet/codec.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/store.hpp"
+#include "task_failures.hpp"
 
 namespace joblet {
 namespace {
@@ -162,6 +163,7 @@ std::vector<CampaignStatus> campaign_status(const std::filesystem::path& locatio
         return by_host_and_job.try_emplace({host, job}, CampaignContributor{host, job}).first->second;
       };
       std::vector<bool> done(record.keys.size(), false);
+      const detail::TaskFailures failures(root, record.function);
       for (std::size_t index = 0; index < record.keys.size(); ++index) {
         const Hash128& key = record.keys[index];
         if (const auto metadata = store.metadata(record.function, key)) {
@@ -172,8 +174,14 @@ std::vector<CampaignStatus> campaign_status(const std::filesystem::path& locatio
             return at == metadata->extra.end() ? std::string() : at->second;
           };
           ++contributor(field("host"), field("job")).computed;
-        } else if (const auto holder = store.lock_holder(record.function, key); holder && holder->live) {
-          ++contributor(holder->host, holder->job).computing;
+        } else {
+          if (const auto holder = store.lock_holder(record.function, key); holder && holder->live) {
+            ++contributor(holder->host, holder->job).computing;
+          }
+          if (auto failure = failures.find(key)) {
+            failure->task = index;
+            status.failed.push_back(std::move(*failure));
+          }
         }
       }
       // Tasks of runs claimed by a live process (elastic campaigns claim runs, not keys).

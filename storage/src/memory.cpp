@@ -14,7 +14,9 @@
 #include "joblet/cached_call.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/detail/runtime.hpp"
+#include "joblet/detail/shared_counters.hpp"
 #include "store_internal.hpp"
+#include "task_failures.hpp"
 
 namespace joblet {
 namespace detail {
@@ -22,8 +24,9 @@ namespace {
 
 using Nanoseconds = std::chrono::nanoseconds;
 
-std::int64_t to_ns(std::chrono::duration<double> duration) {
-  return std::chrono::duration_cast<Nanoseconds>(duration).count();
+std::uint64_t to_ns(std::chrono::duration<double> duration) {
+  return static_cast<std::uint64_t>(
+      std::max<std::int64_t>(0, std::chrono::duration_cast<Nanoseconds>(duration).count()));
 }
 
 // A fresh name binding an entry to its companion file: unique across hosts, processes and time.
@@ -45,15 +48,22 @@ constexpr std::size_t kMaxVersionLength = 4096;
 
 }  // namespace
 
+// The counts of a cached function or of a Memory, in counters its forked worker processes add
+// to as well: a processes call whose every task was a hit reports those hits in the caller.
+enum Count : std::size_t {
+  kHits,
+  kMisses,
+  kWaits,
+  kCorruptEntries,
+  kRejectedEntries,
+  kStoreFailures,
+  kComputeNs,
+  kHitNs,
+  kCounts
+};
+
 struct Counters {
-  std::atomic<std::uint64_t> hits{0};
-  std::atomic<std::uint64_t> misses{0};
-  std::atomic<std::uint64_t> waits{0};
-  std::atomic<std::uint64_t> corrupt_entries{0};
-  std::atomic<std::uint64_t> rejected_entries{0};
-  std::atomic<std::uint64_t> store_failures{0};
-  std::atomic<std::int64_t> compute_ns{0};
-  std::atomic<std::int64_t> hit_ns{0};
+  SharedCounters counts{kCounts};
   // The keys an elastic campaign's rounds computed or loaded in this process, until the call
   // loads them to return them (see record()).
   std::mutex campaign_mutex;
@@ -62,14 +72,14 @@ struct Counters {
 
   CacheStatistics snapshot() const {
     CacheStatistics statistics;
-    statistics.hits = hits.load(std::memory_order_relaxed);
-    statistics.misses = misses.load(std::memory_order_relaxed);
-    statistics.waits = waits.load(std::memory_order_relaxed);
-    statistics.corrupt_entries = corrupt_entries.load(std::memory_order_relaxed);
-    statistics.rejected_entries = rejected_entries.load(std::memory_order_relaxed);
-    statistics.store_failures = store_failures.load(std::memory_order_relaxed);
-    statistics.compute_time = Nanoseconds(compute_ns.load(std::memory_order_relaxed));
-    statistics.hit_time = Nanoseconds(hit_ns.load(std::memory_order_relaxed));
+    statistics.hits = counts.load(kHits);
+    statistics.misses = counts.load(kMisses);
+    statistics.waits = counts.load(kWaits);
+    statistics.corrupt_entries = counts.load(kCorruptEntries);
+    statistics.rejected_entries = counts.load(kRejectedEntries);
+    statistics.store_failures = counts.load(kStoreFailures);
+    statistics.compute_time = Nanoseconds(static_cast<std::int64_t>(counts.load(kComputeNs)));
+    statistics.hit_time = Nanoseconds(static_cast<std::int64_t>(counts.load(kHitNs)));
     return statistics;
   }
 };
@@ -82,10 +92,9 @@ struct MemoryState {
 
 namespace {
 // Every count goes to the function's counters and to its Memory's totals.
-template <class Member, class Value>
-void add(Counters& function, Counters& memory, Member member, Value value) {
-  (function.*member).fetch_add(value, std::memory_order_relaxed);
-  (memory.*member).fetch_add(value, std::memory_order_relaxed);
+void add(Counters& function, Counters& memory, Count count, std::uint64_t value) {
+  function.counts.add(count, value);
+  memory.counts.add(count, value);
 }
 }  // namespace
 
@@ -118,11 +127,11 @@ Claim FunctionCache::claim(const Hash128& key) const {
   switch (found.status) {
     case LoadStatus::found:
       if (!options_.validate || options_.validate(found.entry->metadata())) return Claim{std::move(found.entry), {}};
-      add(*counters_, memory_->totals, &Counters::rejected_entries, 1);
+      add(*counters_, memory_->totals, kRejectedEntries, 1);
       log().debug("cache entry {} was refused by its validation callback; recomputing it", found.path.string());
       break;
     case LoadStatus::corrupt:
-      add(*counters_, memory_->totals, &Counters::corrupt_entries, 1);
+      add(*counters_, memory_->totals, kCorruptEntries, 1);
       if (first_time("joblet.memory.corrupt:" + found.path.string())) {
         log().warn("cache entry {} is unusable ({}); recomputing and replacing it", found.path.string(), found.problem);
       }
@@ -152,7 +161,7 @@ Claim FunctionCache::claim(const Hash128& key) const {
 }
 
 void FunctionCache::report_undecodable(const Hash128& key, const std::string& why) const {
-  add(*counters_, memory_->totals, &Counters::corrupt_entries, 1);
+  add(*counters_, memory_->totals, kCorruptEntries, 1);
   const std::string path = memory_->store->entry_path(name_, key).string();
   if (first_time("joblet.memory.corrupt:" + path)) {
     log().warn("cache entry {} does not decode as the function's result ({}); recomputing and replacing it", path, why);
@@ -160,7 +169,7 @@ void FunctionCache::report_undecodable(const Hash128& key, const std::string& wh
 }
 
 void FunctionCache::report_store_failure(const std::string& why) const noexcept {
-  add(*counters_, memory_->totals, &Counters::store_failures, 1);
+  add(*counters_, memory_->totals, kStoreFailures, 1);
   try {
     if (first_time("joblet.memory.write:" + memory_->store->root().string())) {
       log().warn("{}; the result is returned but not cached (this warning is shown once per cache)", why);
@@ -226,7 +235,7 @@ MmapMode FunctionCache::mmap_mode() const noexcept { return memory_->options.mma
 std::size_t FunctionCache::array_file_threshold() const noexcept { return memory_->options.array_file_threshold; }
 
 void FunctionCache::report_unencodable(const Hash128& key, const std::string& why) const noexcept {
-  add(*counters_, memory_->totals, &Counters::store_failures, 1);
+  add(*counters_, memory_->totals, kStoreFailures, 1);
   try {
     if (first_time("joblet.memory.encode:" + name_)) {
       log().warn("the result of '{}' (key {}) cannot be encoded ({}); it is returned but not cached", name_, key.hex(),
@@ -239,7 +248,8 @@ void FunctionCache::report_unencodable(const Hash128& key, const std::string& wh
 void FunctionCache::record(const CallReport& report) const {
   // An elastic campaign's rounds compute or load each result once, and the call then loads them
   // all again to return them: those reloads are not hits of their own.
-  bool reload = false;
+  // In a worker process, the rounds' keys were noted in other processes: the call says it.
+  bool reload = report.hit && thread_context().loads_campaign_results;
   if (campaign_claim() != CampaignClaim::none) {
     const std::lock_guard lock(counters_->campaign_mutex);
     counters_->campaign_keys.insert(report.key);
@@ -262,15 +272,56 @@ void FunctionCache::record(const CallReport& report) const {
     if (report.hit) traced->arguments.clear();
   }
   if (reload) return;
+  if (SharedCounters* tally = thread_context().call_tally) {
+    if (report.hit) {
+      tally->add(kTallyCacheHits, 1);
+      tally->add(kTallySavedNs, to_ns(report.computed_in));
+    } else {
+      tally->add(kTallyCacheComputed, 1);
+    }
+  }
   if (report.hit) {
-    add(*counters_, memory_->totals, &Counters::hits, 1);
-    if (report.waited) add(*counters_, memory_->totals, &Counters::waits, 1);
-    add(*counters_, memory_->totals, &Counters::hit_ns, to_ns(report.duration));
+    add(*counters_, memory_->totals, kHits, 1);
+    if (report.waited) add(*counters_, memory_->totals, kWaits, 1);
+    add(*counters_, memory_->totals, kHitNs, to_ns(report.duration));
   } else {
-    add(*counters_, memory_->totals, &Counters::misses, 1);
-    add(*counters_, memory_->totals, &Counters::compute_ns, to_ns(report.computed_in));
+    add(*counters_, memory_->totals, kMisses, 1);
+    add(*counters_, memory_->totals, kComputeNs, to_ns(report.computed_in));
   }
   if (options_.on_call) options_.on_call(report);
+}
+
+void FunctionCache::record_failure(const Hash128& key, const std::exception_ptr& error) const noexcept {
+  if (!enabled()) return;
+  try {
+    TaskFailure failure{.key = key,
+                        .host = host_name_for_files(),
+                        .job = job_name_for_files(),
+                        .pid = static_cast<long>(process_id()),
+                        .when = std::chrono::system_clock::now()};
+    try {
+      std::rethrow_exception(error);
+    } catch (const TaskError& e) {  // made again from another process: it names the original
+      failure.error_type = e.original_type();
+      failure.error = e.original_message();
+    } catch (const Error& e) {
+      failure.error_type = demangle(typeid(e).name());
+      failure.error = e.message();
+    } catch (const std::exception& e) {
+      failure.error_type = demangle(typeid(e).name());
+      failure.error = e.what();
+    } catch (...) {
+      failure.error_type = "unknown";
+      failure.error = "an exception that is not a std::exception";
+    }
+    const CacheRoot root(std::filesystem::absolute(memory_->store->root()).lexically_normal().string());
+    record_task_failure(root, name_, failure);
+  } catch (const Error& e) {
+    if (first_time("record-task-failure")) {
+      log().warn("cannot record the failure of a call of '{}' for `joblet status`: {}", name_, e.message());
+    }
+  } catch (...) {  // out of memory: the failure goes unrecorded; the call reports it anyway
+  }
 }
 
 bool FunctionCache::contains(const Hash128& key) const {

@@ -163,6 +163,53 @@ TEST(Trace, FailuresTimeoutsAndDeadWorkersSayWhatEndedThem) {
   for (long long task : {0, 1, 2, 4, 7}) EXPECT_EQ(outcome_of[task], "ok") << "task " << task;
 }
 
+// Config::retries: each attempt is a line of its own, numbered, with how it ended; a retry in
+// place (an exception) and one in a fresh worker (a death) alike.
+TEST(Trace, EveryAttemptOfARetriedTaskIsALineOfItsOwn) {
+  TempDir dir;
+  const fs::path trace = dir.path() / "trace";
+  // Attempts are counted across processes in a file: worker processes do not share memory.
+  const fs::path marks = dir.path() / "marks";
+  fs::create_directories(marks);
+  auto attempt_of = [marks](int task) {
+    for (int attempt = 1;; ++attempt) {
+      const fs::path mark = marks / (std::to_string(task) + "-" + std::to_string(attempt));
+      if (!fs::exists(mark)) {
+        std::ofstream(mark) << getpid();
+        return attempt;
+      }
+    }
+  };
+  auto tasks = std::views::iota(0, 8) | std::views::transform([attempt_of](int i) {
+                 return joblet::delayed([i, attempt_of] {
+                   const int attempt = attempt_of(i);
+                   if (i == 3 && attempt < 3) throw std::runtime_error("flaky " + std::to_string(attempt));
+                   if (i == 5 && attempt == 1) std::raise(SIGKILL);
+                   return i;
+                 });
+               });
+  const auto results =
+      joblet::Parallel({.n_jobs = 2, .backend = "processes", .trace = trace.string(), .retries = 2})(tasks);
+  ASSERT_EQ(results.size(), 8u);
+  std::map<long long, std::map<long long, std::string>> outcomes;  // task -> attempt -> outcome
+  std::map<long long, std::set<long long>> pids;
+  for (const TraceLine& line : trace_lines(trace)) {
+    const long long task = number_field(line.text, "task");
+    const long long attempt = number_field(line.text, "attempt");
+    EXPECT_TRUE(outcomes[task].emplace(attempt, string_field(line.text, "outcome")).second) << line.text;
+    pids[task].insert(number_field(line.text, "pid"));
+    if (task == 3 && attempt < 3) EXPECT_EQ(string_field(line.text, "error"), "flaky " + std::to_string(attempt));
+  }
+  EXPECT_EQ(outcomes[3], (std::map<long long, std::string>{{1, "failed"}, {2, "failed"}, {3, "ok"}}));
+  EXPECT_EQ(outcomes[5], (std::map<long long, std::string>{{1, "worker_died"}, {2, "ok"}}));
+  // The death's line comes from the caller, the retry's from the fresh worker that ran it.
+  EXPECT_EQ(pids[5].size(), 2u);
+  EXPECT_TRUE(pids[5].contains(getpid()));
+  for (long long task : {0, 1, 2, 4, 6, 7}) {
+    EXPECT_EQ(outcomes[task], (std::map<long long, std::string>{{1, "ok"}})) << "task " << task;
+  }
+}
+
 // A worker killed mid-batch loses only the task it was running: the lines of the tasks it
 // finished before are in its file already.
 TEST(Trace, AWorkerKilledMidBatchKeepsTheLinesOfTheTasksItFinished) {

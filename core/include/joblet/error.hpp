@@ -87,6 +87,33 @@ class TimeoutError : public Error {
   using Error::Error;
 };
 
+/// A task failed on every attempt Config::retries allowed. what() lists every attempt, in
+/// order, with its error and where it ran; last_error() is the last attempt's exception as it was
+/// thrown (null once the error crossed to another process or rank, where only the list travels).
+class RetriesExhaustedError : public Error {
+ public:
+  /// Made with the message (the list of attempts) and the site of the last attempt; as made
+  /// again from another process.
+  RetriesExhaustedError(const std::string& message, ErrorSite site);
+  /// Made where the last attempt failed: how many attempts there were and the last one's error.
+  RetriesExhaustedError(const std::string& message, ErrorSite site, int attempts, std::exception_ptr last_error);
+  /// How many times the task ran; 0 when the error came from another process or rank.
+  int attempts() const noexcept { return attempts_; }
+  /// The last attempt's exception, to rethrow or inspect by type; null when it came from another
+  /// process or rank.
+  const std::exception_ptr& last_error() const noexcept { return last_error_; }
+
+ private:
+  int attempts_ = 0;
+  std::exception_ptr last_error_;
+};
+
+/// A task of a keep_going() call that was never run, because the call stopped after
+/// Config::max_failures of its tasks had failed.
+class NotRunError : public Error {
+  using Error::Error;
+};
+
 /// A value could not be encoded or decoded by the codec.
 class SerializationError : public Error {
   using Error::Error;

@@ -35,6 +35,7 @@ namespace joblet {
 namespace detail {
 class ArrayWriter;
 class ArrayReader;
+class SharedCounters;
 }  // namespace detail
 
 /// Task indices [begin, end).
@@ -78,6 +79,12 @@ struct JobSettings {
   std::string temp_folder;  ///< empty: /dev/shm with room, else TMPDIR
   /// The directory task attempts are recorded in (Config::trace); empty: none.
   std::string trace;
+  /// How many more times a failed task runs (Config::retries), and which failures (retry_if;
+  /// empty: every one).
+  int retries = 0;
+  std::function<bool(const std::exception&)> retry_if;  ///< see Config::retry_if
+  /// keep_going calls: no task starts once this many failed (Config::max_failures); 0: no limit.
+  std::size_t max_failures = 0;
   /// Whether the job keeps a state per task, so that the first of several outcomes recorded for
   /// one task wins and finished() can be asked: for backends whose outcomes arrive task by task
   /// from other processes, and calls with a timeout. Without it a task's outcome is recorded
@@ -108,11 +115,32 @@ class Job {
   const std::string& trace_call() const noexcept { return trace_call_; }
   /// Names the call in task traces (the front end does, before the backend starts).
   void set_trace_call(std::string name) { trace_call_ = std::move(name); }
-  /// Whether the call's campaign computed its missing tasks in rounds of their own before the
-  /// call started (CallStart::campaign()), so that its tasks load what those rounds stored.
-  bool loads_campaign_results() const noexcept { return loads_campaign_results_; }
-  /// Tells the job that a round of its campaign ran (the front end does, before the call starts).
-  void note_campaign_rounds() noexcept { loads_campaign_results_ = true; }
+  /// Whether task `index` ran in a round of the call's campaign before the call started
+  /// (CallStart::campaign()), so that its cached call loads what that round stored: no hit.
+  bool loads_campaign_result(std::size_t index) const noexcept {
+    return index < campaign_round_tasks_.size() && campaign_round_tasks_[index];
+  }
+  /// Tells the job that a round of its campaign ran these tasks (the front end does, before the
+  /// call starts).
+  void note_campaign_round(std::span<const std::size_t> indices) {
+    if (campaign_round_tasks_.empty()) campaign_round_tasks_.assign(size(), false);
+    for (std::size_t index : indices) {
+      if (index < campaign_round_tasks_.size()) campaign_round_tasks_[index] = true;
+    }
+  }
+
+  /// Counts over every worker of a call whose end is summarised (verbose > 0): busy time and
+  /// cached calls, in counters forked workers add to (see detail::CallTally); null otherwise.
+  detail::SharedCounters* tally() const noexcept { return tally_.get(); }
+  /// Starts those counts, now (the front end does, before the call starts: before the rounds of
+  /// its campaign, which count in them too).
+  void start_tally();
+  /// When start_tally() was called.
+  Clock::time_point tally_started() const noexcept { return tally_started_; }
+  /// The counts, to share with the calls that run rounds of this call's campaign.
+  const std::shared_ptr<detail::SharedCounters>& shared_tally() const noexcept { return tally_; }
+  /// Counts this job's tasks in another call's tally (a round of that call's campaign).
+  void use_tally(std::shared_ptr<detail::SharedCounters> tally) noexcept { tally_ = std::move(tally); }
 
   // --- tasks ------------------------------------------------------------------------------
   /// Tasks read from the input so far (all of them once input_complete()).
@@ -191,6 +219,23 @@ class Job {
   /// Records that a task failed outside its own code (timeout, worker died). Returns false and
   /// changes nothing when the task already has an outcome.
   bool complete_failed(std::size_t index, std::exception_ptr error);
+  /// After the run ended early (Config::max_failures): records every task read that has no
+  /// outcome as failed with NotRunError ("task i was not run: `why`"), untraced, as they never ran;
+  /// returns how many. Needs settings().outcomes_per_task.
+  std::size_t fail_tasks_not_run(const std::string& why);
+
+  // --- retries (Config::retries) ---------------------------------------------------------
+  /// A task's attempt that failed with `error`: whether the call allows it another one. If so
+  /// the attempt is noted (for the final error, the log and the trace: the trace line is written
+  /// here when the task runs on this thread) and the caller runs the task again: in place for an
+  /// exception, in a fresh worker for a dead one. Thread-safe; one thread at a time per task.
+  bool retry_attempt(std::size_t index, const std::exception_ptr& error) noexcept;
+  /// The attempt task `index` is at: 1 for its first run.
+  int attempt(std::size_t index) const noexcept;
+  /// What a task that failed with `error` on its last attempt fails with: `error` itself when it
+  /// ran once, else a RetriesExhaustedError listing every attempt.
+  std::exception_ptr final_error(std::size_t index, std::exception_ptr error) const noexcept;
+
   /// Whether results can cross a process boundary (their type can be encoded): backends whose
   /// workers are other processes refuse a call whose results cannot (ConfigError).
   virtual bool results_encodable() const noexcept = 0;
@@ -280,6 +325,9 @@ class Job {
   virtual TaskRun run_task(std::size_t index) noexcept = 0;
   /// Decodes and records a value made by run_encoded(); false when the task had an outcome.
   virtual bool store_encoded(std::size_t index, std::span<const std::byte> value, detail::ArrayReader* arrays) = 0;
+  /// Task `index` failed outside its own code (complete_failed(): its worker died, or it ran past
+  /// its timeout), so its own code could not tell anyone: a cached call records it in its cache.
+  virtual void failed_outside_task(std::size_t /*index*/, const std::exception_ptr& /*error*/) noexcept {}
   /// Makes task `index` from the range here and returns what that throws: the range failed
   /// making it in another process, which could send only a description (null: it did not throw
   /// here).
@@ -312,7 +360,9 @@ class Job {
  private:
   JobSettings settings_;
   std::string trace_call_;
-  bool loads_campaign_results_ = false;
+  std::vector<bool> campaign_round_tasks_;  // empty: no round ran
+  std::shared_ptr<detail::SharedCounters> tally_;
+  Clock::time_point tally_started_{};
   std::atomic<std::size_t> size_{0};
   std::atomic<bool> input_complete_{false};
   std::atomic<std::size_t> next_{0};
@@ -338,6 +388,11 @@ class Job {
   mutable std::mutex failures_mutex_;
   std::map<std::size_t, std::exception_ptr> failures_;
   std::atomic<bool> any_failure_{false};
+  /// The failed attempts of tasks that were retried, each described ("std::runtime_error: ..
+  /// (task 3, pid 12 on node07)"); rare, so kept apart like failures.
+  mutable std::mutex retries_mutex_;
+  std::map<std::size_t, std::vector<std::string>> failed_attempts_;
+  std::atomic<bool> any_retried_{false};
 
   std::mutex outcomes_mutex_;
   std::condition_variable outcomes_ready_;

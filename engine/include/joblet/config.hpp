@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -89,10 +90,36 @@ struct Config {
   /// process, `<host>-<pid>.jsonl`, that `joblet trace DIR` summarises. Unset: JOBLET_TRACE, else
   /// no trace. A directory that cannot be made or written fails the call with ConfigError.
   std::optional<std::string> trace{};
+  /// How many more times a failed task is run before its failure counts (Nextflow's maxRetries).
+  /// A task that throws runs again at once in the same worker; on "processes", a task whose
+  /// worker died or ran past the timeout runs again in a fresh worker process (a timeout on
+  /// threads, sequential or mpi cannot stop the task, so it is not retried). Every attempt is
+  /// in the trace; a task that fails them all fails with RetriesExhaustedError, which lists them.
+  /// Unset: JOBLET_RETRIES, else 0.
+  std::optional<int> retries{};
+  /// Which failures retries applies to (it gets each failed attempt's exception; one that is not
+  /// a std::exception is never retried when this is set); empty: every failure. retry_on<E...>()
+  /// makes one for exception types, e.g. retry_on<WorkerDiedError, TimeoutError>().
+  std::function<bool(const std::exception&)> retry_if{};
+  /// For keep_going() calls: once this many tasks failed (after their retries), no task starts
+  /// any more (HyperQueue's --max-fails); the call returns the outcomes so far, the tasks that
+  /// never ran failing with NotRunError. Calls without keep_going() stop at the first failure
+  /// anyway. Unset: JOBLET_MAX_FAILURES, else no limit. Not available on the mpi backend.
+  std::optional<std::size_t> max_failures{};
 
   /// This config with its unset fields filled from `outer`.
   Config merged_over(const Config& outer) const;
 };
+
+/// A Config::retry_if that retries the failures of these exception types (and their subclasses).
+/// @code
+///   joblet::Parallel({.retries = 2, .retry_if = joblet::retry_on<joblet::WorkerDiedError>()})
+/// @endcode
+template <class... E>
+std::function<bool(const std::exception&)> retry_on() {
+  static_assert(sizeof...(E) > 0, "retry_on<E...>(): name at least one exception type");
+  return [](const std::exception& error) { return ((dynamic_cast<const E*>(&error) != nullptr) || ...); };
+}
 
 /// Sets defaults for the parallel calls made in this thread while it lives. Scopes nest; an
 /// inner scope overrides only the fields it sets.

@@ -79,6 +79,9 @@ class CallStart {
   virtual int n_workers() const noexcept = 0;
   /// Made inside a task of another call.
   virtual bool nested() const noexcept = 0;
+  /// Whether the call returns every task's Outcome (keep_going()) instead of stopping at its
+  /// first failure.
+  virtual bool keep_going() const noexcept = 0;
   /// Whether every process of the call makes it (every MPI rank: Backend::starts_every_call), so
   /// that an observer running part of it must pass the same tasks in every one of them.
   virtual bool collective() const noexcept = 0;

@@ -243,6 +243,7 @@ class Parallel {
     settings.keep_going = KeepGoing;
     const bool read_all = !settings.pre_dispatch.has_value();
     auto job = std::make_shared<CallJob>(std::views::all(std::forward<Tasks>(tasks)), settings, read_all);
+    detail::start_tally_if_summarised(*job, plan_);
     if (auto observers = detail::call_observers()) notify_start(*observers, *job);
 
     if constexpr (S == detail::Shape::list) {
@@ -283,7 +284,6 @@ class Parallel {
   void notify_start(const detail::CallObservers& observers, CallJob& job) {
     if constexpr (detail::is_cached_call<typename CallJob::TaskType>) {
       auto run_only = [this, &job](std::span<const std::size_t> indices, detail::CampaignClaim claim) {
-        job.note_campaign_rounds();
         // The claim mode is set where each task runs: in a worker thread, process or rank.
         auto tasks = indices | std::views::transform([&job, claim](std::size_t index) {
                        return [&job, index, claim] {
@@ -293,12 +293,30 @@ class Parallel {
                      });
         std::vector<std::exception_ptr> errors;
         if (claim != detail::CampaignClaim::defer) {
-          (*this)(tasks);
+          try {
+            (*this)(tasks);
+          } catch (const Error& e) {
+            // A round's task is not a cached call of its own: its lost tasks are recorded here.
+            if (const auto task = e.site().task_index; task && *task < indices.size() && detail::lost_task(e)) {
+              job.record_failure_in_cache(indices[*task], std::current_exception());
+            }
+            throw;
+          }
+          job.note_campaign_round(indices);
           return errors;
         }
         auto outcomes = (*this)(tasks, return_as::list.keep_going());
         errors.reserve(outcomes.size());
-        for (const auto& outcome : outcomes) errors.push_back(outcome.error());
+        std::vector<std::size_t> ran;  // not the ones put aside: another process computes those
+        for (std::size_t i = 0; i < outcomes.size(); ++i) {
+          errors.push_back(outcomes[i].error());
+          if (!errors.back()) {
+            ran.push_back(indices[i]);
+          } else if (detail::lost_task(errors.back())) {
+            job.record_failure_in_cache(indices[i], errors.back());
+          }
+        }
+        job.note_campaign_round(ran);
         return errors;
       };
       detail::CampaignStart<CallJob, decltype(run_only)> start(job, plan_, std::move(run_only));

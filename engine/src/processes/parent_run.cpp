@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <ranges>
+#include <set>
 #include <string>
 
 #include "../backends.hpp"
@@ -357,13 +358,20 @@ class ProcessesRun final : public Run {
       code = WEXITSTATUS(status);
       how = fmt::format("exited with status {} (exit() or quick_exit() called inside a task?)", code);
     }
+    bool run_again = false;  // the task it ran, in a fresh worker (Config::retries)
     if (culprit >= 0) {
       const auto task = static_cast<std::size_t>(culprit);
-      ErrorSite site{task, process_rank(), host_, static_cast<long>(pid)};
-      job_->complete_failed(
-          task, std::make_exception_ptr(WorkerDiedError(
-                    fmt::format("worker process {} {} while running task {}", pid, how, task), signal, code, site)));
-      if (!job_->settings().keep_going) return;  // the call fails; nothing more to run
+      run_again = timed_out_to_retry_.erase(task) > 0;
+      if (!run_again) {
+        ErrorSite site{task, process_rank(), host_, static_cast<long>(pid)};
+        const auto error = std::make_exception_ptr(WorkerDiedError(
+            fmt::format("worker process {} {} while running task {}", pid, how, task), signal, code, site));
+        run_again = job_->retry_attempt(task, error);
+        if (!run_again) {
+          job_->complete_failed(task, job_->final_error(task, error));
+          if (!job_->settings().keep_going) return;  // the call fails; nothing more to run
+        }
+      }
       // The task it ran has its outcome (this death, or the timeout that killed it): that is
       // progress, however many workers die this way. Only deaths outside any task, which
       // finish nothing, can repeat without end.
@@ -378,8 +386,10 @@ class ProcessesRun final : public Run {
     }
     // Tasks the dead worker had claimed but not reported go to a new worker in its slot.
     std::vector<std::size_t> left;
+    if (run_again && !job_->finished(static_cast<std::size_t>(culprit)))
+      left.push_back(static_cast<std::size_t>(culprit));
     for (std::size_t index : worker.first) {
-      if (!job_->finished(index)) left.push_back(index);
+      if (!job_->finished(index) && static_cast<std::int64_t>(index) != culprit) left.push_back(index);
     }
     for (auto index = slot.chunk_begin.load(); index < slot.chunk_end.load(); ++index) {
       if (!job_->finished(index) && static_cast<std::int64_t>(index) != culprit) left.push_back(index);
@@ -420,8 +430,12 @@ class ProcessesRun final : public Run {
       ErrorSite site{task, process_rank(), host_, static_cast<long>(worker->pid)};
       auto error = std::make_exception_ptr(
           TimeoutError(watchdog_.describe(task, fmt::format("its worker process {} was killed", worker->pid)), site));
-      if (!job_->complete_failed(task, error)) return false;
-      ++recorded_;
+      if (job_->retry_attempt(task, error)) {
+        timed_out_to_retry_.insert(task);  // its worker's death then starts it again
+      } else {
+        if (!job_->complete_failed(task, job_->final_error(task, error))) return false;
+        ++recorded_;
+      }
       kill(worker->pid, SIGKILL);
       return true;
     });
@@ -445,6 +459,7 @@ class ProcessesRun final : public Run {
   std::vector<Worker> workers_;
   std::size_t recorded_ = 0;
   int deaths_without_progress_ = 0;
+  std::set<std::size_t> timed_out_to_retry_;  // killed for a timeout, to run again (Config::retries)
   bool stopping_ = false;
 };
 

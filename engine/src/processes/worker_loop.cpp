@@ -12,6 +12,7 @@
 
 #include "joblet/detail/batch_sizer.hpp"
 #include "joblet/detail/result_files.hpp"
+#include "joblet/detail/task_tally.hpp"
 #include "joblet/detail/task_trace.hpp"
 #include "shared_state.hpp"
 
@@ -43,6 +44,7 @@ bool write_all(int fd, const char* data, std::size_t size) {
   // Large result arrays go to files of the call's folder, and frames carry references.
   ArrayWriter* arrays = args.results != nullptr ? &args.results->writer() : nullptr;
   TaskTrace trace(job);
+  TaskTally tally(job);
   auto flush = [&] {
     if (!frames.empty() && !write_all(args.fd, frames.data(), frames.size())) _exit(kOrphanExit);  // parent gone
     frames.clear();
@@ -52,9 +54,11 @@ bool write_all(int fd, const char* data, std::size_t size) {
     if (timed) slot.started_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     slot.index.store(static_cast<std::int64_t>(index), std::memory_order_release);
     trace.start();
+    tally.start(index);
     append_frame(frames, index, [&](std::string& out) {
       const std::size_t start = out.size();
       job.run_encoded(index, out, arrays);
+      tally.finish();
       if (trace.on()) trace.finish_encoded(index, std::as_bytes(std::span(out).subspan(start)));
     });
     slot.index.store(-1, std::memory_order_release);

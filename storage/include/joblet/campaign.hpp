@@ -32,6 +32,21 @@ struct CampaignContributor {
   std::size_t computing = 0;  ///< tasks it computes now: missing ones under its live lock or run claim
 };
 
+/// A cached call that failed, as the process that saw it fail recorded it in the cache (the worker
+/// that ran it, or for a worker that died or ran past its timeout, the caller), so that `joblet
+/// status` can list a campaign's failed tasks. A later failure of the same call replaces it.
+struct TaskFailure {
+  std::size_t task = 0;    ///< its index in the campaign (set by campaign_status())
+  Hash128 key{};           ///< the call's cache key
+  std::string error_type{};  ///< the exception's type, as C++ writes it
+  std::string error{};       ///< its message (at most 4 KiB)
+  std::string host{};        ///< where it failed
+  std::string job{};         ///< its Slurm job ("1234", "1230_4"); empty outside Slurm
+  long pid = 0;            ///< the process that recorded it
+  /// When it was recorded, to the second, by the recording host's clock.
+  std::chrono::system_clock::time_point when{};
+};
+
 /// A recorded campaign and its progress now, as campaign_status() reads it from the cache.
 struct CampaignStatus {
   /// Its name (campaign_name()).
@@ -44,6 +59,9 @@ struct CampaignStatus {
   /// When it was first recorded, to the second, by the recording host's clock.
   std::chrono::system_clock::time_point recorded;
   std::vector<CampaignContributor> contributors;  ///< those computing now first, then by entries written
+  /// Its tasks that are not done and whose last attempt failed, in task order: rerunning the
+  /// same command runs exactly them and the other missing ones again.
+  std::vector<TaskFailure> failed;
 };
 
 /// Tasks [begin, end) of a campaign, in the order of its keys.

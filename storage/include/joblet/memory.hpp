@@ -236,9 +236,16 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   template <class... A>
   requires std::invocable<const F&, A...> Hash128 key(const A&... args)
   const { return key_of<ResultOf<const A&...>>(args...); }
+  /// Records in the cache that the call with this key failed with `error`, for `joblet status`
+  /// (a call records its own failures: Parallel records those of tasks whose worker process died
+  /// or ran past its timeout). Never throws; a cache that cannot be written gets a warning.
+  void record_failure(const Hash128& key, const std::exception_ptr& error) const noexcept {
+    cache_->record_failure(key, error);
+  }
   /// Removes every stored result of this function (all versions); returns how many.
   std::size_t clear() const { return cache_->clear(); }
-  /// This function's hits, misses, waits and failures, counted in this process.
+  /// This function's hits, misses, waits and failures, counted in this process and the worker
+  /// processes its calls forked (processes backend); each MPI rank counts its own.
   CacheStatistics statistics() const { return cache_->statistics(); }
   /// The name it is cached under (given to Memory::cache()).
   const std::string& name() const noexcept { return cache_->name(); }
@@ -374,17 +381,22 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
     }
     const std::string arguments = summarize(args...);
     const auto compute_start = Clock::now();
-    if constexpr (std::is_void_v<R>) {
-      std::invoke(function_, std::forward<A>(args)...);
-      const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
-      store(report.key, arguments, computed_in, std::monostate{});
-      finish_miss(report, start, computed_in);
-    } else {
-      R value = std::invoke(function_, std::forward<A>(args)...);
-      const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
-      store(report.key, arguments, computed_in, value);
-      finish_miss(report, start, computed_in);
-      return value;
+    try {
+      if constexpr (std::is_void_v<R>) {
+        std::invoke(function_, std::forward<A>(args)...);
+        const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
+        store(report.key, arguments, computed_in, std::monostate{});
+        finish_miss(report, start, computed_in);
+      } else {
+        R value = std::invoke(function_, std::forward<A>(args)...);
+        const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
+        store(report.key, arguments, computed_in, value);
+        finish_miss(report, start, computed_in);
+        return value;
+      }
+    } catch (...) {
+      cache_->record_failure(report.key, std::current_exception());  // for `joblet status`
+      throw;
     }
   }
 

@@ -1,8 +1,9 @@
 // Progress: a callback for programs; joblib-style lines in logs; a live bar on terminals.
 #include <gtest/gtest.h>
-#include <joblet/joblet.hpp>
 #include <pty.h>
+#include <joblet/joblet.hpp>
 
+#include <filesystem>
 #include <ranges>
 #include <regex>
 
@@ -66,6 +67,70 @@ TEST(Progress, FailedTasksAreCounted) {
                });
   joblet::Parallel({.n_jobs = 2, .backend = "threads", .verbose = 1})(tasks, joblet::return_as::list.keep_going());
   EXPECT_NE(err.text().find("Done 20 tasks (4 failed)"), std::string::npos);
+}
+
+TEST(Progress, AVerboseCallEndsWithASummaryOfEveryWorker) {
+  for (const char* backend : {"sequential", "threads", "processes"}) {
+    SCOPED_TRACE(backend);
+    joblet::testing::CapturedFd err(STDERR_FILENO);
+    auto tasks = std::views::iota(0, 40) | std::views::transform([](int i) {
+                   return [i] {
+                     joblet::testing::sleep_ms(2);
+                     if (i % 10 == 0) throw std::runtime_error("x");
+                     return i;
+                   };
+                 });
+    joblet::Parallel({.n_jobs = 2, .backend = backend, .verbose = 1})(tasks, joblet::return_as::list.keep_going());
+    const std::string text = err.text();
+    std::smatch match;
+    ASSERT_TRUE(std::regex_search(
+        text, match,
+        std::regex(
+            R"(\[joblet\] Summary: 36 done, 4 failed in [0-9.]+s \| efficiency ([0-9]+)% \(([0-9.]+)s busy of ([12]) workers?\))")))
+        << text;
+    // 40 tasks of 2 ms, every worker counted (those of processes are other processes).
+    EXPECT_GE(std::stod(match[2]), 0.07) << text;
+    EXPECT_LE(std::stoi(match[1]), 100);
+    EXPECT_EQ(text.find("cached"), std::string::npos) << "no task made a cached call: " << text;
+  }
+}
+
+TEST(Progress, AVerboseCallSummarisesTheCachedCallsOfItsWorkersAndTheTimeTheySaved) {
+  char pattern[] = "/tmp/joblet-summary-XXXXXX";
+  ASSERT_NE(mkdtemp(pattern), nullptr);
+  const std::filesystem::path dir = pattern;
+  for (const char* backend : {"threads", "processes"}) {
+    SCOPED_TRACE(backend);
+    joblet::Memory memory(dir / backend);
+    auto slow_square = memory.cache(
+        "slow_square", +[](int x) {
+          joblet::testing::sleep_ms(20);
+          return x * x;
+        });
+    auto tasks =
+        std::views::iota(0, 10) | std::views::transform([&](int i) { return joblet::delayed(slow_square, i); });
+    {
+      joblet::testing::CapturedFd err(STDERR_FILENO);
+      joblet::Parallel({.n_jobs = 2, .backend = backend, .verbose = 1})(tasks);
+      const std::string text = err.text();
+      EXPECT_TRUE(std::regex_search(text, std::regex(R"(Summary: 10 done \(0 cached, 10 computed\), 0 failed in )")))
+          << text;
+    }
+    // Every worker's hits, in the caller's statistics too.
+    const auto before = memory.statistics();
+    joblet::testing::CapturedFd err(STDERR_FILENO);
+    joblet::Parallel({.n_jobs = 2, .backend = backend, .verbose = 1})(tasks);
+    const std::string text = err.text();
+    std::smatch match;
+    ASSERT_TRUE(std::regex_search(
+        text, match,
+        std::regex(R"(Summary: 10 done \(10 cached, 0 computed\), 0 failed in [0-9.]+s \| time saved ([0-9.]+)s)")))
+        << text;
+    EXPECT_GE(std::stod(match[1]), 0.2) << "ten computations of 20 ms: " << text;
+    EXPECT_EQ(memory.statistics().hits - before.hits, 10u);
+    EXPECT_EQ(slow_square.statistics().misses, 10u);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Progress, ATerminalGetsALiveBar) {

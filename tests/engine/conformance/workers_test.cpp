@@ -4,11 +4,13 @@
 #include <joblet/joblet.hpp>
 
 #include <unistd.h>
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <ranges>
 #include <string>
+#include <vector>
 
 #include "../support.hpp"
 
@@ -157,6 +159,158 @@ TEST(Workers, WorkersDoNotSeeWritesToCallerMemory) {
       std::views::iota(0, 10) |
       std::views::transform([&marks](int i) { return [&marks, i] { return marks[i] = 1; }; }));
   EXPECT_EQ(std::count(marks.begin(), marks.end(), 1), 0);
+}
+
+// Config::retries on worker processes: a task whose worker died or ran past the timeout runs
+// again in a fresh worker; a task that throws runs again in its own.
+struct AttemptRecord {
+  std::atomic<int> runs[64];
+  std::atomic<int> pids[64][4];
+};
+
+TEST(WorkerRetries, ATaskWhoseWorkerDiedRunsAgainInAFreshWorker) {
+  joblet::testing::SharedMemory<AttemptRecord> record;
+  auto tasks = std::views::iota(0, 40) | std::views::transform([&record](int i) {
+                 return [&record, i] {
+                   const int run = record->runs[i]++;
+                   if (run < 4) record->pids[i][run] = getpid();
+                   if (i == 13 && run == 0) std::raise(SIGKILL);
+                   if (i == 21 && run < 2) std::raise(SIGSEGV);
+                   return i;
+                 };
+               });
+  const auto results = joblet::Parallel({.n_jobs = 2, .backend = "processes", .retries = 2})(tasks);
+  ASSERT_EQ(results.size(), 40u);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(results[i], i);
+  EXPECT_EQ(record->runs[13].load(), 2);
+  EXPECT_EQ(record->runs[21].load(), 3);
+  EXPECT_NE(record->pids[13][0].load(), record->pids[13][1].load());
+  EXPECT_NE(record->pids[21][1].load(), record->pids[21][2].load());
+  EXPECT_EQ(record->runs[0].load(), 1);
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
+TEST(WorkerRetries, ATaskWhoseWorkerDiesEveryTimeFailsWithEveryAttemptListed) {
+  joblet::testing::SharedMemory<AttemptRecord> record;
+  auto tasks = std::views::iota(0, 10) | std::views::transform([&record](int i) {
+                 return [&record, i] {
+                   ++record->runs[i];
+                   if (i == 7) std::raise(SIGKILL);
+                   return i;
+                 };
+               });
+  try {
+    joblet::Parallel({.n_jobs = 2, .backend = "processes", .retries = 2})(tasks);
+    FAIL() << "expected RetriesExhaustedError";
+  } catch (const joblet::RetriesExhaustedError& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(e.attempts(), 3);
+    EXPECT_EQ(e.site().task_index, 7u);
+    EXPECT_THROW(std::rethrow_exception(e.last_error()), joblet::WorkerDiedError);
+    for (const char* part : {"attempt 1: joblet::WorkerDiedError", "attempt 2: joblet::WorkerDiedError",
+                             "attempt 3: joblet::WorkerDiedError", "SIGKILL"}) {
+      EXPECT_NE(what.find(part), std::string::npos) << part << " in " << what;
+    }
+  }
+  EXPECT_EQ(record->runs[7].load(), 3);
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
+TEST(WorkerRetries, ATaskPastTheTimeoutRunsAgainInAFreshWorker) {
+  using namespace std::chrono_literals;
+  joblet::testing::SharedMemory<AttemptRecord> record;
+  auto tasks = std::views::iota(0, 6) | std::views::transform([&record](int i) {
+                 return [&record, i] {
+                   const int run = record->runs[i]++;
+                   if (i == 2 && run == 0) pause();  // until the timeout's SIGKILL
+                   return i;
+                 };
+               });
+  const auto results = joblet::Parallel({.n_jobs = 2, .backend = "processes", .timeout = 200ms, .retries = 1})(tasks);
+  EXPECT_EQ(results, (std::vector<int>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(record->runs[2].load(), 2);
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
+TEST(WorkerRetries, RetryIfChoosesWhichFailuresRunAgain) {
+  using namespace std::chrono_literals;
+  joblet::testing::SharedMemory<AttemptRecord> record;
+  auto tasks = std::views::iota(0, 6) | std::views::transform([&record](int i) {
+                 return [&record, i] {
+                   const int run = record->runs[i]++;
+                   if (i == 1 && run == 0) pause();  // a timeout: retried
+                   if (i == 4) std::raise(SIGKILL);  // a death: not retried
+                   return i;
+                 };
+               });
+  const auto outcomes = joblet::Parallel({.n_jobs = 2,
+                                          .backend = "processes",
+                                          .timeout = 200ms,
+                                          .retries = 3,
+                                          .retry_if = joblet::retry_on<joblet::TimeoutError>()})(
+      tasks, joblet::return_as::list.keep_going());
+  EXPECT_EQ(outcomes[1].value(), 1);
+  EXPECT_THROW(outcomes[4].value(), joblet::WorkerDiedError);
+  EXPECT_EQ(record->runs[1].load(), 2);
+  EXPECT_EQ(record->runs[4].load(), 1);
+  EXPECT_FALSE(joblet::testing::has_children());
+}
+
+TEST(WorkerRetries, AThrowingTaskRunsAgainInItsWorkerAndItsErrorListsEveryAttempt) {
+  joblet::testing::SharedMemory<AttemptRecord> record;
+  auto tasks = std::views::iota(0, 8) | std::views::transform([&record](int i) {
+                 return [&record, i] {
+                   const int run = record->runs[i]++;
+                   if (i == 3 && run == 0) throw std::runtime_error("flaky once");
+                   if (i == 5) throw std::runtime_error("broken, run " + std::to_string(run + 1));
+                   return i;
+                 };
+               });
+  const auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes", .retries = 1})(
+      tasks, joblet::return_as::list.keep_going());
+  EXPECT_EQ(outcomes[3].value(), 3);
+  try {
+    outcomes[5].value();
+    FAIL() << "expected RetriesExhaustedError";
+  } catch (const joblet::RetriesExhaustedError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("broken, run 1"), std::string::npos) << what;
+    EXPECT_NE(what.find("broken, run 2"), std::string::npos) << what;
+    EXPECT_EQ(e.site().task_index, 5u);
+  }
+  EXPECT_EQ(record->runs[3].load(), 2);
+  EXPECT_EQ(record->runs[5].load(), 2);
+}
+
+TEST(WorkerRetries, MaxFailuresStopsAKeepGoingCallOnWorkerProcesses) {
+  auto tasks = std::views::iota(0, 300) | std::views::transform([](int i) {
+                 return [i] {
+                   if (i % 40 == 0) std::raise(SIGKILL);
+                   joblet::testing::sleep_ms(5);
+                   return i;
+                 };
+               });
+  const auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes", .max_failures = 2})(
+      tasks, joblet::return_as::list.keep_going());
+  ASSERT_EQ(outcomes.size(), 300u);
+  std::size_t died = 0;
+  std::size_t not_run = 0;
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    if (outcomes[i].ok()) {
+      EXPECT_EQ(outcomes[i].value(), static_cast<int>(i));
+      continue;
+    }
+    try {
+      std::rethrow_exception(outcomes[i].error());
+    } catch (const joblet::WorkerDiedError&) {
+      ++died;
+    } catch (const joblet::NotRunError&) {
+      ++not_run;
+    }
+  }
+  EXPECT_GE(died, 2u);
+  EXPECT_GT(not_run, 0u);
+  EXPECT_FALSE(joblet::testing::has_children());
 }
 
 }  // namespace

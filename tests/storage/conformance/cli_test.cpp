@@ -229,7 +229,7 @@ TEST(JobletCommand, BashCompletesCommandsOptionsAndDirectories) {
             "[" +
                 dir.path().string() +
                 "/cache-one]\n"
-                "[--help --dir]\n"
+                "[--help --dir --watch --interval]\n"
                 "[]\n");
   EXPECT_NE(joblet_command("completion fish").status, 0);
 }

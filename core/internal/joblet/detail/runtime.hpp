@@ -45,6 +45,12 @@ struct TracedCachedCall {
   std::string arguments;        // a miss: the argument summary stored with the entry
 };
 
+class SharedCounters;
+
+// What a call whose end is summarised (verbose > 0) counts over every worker, in SharedCounters
+// its forked workers add to: their busy time, and the cached calls its tasks made.
+enum CallTally : std::size_t { kTallyBusyNs, kTallyCacheHits, kTallyCacheComputed, kTallySavedNs, kTallyCounts };
+
 struct ThreadContext {
   // Inside a task of a threads call: that task's share of the CPUs ("all CPUs" of a nested
   // call); 0 elsewhere.
@@ -59,6 +65,11 @@ struct ThreadContext {
   const ParallelConfig* innermost_config = nullptr;
   // Set while a task trace records the task running on this thread.
   TracedCachedCall* traced_call = nullptr;
+  // Set while this thread runs tasks of a call that tallies them (CallTally).
+  SharedCounters* call_tally = nullptr;
+  // Set while this thread runs a task that a round of its call's campaign ran first: its cached
+  // call loads what that round stored, which is no hit of its own.
+  bool loads_campaign_results = false;
 };
 
 extern constinit ProcessRuntime g_process_runtime;

@@ -41,6 +41,9 @@ struct CampaignRound {
   // (the rate and time count from there), and whether this round is its first ("Using backend").
   std::optional<std::chrono::steady_clock::time_point> share_started;
   bool first = true;
+  // The campaign's call's tally (Job::tally()), which the round's tasks count in; null when the
+  // call keeps none.
+  std::shared_ptr<SharedCounters> tally;
 };
 // Makes the next call started on this thread report its progress as `round` (the call takes it).
 class CampaignRoundScope {
@@ -64,6 +67,7 @@ class PlainCallStart : public CallStart {
   const std::string& backend_name() const noexcept override;
   int n_workers() const noexcept override;
   bool nested() const noexcept override;
+  bool keep_going() const noexcept override;
   bool collective() const noexcept override;
   Campaign* campaign() override { return nullptr; }
   bool all_agree(bool value) override;
@@ -73,6 +77,11 @@ class PlainCallStart : public CallStart {
   const Job& job_;
   const CallPlan& plan_;
 };
+
+// Before a call starts (and its campaign's rounds run): a call whose end is summarised (verbose >
+// 0) starts counting its workers' busy time and cached calls (Job::tally()). Not a round's call:
+// it counts in its campaign's call's tally; nor an MPI call, where each rank knows only its own.
+void start_tally_if_summarised(Job& job, const CallPlan& plan);
 
 // Calls on_call_start of each observer in turn.
 void notify_call_start(const CallObservers& observers, CallStart& call);
@@ -105,9 +114,14 @@ class CallDriver {
   // Draws progress; at the end (once) also tells the observers, `stop_signal` if stopped.
   void report(bool finished, int stop_signal = 0);
   void tell_observers_the_end(int stop_signal);
+  // The line that ends a verbose call (CallSummary), from the job's tally.
+  void summarise() const;
   // SIGTERM/SIGUSR1 under Session: let running tasks finish, then tell the observers (launch/'s
   // policy ends the process). Throws if none of them did.
   [[noreturn]] void stop_gracefully();
+  // Config::max_failures reached in a keep_going call: no task starts any more, running ones
+  // finish, and the tasks never run fail with NotRunError.
+  void stop_for_failures();
 
   std::shared_ptr<Job> job_;
   bool keep_going_;
@@ -124,6 +138,8 @@ class CallDriver {
   std::size_t done_ = 0;
   std::size_t failed_ = 0;
   std::size_t put_aside_ = 0;
+  std::size_t not_run_ = 0;  // tasks left out by stop_for_failures() (counted in failed_)
+  bool stopped_for_failures_ = false;
   bool cancelled_ = false;
   std::exception_ptr failure_;
   bool reported_end_ = false;

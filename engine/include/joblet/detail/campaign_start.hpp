@@ -29,6 +29,10 @@ std::vector<std::size_t> put_aside(std::span<const std::size_t> indices, std::sp
 // Whether a task's error is its deferral (ComputingElsewhere), also as it comes back from
 // another process.
 bool is_put_aside(const std::exception_ptr& error) noexcept;
+// Whether a task failed outside its own code (its worker died, it ran past its timeout, or it
+// failed every retry), so that its cached call may not have recorded the failure itself.
+bool lost_task(const std::exception& error) noexcept;
+bool lost_task(const std::exception_ptr& error) noexcept;
 
 // CallJob: a TypedJob whose tasks are cached calls. RunOnly: std::vector<std::exception_ptr>
 // (std::span<const std::size_t>, CampaignClaim), returning every task's error (or null) in defer
@@ -92,7 +96,8 @@ class CampaignStart final : public PlainCallStart, private Campaign {
     const std::size_t tasks = job_.size();
     const std::size_t elsewhere = std::min(done_elsewhere, tasks - std::min(done_here_, tasks));
     if (!share_started_) share_started_ = std::chrono::steady_clock::now();
-    const CampaignRoundScope round({tasks, done_here_, elsewhere, last, share_started_, !announced_});
+    const CampaignRoundScope round(
+        {tasks, done_here_, elsewhere, last, share_started_, !announced_, job_.shared_tally()});
     announced_ = true;
     run_only_(indices, done_elsewhere > 0 ? CampaignClaim::held_recheck : CampaignClaim::held);
     done_here_ += indices.size();
@@ -105,7 +110,8 @@ class CampaignStart final : public PlainCallStart, private Campaign {
             .done_elsewhere = done - std::min(done_here_, done),
             .last = true,
             .share_started = std::nullopt,
-            .first = true};
+            .first = true,
+            .tally = job_.shared_tally()};
   }
 
   const CallJob& job_;

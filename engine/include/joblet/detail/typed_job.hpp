@@ -122,28 +122,33 @@ class TypedJob final : public Job {
   void run_encoded(std::size_t index, std::string& out, detail::ArrayWriter* arrays) noexcept override {
     TaskScope scope;
     const std::size_t start = out.size();
-    bool made = false;
-    try {
-      if constexpr (Encodable<Value>) {
-        out.push_back('\0');
-        with_task(index, [&](TaskRef task) {
+    for (;;) {  // one attempt per turn (Config::retries)
+      bool made = false;
+      try {
+        if constexpr (Encodable<Value>) {
+          out.push_back('\0');
+          with_task(index, [&](TaskRef task) {
+            made = true;
+            if constexpr (std::is_void_v<Result>) {
+              std::invoke(task);
+            } else {
+              encode_into<Value>(std::invoke(task), out, arrays);
+            }
+          });
+        } else {
           made = true;
-          if constexpr (std::is_void_v<Result>) {
-            std::invoke(task);
-          } else {
-            encode_into<Value>(std::invoke(task), out, arrays);
-          }
-        });
-      } else {
-        made = true;
-        throw SerializationError("the result type " + result_type_name() + " cannot be encoded");
-      }
-    } catch (...) {
-      out.resize(start);
-      if (made) {
-        encode_error(std::current_exception(), out);
-      } else {
-        encode_input_error(std::current_exception(), out);
+          throw SerializationError("the result type " + result_type_name() + " cannot be encoded");
+        }
+        return;
+      } catch (...) {
+        out.resize(start);
+        if (!made) {
+          encode_input_error(std::current_exception(), out);
+          return;
+        }
+        if (retry_attempt(index, std::current_exception())) continue;
+        encode_error(final_error(index, std::current_exception()), out);
+        return;
       }
     }
   }
@@ -158,6 +163,20 @@ class TypedJob final : public Job {
       if (indexed_) return first_[static_cast<std::ranges::range_difference_t<Indexed>>(index)];
     }
     return *tasks_[index];
+  }
+
+  // A cached call's failure that its own code could not record (its worker died, it ran past its
+  // timeout): recorded in its cache for `joblet status` (CachedFunction::record_failure).
+  void record_failure_in_cache(std::size_t index, const std::exception_ptr& error) noexcept {
+    if constexpr (is_cached_call<TaskType>) {
+      try {
+        const auto& task = task_at(index);
+        const Hash128 key =
+            std::apply([&](const auto&... args) { return task.function().key(args...); }, task.arguments());
+        task.function().record_failure(key, error);
+      } catch (...) {  // hashing the arguments failed: the failure is reported, not recorded
+      }
+    }
   }
 
   // --- for the front end, after the task finished ---
@@ -210,37 +229,45 @@ class TypedJob final : public Job {
   }
 
   TaskRun run_task(std::size_t index) noexcept override {
-    bool made = false;
-    try {
-      return with_task(index, [&](TaskRef task) {
-        made = true;
-        if constexpr (kNoValue) {
-          std::invoke(task);
-          done_with_task(index);
-          if (!claim_outcome(index)) return TaskRun::not_recorded;
-        } else if (!settings().outcomes_per_task) {
-          // Nobody else records this task's outcome: the result goes straight to its place.
-          store(index, std::invoke(task));
-          done_with_task(index);
+    for (;;) {  // one attempt per turn (Config::retries)
+      bool made = false;
+      try {
+        return with_task(index, [&](TaskRef task) {
+          made = true;
+          if constexpr (kNoValue) {
+            std::invoke(task);
+            done_with_task(index);
+            if (!claim_outcome(index)) return TaskRun::not_recorded;
+          } else if (!settings().outcomes_per_task) {
+            // Nobody else records this task's outcome: the result goes straight to its place.
+            store(index, std::invoke(task));
+            done_with_task(index);
+            return TaskRun::succeeded;
+          } else {
+            Value value(std::invoke(task));
+            done_with_task(index);
+            // A task finishing after its timeout was reported loses, and its result is dropped.
+            if (!claim_outcome(index)) return TaskRun::not_recorded;
+            store(index, std::move(value));
+          }
+          settle_success(index);
           return TaskRun::succeeded;
-        } else {
-          Value value(std::invoke(task));
-          done_with_task(index);
-          // A task finishing after its timeout was reported loses, and its result is dropped.
-          if (!claim_outcome(index)) return TaskRun::not_recorded;
-          store(index, std::move(value));
+        });
+      } catch (...) {
+        if (!made) {  // the range's own code, making the task
+          fail_input(std::current_exception());
+          return TaskRun::not_recorded;
         }
-        settle_success(index);
-        return TaskRun::succeeded;
-      });
-    } catch (...) {
-      if (!made) {  // the range's own code, making the task
-        fail_input(std::current_exception());
-        return TaskRun::not_recorded;
+        if (retry_attempt(index, std::current_exception())) continue;
+        done_with_task(index);
+        return record_failure(index, final_error(index, std::current_exception())) ? TaskRun::failed
+                                                                                   : TaskRun::not_recorded;
       }
-      done_with_task(index);
-      return record_failure(index, std::current_exception()) ? TaskRun::failed : TaskRun::not_recorded;
     }
+  }
+
+  void failed_outside_task(std::size_t index, const std::exception_ptr& error) noexcept override {
+    record_failure_in_cache(index, error);
   }
 
   std::exception_ptr remake_task(std::size_t index) noexcept override {

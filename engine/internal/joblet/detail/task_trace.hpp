@@ -49,16 +49,23 @@ class TaskTrace {
   void finish_encoded(std::size_t index, std::span<const std::byte> outcome) noexcept;
 
  private:
+  friend void trace_failed_attempt(const Job& job, std::size_t index, const std::exception_ptr& error) noexcept;
   void add_line(std::size_t index, std::int64_t started_ns, std::int64_t ended_ns, std::string_view outcome,
                 std::string_view error_type, std::string_view message) noexcept;
 
+  const Job* job_ = nullptr;
   TraceFile* file_ = nullptr;
   std::string prefix_;  // the fields every line of this worker shares
   std::int64_t started_ns_ = 0;
-  bool loads_campaign_results_ = false;  // its hits load what the call's own campaign rounds stored
   TracedCachedCall cached_call_;
   TracedCachedCall* outer_call_ = nullptr;  // the thread's before: a traced task's own, for a nested call
+  TaskTrace* outer_trace_ = nullptr;        // the thread's running trace before this one
 };
+
+// A failed attempt of a task that runs again (Config::retries): its line, written by this
+// thread's trace when it is running the task (which then times the next attempt), else as a lost
+// task's.
+void trace_failed_attempt(const Job& job, std::size_t index, const std::exception_ptr& error) noexcept;
 
 // A task that failed outside its own code (it ran past its timeout, its worker died): one line,
 // by the process that recorded the failure.

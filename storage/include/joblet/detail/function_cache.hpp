@@ -18,8 +18,9 @@
 
 namespace joblet {
 
-// Counts for one cached function, or (from Memory) for all of them. Counted in this process
-// only: calls made in forked workers count there.
+// Counts for one cached function, or (from Memory) for all of them: in this process and in the
+// worker processes forked after the function was made (the processes backend's), which add to
+// the same counters; each MPI rank counts its own.
 struct CacheStatistics {
   std::uint64_t hits = 0;              // results loaded from the cache (including ones another process computed)
   std::uint64_t misses = 0;            // results computed (including forced call()s and calls without a cache)
@@ -116,6 +117,8 @@ class FunctionCache {
   MmapMode mmap_mode() const noexcept;
   std::size_t array_file_threshold() const noexcept;
   void record(const CallReport& report) const;
+  // A call of `key` failed with `error`: recorded in the cache for `joblet status` (TaskFailure).
+  void record_failure(const Hash128& key, const std::exception_ptr& error) const noexcept;
 
   bool contains(const Hash128& key) const;
   bool forget(const Hash128& key) const;
