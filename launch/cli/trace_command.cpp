@@ -12,6 +12,7 @@
 #include "joblet/error.hpp"
 #include "output_file.hpp"
 #include "trace_records.hpp"
+#include "trace_report.hpp"
 #include "units.hpp"
 
 namespace joblet::cli {
@@ -179,6 +180,10 @@ int run_trace_command(const TraceArguments& arguments) {
     write_chrome(arguments.chrome, records);
     std::printf("Chrome trace: %s (open it in https://ui.perfetto.dev or chrome://tracing)\n",
                 arguments.chrome.c_str());
+  }
+  if (!arguments.html.empty()) {
+    write_trace_report(arguments.html, arguments.directory, records);
+    std::printf("HTML report: %s (self-contained: open it in any browser, offline)\n", arguments.html.c_str());
   }
   return 0;
 }
