@@ -136,6 +136,9 @@ int main(int argc, char** argv) {
   trace->add_option("directory", trace_arguments.directory, "the trace directory")->required();
   trace->add_option("--chrome", trace_arguments.chrome,
                     "also write the attempts to this file in Chrome's trace event format (Perfetto, chrome://tracing)");
+  trace->add_option("--html", trace_arguments.html,
+                    "also write a self-contained HTML report to this file: timeline of every worker and rank by host, "
+                    "task durations, cache hits over time, failures");
   joblet::cli::CompletionArguments completion_arguments;
   CLI::App* completion =
       app.add_subcommand("completion", "Print a shell completion script: source <(joblet completion bash)");

@@ -3,18 +3,16 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <map>
-#include <set>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "joblet/detail/task_trace.hpp"
 #include "joblet/error.hpp"
+#include "output_file.hpp"
 #include "trace_records.hpp"
+#include "trace_report.hpp"
 #include "units.hpp"
 
 namespace joblet::cli {
@@ -49,85 +47,39 @@ std::string load_lines(const std::map<std::string, Load>& loads, const char* wha
 
 std::string summary(const std::string& directory, const TraceRecords& records) {
   const auto& attempts = records.attempts;
-  std::set<std::string> calls;
-  std::set<std::string> hosts;
-  std::set<std::pair<std::string, long>> processes;
-  std::size_t ok = 0;
-  std::size_t hits = 0;
-  std::size_t computed = 0;
-  std::size_t reloaded = 0;  // an elastic campaign's call loading what its rounds stored
-  double busy = 0;
-  double cpu_computed = 0;
-  double saved = 0;
-  std::map<std::string, std::size_t> failures;
+  const TraceTotals totals = totals_of(attempts);
   std::map<std::string, Load> per_rank;
   std::map<std::string, Load> per_host;
-  // Per call: workers that ran its tasks, and its first start and last end.
-  struct CallSpan {
-    std::set<std::tuple<std::string, long, int>> workers;
-    double first = 0;
-    double last = 0;
-    double busy = 0;
-  };
-  std::map<std::string, CallSpan> spans;
   for (const TaskAttempt& attempt : attempts) {
-    calls.insert(attempt.call);
-    hosts.insert(attempt.host);
-    processes.emplace(attempt.host, attempt.pid);
-    const double seconds = attempt.seconds();
-    busy += seconds;
-    if (attempt.outcome == "ok") {
-      ++ok;
-    } else {
-      ++failures[attempt.error_type.empty() ? attempt.outcome : attempt.outcome + ": " + attempt.error_type];
-    }
-    if (attempt.cache == "hit") {
-      ++hits;
-      saved += attempt.computed_s;
-    } else if (attempt.cache == "reloaded") {
-      ++reloaded;
-    } else {
-      if (attempt.cache == "computed") ++computed;
-      cpu_computed += seconds;
-    }
     const std::string rank = attempt.rank >= 0 ? "rank " + std::to_string(attempt.rank) : "no rank";
-    per_rank[rank].busy += seconds;
+    per_rank[rank].busy += attempt.seconds();
     ++per_rank[rank].tasks;
-    per_host[attempt.host].busy += seconds;
+    per_host[attempt.host].busy += attempt.seconds();
     ++per_host[attempt.host].tasks;
-    CallSpan& span = spans[attempt.call];
-    if (attempt.start > 0) {
-      span.workers.emplace(attempt.host, attempt.pid, attempt.worker);
-      span.first = span.first == 0 ? attempt.start : std::min(span.first, attempt.start);
-      span.last = std::max(span.last, attempt.end);
-      span.busy += seconds;
-    }
   }
-  double capacity = 0;
-  for (const auto& [call, span] : spans)
-    capacity += static_cast<double>(span.workers.size()) * (span.last - span.first);
 
   std::string out =
       fmt::format("{}: {} attempt(s) of {} call(s), from {} process(es) on {} host(s) ({} file(s))\n", directory,
-                  attempts.size(), calls.size(), processes.size(), hosts.size(), records.files);
+                  attempts.size(), totals.calls, totals.processes, totals.hosts, records.files);
   if (records.skipped_lines > 0) {
     out += fmt::format("{} damaged line(s) skipped (a process killed while writing, or a file that is not a trace)\n",
                        records.skipped_lines);
   }
-  std::size_t failed = attempts.size() - ok;
-  out += fmt::format("tasks: {} ok, {} failed; cached calls: {} computed, {} cache hits", ok, failed, computed, hits);
-  out += reloaded > 0 ? fmt::format(", {} loaded again by their campaign's call\n", reloaded) : std::string("\n");
-  if (!failures.empty()) {
+  out += fmt::format("tasks: {} ok, {} failed; cached calls: {} computed, {} cache hits", totals.ok, totals.failed,
+                     totals.computed, totals.hits);
+  out += totals.reloaded > 0 ? fmt::format(", {} loaded again by their campaign's call\n", totals.reloaded)
+                             : std::string("\n");
+  if (!totals.failures.empty()) {
     out += "failures by type:\n";
-    for (const auto& [type, count] : failures) out += fmt::format("  {:>6}  {}\n", count, type);
+    for (const auto& [type, count] : totals.failures) out += fmt::format("  {:>6}  {}\n", count, type);
   }
   out += fmt::format("CPU time computed: {} (busy time of every attempt but the loads from the cache)\n",
-                     seconds_text(cpu_computed));
-  if (hits > 0)
-    out += fmt::format("time saved by the cache: {} (what the hits took to compute)\n", seconds_text(saved));
-  if (capacity > 0) {
+                     seconds_text(totals.cpu_computed));
+  if (totals.hits > 0)
+    out += fmt::format("time saved by the cache: {} (what the hits took to compute)\n", seconds_text(totals.saved));
+  if (totals.capacity > 0) {
     out += fmt::format("efficiency: {:.3f} (busy {} over the workers' time, workers x wall of each call)\n",
-                       busy / capacity, seconds_text(busy));
+                       totals.efficiency(), seconds_text(totals.busy));
   }
   std::vector<const TaskAttempt*> slowest;
   for (const TaskAttempt& attempt : attempts) slowest.push_back(&attempt);
@@ -211,14 +163,7 @@ void write_chrome(const std::string& path, const TraceRecords& records) {
     out += "}}";
   }
   out += "\n]}\n";
-  std::FILE* file = std::fopen(path.c_str(), "w");
-  const bool written = file != nullptr && std::fwrite(out.data(), 1, out.size(), file) == out.size();
-  const int error = errno;
-  const bool closed = file != nullptr && std::fclose(file) == 0;
-  if (!written || !closed) {
-    throw ConfigError("cannot write the Chrome trace '" + path + "': " + std::strerror(error) +
-                      "; give --chrome a file in a writable directory");
-  }
+  write_output_file(path, out, "the Chrome trace", "--chrome");
 }
 
 }  // namespace
@@ -235,6 +180,10 @@ int run_trace_command(const TraceArguments& arguments) {
     write_chrome(arguments.chrome, records);
     std::printf("Chrome trace: %s (open it in https://ui.perfetto.dev or chrome://tracing)\n",
                 arguments.chrome.c_str());
+  }
+  if (!arguments.html.empty()) {
+    write_trace_report(arguments.html, arguments.directory, records);
+    std::printf("HTML report: %s (self-contained: open it in any browser, offline)\n", arguments.html.c_str());
   }
   return 0;
 }

@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <set>
 #include <string_view>
+#include <tuple>
 
 #include "joblet/error.hpp"
 
@@ -247,6 +249,54 @@ std::optional<std::vector<JsonField>> parse_flat_json(std::string_view line) {
     if (line[at] != ',') return std::nullopt;
     ++at;
   }
+}
+
+TraceTotals totals_of(const std::vector<TaskAttempt>& attempts) {
+  TraceTotals totals;
+  std::set<std::string> calls;
+  std::set<std::string> hosts;
+  std::set<std::pair<std::string, long>> processes;
+  // Per call: workers that ran its tasks, and its first start and last end.
+  struct CallSpan {
+    std::set<std::tuple<std::string, long, int>> workers;
+    double first = 0;
+    double last = 0;
+  };
+  std::map<std::string, CallSpan> spans;
+  for (const TaskAttempt& attempt : attempts) {
+    calls.insert(attempt.call);
+    hosts.insert(attempt.host);
+    processes.emplace(attempt.host, attempt.pid);
+    const double seconds = attempt.seconds();
+    totals.busy += seconds;
+    if (attempt.outcome == "ok") {
+      ++totals.ok;
+    } else {
+      ++totals.failed;
+      ++totals.failures[attempt.error_type.empty() ? attempt.outcome : attempt.outcome + ": " + attempt.error_type];
+    }
+    if (attempt.cache == "hit") {
+      ++totals.hits;
+      totals.saved += attempt.computed_s;
+    } else if (attempt.cache == "reloaded") {
+      ++totals.reloaded;
+    } else {
+      if (attempt.cache == "computed") ++totals.computed;
+      totals.cpu_computed += seconds;
+    }
+    CallSpan& span = spans[attempt.call];
+    if (attempt.start > 0) {
+      span.workers.emplace(attempt.host, attempt.pid, attempt.worker);
+      span.first = span.first == 0 ? attempt.start : std::min(span.first, attempt.start);
+      span.last = std::max(span.last, attempt.end);
+    }
+  }
+  for (const auto& [call, span] : spans)
+    totals.capacity += static_cast<double>(span.workers.size()) * (span.last - span.first);
+  totals.calls = calls.size();
+  totals.hosts = hosts.size();
+  totals.processes = processes.size();
+  return totals;
 }
 
 TraceRecords read_trace(const std::string& directory) {

@@ -299,4 +299,74 @@ TEST(JobletTrace, SummarisesEveryProcessAndWritesAChromeTrace) {
   EXPECT_NE(missing.output.find("cannot read the trace directory"), std::string::npos) << missing.output;
 }
 
+// The report is one HTML page with the trace as JSON in it: every string of the trace, however
+// hostile, stays data (tests/launch/trace_report.sh loads such a page in a real browser).
+TEST(JobletTrace, HtmlReportKeepsHostileStringsAsDataAndSaysWhyItCannotBeWritten) {
+  TempDir dir;
+  const fs::path trace = dir.path() / "trace";
+  fs::create_directories(trace);
+  // As a trace line writes it (JSON): "\\\"" is a quote.
+  const std::string message = R"(</script><img src=x onerror=alert(1)> \"double\" 'single' <!-- \\ end)";
+  joblet::testing::write_text(
+      trace / "node-1.jsonl",
+      R"({"call":"c-1","task":0,"attempt":1,"outcome":"ok","host":"node","pid":1,"rank":-1,"worker":0,)"
+      R"("start":1700000000.25,"end":1700000000.75,"function":"f","key":"00ff","cache":"computed","arguments":"int 0"})"
+      "\n"
+      R"({"call":"</script><script>alert(2)</script>","task":1,"attempt":1,"outcome":"failed",)"
+      R"("host":"<b>node</b>","pid":1,"rank":-1,"worker":0,"start":1700000000.5,"end":1700000001,)"
+      R"("error_type":"std::runtime_error","error":")" +
+          message + "\"}\n");
+  const fs::path html = dir.path() / "report.html";
+  const std::string trace_command = std::string(JOBLET_CLI) + " trace " + trace.string();
+  const joblet::testing::CommandRun run = joblet::testing::run_command(trace_command + " --html " + html.string());
+  ASSERT_EQ(run.status, 0) << run.output;
+  EXPECT_NE(run.output.find("HTML report: " + html.string()), std::string::npos) << run.output;
+
+  const std::string page = joblet::testing::read_text(html);
+  for (const char* raw : {"</script><img", "</script><script>", "<img", "<b>node", "<!-- \\"}) {
+    EXPECT_EQ(page.find(raw), std::string::npos) << raw << " stands raw in the page";
+  }
+  std::size_t script_ends = 0;
+  for (std::size_t at = page.find("</script"); at != std::string::npos; at = page.find("</script", at + 1)) {
+    ++script_ends;
+  }
+  EXPECT_EQ(script_ends, 3u) << "the error recorder, the data and the drawing script, nothing else";
+  EXPECT_NE(page.find("Content-Security-Policy\" content=\"default-src 'none'"), std::string::npos)
+      << "the page may load nothing";
+  // The JSON block reads back, in Python, as the very strings of the trace.
+  joblet::testing::write_text(dir.path() / "read.py", R"(import json, sys
+page = open(sys.argv[1], encoding="utf-8").read()
+block = page.split('<script type="application/json" id="trace-data">', 1)[1].split("</script>", 1)[0]
+data = json.loads(block)
+at = {name: i for i, name in enumerate(data["fields"])}
+strings = data["strings"]
+failed = [a for a in data["attempts"] if strings[a[at["outcome"]]] == "failed"][0]
+print(strings[failed[at["error"]]])
+print(strings[failed[at["call"]]])
+print(strings[data["lanes"][failed[at["lane"]]][0]])
+print(len(data["attempts"]), data["summary"]["failed"], data["summary"]["computed"])
+)");
+  const joblet::testing::CommandRun read =
+      joblet::testing::run_command("python3 " + (dir.path() / "read.py").string() + " " + html.string());
+  EXPECT_EQ(read.output,
+            "</script><img src=x onerror=alert(1)> \"double\" 'single' <!-- \\ end\n"
+            "</script><script>alert(2)</script>\n<b>node</b>\n2 1 1\n");
+
+  // A path under a regular file, and a directory: no report, an error naming the option, and no
+  // temporary file left beside it.
+  for (const fs::path& unwritable : {html / "report.html", dir.path() / "trace"}) {
+    const joblet::testing::CommandRun failed =
+        joblet::testing::run_command(trace_command + " --html " + unwritable.string());
+    EXPECT_EQ(failed.status, 1) << failed.output;
+    EXPECT_NE(failed.output.find("joblet: cannot write the HTML report '" + unwritable.string() + "': "),
+              std::string::npos)
+        << failed.output;
+    EXPECT_NE(failed.output.find("; give --html a file in a writable directory"), std::string::npos) << failed.output;
+  }
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir.path())) left.push_back(entry.path().filename().string());
+  std::ranges::sort(left);
+  EXPECT_EQ(left, (std::vector<std::string>{"read.py", "report.html", "trace"}));
+}
+
 }  // namespace
