@@ -275,6 +275,40 @@ TEST(Mpi, KeepGoingGivesEveryOutcomeOnEveryRank) {
   }
 }
 
+// Config::retries on ranks: a task that throws runs again on the rank that ran it; one that fails
+// every attempt fails on every rank with the list of them; max_failures is refused on every rank.
+TEST(Mpi, RetriesRunAFailedTaskAgainOnItsRankAndListEveryAttempt) {
+  static std::atomic<int> runs[40];
+  for (auto& run : runs) run = 0;
+  auto tasks = std::views::iota(0, 40) | std::views::transform([](int i) {
+                 return [i] {
+                   const int run = ++runs[i];
+                   if (i % 10 == 3 && run == 1) throw std::runtime_error("flaky " + std::to_string(i));
+                   if (i == 17) throw std::runtime_error("broken, run " + std::to_string(run));
+                   return i * 3;
+                 };
+               });
+  auto outcomes = joblet::Parallel({.backend = "mpi", .retries = 1})(tasks, joblet::return_as::list.keep_going());
+  ASSERT_EQ(outcomes.size(), 40u);
+  for (int i = 0; i < 40; ++i) {
+    if (i == 17) continue;
+    ASSERT_TRUE(outcomes[i].ok()) << i << ": " << outcomes[i].error_message();
+    EXPECT_EQ(outcomes[i].value(), i * 3);
+  }
+  try {
+    outcomes[17].value();
+    ADD_FAILURE() << "expected RetriesExhaustedError";
+  } catch (const joblet::RetriesExhaustedError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("broken, run 1"), std::string::npos) << what;
+    EXPECT_NE(what.find("broken, run 2"), std::string::npos) << what;
+  }
+  // The task ran twice on the one rank that ran it.
+  EXPECT_TRUE(runs[17] == 0 || runs[17] == 2) << runs[17];
+  EXPECT_THROW(joblet::Parallel({.backend = "mpi", .max_failures = 3})(tasks, joblet::return_as::list.keep_going()),
+               joblet::ConfigError);
+}
+
 TEST(Mpi, DifferentTaskCountsAreAnErrorOnEveryRankNotAHang) {
   const int n = world_rank() == world_size() - 1 ? 11 : 10;
   try {
