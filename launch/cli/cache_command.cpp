@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "joblet/detail/key_differences.hpp"
 #include "joblet/dump.hpp"
 #include "joblet/environment.hpp"
 #include "joblet/error.hpp"
@@ -91,7 +92,8 @@ int stats(const CacheArguments& arguments) {
         "lock{}\n",
         temporaries, temporaries == 1 ? "" : "s", format_size(temporary_bytes), locks, locks == 1 ? "" : "s"));
   }
-  for (const EntryInfo* info : foreign) print(fmt::format("  not followed: {}: {}\n", info->path.string(), info->problem));
+  for (const EntryInfo* info : foreign)
+    print(fmt::format("  not followed: {}: {}\n", info->path.string(), info->problem));
   if (functions.empty()) return 0;
   std::size_t width = 8;
   for (const auto& [name, summary] : functions) width = std::max(width, name.size());
@@ -139,17 +141,44 @@ int ls(const CacheArguments& arguments) {
   return 0;
 }
 
-int show(const CacheArguments& arguments) {
-  const Store store = open_store(arguments);
-  std::string prefix = arguments.key;
+std::string quoted_or_none(const std::string& text) { return text.empty() ? std::string("none") : "'" + text + "'"; }
+
+// The lines of `show` and `explain` that say what an entry's key was made of.
+std::string key_parts_text(const EntryMetadata& metadata) {
+  if (!metadata.key_parts) {
+    return "key parts    not recorded (written by an older joblet): which argument differs from another entry "
+           "cannot be told\n";
+  }
+  const KeyParts& parts = *metadata.key_parts;
+  std::string text = fmt::format("key parts    version {}, source text {}, build id {}\n",
+                                 quoted_or_none(parts.version), parts.source_salt.empty() ? "none" : parts.source_salt,
+                                 parts.build_salt.empty() ? "none" : parts.build_salt);
+  for (std::size_t position = 0; position < parts.arguments.size(); ++position) {
+    const ArgumentHash& argument = parts.arguments[position];
+    text +=
+        fmt::format("{:<12} {}\n", fmt::format("argument #{}", position),
+                    argument.ignored ? std::string("ignored (ignore_args): not part of the key") : argument.hash.hex());
+  }
+  return text;
+}
+
+// A key as given on the command line, lower case: 32 hex digits, or a prefix of them.
+std::string key_prefix(const std::string& given) {
+  std::string prefix = given;
   std::transform(prefix.begin(), prefix.end(), prefix.begin(),
                  [](char c) { return static_cast<char>(std::tolower(c)); });
   if (prefix.empty() || prefix.size() > 32 ||
       !std::all_of(prefix.begin(), prefix.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
-    throw ConfigError("'" + arguments.key +
+    throw ConfigError("'" + given +
                       "' is not a cache key; give the 32 hex digits `joblet cache ls` shows, or "
                       "a unique prefix of them");
   }
+  return prefix;
+}
+
+int show(const CacheArguments& arguments) {
+  const Store store = open_store(arguments);
+  const std::string prefix = key_prefix(arguments.key);
   std::vector<EntryInfo> matches;
   for (auto& info : store.list(listing(arguments, false))) {
     if (info.kind == EntryKind::entry && info.key.hex().starts_with(prefix)) matches.push_back(std::move(info));
@@ -177,6 +206,7 @@ int show(const CacheArguments& arguments) {
       metadata.function, metadata.version.empty() ? "(none)" : metadata.version, metadata.arguments,
       metadata.result_type, format_duration(metadata.duration), format_time(metadata.created),
       format_size(metadata.payload_size), metadata.payload_size, metadata.checksum.hex(), metadata.format_version));
+  print(key_parts_text(metadata));
   if (metadata.payload_kind != PayloadKind::hdf5_companion) {
     print("status       ok (checksums verified)\n");
     return 0;
@@ -189,16 +219,229 @@ int show(const CacheArguments& arguments) {
     }
     detail::DumpFile companion(loaded.entry->companion(), {}, {}, binding->second, detail::FileUse::cache_companion,
                                loaded.entry->companion_opened_as());
-    print(fmt::format("companion    {}\nstatus       ok (entry checksums and the companion's structure verified; "
-                      "its arrays are checked as they are read)\n",
-                      store.companion_path(info.function, info.key).string()));
+    print(
+        fmt::format("companion    {}\nstatus       ok (entry checksums and the companion's structure verified; "
+                    "its arrays are checked as they are read)\n",
+                    store.companion_path(info.function, info.key).string()));
     return 0;
   } catch (const Error& e) {
-    print(fmt::format("status       unusable: its companion file is missing or damaged ({}); the next call "
-                      "recomputes and replaces it\n",
-                      e.message()));
+    print(
+        fmt::format("status       unusable: its companion file is missing or damaged ({}); the next call "
+                    "recomputes and replaces it\n",
+                    e.message()));
     return 1;
   }
+}
+
+// The readable entries of one function and what they recorded, for explain.
+struct FunctionEntries {
+  std::vector<EntryInfo> listed;
+  std::size_t unreadable = 0;
+};
+
+FunctionEntries entries_of(const Store& store, const std::string& function) {
+  const std::vector<std::string> functions = store.functions();
+  if (std::find(functions.begin(), functions.end(), function) == functions.end()) {
+    throw ConfigError("no function '" + function + "' in the cache " + store.root().string() +
+                      "; `joblet cache stats` lists its functions (names are case-sensitive)");
+  }
+  FunctionEntries entries;
+  entries.listed = store.list(ListOptions{.function = function, .read_metadata = true});
+  std::erase_if(entries.listed, [](const EntryInfo& info) { return info.kind != EntryKind::entry; });
+  for (const EntryInfo& info : entries.listed) entries.unreadable += info.metadata ? 0 : 1;
+  if (entries.listed.empty()) {
+    throw ConfigError("function '" + function + "' has no entries in the cache " + store.root().string() +
+                      ": nothing to compare");
+  }
+  return entries;
+}
+
+// The entry whose key is `given` (or starts with it), readable; ConfigError naming what to do.
+const EntryInfo& entry_named(const FunctionEntries& entries, const std::string& given, const std::string& function,
+                             bool missed) {
+  const std::string prefix = key_prefix(given);
+  const EntryInfo* found = nullptr;
+  std::size_t matches = 0;
+  for (const EntryInfo& info : entries.listed) {
+    if (!info.key.hex().starts_with(prefix)) continue;
+    found = &info;
+    ++matches;
+  }
+  if (matches > 1) {
+    throw ConfigError(
+        fmt::format("{} entries of '{}' have keys starting with '{}'; give more digits", matches, function, prefix));
+  }
+  if (found == nullptr) {
+    if (missed) {
+      throw ConfigError("no entry of '" + function + "' has a key starting with '" + prefix +
+                        "': a miss leaves its entry once the function returns, unless the cache could not be "
+                        "written or the entry was cleared or pruned since. Run the program with "
+                        "JOBLET_LOG_LEVEL=debug to have each miss name its nearest entry and what differs as it "
+                        "happens");
+    }
+    throw ConfigError("no entry of '" + function + "' has a key starting with '" + prefix +
+                      "'; `joblet cache ls --function " + function + "` lists them");
+  }
+  if (!found->metadata) {
+    throw ConfigError("entry " + found->key.hex() + " of '" + function + "' is unusable (" + found->problem +
+                      "): its key's parts cannot be read; the next call with its arguments recomputes it");
+  }
+  return *found;
+}
+
+void print_entry(const EntryInfo& info, const std::string& indent) {
+  const EntryMetadata& metadata = *info.metadata;
+  print(fmt::format("{}arguments    {}\n{}result type  {}\n{}created      {}{}, computed in {}\n", indent,
+                    metadata.arguments.empty() ? "(none)" : metadata.arguments, indent, metadata.result_type, indent,
+                    format_time(metadata.created),
+                    metadata.extra.contains("host") ? " on " + metadata.extra.at("host") : std::string(),
+                    format_duration(metadata.duration)));
+}
+
+// The subject entry, then the others (those created before it, for a miss) nearest first.
+int explain_entry(const Store& store, const CacheArguments& arguments, bool missed) {
+  const std::string& function = *arguments.function;
+  FunctionEntries entries = entries_of(store, function);
+  const EntryInfo& subject =
+      entry_named(entries, missed ? *arguments.missed_key : *arguments.near_key, function, missed);
+  print(fmt::format("entry {} of '{}' in {}\n", subject.key.hex(), function, store.root().string()));
+  print_entry(subject, "  ");
+  const std::string parts = key_parts_text(*subject.metadata);
+  for (std::size_t at = 0; at < parts.size();) {  // indented like the lines above
+    const std::size_t end = parts.find('\n', at);
+    print("  " + parts.substr(at, end + 1 - at));
+    at = end + 1;
+  }
+
+  std::vector<EntryInfo> others;
+  for (const EntryInfo& info : entries.listed) {
+    if (!info.metadata || info.key == subject.key) continue;
+    // A miss could only have been served by an entry that was there before its own.
+    if (missed && info.metadata->created >= subject.metadata->created) continue;
+    others.push_back(info);
+  }
+  const std::vector<detail::NearEntry> near = detail::nearest_entries(*subject.metadata, others);
+  if (near.empty()) {
+    print(missed ? fmt::format("\nno entry of '{}' created before it is stored: it was the function's first call, or "
+                               "the entries before it were cleared or pruned\n",
+                               function)
+                 : fmt::format("\nit is the only readable entry of '{}'\n", function));
+  } else {
+    const std::size_t shown = arguments.limit == 0 ? near.size() : std::min(arguments.limit, near.size());
+    print(fmt::format("\n{}{} of '{}', nearest first (here: {}; there: the entry below):\n",
+                      near.size() == 1 ? "the other entry" : fmt::format("{} other entries", near.size()),
+                      missed ? " created before it" : "", function, subject.key.hex().substr(0, 12)));
+    for (std::size_t i = 0; i < shown; ++i) {
+      print(fmt::format("\n{}  {}\n", near[i].info->key.hex(), detail::describe(near[i].comparison)));
+      print_entry(*near[i].info, "  ");
+    }
+    if (shown < near.size()) print(fmt::format("\n({} more: --limit 0 shows all)\n", near.size() - shown));
+    if (missed) {
+      const auto& nearest = near.front().comparison;
+      print(nearest.differences.empty() ? fmt::format("\nit missed because {}\n", detail::describe(nearest))
+                                        : fmt::format("\nit missed because its {} differs from the nearest entry's{}\n",
+                                                      detail::describe(nearest.differences.front()),
+                                                      nearest.differences.size() > 1 ? " (among other parts)" : ""));
+    }
+  }
+  if (entries.unreadable != 0) {
+    print(fmt::format("\n{} of '{}' unreadable, not compared (`joblet cache ls --function {}` says why)\n",
+                      entries_text(entries.unreadable), function, function));
+  }
+  return 0;
+}
+
+// Entries whose keys differ in their arguments alone: the same version, salts, result type and
+// arguments left out.
+struct EntryGroup {
+  std::string title;
+  std::vector<const EntryInfo*> entries;
+};
+
+std::string group_title(const EntryMetadata& metadata) {
+  if (!metadata.key_parts) {
+    return fmt::format(
+        "version {} (with its salts), result {}, written without per-argument hashes (by an older "
+        "joblet)",
+        quoted_or_none(metadata.version), metadata.result_type);
+  }
+  const KeyParts& parts = *metadata.key_parts;
+  std::string ignored;
+  for (std::size_t position = 0; position < parts.arguments.size(); ++position) {
+    if (parts.arguments[position].ignored) ignored += fmt::format("{}#{}", ignored.empty() ? "" : ", ", position);
+  }
+  return fmt::format("version {}, source text {}, build id {}, result {}, {} argument{}{}",
+                     quoted_or_none(parts.version), parts.source_salt.empty() ? "none" : parts.source_salt,
+                     parts.build_salt.empty() ? "none" : parts.build_salt.substr(0, 12), metadata.result_type,
+                     parts.arguments.size(), parts.arguments.size() == 1 ? "" : "s",
+                     ignored.empty() ? std::string() : " (" + ignored + " ignored)");
+}
+
+// Which argument positions vary within a group, and how many values each takes.
+std::string argument_variation(const EntryGroup& group) {
+  const EntryMetadata& first = *group.entries.front()->metadata;
+  if (!first.key_parts) return "which arguments vary cannot be told (no per-argument hashes)";
+  std::vector<std::string> varying;
+  std::vector<std::string> same;
+  for (std::size_t position = 0; position < first.key_parts->arguments.size(); ++position) {
+    if (first.key_parts->arguments[position].ignored) continue;
+    std::set<Hash128> values;
+    for (const EntryInfo* info : group.entries) values.insert(info->metadata->key_parts->arguments[position].hash);
+    if (values.size() > 1) {
+      varying.push_back(fmt::format("#{} ({} values)", position, values.size()));
+    } else {
+      same.push_back(fmt::format("#{}", position));
+    }
+  }
+  const auto joined = [](const std::vector<std::string>& items) {
+    std::string text;
+    for (const auto& item : items) text += (text.empty() ? "" : ", ") + item;
+    return text.empty() ? std::string("none") : text;
+  };
+  return "arguments that vary: " + joined(varying) + "; the same in all: " + joined(same);
+}
+
+int explain_function(const Store& store, const CacheArguments& arguments) {
+  const std::string& function = *arguments.function;
+  const FunctionEntries entries = entries_of(store, function);
+  std::map<std::string, EntryGroup> groups;
+  for (const EntryInfo& info : entries.listed) {
+    if (!info.metadata) continue;
+    EntryGroup& group = groups[group_title(*info.metadata)];
+    if (group.title.empty()) group.title = group_title(*info.metadata);
+    group.entries.push_back(&info);
+  }
+  std::vector<EntryGroup*> ordered;
+  for (auto& [title, group] : groups) ordered.push_back(&group);
+  // The largest group first: usually the version in use.
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [](const EntryGroup* a, const EntryGroup* b) { return a->entries.size() > b->entries.size(); });
+  print(fmt::format("'{}' in {}: {} in {} group{} (entries of a group differ in their arguments alone)\n", function,
+                    store.root().string(), entries_text(entries.listed.size() - entries.unreadable), ordered.size(),
+                    ordered.size() == 1 ? "" : "s"));
+  const std::size_t shown = arguments.limit == 0 ? ordered.size() : std::min(arguments.limit, ordered.size());
+  for (std::size_t i = 0; i < shown; ++i) {
+    const EntryGroup& group = *ordered[i];
+    print(fmt::format("\n{}: {}\n  {}\n", entries_text(group.entries.size()), group.title, argument_variation(group)));
+  }
+  if (shown < ordered.size()) {
+    print(fmt::format("\n{} more group{} (--limit 0 shows all)\n", ordered.size() - shown,
+                      ordered.size() - shown == 1 ? "" : "s"));
+  }
+  if (entries.unreadable != 0) {
+    print(fmt::format("\n{} unreadable, not compared (`joblet cache ls --function {}` says why)\n",
+                      entries_text(entries.unreadable), function));
+  }
+  print(fmt::format("\n`joblet cache explain {} --near KEY` compares one entry with the others, nearest first\n",
+                    function));
+  return 0;
+}
+
+int explain(const CacheArguments& arguments) {
+  const Store store = open_store(arguments);
+  if (arguments.missed_key) return explain_entry(store, arguments, /*missed=*/true);
+  if (arguments.near_key) return explain_entry(store, arguments, /*missed=*/false);
+  return explain_function(store, arguments);
 }
 
 int clear(const CacheArguments& arguments) {
@@ -290,6 +533,8 @@ int run_cache_command(const CacheArguments& arguments) {
       return ls(arguments);
     case CacheAction::show:
       return show(arguments);
+    case CacheAction::explain:
+      return explain(arguments);
     case CacheAction::clear:
       return clear(arguments);
     case CacheAction::prune:

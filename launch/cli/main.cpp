@@ -65,6 +65,24 @@ void add_cache_command(CLI::App& app, joblet::cli::CacheArguments& arguments, st
   add_function_filter(show, "look only in this function's entries");
   show->callback(action(CacheAction::show));
 
+  CLI::App* explain = add_leaf(
+      cache, "explain",
+      "Why a call missed: which parts of their keys (argument, version, source text, build id, result type) make "
+      "a function's entries differ",
+      directory);
+  explain->add_option("function", arguments.function, "the cached function's name")->required();
+  CLI::Option* missed = explain->add_option(
+      "--key", arguments.missed_key,
+      "a key that missed (as a trace or the debug log names it; a unique prefix will do): what differs from the "
+      "entries stored before it");
+  explain
+      ->add_option("--near", arguments.near_key,
+                   "a stored entry's key (or a unique prefix): the function's other entries, nearest first, and what "
+                   "differs")
+      ->excludes(missed);
+  explain->add_option("--limit", arguments.limit, "show at most this many entries (0: all)")->capture_default_str();
+  explain->callback(action(CacheAction::explain));
+
   CLI::App* clear = add_leaf(cache, "clear", "Remove every entry (of one function, with --function)", directory);
   add_function_filter(clear, "only this function's entries");
   clear->add_flag("-n,--dry-run", arguments.dry_run, "say what would be removed, remove nothing");

@@ -7,16 +7,97 @@
 #include <bit>
 #include <cstring>
 #include <map>
+#include <optional>
+#include <string_view>
+#include <type_traits>
 
 #include "joblet/codec.hpp"
 
 namespace joblet::detail {
 namespace {
 
+constexpr std::string_view kReservedPrefix = "joblet.";
+constexpr std::string_view kKeyPartsField = "joblet.key";  // short enough to need no allocation
+constexpr std::size_t kArgumentSize = 17;                  // an ignored flag, then the hash's high and low halves
+
+struct NoKeyParts {};
+
+void append_u32(std::string& out, std::uint32_t value) { out.append(reinterpret_cast<const char*>(&value), 4); }
+void append_u64(std::string& out, std::uint64_t value) { out.append(reinterpret_cast<const char*>(&value), 8); }
+void append_text(std::string& out, const std::string& text) {
+  append_u32(out, static_cast<std::uint32_t>(text.size()));
+  out += text;
+}
+
+// The "joblet.key" field (see entry_format.hpp).
+std::string encode_key_parts(const KeyParts& parts) {
+  if (parts.arguments.size() > kMaxKeyArguments) {
+    throw SerializationError("the entry's key has " + std::to_string(parts.arguments.size()) +
+                             " argument parts, more than the " + std::to_string(kMaxKeyArguments) +
+                             " an entry records");
+  }
+  std::string out;
+  out.reserve(16 + parts.version.size() + parts.source_salt.size() + parts.build_salt.size() +
+              kArgumentSize * parts.arguments.size());
+  append_text(out, parts.version);
+  append_text(out, parts.source_salt);
+  append_text(out, parts.build_salt);
+  append_u32(out, static_cast<std::uint32_t>(parts.arguments.size()));
+  for (const ArgumentHash& argument : parts.arguments) {
+    out += argument.ignored ? '\1' : '\0';
+    append_u64(out, argument.ignored ? 0 : argument.hash.high);
+    append_u64(out, argument.ignored ? 0 : argument.hash.low);
+  }
+  return out;
+}
+
+KeyParts decode_key_parts(std::span<const std::byte> bytes) {
+  std::size_t at = 0;
+  const auto take_u32 = [&] {
+    if (bytes.size() - at < 4) throw CorruptEntry("the entry's key parts are cut short");
+    std::uint32_t value;
+    std::memcpy(&value, bytes.data() + at, 4);
+    at += 4;
+    return value;
+  };
+  const auto take_text = [&](std::string& text) {
+    const std::uint32_t size = take_u32();
+    if (size > bytes.size() - at) throw CorruptEntry("the entry's key parts are cut short");
+    text.assign(reinterpret_cast<const char*>(bytes.data() + at), size);
+    at += size;
+  };
+  KeyParts parts;
+  take_text(parts.version);
+  take_text(parts.source_salt);
+  take_text(parts.build_salt);
+  const std::uint32_t count = take_u32();
+  if (count > kMaxKeyArguments) throw CorruptEntry("the entry records too many argument hashes");
+  if (bytes.size() - at != count * kArgumentSize) {
+    throw CorruptEntry("the entry's argument hashes do not fill its key parts exactly");
+  }
+  parts.arguments.resize(count);
+  for (ArgumentHash& argument : parts.arguments) {
+    const auto flag = static_cast<unsigned char>(bytes[at]);
+    std::memcpy(&argument.hash.high, bytes.data() + at + 1, 8);
+    std::memcpy(&argument.hash.low, bytes.data() + at + 9, 8);
+    at += kArgumentSize;
+    if (flag > 1) throw CorruptEntry("the entry's argument hashes are malformed");
+    argument.ignored = flag == 1;
+    if (argument.ignored && argument.hash != Hash128{}) {
+      throw CorruptEntry("the entry's argument hashes are malformed");
+    }
+  }
+  return parts;
+}
+
 // The metadata as it is encoded. `extra` holds fields added by later minor revisions (a
 // companion file's name for a later payload kind, say) without a format version bump: readers
 // ignore keys they do not know. Format 2 added the key, so that an entry copied or renamed
-// under another key can be told from the real one.
+// under another key can be told from the real one. Loading takes the store's own fields out of
+// `extra` (and drops the "joblet." fields of a later joblet); the key's parts are decoded only
+// when With is KeyPartsRead::read: a hit never needs them, and stepping over them costs it
+// next to nothing.
+template <KeyPartsRead With>
 struct MetadataRecord {
   Hash128 key;
   std::string function;
@@ -27,13 +108,51 @@ struct MetadataRecord {
   std::int64_t created_ns = 0;
   std::uint64_t payload_size = 0;
   Hash128 checksum;
-  std::map<std::string, std::string> extra;
+  std::map<std::string, std::string> extra;  // with the store's own fields when saved, without when loaded
+  // Loaded from extra["joblet.key"]; not even a member when skipped.
+  [[no_unique_address]] std::conditional_t<With == KeyPartsRead::read, std::optional<KeyParts>, NoKeyParts> key_parts;
 
   template <class Archive>
-  void serialize(Archive& ar) {
+  void save(Archive& ar) const {
     ar(key, function, version, arguments, result_type, duration_ns, created_ns, payload_size, checksum, extra);
   }
+
+  // What cereal's loading of the map does, with the store's fields taken out on the way.
+  void load(SpanInputArchive& ar) {
+    ar(key, function, version, arguments, result_type, duration_ns, created_ns, payload_size, checksum);
+    std::uint64_t count = 0;
+    ar(cereal::make_size_tag(count));
+    bool seen_key_parts = false;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::string name;
+      ar(name);
+      if (name == kKeyPartsField) {
+        if (seen_key_parts) throw CorruptEntry("the entry records its key's parts twice");
+        seen_key_parts = true;
+        std::uint64_t size = 0;
+        ar(cereal::make_size_tag(size));  // checked against the bytes left
+        const std::span<const std::byte> bytes = ar.take(static_cast<std::size_t>(size));
+        if constexpr (With == KeyPartsRead::read) key_parts = decode_key_parts(bytes);
+        continue;
+      }
+      std::string value;
+      ar(value);
+      if (!name.starts_with(kReservedPrefix)) extra.emplace_hint(extra.end(), std::move(name), std::move(value));
+    }
+  }
 };
+
+std::map<std::string, std::string> encoded_extra(const EntryMetadata& metadata) {
+  for (const auto& [name, value] : metadata.extra) {
+    if (name.starts_with(kReservedPrefix)) {
+      throw SerializationError("the entry's extra field '" + name +
+                               "' starts with 'joblet.', which the store keeps for its own fields; rename it");
+    }
+  }
+  std::map<std::string, std::string> extra = metadata.extra;
+  if (metadata.key_parts) extra.emplace(std::string(kKeyPartsField), encode_key_parts(*metadata.key_parts));
+  return extra;
+}
 
 template <class T>
 void put(std::string& out, std::size_t offset, T value) {
@@ -64,7 +183,7 @@ std::uint64_t aligned_payload_offset(std::uint64_t metadata_size) {
 }  // namespace
 
 std::string encode_entry_prefix(const EntryMetadata& metadata) {
-  MetadataRecord record{
+  MetadataRecord<KeyPartsRead::read> record{
       metadata.key,
       metadata.function,
       metadata.version,
@@ -74,8 +193,16 @@ std::string encode_entry_prefix(const EntryMetadata& metadata) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(metadata.created.time_since_epoch()).count(),
       metadata.payload_size,
       metadata.checksum,
-      metadata.extra};
-  std::string out(kEntryHeaderSize, '\0');
+      encoded_extra(metadata),
+      std::nullopt};
+  // Room for all of it up front: growing the string as the fields are appended would copy it
+  // several times per write.
+  std::size_t estimate =
+      128 + record.function.size() + record.version.size() + record.arguments.size() + record.result_type.size();
+  for (const auto& [name, value] : record.extra) estimate += 16 + name.size() + value.size();
+  std::string out;
+  out.reserve(aligned_payload_offset(estimate));
+  out.resize(kEntryHeaderSize);
   encode(record, out);
   const std::uint64_t metadata_size = out.size() - kEntryHeaderSize;
   if (metadata_size > kMaxMetadataSize) {
@@ -138,18 +265,16 @@ EntryHeader parse_entry_header(std::span<const std::byte> first_bytes, std::uint
   return header;
 }
 
-EntryMetadata parse_entry_metadata(const EntryHeader& header, std::span<const std::byte> header_bytes,
-                                   std::span<const std::byte> metadata_bytes) {
-  if (metadata_bytes.size() != header.metadata_size) throw CorruptEntry("the entry's metadata is cut short");
-  if (header_checksum(header_bytes, metadata_bytes) != header.header_checksum) {
-    throw CorruptEntry("the checksum of the entry's header and metadata does not match");
-  }
-  MetadataRecord record;
-  try {
-    record = decode<MetadataRecord>(metadata_bytes);
-  } catch (const SerializationError& e) {
-    throw CorruptEntry("the entry's metadata cannot be decoded: " + e.message());
-  }
+namespace {
+template <KeyPartsRead With>
+EntryMetadata metadata_from(const EntryHeader& header, std::span<const std::byte> metadata_bytes) {
+  MetadataRecord<With> record = [&] {
+    try {
+      return decode<MetadataRecord<With>>(metadata_bytes);
+    } catch (const SerializationError& e) {
+      throw CorruptEntry("the entry's metadata cannot be decoded: " + e.message());
+    }
+  }();
   if (record.payload_size != header.payload_size) throw CorruptEntry("the entry's metadata and header disagree");
   EntryMetadata metadata;
   metadata.key = record.key;
@@ -164,16 +289,27 @@ EntryMetadata parse_entry_metadata(const EntryHeader& header, std::span<const st
   metadata.format_version = header.format_version;
   metadata.checksum = record.checksum;
   metadata.payload_kind = static_cast<PayloadKind>(header.payload_kind);
+  if constexpr (With == KeyPartsRead::read) metadata.key_parts = std::move(record.key_parts);
   metadata.extra = std::move(record.extra);
   return metadata;
 }
+}  // namespace
 
-ParsedEntry parse_entry(std::span<const std::byte> file) {
+EntryMetadata parse_entry_metadata(const EntryHeader& header, std::span<const std::byte> header_bytes,
+                                   std::span<const std::byte> metadata_bytes, KeyPartsRead key_parts) {
+  if (metadata_bytes.size() != header.metadata_size) throw CorruptEntry("the entry's metadata is cut short");
+  if (header_checksum(header_bytes, metadata_bytes) != header.header_checksum) {
+    throw CorruptEntry("the checksum of the entry's header and metadata does not match");
+  }
+  return key_parts == KeyPartsRead::read ? metadata_from<KeyPartsRead::read>(header, metadata_bytes)
+                                         : metadata_from<KeyPartsRead::skip>(header, metadata_bytes);
+}
+
+ParsedEntry parse_entry(std::span<const std::byte> file, KeyPartsRead key_parts) {
   const EntryHeader header = parse_entry_header(file, file.size());
-  ParsedEntry parsed;
-  parsed.metadata =
-      parse_entry_metadata(header, file.first(kEntryHeaderSize), file.subspan(kEntryHeaderSize, header.metadata_size));
-  parsed.payload_offset = header.payload_offset;
+  ParsedEntry parsed{parse_entry_metadata(header, file.first(kEntryHeaderSize),
+                                          file.subspan(kEntryHeaderSize, header.metadata_size), key_parts),
+                     header.payload_offset};
   // The padding is outside both checksums: requiring zeros there leaves no byte of the file
   // whose corruption goes unnoticed.
   const auto padding = file.subspan(kEntryHeaderSize + header.metadata_size,

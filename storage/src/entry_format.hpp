@@ -18,6 +18,17 @@
 //   64 + M   pad  zeros up to P
 //        P     S  payload
 //
+// Fields added since format 2 live in the metadata's extension map under keys starting with
+// "joblet.", which every format 2 reader ignores: a cache shared by programs built with joblets
+// of different ages keeps serving all of their entries, where a format bump would make older
+// readers recompute and replace every newer entry. Entries written before a field was added
+// lack it. The fields (integers little-endian, strings as a u32 length and their bytes):
+//   joblet.key  the key's parts (EntryMetadata::key_parts): the explicit version, the
+//               source-text salt and the build-id salt as strings (empty when absent), a u32
+//               count of arguments (at most kMaxKeyArguments), then per argument 17 bytes: 1 if
+//               it is ignored, else 0, and its hash's high and low u64 halves (zeros if ignored).
+//               It must hold exactly that: anything else makes the entry corrupt.
+//
 // Two checksums so that listing and `joblet cache ls` can verify an entry's metadata without
 // reading a payload that may be gigabytes. A reader checks the magic, the version, every size
 // against the file's real size (so a truncated file is caught before any checksum), then both
@@ -39,6 +50,8 @@ inline constexpr std::uint32_t kEntryFormatVersion = 2;
 inline constexpr std::size_t kEntryHeaderSize = 64;
 inline constexpr std::size_t kPayloadAlignment = 64;
 inline constexpr std::uint64_t kMaxMetadataSize = std::uint64_t{1} << 20;
+// More arguments than any compiler takes: a bound on what a hostile entry makes a reader allocate.
+inline constexpr std::size_t kMaxKeyArguments = 1024;
 
 // An entry that cannot be used. Internal: the store turns it into LoadStatus::corrupt.
 class CorruptEntry : public std::runtime_error {
@@ -58,17 +71,24 @@ struct EntryHeader {
 // payload's size and checksum.
 std::string encode_entry_prefix(const EntryMetadata& metadata);
 
+// Whether a read decodes the key's parts (EntryMetadata::key_parts) or steps over them. The
+// reads that serve hits skip them: a hit never needs them, and decoding them would cost every
+// hit an allocation and copies of its metadata that are larger.
+enum class KeyPartsRead { read, skip };
+
 // Checks the first 64 bytes of a file of `file_size` bytes; throws CorruptEntry.
 EntryHeader parse_entry_header(std::span<const std::byte> first_bytes, std::uint64_t file_size);
-// Checks the header checksum and decodes the metadata; throws CorruptEntry.
+// Checks the header checksum and decodes the metadata; throws CorruptEntry. Skipped key parts
+// are stepped over unchecked.
 EntryMetadata parse_entry_metadata(const EntryHeader& header, std::span<const std::byte> header_bytes,
-                                   std::span<const std::byte> metadata_bytes);
+                                   std::span<const std::byte> metadata_bytes,
+                                   KeyPartsRead key_parts = KeyPartsRead::read);
 
 struct ParsedEntry {
   EntryMetadata metadata;
   std::size_t payload_offset = 0;
 };
 // Verifies a whole entry file held in memory, payload checksum included; throws CorruptEntry.
-ParsedEntry parse_entry(std::span<const std::byte> file);
+ParsedEntry parse_entry(std::span<const std::byte> file, KeyPartsRead key_parts = KeyPartsRead::read);
 
 }  // namespace joblet::detail

@@ -3,6 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+#include <spdlog/sinks/sink.h>
+
 #include <atomic>
 #include <charconv>
 #include <mutex>
@@ -12,6 +15,7 @@
 
 #include "io.hpp"
 #include "joblet/cached_call.hpp"
+#include "joblet/detail/key_differences.hpp"
 #include "joblet/detail/log.hpp"
 #include "joblet/detail/runtime.hpp"
 #include "joblet/detail/shared_counters.hpp"
@@ -40,6 +44,33 @@ std::string new_binding() {
   } seed{std::random_device{}(), std::chrono::system_clock::now().time_since_epoch().count(),
          static_cast<std::int64_t>(process_id()), counter.fetch_add(1)};
   return hash_bytes(&seed, sizeof seed).hex();
+}
+
+// Output asked for with MemoryOptions::verbose: at info level, and shown even where the log
+// level (JOBLET_LOG_LEVEL, warn by default) is above it, as Parallel's verbose output is; only
+// `off` silences it. Written to the logger's sinks, so it carries the process's identity and
+// reaches JOBLET_LOG_FILE too.
+void say_verbosely(const std::string& text) {
+  spdlog::logger& logger = log();
+  if (logger.should_log(spdlog::level::info)) {
+    logger.info("{}", text);
+    return;
+  }
+  if (logger.level() == spdlog::level::off) return;
+  const spdlog::details::log_msg message(logger.name(), spdlog::level::info, text);
+  for (const auto& sink : logger.sinks()) {
+    if (sink->should_log(message.level)) sink->log(message);
+  }
+}
+
+// "850 us", "12.5 ms", "3.20 s", "2 min 05 s", as `joblet cache` prints durations.
+std::string duration_text(std::chrono::duration<double> duration) {
+  const double seconds = duration.count();
+  if (seconds < 1e-3) return fmt::format("{:.0f} us", seconds * 1e6);
+  if (seconds < 1) return fmt::format("{:.1f} ms", seconds * 1e3);
+  if (seconds < 60) return fmt::format("{:.2f} s", seconds);
+  const auto whole = static_cast<long long>(seconds);
+  return fmt::format("{} min {:02} s", whole / 60, whole % 60);
 }
 
 // Long argument summaries would bloat every entry; the summary is for people, not for keys.
@@ -98,12 +129,14 @@ void add(Counters& function, Counters& memory, Count count, std::uint64_t value)
 }
 }  // namespace
 
-FunctionCache::FunctionCache(std::shared_ptr<MemoryState> memory, std::string name, std::string version,
+FunctionCache::FunctionCache(std::shared_ptr<MemoryState> memory, std::string name, std::string version, KeyParts parts,
                              CacheOptions options)
     : memory_(std::move(memory)),
       name_(std::move(name)),
       version_(std::move(version)),
+      key_parts_(std::move(parts)),
       options_(std::move(options)),
+      verbose_(options_.verbose.value_or(memory_->options.verbose)),
       compute_once_(options_.compute_once.value_or(memory_->options.compute_once.value_or(default_compute_once()))),
       compute_once_in_campaigns_(options_.compute_once.value_or(memory_->options.compute_once.value_or(true))),
       counters_(std::make_unique<Counters>()) {
@@ -181,11 +214,14 @@ void FunctionCache::report_store_failure(const std::string& why) const noexcept 
   }
 }
 
-EntryMetadata FunctionCache::entry_metadata(const std::string& arguments, const std::type_info& result_type,
+EntryMetadata FunctionCache::entry_metadata(const std::string& arguments, std::span<const ArgumentHash> argument_hashes,
+                                            const std::type_info& result_type,
                                             std::chrono::duration<double> computed_in) const {
   EntryMetadata metadata;
   metadata.function = name_;
   metadata.version = version_;
+  metadata.key_parts = key_parts_;
+  metadata.key_parts->arguments.assign(argument_hashes.begin(), argument_hashes.end());
   metadata.arguments =
       arguments.size() > kMaxArgumentSummary ? arguments.substr(0, kMaxArgumentSummary) + "..." : arguments;
   metadata.result_type = demangle(result_type.name());
@@ -198,7 +234,8 @@ EntryMetadata FunctionCache::entry_metadata(const std::string& arguments, const 
   return metadata;
 }
 
-void FunctionCache::publish(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
+void FunctionCache::publish(const Hash128& key, const std::string& arguments,
+                            std::span<const ArgumentHash> argument_hashes, const std::type_info& result_type,
                             std::chrono::duration<double> computed_in, std::string_view encoding,
                             const DumpWriter& arrays) const noexcept {
   if (TracedCachedCall* traced = thread_context().traced_call) {
@@ -209,7 +246,7 @@ void FunctionCache::publish(const Hash128& key, const std::string& arguments, co
   }
   try {
     const Store& store = *memory_->store;
-    EntryMetadata metadata = entry_metadata(arguments, result_type, computed_in);
+    EntryMetadata metadata = entry_metadata(arguments, argument_hashes, result_type, computed_in);
     if (arrays.array_count() == 0) {
       store.save(name_, key, std::move(metadata),
                  std::as_bytes(std::span<const char>(encoding.data(), encoding.size())));
@@ -245,7 +282,82 @@ void FunctionCache::report_unencodable(const Hash128& key, const std::string& wh
   }
 }
 
-void FunctionCache::record(const CallReport& report) const {
+void FunctionCache::log_miss(const Hash128& key, const std::string& arguments,
+                             std::span<const ArgumentHash> argument_hashes, const std::type_info& result_type,
+                             bool forced) const noexcept {
+  try {
+    if (verbose_ >= kVerboseMisses) {
+      say_verbosely(fmt::format("Memory: computing {}({}){}, key {}", name_, arguments,
+                                forced ? " (forced by call())" : "", key.hex()));
+    }
+    if (!log().should_log(spdlog::level::debug)) return;
+    if (forced) {
+      log().debug("cache miss of '{}' ({}), key {}: call() recomputes it whatever is stored", name_, arguments,
+                  key.hex());
+      return;
+    }
+    log().debug("{}", explain_miss(key, arguments, argument_hashes, result_type));
+  } catch (...) {
+    // Logging failed (out of memory): the call goes on without it.
+  }
+}
+
+std::string FunctionCache::explain_miss(const Hash128& key, const std::string& arguments,
+                                        std::span<const ArgumentHash> argument_hashes,
+                                        const std::type_info& result_type) const {
+  std::string text = fmt::format("cache miss of '{}' ({}), key {}, argument hashes [", name_, arguments, key.hex());
+  for (std::size_t position = 0; position < argument_hashes.size(); ++position) {
+    text += (position == 0 ? "" : ", ");
+    text += argument_hashes[position].ignored ? std::string("ignored") : argument_hashes[position].hash.hex();
+  }
+  text += "]: ";
+  EntryMetadata subject = entry_metadata(arguments, argument_hashes, result_type, {});
+  subject.key = key;
+  // Bounded: the scan is for a person reading a debug log, not worth minutes on a huge cache.
+  const std::vector<EntryInfo> listed =
+      memory_->store->list(ListOptions{.function = name_, .read_metadata = true, .max_entries = kMaxEntriesExplained});
+  std::size_t unreadable = 0;
+  for (const EntryInfo& info : listed) {
+    if (info.key == key) {
+      if (!info.metadata) return text + "its entry is there but unusable (" + info.problem + ")";
+      return text +
+             "its entry is there, but was not used: refused by the validation callback, not decodable as the "
+             "result, or written by another process since this one looked";
+    }
+    if (!info.metadata) ++unreadable;
+  }
+  const std::string looked_at =
+      listed.size() == kMaxEntriesExplained ? fmt::format(" (the first {} looked at)", listed.size()) : "";
+  const std::vector<NearEntry> near = nearest_entries(subject, listed);
+  if (near.empty()) {
+    return text + fmt::format("no other entry of '{}' is stored in {}{}", name_, memory_->store->root().string(),
+                              unreadable == 0 ? std::string() : fmt::format(" ({} unreadable)", unreadable));
+  }
+  const NearEntry& nearest = near.front();
+  text += fmt::format("the nearest of the function's {} stored entr{}{} is {} ({}): ", listed.size(),
+                      listed.size() == 1 ? "y" : "ies", looked_at, nearest.info->key.hex(),
+                      nearest.info->metadata->arguments);
+  const auto& differences = nearest.comparison.differences;
+  if (differences.empty()) return text + describe(nearest.comparison);
+  text += "it differs first in " + describe(differences.front());
+  if (differences.size() > 1) text += fmt::format(" ({} parts differ)", differences.size());
+  if (nearest.comparison.arguments_unknown) {
+    text += "; it was written without per-argument hashes (by an older joblet), so the arguments may differ too";
+  }
+  return text;
+}
+
+void FunctionCache::log_hit(const CallReport& report, const std::string& arguments) const noexcept {
+  try {
+    const auto saved = report.computed_in - report.duration;
+    say_verbosely(fmt::format("Memory: loaded {}({}) in {}, computed in {}: {} saved", name_, arguments,
+                              duration_text(report.duration), duration_text(report.computed_in),
+                              saved.count() > 0 ? duration_text(saved) : std::string("nothing")));
+  } catch (...) {
+  }
+}
+
+bool FunctionCache::record(const CallReport& report) const {
   // An elastic campaign's rounds compute or load each result once, and the call then loads them
   // all again to return them: those reloads are not hits of their own.
   // In a worker process, the rounds' keys were noted in other processes: the call says it.
@@ -271,7 +383,7 @@ void FunctionCache::record(const CallReport& report) const {
     traced->computed_seconds = report.hit ? report.computed_in.count() : 0.0;
     if (report.hit) traced->arguments.clear();
   }
-  if (reload) return;
+  if (reload) return false;
   if (SharedCounters* tally = thread_context().call_tally) {
     if (report.hit) {
       tally->add(kTallyCacheHits, 1);
@@ -287,8 +399,12 @@ void FunctionCache::record(const CallReport& report) const {
   } else {
     add(*counters_, memory_->totals, kMisses, 1);
     add(*counters_, memory_->totals, kComputeNs, to_ns(report.computed_in));
+    if (verbose_ >= kVerboseMisses && enabled()) {
+      say_verbosely(fmt::format("Memory: {} computed in {}", name_, duration_text(report.computed_in)));
+    }
   }
   if (options_.on_call) options_.on_call(report);
+  return true;
 }
 
 void FunctionCache::record_failure(const Hash128& key, const std::exception_ptr& error) const noexcept {
@@ -400,6 +516,10 @@ Memory::Memory() : Memory(std::nullopt) {}
 Memory::Memory(std::nullopt_t, MemoryOptions options) : state_(std::make_shared<detail::MemoryState>()) {
   // Checked here even when compute_once is off: a cached function may turn it on.
   validate_lock_options(options.lock);
+  if (options.verbose < 0) {
+    throw ConfigError("MemoryOptions::verbose = " + std::to_string(options.verbose) +
+                      " is not valid: use 0 (silent), 1 (misses) or 10 (misses and hits)");
+  }
   state_->options = std::move(options);
 }
 
@@ -410,15 +530,24 @@ Memory::Memory(std::filesystem::path location, MemoryOptions options) : Memory(s
 std::shared_ptr<const detail::FunctionCache> Memory::make_function_cache(std::string name, CacheOptions options,
                                                                          std::string_view source) const {
   validate_function_name(name);
-  std::string version = options.version;
+  if (options.verbose && *options.verbose < 0) {
+    throw ConfigError("the verbose option of cached function '" + name + "' is " + std::to_string(*options.verbose) +
+                      "; use 0 (silent), 1 (misses) or 10 (misses and hits)");
+  }
+  KeyParts parts;
+  parts.version = options.version;
+  if (!source.empty()) parts.source_salt = hash_bytes(source.data(), source.size()).hex().substr(0, 16);
+  if (options.salt_with_build_id) parts.build_salt = detail::build_id().substr(0, 32);
+  std::string version = parts.version;
   const auto append = [&](const std::string& part) { version += (version.empty() ? "" : "+") + part; };
-  if (!source.empty()) append("src:" + hash_bytes(source.data(), source.size()).hex().substr(0, 16));
-  if (options.salt_with_build_id) append("build:" + detail::build_id().substr(0, 32));
+  if (!parts.source_salt.empty()) append("src:" + parts.source_salt);
+  if (!parts.build_salt.empty()) append("build:" + parts.build_salt);
   if (version.size() > detail::kMaxVersionLength) {
     throw ConfigError("the version of cached function '" + name + "' is " + std::to_string(version.size()) +
                       " bytes long; keep it under 4096 (a number or a short tag)");
   }
-  return std::make_shared<const detail::FunctionCache>(state_, std::move(name), std::move(version), std::move(options));
+  return std::make_shared<const detail::FunctionCache>(state_, std::move(name), std::move(version), std::move(parts),
+                                                       std::move(options));
 }
 
 std::optional<std::filesystem::path> Memory::location() const {

@@ -134,7 +134,8 @@ struct ReadAttempt {
   int error = 0;
 };
 
-ReadAttempt read_once(const Store::State& state, std::string_view function, const Hash128& key, bool touch) {
+ReadAttempt read_once(const Store::State& state, std::string_view function, const Hash128& key, bool touch,
+                      detail::KeyPartsRead key_parts) {
   ReadAttempt read;
   LoadResult& result = read.result;
   validate_function_name(function);
@@ -192,7 +193,7 @@ ReadAttempt read_once(const Store::State& state, std::string_view function, cons
     return corrupt(std::string("it cannot be read: ") + std::strerror(error), error);
   }
   try {
-    detail::ParsedEntry parsed = detail::parse_entry(std::span<const std::byte>(bytes.get(), size));
+    detail::ParsedEntry parsed = detail::parse_entry(std::span<const std::byte>(bytes.get(), size), key_parts);
     check_identity(parsed.metadata, function, key);
     const bool has_companion = parsed.metadata.payload_kind == PayloadKind::hdf5_companion;
     result.entry.emplace(std::move(parsed.metadata), std::move(bytes), size, parsed.payload_offset);
@@ -308,7 +309,7 @@ void validate_function_name(std::string_view name) {
   }
 }
 
-StoredEntry::StoredEntry(EntryMetadata metadata, std::unique_ptr<std::byte[]> file_bytes, std::size_t file_size,
+StoredEntry::StoredEntry(EntryMetadata&& metadata, std::unique_ptr<std::byte[]> file_bytes, std::size_t file_size,
                          std::size_t payload_offset) noexcept
     : metadata_(std::move(metadata)),
       bytes_(std::move(file_bytes)),
@@ -347,9 +348,14 @@ std::filesystem::path Store::companion_path(std::string_view function, const Has
   return detail::companion_path_of(entry_path(function, key).string());
 }
 
-LoadResult Store::load(std::string_view function, const Hash128& key) const { return read(function, key, true); }
+// A load serves a hit, which never needs the key's parts: it skips them.
+LoadResult Store::load(std::string_view function, const Hash128& key) const {
+  return read(function, key, /*touch=*/true, /*with_key_parts=*/false);
+}
 
-LoadResult Store::inspect(std::string_view function, const Hash128& key) const { return read(function, key, false); }
+LoadResult Store::inspect(std::string_view function, const Hash128& key) const {
+  return read(function, key, /*touch=*/false, /*with_key_parts=*/true);
+}
 
 namespace detail {
 
@@ -395,12 +401,13 @@ LoadResult Store::load_unseen(std::string_view function, const Hash128& key, boo
   }
 }
 
-LoadResult Store::read(std::string_view function, const Hash128& key, bool touch) const {
+LoadResult Store::read(std::string_view function, const Hash128& key, bool touch, bool with_key_parts) const {
   // On NFS, an entry another client replaced or pruned while we opened it reads as ESTALE:
   // that is the benign race of a lock-free store, so look again, and call it a miss if the
   // entry keeps vanishing (never a corrupt one, which would warn).
   for (int attempt = 0;; ++attempt) {
-    ReadAttempt look = read_once(*state_, function, key, touch);
+    ReadAttempt look = read_once(*state_, function, key, touch,
+                                 with_key_parts ? detail::KeyPartsRead::read : detail::KeyPartsRead::skip);
     if (look.result.status != LoadStatus::corrupt || look.error != ESTALE) return std::move(look.result);
     if (attempt == 2) {
       look.result.status = LoadStatus::missing;
@@ -659,6 +666,8 @@ std::vector<std::string> Store::functions() const {
 std::vector<EntryInfo> Store::list(const ListOptions& options) const {
   if (options.function) validate_function_name(*options.function);
   std::vector<EntryInfo> entries;
+  std::size_t listed_entries = 0;
+  if (options.max_entries == std::size_t{0}) return entries;
   const int root = state_->directory.descriptor(false, false);
   if (root < 0) return entries;
   const auto foreign = [&](std::string function, const std::string& relative, std::string problem) {
@@ -771,7 +780,9 @@ std::vector<EntryInfo> Store::list(const ListOptions& options) const {
             info.size += static_cast<std::uint64_t>(companion.st_size);
           }
         }
+        const bool is_entry = info.kind == EntryKind::entry;
         entries.push_back(std::move(info));
+        if (is_entry && ++listed_entries == options.max_entries) return entries;
       }
     }
   }

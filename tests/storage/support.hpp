@@ -207,6 +207,33 @@ inline long peak_added_kib(const std::function<void()>& prepare, const std::func
   return added;
 }
 
+// An entry as joblet wrote it before entries recorded their keys' parts (format 2, metadata
+// without "joblet.key.*" fields), byte for byte: the result 1.5 of
+// `memory.cache("scale", [](int x, double factor) { return x * factor; }, {.version = "1"})(3, 0.5)`,
+// whose key is kPreviousJobletKey (on this ABI, as the golden keys of memory_test.cpp).
+inline constexpr const char* kPreviousJobletKey = "71a8e3da8ac251dbce245146326e5f94";
+inline std::string previous_joblet_entry() {
+  constexpr const char* kHex =
+      "4a4f424c455443450200000040000000aa00000000000000000100000000000008000000000000000000000000000000"
+      "af0734eadc96407d0000000000000000db51c28adae3a871945f6e32465124ce05000000000000007363616c65010000"
+      "0000000000311100000000000000696e7420332c20646f75626c6520302e350600000000000000646f75626c65be0000"
+      "0000000000762f063fd925ee1808000000000000005dc08174c5d0198e0741fa079cfe226d0200000000000000040000"
+      "0000000000686f73740200000000000000766d0300000000000000706964040000000000000037383437000000000000"
+      "00000000000000000000000000000000000000000000f83f";
+  std::string bytes;
+  for (const char* at = kHex; at[0] != '\0'; at += 2) {
+    bytes += static_cast<char>(std::stoi(std::string(at, 2), nullptr, 16));
+  }
+  return bytes;
+}
+// Puts that entry into the cache directory `root`, where Memory looks for it.
+inline void write_previous_joblet_entry(const std::filesystem::path& root) {
+  const std::string key = kPreviousJobletKey;
+  const auto shard = root / "scale" / key.substr(0, 2);
+  std::filesystem::create_directories(shard);
+  std::ofstream(shard / key, std::ios::binary) << previous_joblet_entry();
+}
+
 // A program run through the shell: its exit status and what it printed (stdout and stderr).
 struct CommandRun {
   int status = -1;

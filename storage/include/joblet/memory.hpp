@@ -29,8 +29,16 @@
 /// entry, the companion's binding to it and its structure, not the array bytes (that would read
 /// them); hits without mmap_mode check every array's checksum as they read it.
 ///
+/// Why a call missed: an entry also records the parts of its key (EntryMetadata::key_parts): the
+/// explicit version, the source and build id salts, and each argument's hash, which only a miss
+/// computes (a hit costs no more for them). `joblet cache explain <function> --key K` names the
+/// parts in which a missed key differs from the entries stored before it; at JOBLET_LOG_LEVEL=debug
+/// each miss names the function's nearest entry and the first part that differs; and
+/// MemoryOptions::verbose logs each miss (1) and each hit (10), as joblib's Memory(verbose=...).
+///
 /// A CachedFunction is cheap to copy and safe to call from many threads and processes at once.
 
+#include <array>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -38,6 +46,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -292,6 +301,24 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
     }
   }
 
+  // Each argument's part of the key, for the entry a miss stores: a second pass over the
+  // arguments, made only on a miss, so that a hit pays nothing for it.
+  template <std::size_t... I, class... A>
+  static std::array<ArgumentHash, sizeof...(A)> hash_each(std::index_sequence<I...>, const A&... args) {
+    return {argument_hash<I>(args)...};
+  }
+
+  template <std::size_t I, class A>
+  static ArgumentHash argument_hash(const A& arg) {
+    if constexpr (Ignore::template contains<I>) {
+      return ArgumentHash{.ignored = true, .hash = {}};
+    } else {
+      using P = Canonical<I, A>;
+      const P& canonical = arg;
+      return ArgumentHash{.ignored = false, .hash = hash_value(canonical)};
+    }
+  }
+
   template <class... A>
   static std::string summarize(const A&... args) {
     std::string summary;
@@ -368,7 +395,9 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
           report.waited = claim.waited;
           report.computed_in = claim.entry->metadata().duration;
           report.duration = Clock::now() - start;
-          cache_->record(report);
+          if (cache_->record(report) && cache_->verbose() >= detail::kVerboseHits) {
+            cache_->log_hit(report, summarize(args...));
+          }
           if constexpr (std::is_void_v<R>) {
             return;
           } else {
@@ -380,17 +409,19 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
       break;
     }
     const std::string arguments = summarize(args...);
+    const auto argument_hashes = hash_each(std::index_sequence_for<A...>{}, args...);
+    cache_->log_miss(report.key, arguments, argument_hashes, typeid(Stored), force);
     const auto compute_start = Clock::now();
     try {
       if constexpr (std::is_void_v<R>) {
         std::invoke(function_, std::forward<A>(args)...);
         const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
-        store(report.key, arguments, computed_in, std::monostate{});
+        store(report.key, arguments, argument_hashes, computed_in, std::monostate{});
         finish_miss(report, start, computed_in);
       } else {
         R value = std::invoke(function_, std::forward<A>(args)...);
         const std::chrono::duration<double> computed_in = Clock::now() - compute_start;
-        store(report.key, arguments, computed_in, value);
+        store(report.key, arguments, argument_hashes, computed_in, value);
         finish_miss(report, start, computed_in);
         return value;
       }
@@ -401,8 +432,8 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
   }
 
   template <class V>
-  void store(const Hash128& key, const std::string& arguments, std::chrono::duration<double> computed_in,
-             const V& value) const {
+  void store(const Hash128& key, const std::string& arguments, std::span<const ArgumentHash> argument_hashes,
+             std::chrono::duration<double> computed_in, const V& value) const {
     std::string bytes;
     // Large arrays are collected for a companion file as the value encodes; without any, the
     // bytes are exactly the value's plain encoding and the entry holds them.
@@ -413,7 +444,7 @@ class CachedFunction<F, IgnoreArgs<Ignored...>> {
       cache_->report_unencodable(key, e.message());
       return;
     }
-    cache_->publish(key, arguments, typeid(V), computed_in, bytes, arrays);
+    cache_->publish(key, arguments, argument_hashes, typeid(V), computed_in, bytes, arrays);
   }
 
   void finish_miss(CallReport& report, Clock::time_point start, std::chrono::duration<double> computed_in) const {

@@ -53,6 +53,30 @@ enum class PayloadKind : std::uint32_t {
   hdf5_companion = 1,
 };
 
+/// One argument's part of a cache key (KeyParts::arguments).
+struct ArgumentHash {
+  /// Left out of the key (joblet::ignore_args): `hash` is zero, and a different value of this
+  /// argument never makes a different key.
+  bool ignored = false;
+  /// joblet::hash_value() of the argument converted to the function's parameter type, as the
+  /// key hashed it.
+  Hash128 hash{};
+  /// Equal when both are ignored, or both hash the same.
+  friend bool operator==(const ArgumentHash&, const ArgumentHash&) = default;
+};
+
+/// What Memory made an entry's key of besides the function's name and the result type
+/// (EntryMetadata::result_type), part by part, so that `joblet cache explain` can tell which
+/// part made two keys differ. The key itself is one hash of them all (see memory.hpp).
+struct KeyParts {
+  std::string version{};      ///< the explicit version (CacheOptions::version), as given; may be empty
+  std::string source_salt{};  ///< the hash of the function's source text (JOBLET_SOURCE_VERSIONED); empty without
+  std::string build_salt{};   ///< the program's build id (CacheOptions::salt_with_build_id); empty without
+  std::vector<ArgumentHash> arguments{};  ///< one per argument of the call, in order
+  /// Equal when every part is.
+  friend bool operator==(const KeyParts&, const KeyParts&) = default;
+};
+
 /// What an entry says about itself; readable without reading the payload (Store::metadata).
 /// The caller fills the descriptive fields; the store fills those marked "set by the store" when it
 /// saves. Encoded, all of it must fit in 1 MiB, or the save throws StorageError.
@@ -75,7 +99,16 @@ struct EntryMetadata {
   PayloadKind payload_kind = PayloadKind::inline_codec;
   /// Fields of later revisions, kept by the store (readers ignore keys they do not know). Memory
   /// records the writer's "host", "pid" and Slurm "job" here, and an entry's "companion" binding.
+  /// Keys starting with "joblet." are the store's own (key_parts is kept under them): saving
+  /// metadata that sets one throws StorageError.
   std::map<std::string, std::string> extra{};
+  /// What the key was made of, part by part; set by Memory. Unset in entries written by joblet
+  /// before it recorded them, and by callers of Store::save that leave it so: for those,
+  /// `joblet cache explain` can compare the version and result type but not the arguments.
+  /// Read by Store::metadata(), Store::inspect() and Store::list(); the reads that serve hits
+  /// (Store::load() and the claims and loads built on it, so also a ValidationCallback's
+  /// metadata) leave it unset: a hit never needs it, and reading it would make every hit slower.
+  std::optional<KeyParts> key_parts{};
 };
 
 /// An entry read back: its metadata and its payload bytes, verified by the read that made it
@@ -84,7 +117,7 @@ class StoredEntry {
  public:
   /// For the store's reads: takes the bytes of a whole entry file, `file_size` long, that they
   /// have parsed and verified, whose payload starts at `payload_offset`.
-  StoredEntry(EntryMetadata metadata, std::unique_ptr<std::byte[]> file_bytes, std::size_t file_size,
+  StoredEntry(EntryMetadata&& metadata, std::unique_ptr<std::byte[]> file_bytes, std::size_t file_size,
               std::size_t payload_offset) noexcept;
   /// The entry's metadata.
   const EntryMetadata& metadata() const noexcept { return metadata_; }
@@ -266,6 +299,9 @@ struct ListOptions {
   std::optional<std::string> function{};  ///< only this function's entries
   bool read_metadata = false;             ///< read each entry's header and metadata (one open each)
   bool include_leftovers = false;         ///< list temporary files and lock files too
+  /// Stop once this many entries are listed (leftovers and foreign files not counted), for a
+  /// look at a sample of a huge function: which entries come first is unspecified.
+  std::optional<std::size_t> max_entries{};
 };
 
 /// Limits for reduce_size, as joblib's Memory.reduce_size(bytes_limit, items_limit, age_limit).
@@ -405,7 +441,7 @@ class Store {
 
  private:
   friend class CampaignRuns;  ///< its claim files live in the store and share the lock's mechanics
-  LoadResult read(std::string_view function, const Hash128& key, bool touch) const;
+  LoadResult read(std::string_view function, const Hash128& key, bool touch, bool with_key_parts) const;
   Claim claim_entry(std::string_view function, const Hash128& key, const LockOptions& options,
                     const std::function<bool(const EntryMetadata&)>& accept, bool look_first, bool wait) const;
   void publish(std::string_view function, const Hash128& key, EntryMetadata metadata,

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -25,6 +26,12 @@ CommandRun joblet_command(const std::string& arguments) {
 }
 
 bool contains(const std::string& text, const std::string& fragment) { return text.find(fragment) != std::string::npos; }
+
+int count_of(const std::string& text, const std::string& fragment) {
+  int count = 0;
+  for (std::size_t at = text.find(fragment); at != std::string::npos; at = text.find(fragment, at + 1)) ++count;
+  return count;
+}
 
 class CacheCommand : public ::testing::Test {
  protected:
@@ -154,6 +161,171 @@ TEST_F(CacheCommand, OptionsMayComeBeforeOrAfterTheirCommand) {
   }
 }
 
+// `joblet cache explain`: a function cached with two versions, an ignored argument, and enough
+// entries that two keys share a first hex digit.
+class CacheExplain : public ::testing::Test {
+ protected:
+  static double fit(int n, double scale, int /*verbosity*/) { return n * scale; }
+
+  void SetUp() override {
+    joblet::Memory memory(dir_.path(), {.store = {.fsync = false}});
+    auto v1 = memory.cache("fit", fit, joblet::ignore_args<2>, {.version = "1"});
+    for (int n = 0; n < 17; ++n) v1(n, 0.5, n);
+    v1(1, 0.25, 3);
+    auto v2 = memory.cache("fit", fit, joblet::ignore_args<2>, {.version = "2"});
+    v2(1, 0.5, 0);
+    base_ = v1.key(1, 0.5, 0).hex();
+    other_scale_ = v1.key(1, 0.25, 0).hex();
+    version_2_ = v2.key(1, 0.5, 0).hex();
+    for (int n = 0; n < 17; ++n) keys_.push_back(v1.key(n, 0.5, 0).hex());
+  }
+  std::string dir() const { return "--dir " + dir_.path().string(); }
+  CommandRun explain(const std::string& arguments) const {
+    return joblet_command("cache explain " + dir() + " " + arguments);
+  }
+
+  TempDir dir_;
+  std::string base_;         // fit(1, 0.5), version 1
+  std::string other_scale_;  // fit(1, 0.25), version 1
+  std::string version_2_;    // fit(1, 0.5), version 2
+  std::vector<std::string> keys_;
+};
+
+TEST_F(CacheExplain, NamesTheArgumentThatDiffersAndNotTheIgnoredOne) {
+  const CommandRun run = explain("fit --near " + other_scale_.substr(0, 10));
+  EXPECT_EQ(run.status, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, "entry " + other_scale_ + " of 'fit'")) << run.output;
+  EXPECT_TRUE(contains(run.output, "argument #2  ignored (ignore_args): not part of the key")) << run.output;
+  // The nearest entry comes first, with the one part that differs.
+  const std::size_t nearest = run.output.find("\n" + base_ + "  1 part differs: argument #1\n");
+  EXPECT_NE(nearest, std::string::npos) << run.output;
+  EXPECT_LT(nearest, run.output.find("2 parts differ")) << run.output;
+  EXPECT_TRUE(contains(run.output, "arguments    int 1, double 0.5, (ignored)")) << run.output;
+  // The ignored argument took other values, but is never a difference.
+  EXPECT_FALSE(contains(run.output, "argument #2 (")) << run.output;
+  EXPECT_FALSE(contains(run.output, ", argument #2")) << run.output;
+  // Ten shown by default, all with --limit 0.
+  EXPECT_TRUE(contains(run.output, "18 other entries of 'fit', nearest first")) << run.output;
+  EXPECT_TRUE(contains(run.output, "\n(8 more: --limit 0 shows all)\n")) << run.output;
+  const CommandRun all = explain("fit --limit 0 --near " + other_scale_);
+  EXPECT_EQ(all.status, 0) << all.output;
+  EXPECT_EQ(count_of(all.output, "part differs") + count_of(all.output, "parts differ"), 18) << all.output;
+}
+
+TEST_F(CacheExplain, SaysAMissOfANewVersionMissedBecauseOfTheVersion) {
+  const CommandRun run = explain("fit --key " + version_2_);
+  EXPECT_EQ(run.status, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, "key parts    version '2', source text none, build id none")) << run.output;
+  EXPECT_TRUE(contains(run.output, "\n" + base_ + "  1 part differs: version ('2' here, '1' there)\n")) << run.output;
+  EXPECT_TRUE(contains(run.output,
+                       "it missed because its version ('2' here, '1' there) differs from the nearest "
+                       "entry's"))
+      << run.output;
+  // The function's first entry had nothing to be served by.
+  const CommandRun first_run = explain("fit --key " + keys_.front());
+  EXPECT_EQ(first_run.status, 0) << first_run.output;
+  EXPECT_TRUE(contains(first_run.output, "no entry of 'fit' created before it is stored")) << first_run.output;
+}
+
+TEST_F(CacheExplain, GroupsAFunctionsEntriesByVersionAndSaysWhichArgumentsVary) {
+  const CommandRun run = explain("fit");
+  EXPECT_EQ(run.status, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, "'fit' in " + dir_.path().string() + ": 19 entries in 2 groups")) << run.output;
+  EXPECT_TRUE(contains(run.output,
+                       "18 entries: version '1', source text none, build id none, result double, 3 "
+                       "arguments (#2 ignored)\n  arguments that vary: #0 (17 values), #1 (2 values); "
+                       "the same in all: none"))
+      << run.output;
+  EXPECT_TRUE(contains(run.output,
+                       "1 entry: version '2', source text none, build id none, result double, 3 "
+                       "arguments (#2 ignored)\n  arguments that vary: none; the same in all: #0, #1"))
+      << run.output;
+}
+
+TEST_F(CacheExplain, AnEntryOfThePreviousJobletIsComparedAsFarAsItCanBe) {
+  TempDir dir;
+  joblet::testing::write_previous_joblet_entry(dir.path());
+  joblet::Memory memory(dir.path());
+  auto scale = memory.cache("scale", [](int x, double factor) { return x * factor; }, {.version = "1"});
+  scale(3, 0.25);
+  const CommandRun run =
+      joblet_command("cache explain --dir " + dir.path().string() + " scale --near " + scale.key(3, 0.25).hex());
+  EXPECT_EQ(run.status, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, std::string(joblet::testing::kPreviousJobletKey) +
+                                       "  the version and result type are the same: an argument differs; one of the "
+                                       "two was written without per-argument hashes (by an older joblet), so which "
+                                       "argument differs cannot be told"))
+      << run.output;
+  const CommandRun old = joblet_command("cache explain --dir " + dir.path().string() + " scale --near " +
+                                        joblet::testing::kPreviousJobletKey);
+  EXPECT_EQ(old.status, 0) << old.output;
+  EXPECT_TRUE(contains(old.output, "key parts    not recorded (written by an older joblet)")) << old.output;
+  const CommandRun groups = joblet_command("cache explain --dir " + dir.path().string() + " scale");
+  EXPECT_TRUE(contains(groups.output,
+                       "1 entry: version '1' (with its salts), result double, written without "
+                       "per-argument hashes (by an older joblet)\n  which arguments vary cannot be "
+                       "told"))
+      << groups.output;
+  const CommandRun show =
+      joblet_command("cache show --dir " + dir.path().string() + " " + joblet::testing::kPreviousJobletKey);
+  EXPECT_EQ(show.status, 0) << show.output;
+  EXPECT_TRUE(contains(show.output, "key parts    not recorded")) << show.output;
+}
+
+TEST_F(CacheExplain, ShowPrintsTheKeyParts) {
+  const CommandRun show = joblet_command("cache show " + dir() + " " + base_);
+  EXPECT_EQ(show.status, 0) << show.output;
+  EXPECT_TRUE(contains(show.output, "key parts    version '1', source text none, build id none\nargument #0  " +
+                                        joblet::hash_value(1).hex() + "\nargument #1  " +
+                                        joblet::hash_value(0.5).hex() + "\nargument #2  ignored"))
+      << show.output;
+}
+
+TEST_F(CacheExplain, ErrorsNameTheCauseAndTheFix) {
+  const auto fails_with = [&](const std::string& arguments, const std::string& message) {
+    const CommandRun run = joblet_command(arguments);
+    EXPECT_EQ(run.status, 1) << arguments << ": " << run.output;
+    EXPECT_TRUE(contains(run.output, "joblet: ")) << arguments << ": " << run.output;
+    EXPECT_TRUE(contains(run.output, message)) << arguments << ": " << run.output;
+  };
+  const std::string in = "cache explain " + dir() + " ";
+  fails_with(in + "fitt",
+             "no function 'fitt' in the cache " + dir_.path().string() + "; `joblet cache stats` lists its functions");
+  fails_with(in + "../x", "the function name '../x'");
+  fails_with(in + "fit --near 0123456789abcdef0123456789abcdef",
+             "no entry of 'fit' has a key starting with '0123456789abcdef0123456789abcdef'; `joblet cache ls "
+             "--function fit` lists them");
+  fails_with(in + "fit --key 0123456789abcdef0123456789abcdef",
+             "a miss leaves its entry once the function returns, unless the cache could not be written or the entry "
+             "was cleared or pruned since. Run the program with JOBLET_LOG_LEVEL=debug");
+  fails_with(in + "fit --near xyz", "'xyz' is not a cache key");
+  fails_with("cache explain --dir " + (dir_.path() / "missing").string() + " fit", "no cache directory at");
+  // 19 keys, 16 first digits: two of them share one.
+  std::map<char, int> first_digits;
+  for (const std::string& key : {base_, other_scale_, version_2_}) ++first_digits[key[0]];
+  for (const std::string& key : keys_) {
+    if (key != base_) ++first_digits[key[0]];
+  }
+  const auto shared =
+      std::find_if(first_digits.begin(), first_digits.end(), [](const auto& d) { return d.second > 1; });
+  ASSERT_NE(shared, first_digits.end());
+  fails_with(in + "fit --near " + std::string(1, shared->first),
+             std::to_string(shared->second) + " entries of 'fit' have keys starting with '" +
+                 std::string(1, shared->first) + "'; give more digits");
+  // --key and --near exclude each other.
+  EXPECT_NE(explain("fit --key " + base_ + " --near " + base_).status, 0);
+  // A function with no entries left.
+  std::filesystem::create_directory(dir_.path() / "empty");
+  fails_with(in + "empty", "function 'empty' has no entries");
+  // A damaged entry: listed as unreadable, and refused as the subject.
+  const auto path = joblet::Store(dir_.path()).entry_path("fit", *joblet::Hash128::from_hex(other_scale_));
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 1);
+  fails_with(in + "fit --near " + other_scale_, "entry " + other_scale_ + " of 'fit' is unusable (");
+  const CommandRun listed = explain("fit --near " + base_);
+  EXPECT_EQ(listed.status, 0) << listed.output;
+  EXPECT_TRUE(contains(listed.output, "1 entry of 'fit' unreadable, not compared")) << listed.output;
+}
+
 TEST(JobletCommand, ShowDescribesADumpFileWithoutLoadingIt) {
   TempDir dir;
   const std::map<std::string, joblet::NDArray<double>> arrays{{"field", joblet::NDArray<double>({4, 5}, 0.5)}};
@@ -184,7 +356,7 @@ TEST(JobletCommand, ShowDescribesADumpFileWithoutLoadingIt) {
 
 TEST(JobletCommand, EachCommandsHelpListsEveryOptionItTakes) {
   for (const std::string command :
-       {"cache stats", "cache ls", "cache show", "cache clear", "cache prune", "status", "info"}) {
+       {"cache stats", "cache ls", "cache show", "cache explain", "cache clear", "cache prune", "status", "info"}) {
     const CommandRun run = joblet_command(command + " --help");
     EXPECT_EQ(run.status, 0) << command << ": " << run.output;
     EXPECT_TRUE(contains(run.output, "-d,--dir")) << command << ": " << run.output;
@@ -223,7 +395,7 @@ TEST(JobletCommand, BashCompletesCommandsOptionsAndDirectories) {
   EXPECT_EQ(pclose(pipe), 0) << output;
   EXPECT_EQ(output,
             "[cache]\n"
-            "[stats ls show clear prune]\n"
+            "[stats ls show explain clear prune]\n"
             "[--max-size --max-items]\n"
             "[prune]\n"
             "[" +

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -91,6 +92,50 @@ TEST(Store, OversizedMetadataIsRefusedWithTheFix) {
   // Nothing was published, and no temporary file was left behind.
   EXPECT_EQ(store.load("f", key_number(1)).status, joblet::LoadStatus::missing);
   EXPECT_TRUE(store.list({.include_leftovers = true}).empty());
+}
+
+TEST(Store, KeyPartsAreKeptAndExtraFieldsNamedLikeThemRefused) {
+  TempDir dir;
+  Store store(dir.path());
+  joblet::EntryMetadata metadata;
+  metadata.version = "2+src:0123456789abcdef";
+  metadata.extra["host"] = "node07";
+  metadata.key_parts = joblet::KeyParts{.version = "2",
+                                        .source_salt = "0123456789abcdef",
+                                        .build_salt = "",
+                                        .arguments = {{.ignored = false, .hash = key_number(7)}, {.ignored = true}}};
+  store.save("f", key_number(1), metadata, bytes_of("payload"));
+  const auto read = store.metadata("f", key_number(1));
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->key_parts, metadata.key_parts);
+  // The parts are the store's own fields, not the caller's extra ones.
+  EXPECT_EQ(read->extra, (std::map<std::string, std::string>{{"host", "node07"}}));
+  // Metadata without parts reads back without them.
+  metadata.key_parts.reset();
+  store.save("f", key_number(2), metadata, bytes_of("payload"));
+  EXPECT_FALSE(store.metadata("f", key_number(2))->key_parts.has_value());
+
+  metadata.extra["joblet.key.arguments"] = "-";
+  try {
+    store.save("f", key_number(3), metadata, bytes_of("payload"));
+    FAIL() << "an extra field starting with 'joblet.' must be refused";
+  } catch (const joblet::StorageError& e) {
+    EXPECT_NE(std::string(e.what()).find("'joblet.key.arguments' starts with 'joblet.'"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(store.load("f", key_number(3)).status, joblet::LoadStatus::missing);
+}
+
+TEST(Store, AListingCanStopAfterSomeEntries) {
+  TempDir dir;
+  Store store(dir.path());
+  for (int i = 0; i < 5; ++i) save(store, "f", i, "payload");
+  save(store, "g", 0, "payload");
+  EXPECT_EQ(store.list({.function = "f", .max_entries = 3}).size(), 3u);
+  EXPECT_EQ(store.list({.function = "f", .max_entries = 10}).size(), 5u);
+  EXPECT_EQ(store.list({.function = "f", .max_entries = 0}).size(), 0u);
+  EXPECT_EQ(store.list({.max_entries = 6}).size(), 6u);
+  EXPECT_EQ(store.list({.function = "f", .read_metadata = true, .max_entries = 2}).size(), 2u);
 }
 
 TEST(Store, MetadataIsReadableWithoutThePayload) {

@@ -41,10 +41,13 @@ void decode_as_values(std::span<const std::byte> bytes) {
 }
 
 void read_entry(std::span<const std::byte> file) {
-  try {
-    const auto parsed = joblet::detail::parse_entry(file);
-    decode_as_values(file.subspan(parsed.payload_offset));
-  } catch (const joblet::detail::CorruptEntry&) {
+  // As a hit reads it (the key's parts stepped over), and as inspecting reads it.
+  for (const auto key_parts : {joblet::detail::KeyPartsRead::skip, joblet::detail::KeyPartsRead::read}) {
+    try {
+      const auto parsed = joblet::detail::parse_entry(file, key_parts);
+      decode_as_values(file.subspan(parsed.payload_offset));
+    } catch (const joblet::detail::CorruptEntry&) {
+    }
   }
   // The metadata-only path that listings use.
   try {

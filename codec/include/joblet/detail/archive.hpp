@@ -56,15 +56,21 @@ class SpanInputArchive : public cereal::InputArchive<SpanInputArchive, cereal::A
       : cereal::InputArchive<SpanInputArchive, cereal::AllowEmptyClassElision>(this), bytes_(bytes), arrays_(arrays) {}
 
   void load_bytes(void* data, std::size_t size) {
+    const std::span<const std::byte> taken = take(size);
+    // An empty vector's data() may be null, and memcpy with a null pointer is undefined even
+    // for zero bytes (found by the entry reader's fuzzer).
+    if (size != 0) std::memcpy(data, taken.data(), size);
+  }
+  // The next `size` bytes, in place, and past them: for a reader that parses a field itself, or
+  // skips it, without copying it first.
+  std::span<const std::byte> take(std::size_t size) {
     if (size > bytes_.size() - position_) {
       throw cereal::Exception("input ends after " + std::to_string(bytes_.size()) + " bytes; " + std::to_string(size) +
                               " more were expected at offset " + std::to_string(position_));
     }
-    // An empty vector's data() may be null, and memcpy with a null pointer is undefined even
-    // for zero bytes (found by the entry reader's fuzzer).
-    if (size == 0) return;
-    std::memcpy(data, bytes_.data() + position_, size);
+    const std::span<const std::byte> taken = bytes_.subspan(position_, size);
     position_ += size;
+    return taken;
   }
   // Every element takes at least one byte, so a count above the bytes left is corrupt.
   void check_count(std::uint64_t count) const {

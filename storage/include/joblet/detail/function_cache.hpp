@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <typeinfo>
 
@@ -58,6 +59,8 @@ struct CacheOptions {
   ValidationCallback validate{};
   // Called after every call, in the calling thread: per-call duration and hit or miss.
   std::function<void(const CallReport&)> on_call{};
+  // Overrides MemoryOptions::verbose for this function (joblib's memory.cache(verbose=...)).
+  std::optional<int> verbose{};
 };
 
 struct MemoryOptions {
@@ -75,9 +78,22 @@ struct MemoryOptions {
   // as datasets of a companion HDF5 file next to the entry (readable by h5py, mappable); smaller
   // ones, and results without arrays, stay inside the entry.
   std::size_t array_file_threshold = std::size_t{1} << 20;
+  // joblib's Memory(verbose=...): 0 silent; 1 or more logs each miss (the call with its argument
+  // summary and key, then how long it took); 10 or more also each hit (how long the load took
+  // and the time it saved). Written to joblet's log (stderr; JOBLET_LOG_FILE) at info level,
+  // even where JOBLET_LOG_LEVEL is above info, as it is by default; JOBLET_LOG_LEVEL=off
+  // silences it. Negative: ConfigError. Independently of it, at JOBLET_LOG_LEVEL=debug each
+  // miss names the function's nearest stored entry and the first part of the key that differs.
+  int verbose = 0;
 };
 
 namespace detail {
+
+// The verbose levels of MemoryOptions::verbose.
+inline constexpr int kVerboseMisses = 1;
+inline constexpr int kVerboseHits = 10;
+// A miss explained at debug level looks at most at this many of the function's entries.
+inline constexpr std::size_t kMaxEntriesExplained = 1000;
 
 // The compute_once that Memory uses when neither it nor a cached function sets one.
 void set_default_compute_once(bool on) noexcept;
@@ -89,7 +105,9 @@ class DumpWriter;
 
 class FunctionCache {
  public:
-  FunctionCache(std::shared_ptr<MemoryState> memory, std::string name, std::string version, CacheOptions options);
+  // `version` is the one keys are made with: `parts` (whose arguments are empty) combined.
+  FunctionCache(std::shared_ptr<MemoryState> memory, std::string name, std::string version, KeyParts parts,
+                CacheOptions options);
   ~FunctionCache();
   FunctionCache(const FunctionCache&) = delete;
   FunctionCache& operator=(const FunctionCache&) = delete;
@@ -97,6 +115,8 @@ class FunctionCache {
   bool enabled() const noexcept;
   const std::string& name() const noexcept { return name_; }
   const std::string& version() const noexcept { return version_; }
+  // MemoryOptions::verbose, or this function's CacheOptions::verbose.
+  int verbose() const noexcept { return verbose_; }
   // A hasher already fed the key's domain, the function's name and its version.
   const Hasher& key_prefix() const noexcept { return key_prefix_; }
 
@@ -110,13 +130,21 @@ class FunctionCache {
   // entry itself, or, when the writer took arrays, in a companion dump file first and then the
   // entry naming it. Failing to is a warning, never an exception: the caller's result is never
   // lost because the cache failed.
-  void publish(const Hash128& key, const std::string& arguments, const std::type_info& result_type,
-               std::chrono::duration<double> computed_in, std::string_view encoding,
+  void publish(const Hash128& key, const std::string& arguments, std::span<const ArgumentHash> argument_hashes,
+               const std::type_info& result_type, std::chrono::duration<double> computed_in, std::string_view encoding,
                const DumpWriter& arrays) const noexcept;
+  // A miss about to be computed (`forced` by call()): says so at verbose level, and at debug
+  // level names the nearest stored entry and the first part of the key that differs.
+  void log_miss(const Hash128& key, const std::string& arguments, std::span<const ArgumentHash> argument_hashes,
+                const std::type_info& result_type, bool forced) const noexcept;
+  // A hit, at verbose level kVerboseHits: what it loaded, how fast, and the time it saved.
+  void log_hit(const CallReport& report, const std::string& arguments) const noexcept;
   void report_unencodable(const Hash128& key, const std::string& why) const noexcept;
   MmapMode mmap_mode() const noexcept;
   std::size_t array_file_threshold() const noexcept;
-  void record(const CallReport& report) const;
+  // Counts the call and reports it (on_call, the trace). False for a call that does not count:
+  // an elastic campaign loading again what its rounds computed or loaded.
+  bool record(const CallReport& report) const;
   // A call of `key` failed with `error`: recorded in the cache for `joblet status` (TaskFailure).
   void record_failure(const Hash128& key, const std::exception_ptr& error) const noexcept;
 
@@ -127,14 +155,18 @@ class FunctionCache {
   std::optional<std::filesystem::path> location() const;
 
  private:
-  EntryMetadata entry_metadata(const std::string& arguments, const std::type_info& result_type,
-                               std::chrono::duration<double> computed_in) const;
+  EntryMetadata entry_metadata(const std::string& arguments, std::span<const ArgumentHash> argument_hashes,
+                               const std::type_info& result_type, std::chrono::duration<double> computed_in) const;
+  std::string explain_miss(const Hash128& key, const std::string& arguments,
+                           std::span<const ArgumentHash> argument_hashes, const std::type_info& result_type) const;
   void report_store_failure(const std::string& why) const noexcept;
 
   std::shared_ptr<MemoryState> memory_;
   std::string name_;
   std::string version_;
+  KeyParts key_parts_;  // the parts of version_; the arguments are each call's
   CacheOptions options_;
+  int verbose_;
   bool compute_once_;
   bool compute_once_in_campaigns_;  // elastic campaigns take the lock unless compute-once is off by name
   Hasher key_prefix_;
