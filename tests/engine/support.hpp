@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <joblet/error.hpp>
+
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace joblet::testing {
@@ -166,6 +169,30 @@ void expect_only_failed(const Outcomes& outcomes, std::size_t size, std::size_t 
       EXPECT_EQ(outcomes[i].value(), static_cast<int>(i));
     }
   }
+}
+
+// A keep_going call stopped by max_failures: every task i returned i, failed with E, or was
+// never run (NotRunError). Returns how many failed with E and how many were not run.
+template <class E, class Outcomes>
+std::pair<std::size_t, std::size_t> count_failed_and_not_run(const Outcomes& outcomes) {
+  std::size_t failed = 0;
+  std::size_t not_run = 0;
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    if (outcomes[i].ok()) {
+      EXPECT_EQ(outcomes[i].value(), static_cast<int>(i));
+      continue;
+    }
+    try {
+      std::rethrow_exception(outcomes[i].error());
+    } catch (const E&) {
+      ++failed;
+    } catch (const NotRunError&) {
+      ++not_run;
+    } catch (...) {
+      ADD_FAILURE() << "task " << i << ": " << outcomes[i].error_message();
+    }
+  }
+  return {failed, not_run};
 }
 
 }  // namespace joblet::testing

@@ -293,21 +293,7 @@ TEST(WorkerRetries, MaxFailuresStopsAKeepGoingCallOnWorkerProcesses) {
   const auto outcomes = joblet::Parallel({.n_jobs = 2, .backend = "processes", .max_failures = 2})(
       tasks, joblet::return_as::list.keep_going());
   ASSERT_EQ(outcomes.size(), 300u);
-  std::size_t died = 0;
-  std::size_t not_run = 0;
-  for (std::size_t i = 0; i < outcomes.size(); ++i) {
-    if (outcomes[i].ok()) {
-      EXPECT_EQ(outcomes[i].value(), static_cast<int>(i));
-      continue;
-    }
-    try {
-      std::rethrow_exception(outcomes[i].error());
-    } catch (const joblet::WorkerDiedError&) {
-      ++died;
-    } catch (const joblet::NotRunError&) {
-      ++not_run;
-    }
-  }
+  const auto [died, not_run] = joblet::testing::count_failed_and_not_run<joblet::WorkerDiedError>(outcomes);
   EXPECT_GE(died, 2u);
   EXPECT_GT(not_run, 0u);
   EXPECT_FALSE(joblet::testing::has_children());
