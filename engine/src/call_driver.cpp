@@ -27,16 +27,6 @@ std::int64_t PlainCallStart::first_process_value(std::int64_t value) {
 
 namespace {
 thread_local std::optional<CampaignRound> t_next_round;
-
-bool is_not_run(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const NotRunError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
 }  // namespace
 
 CampaignRoundScope::CampaignRoundScope(const CampaignRound& round) noexcept { t_next_round = round; }
@@ -174,7 +164,7 @@ bool CallDriver::advance(std::vector<IndexRange>& finished) {
       if (tasks.any_failed) failures = job_->failures_in(tasks.range);
       for (const auto& [index, error] : failures) {
         ++failed_;
-        if (stopped_for_failures_ && is_not_run(error)) ++not_run_;
+        if (stopped_for_failures_ && is_error_of<NotRunError>(error)) ++not_run_;
         if (!failure_) failure_ = error;
         first_failed_ = std::min(first_failed_, index);
         if (round_ && is_put_aside(error)) ++put_aside_;
@@ -184,7 +174,7 @@ bool CallDriver::advance(std::vector<IndexRange>& finished) {
         for (std::size_t index = tasks.range.begin; index < tasks.range.end; ++index) {
           const bool failed = failure != failures.end() && failure->first == index;
           // A task never run (max_failures) did nothing an observer could record.
-          const bool not_run = failed && stopped_for_failures_ && is_not_run(failure->second);
+          const bool not_run = failed && stopped_for_failures_ && is_error_of<NotRunError>(failure->second);
           if (failed) ++failure;
           if (not_run) continue;
           for (const auto& observer : *observers_) observer->on_task_done({.index = index, .failed = failed});

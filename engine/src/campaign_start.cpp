@@ -6,35 +6,6 @@
 
 namespace joblet::detail {
 
-bool is_put_aside(const std::exception_ptr& error) noexcept {
-  // ComputingElsewhere keeps its type across processes too (engine/src/exceptions.cpp).
-  if (!error) return false;
-  try {
-    std::rethrow_exception(error);
-  } catch (const ComputingElsewhere&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
-bool lost_task(const std::exception& error) noexcept {
-  return dynamic_cast<const WorkerDiedError*>(&error) != nullptr ||
-         dynamic_cast<const TimeoutError*>(&error) != nullptr ||
-         dynamic_cast<const RetriesExhaustedError*>(&error) != nullptr;
-}
-
-bool lost_task(const std::exception_ptr& error) noexcept {
-  if (!error) return false;
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return lost_task(e);
-  } catch (...) {
-    return false;
-  }
-}
-
 std::vector<std::size_t> put_aside(std::span<const std::size_t> indices, std::span<const std::exception_ptr> errors) {
   std::vector<std::size_t> aside;
   std::exception_ptr first_failure;

@@ -72,23 +72,8 @@ std::string record_campaign(const std::filesystem::path& location, const std::st
       kCampaignFormat, function, std::vector<Hash128>(keys.begin(), keys.end()),
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()};
   const std::string bytes = encode(record);
-  // Published like cache entries: written under a unique name, then renamed into place (over
-  // anything else that stood there: a link is replaced, never followed).
-  const std::string temporary = detail::temporary_name(name);
-  const std::span<const std::byte> part(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
-  int failure = 0;
-  const int fd = ::openat(directory.get(), temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) {
-    failure = errno;
-  } else {
-    failure = detail::write_all(fd, {&part, 1});
-    if (::close(fd) != 0 && failure == 0) failure = errno;
-    if (failure == 0 && ::renameat(directory.get(), temporary.c_str(), directory.get(), file.c_str()) != 0) {
-      failure = errno;
-    }
-  }
+  const int failure = detail::publish_file_at(directory.get(), file, bytes);
   if (failure != 0) {
-    ::unlinkat(directory.get(), temporary.c_str(), 0);
     throw StorageError("cannot record campaign " + name + " in " + shown + ": " +
                        detail::describe_write_errno(failure));
   }

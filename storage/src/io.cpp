@@ -87,6 +87,19 @@ const std::string& job_name_for_files() {
   return name;
 }
 
+int publish_file_at(int directory, const std::string& name, std::string_view bytes) {
+  const std::string temporary = temporary_name(name);
+  const std::span<const std::byte> part(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
+  int failure = 0;
+  const int fd = ::openat(directory, temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) return errno;
+  failure = write_all(fd, {&part, 1});
+  if (::close(fd) != 0 && failure == 0) failure = errno;
+  if (failure == 0 && ::renameat(directory, temporary.c_str(), directory, name.c_str()) != 0) failure = errno;
+  if (failure != 0) ::unlinkat(directory, temporary.c_str(), 0);
+  return failure;
+}
+
 std::string temporary_name(std::string_view stem) {
   char suffix[96];
   std::snprintf(suffix, sizeof suffix, ".%ld.%zx.%016llx.tmp", static_cast<long>(process_id()),

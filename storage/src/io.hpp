@@ -54,6 +54,12 @@ int make_directories(const std::filesystem::path& directory, bool group_shared);
 // Writes all of `parts` to fd (looping over short writes); returns 0 or an errno.
 int write_all(int fd, std::span<const std::span<const std::byte>> parts);
 
+// Writes `bytes` as file `name` of the directory `directory`, whole or not at all: under a
+// temporary_name(), then renamed over whatever stood there (a link is replaced, never followed).
+// Returns 0 or an errno; the temporary file is gone either way. For small records, not entries
+// (no fsync: a record lost to a power cut is written again by the next run).
+int publish_file_at(int directory, const std::string& name, std::string_view bytes);
+
 // pread of exactly `size` bytes at `offset` (looping over short reads and EINTR): 0, an errno,
 // or ENODATA when the file ends first.
 int read_fully_at(int fd, void* data, std::size_t size, std::uint64_t offset);

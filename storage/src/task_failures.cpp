@@ -56,23 +56,8 @@ void record_task_failure(const CacheRoot& root, const std::string& function, con
       failure.host,       failure.job,
       failure.pid,        std::chrono::duration_cast<std::chrono::seconds>(failure.when.time_since_epoch()).count()};
   const std::string bytes = encode(record);
-  const std::string file = failure.key.hex();
-  const std::string temporary = temporary_name(file);
-  const std::span<const std::byte> part(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
-  int problem = 0;
-  const int fd = ::openat(directory.get(), temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) {
-    problem = errno;
-  } else {
-    problem = write_all(fd, {&part, 1});
-    if (::close(fd) != 0 && problem == 0) problem = errno;
-    // Renamed over whatever stood there: a link is replaced, never followed.
-    if (problem == 0 && ::renameat(directory.get(), temporary.c_str(), directory.get(), file.c_str()) != 0) {
-      problem = errno;
-    }
-  }
+  const int problem = publish_file_at(directory.get(), failure.key.hex(), bytes);
   if (problem != 0) {
-    ::unlinkat(directory.get(), temporary.c_str(), 0);
     throw StorageError("cannot record the failure of a call of " + function + " in " + root.shown(relative) + ": " +
                        describe_write_errno(problem));
   }

@@ -92,6 +92,22 @@ TEST(JobletStatus, AHostileFailureRecordIsNoFailure) {
   EXPECT_EQ(run.output.find("failed:"), std::string::npos) << run.output;
 }
 
+TEST(JobletStatus, AFailureThatCannotBeRecordedIsStillTheCallsOwnError) {
+  TempDir dir;
+  const fs::path cache = dir.path() / "cache";
+  joblet::Memory memory(cache);
+  auto cached = memory.cache("flaky", flaky, joblet::ignore_args<1>, {.version = "1"});
+  // Something in the way of the records: recording the failure may fail, the call's own error stands.
+  fs::remove_all(cache / ".campaigns");
+  joblet::testing::write_text(cache / ".campaigns", "not a directory");
+  try {
+    cached(7, (dir.path() / "fixed").string());
+    FAIL() << "expected the function's own exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "diverged at 7\nafter 12 steps");
+  }
+}
+
 TEST(JobletStatus, WatchViewsTheCampaignsUntilTheyAreComplete) {
   TempDir dir;
   const fs::path cache = dir.path() / "cache";

@@ -297,7 +297,8 @@ class Parallel {
             (*this)(tasks);
           } catch (const Error& e) {
             // A round's task is not a cached call of its own: its lost tasks are recorded here.
-            if (const auto task = e.site().task_index; task && *task < indices.size() && detail::lost_task(e)) {
+            const auto task = e.site().task_index;
+            if (task && *task < indices.size() && detail::lost_task(std::current_exception())) {
               job.record_failure_in_cache(indices[*task], std::current_exception());
             }
             throw;

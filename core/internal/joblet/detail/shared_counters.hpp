@@ -22,13 +22,10 @@ class SharedCounters {
   SharedCounters(const SharedCounters&) = delete;
   SharedCounters& operator=(const SharedCounters&) = delete;
 
-  std::atomic<std::uint64_t>& operator[](std::size_t index) const noexcept { return counters_[index]; }
   void add(std::size_t index, std::uint64_t value) const noexcept {
     counters_[index].fetch_add(value, std::memory_order_relaxed);
   }
   std::uint64_t load(std::size_t index) const noexcept { return counters_[index].load(std::memory_order_relaxed); }
-  // Whether forked workers' counts reach these counters.
-  bool shared() const noexcept { return !on_heap_; }
 
  private:
   std::atomic<std::uint64_t>* counters_;

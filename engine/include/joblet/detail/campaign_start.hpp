@@ -26,13 +26,26 @@ namespace joblet::detail {
 // Of the outcomes of run_deferring's call (an error, or null, for each task at `indices`), the
 // tasks that were put aside; rethrows the first other error.
 std::vector<std::size_t> put_aside(std::span<const std::size_t> indices, std::span<const std::exception_ptr> errors);
-// Whether a task's error is its deferral (ComputingElsewhere), also as it comes back from
-// another process.
-bool is_put_aside(const std::exception_ptr& error) noexcept;
+// Whether `error` is an exception of one of the types E (or of a subclass), also as it comes
+// back from another process (which makes joblet's own types and ComputingElsewhere again).
+template <class... E>
+bool is_error_of(const std::exception_ptr& error) noexcept {
+  if (!error) return false;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return ((dynamic_cast<const E*>(&e) != nullptr) || ...);
+  } catch (...) {
+    return false;
+  }
+}
+// Whether a task's error is its deferral (ComputingElsewhere).
+inline bool is_put_aside(const std::exception_ptr& error) noexcept { return is_error_of<ComputingElsewhere>(error); }
 // Whether a task failed outside its own code (its worker died, it ran past its timeout, or it
 // failed every retry), so that its cached call may not have recorded the failure itself.
-bool lost_task(const std::exception& error) noexcept;
-bool lost_task(const std::exception_ptr& error) noexcept;
+inline bool lost_task(const std::exception_ptr& error) noexcept {
+  return is_error_of<WorkerDiedError, TimeoutError, RetriesExhaustedError>(error);
+}
 
 // CallJob: a TypedJob whose tasks are cached calls. RunOnly: std::vector<std::exception_ptr>
 // (std::span<const std::size_t>, CampaignClaim), returning every task's error (or null) in defer
