@@ -49,11 +49,15 @@ int hex_value(char c) noexcept {
 
 std::string Hash128::hex() const {
   std::string text(32, '0');
-  for (int i = 0; i < 16; ++i) {
-    text[static_cast<std::size_t>(15 - i)] = kHexDigits[(high >> (4 * i)) & 0xf];
-    text[static_cast<std::size_t>(31 - i)] = kHexDigits[(low >> (4 * i)) & 0xf];
-  }
+  write_hex(text.data());
   return text;
+}
+
+void Hash128::write_hex(char* out) const noexcept {
+  for (int i = 0; i < 16; ++i) {
+    out[15 - i] = kHexDigits[(high >> (4 * i)) & 0xf];
+    out[31 - i] = kHexDigits[(low >> (4 * i)) & 0xf];
+  }
 }
 
 std::optional<Hash128> Hash128::from_hex(std::string_view text) {

@@ -71,12 +71,22 @@ int open_beneath(int directory, std::string_view relative, int flags, mode_t mod
     return -1;
   }
   if (!g_no_openat2.load(std::memory_order_relaxed)) {
-    const std::string path(relative);
+    // The kernel wants a NUL-terminated name: an entry's fits on the stack, a longer one is copied.
+    char short_name[128];
+    std::string long_name;
+    const char* path = short_name;
+    if (relative.size() < sizeof short_name) {
+      std::memcpy(short_name, relative.data(), relative.size());
+      short_name[relative.size()] = '\0';
+    } else {
+      long_name.assign(relative);
+      path = long_name.c_str();
+    }
     open_how how{};
     how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC | O_NOFOLLOW);
     how.mode = (flags & O_CREAT) != 0 ? mode : 0;
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
-    const long fd = ::syscall(SYS_openat2, directory, path.c_str(), &how, sizeof how);
+    const long fd = ::syscall(SYS_openat2, directory, path, &how, sizeof how);
     if (fd >= 0) return static_cast<int>(fd);
     // EXDEV: the path leaves the directory (a ".." the caller let through); ELOOP: a link.
     if (errno == EXDEV) errno = ELOOP;

@@ -161,7 +161,8 @@ Claim FunctionCache::claim(const Hash128& key) const {
     case LoadStatus::found:
       if (!options_.validate || options_.validate(found.entry->metadata())) return Claim{std::move(found.entry), {}};
       add(*counters_, memory_->totals, kRejectedEntries, 1);
-      log().debug("cache entry {} was refused by its validation callback; recomputing it", found.path.string());
+      log().debug("cache entry {} was refused by its validation callback; recomputing it",
+                  store.entry_path(name_, key).string());
       break;
     case LoadStatus::corrupt:
       add(*counters_, memory_->totals, kCorruptEntries, 1);

@@ -127,33 +127,33 @@ void verify_in_pieces(int fd, std::uint64_t file_size) {
   }
 }
 
-// One look at an entry. The errno of a failed open, fstat or read comes back with the result, so
-// that Store::read can decide on ESTALE by its number rather than by searching the message.
-struct ReadAttempt {
-  LoadResult result;
-  int error = 0;
-};
-
-ReadAttempt read_once(const Store::State& state, std::string_view function, const Hash128& key, bool touch,
-                      detail::KeyPartsRead key_parts) {
-  ReadAttempt read;
-  LoadResult& result = read.result;
+// One look at an entry, into `result` (a fresh LoadResult: filled in place, so that a hit is
+// not moved on its way out). Returns the errno of a failed open, fstat or read, so that
+// Store::read can decide on ESTALE by its number rather than by searching the message.
+int read_once(LoadResult& result, const Store::State& state, std::string_view function, const Hash128& key, bool touch,
+              detail::KeyPartsRead key_parts) {
   validate_function_name(function);
-  const std::string hex = key.hex();
-  const std::string shard = detail::relative_shard(function, hex);
-  const std::string relative = shard + "/" + hex;
-  result.path = state.directory.shown(relative);
+  // "<function>/<first two hex digits>/<hex>", built once: the shard and the name are views of it.
+  std::string relative;
+  relative.reserve(function.size() + 36);
+  relative.append(function).append(1, '/');
+  const std::size_t name_at = relative.size() + 3;
+  relative.append(2, '0').append(1, '/').append(32, '0');
+  key.write_hex(relative.data() + name_at);
+  relative[name_at - 3] = relative[name_at];
+  relative[name_at - 2] = relative[name_at + 1];
+  const std::string_view shard = std::string_view(relative).substr(0, name_at - 1);
+  const std::string_view hex = std::string_view(relative).substr(name_at);
   const auto corrupt = [&](std::string problem, int error = 0) {
     result.status = LoadStatus::corrupt;
     result.problem = std::move(problem);
-    read.error = error;
-    return std::move(read);
+    return error;
   };
 
   // No link is followed, and O_NONBLOCK: a FIFO planted as an entry cannot make the open wait.
   const int root = state.directory.descriptor(false, false);
   if (root < 0) {
-    if (errno == ENOENT || errno == ENOTDIR) return read;  // no cache yet: a miss
+    if (errno == ENOENT || errno == ENOTDIR) return 0;  // no cache yet: a miss
     return corrupt(std::string("the cache directory cannot be opened: ") + std::strerror(errno), errno);
   }
   // A miss costs this one system call. A root removed since it was opened reads as misses, until
@@ -162,7 +162,7 @@ ReadAttempt read_once(const Store::State& state, std::string_view function, cons
   FileDescriptor fd(detail::open_beneath(root, relative, O_RDONLY | O_NONBLOCK));
   if (!fd) {
     const int error = errno;
-    if (error == ENOENT || error == ENOTDIR) return read;  // missing
+    if (error == ENOENT || error == ENOTDIR) return 0;  // missing
     if (error == ELOOP) return corrupt(state.directory.describe_obstacle(relative, /*names_file=*/true));
     return corrupt(std::string("it cannot be opened: ") + std::strerror(error), error);
   }
@@ -200,8 +200,8 @@ ReadAttempt read_once(const Store::State& state, std::string_view function, cons
     if (has_companion) {
       // The companion is opened through this entry's own directory, as the entry was.
       auto directory = std::make_shared<FileDescriptor>(state.directory.open_directory(shard, false, false));
-      const std::string name = hex + ".h5";
-      std::string shown = state.directory.shown(shard + "/" + name);
+      const std::string name = std::string(hex) + ".h5";
+      std::string shown = state.directory.shown(std::string(shard) + "/" + name);
       if (auto through = detail::descriptor_name(directory->get())) {
         result.entry->set_companion(std::move(shown), *through + "/" + name, std::move(directory));
       } else {
@@ -224,7 +224,7 @@ ReadAttempt read_once(const Store::State& state, std::string_view function, cons
     if (now - mtime_of(info) > state.options.touch_interval) detail::touch_at(state, fd.get(), now);
   }
   result.status = LoadStatus::found;
-  return read;
+  return 0;
 }
 
 [[noreturn]] void throw_write_error(const std::string& what, const std::string& path, int error) {
@@ -316,6 +316,31 @@ StoredEntry::StoredEntry(EntryMetadata&& metadata, std::unique_ptr<std::byte[]> 
       file_size_(file_size),
       payload_offset_(payload_offset) {}
 
+struct StoredEntry::Companion {
+  std::filesystem::path path;
+  std::filesystem::path opened_as;
+  std::shared_ptr<const void> directory;  // keeps the directory `opened_as` goes through open
+};
+
+StoredEntry::StoredEntry(StoredEntry&&) noexcept = default;
+StoredEntry& StoredEntry::operator=(StoredEntry&&) noexcept = default;
+StoredEntry::~StoredEntry() = default;
+
+const std::filesystem::path& StoredEntry::companion() const noexcept {
+  static const std::filesystem::path none;
+  return companion_ ? companion_->path : none;
+}
+
+const std::filesystem::path& StoredEntry::companion_opened_as() const noexcept {
+  static const std::filesystem::path none;
+  return companion_ ? companion_->opened_as : none;
+}
+
+void StoredEntry::set_companion(std::filesystem::path path, std::filesystem::path opened_as,
+                                std::shared_ptr<const void> directory) {
+  companion_ = std::make_unique<Companion>(Companion{std::move(path), std::move(opened_as), std::move(directory)});
+}
+
 namespace {
 std::string normalized_root(const std::filesystem::path& root) {
   if (root.empty()) {
@@ -406,13 +431,17 @@ LoadResult Store::read(std::string_view function, const Hash128& key, bool touch
   // that is the benign race of a lock-free store, so look again, and call it a miss if the
   // entry keeps vanishing (never a corrupt one, which would warn).
   for (int attempt = 0;; ++attempt) {
-    ReadAttempt look = read_once(*state_, function, key, touch,
-                                 with_key_parts ? detail::KeyPartsRead::read : detail::KeyPartsRead::skip);
-    if (look.result.status != LoadStatus::corrupt || look.error != ESTALE) return std::move(look.result);
+    LoadResult result;
+    const int error = read_once(result, *state_, function, key, touch,
+                                with_key_parts ? detail::KeyPartsRead::read : detail::KeyPartsRead::skip);
+    if (result.status == LoadStatus::found) return result;
+    // Only a miss or a corrupt entry is named in messages; a hit does not pay for the path.
+    result.path = entry_path(function, key);
+    if (result.status != LoadStatus::corrupt || error != ESTALE) return result;
     if (attempt == 2) {
-      look.result.status = LoadStatus::missing;
-      look.result.problem.clear();
-      return std::move(look.result);
+      result.status = LoadStatus::missing;
+      result.problem.clear();
+      return result;
     }
   }
 }

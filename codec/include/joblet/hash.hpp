@@ -39,6 +39,8 @@ struct Hash128 {
 
   /// The digest as 32 lowercase hex digits, high half first (the names of cache entries).
   std::string hex() const;
+  /// Writes the 32 digits of hex() at `out` (no terminating NUL): for names built in place.
+  void write_hex(char* out) const noexcept;
   /// The digest named by exactly 32 hex digits; nullopt for anything else.
   static std::optional<Hash128> from_hex(std::string_view text);
 

@@ -119,6 +119,9 @@ class StoredEntry {
   /// have parsed and verified, whose payload starts at `payload_offset`.
   StoredEntry(EntryMetadata&& metadata, std::unique_ptr<std::byte[]> file_bytes, std::size_t file_size,
               std::size_t payload_offset) noexcept;
+  StoredEntry(StoredEntry&&) noexcept;
+  StoredEntry& operator=(StoredEntry&&) noexcept;
+  ~StoredEntry();
   /// The entry's metadata.
   const EntryMetadata& metadata() const noexcept { return metadata_; }
   /// The payload: the codec's encoding of the value (PayloadKind::inline_codec), or empty
@@ -127,28 +130,24 @@ class StoredEntry {
     return {bytes_.get() + payload_offset_, file_size_ - payload_offset_};
   }
   /// Its companion file (PayloadKind::hdf5_companion), as messages name it; empty when it has none.
-  const std::filesystem::path& companion() const noexcept { return companion_; }
+  const std::filesystem::path& companion() const noexcept;
   /// The name to open the companion file by while this entry lives: resolved through the
   /// directory the entry was read from, not through the tree as it is now (a /proc/self/fd name;
   /// the same as companion() where /proc is not mounted).
-  const std::filesystem::path& companion_opened_as() const noexcept { return companion_opened_as_; }
+  const std::filesystem::path& companion_opened_as() const noexcept;
   /// For the store's reads: records the companion's `path`, the name it is `opened_as`, and the
   /// open `directory` that name goes through, which this entry keeps open.
-  void set_companion(std::filesystem::path path, std::filesystem::path opened_as,
-                     std::shared_ptr<const void> directory) noexcept {
-    companion_ = std::move(path);
-    companion_opened_as_ = std::move(opened_as);
-    directory_ = std::move(directory);
-  }
+  void set_companion(std::filesystem::path path, std::filesystem::path opened_as, std::shared_ptr<const void> directory);
 
  private:
   EntryMetadata metadata_;
   std::unique_ptr<std::byte[]> bytes_;  ///< the whole file, read once (not zero-filled first)
   std::size_t file_size_;
   std::size_t payload_offset_;
-  std::filesystem::path companion_{};
-  std::filesystem::path companion_opened_as_{};
-  std::shared_ptr<const void> directory_{};  // keeps the directory companion_opened_as_ goes through open
+  struct Companion;
+  // Most entries have no companion: an entry that is moved (it is, from the read to the caller)
+  // moves one pointer, not two paths.
+  std::unique_ptr<Companion> companion_{};
 };
 
 /// What a read of an entry found (LoadResult::status).
@@ -165,7 +164,8 @@ struct LoadResult {
   LoadStatus status = LoadStatus::missing;
   std::optional<StoredEntry> entry{};  ///< set when found
   std::string problem{};               ///< why, when corrupt: a message naming the cause
-  /// The entry's file, for messages (set whatever the status).
+  /// The entry's file, for messages: set when the entry is missing or corrupt (a hit does not
+  /// build it; Store::entry_path() names any entry).
   std::filesystem::path path{};
   /// True when the entry was found (and `entry` is set).
   explicit operator bool() const noexcept { return status == LoadStatus::found; }
