@@ -119,8 +119,11 @@ class StoredEntry {
   /// have parsed and verified, whose payload starts at `payload_offset`.
   StoredEntry(EntryMetadata&& metadata, std::unique_ptr<std::byte[]> file_bytes, std::size_t file_size,
               std::size_t payload_offset) noexcept;
+  /// Moves the entry: its bytes, its metadata and its companion, if any.
   StoredEntry(StoredEntry&&) noexcept;
+  /// Moves another entry into this one.
   StoredEntry& operator=(StoredEntry&&) noexcept;
+  /// Frees the entry's bytes and closes its companion's directory.
   ~StoredEntry();
   /// The entry's metadata.
   const EntryMetadata& metadata() const noexcept { return metadata_; }
