@@ -133,17 +133,10 @@ void verify_in_pieces(int fd, std::uint64_t file_size) {
 int read_once(LoadResult& result, const Store::State& state, std::string_view function, const Hash128& key, bool touch,
               detail::KeyPartsRead key_parts) {
   validate_function_name(function);
-  // "<function>/<first two hex digits>/<hex>", built once: the shard and the name are views of it.
-  std::string relative;
-  relative.reserve(function.size() + 36);
-  relative.append(function).append(1, '/');
-  const std::size_t name_at = relative.size() + 3;
-  relative.append(2, '0').append(1, '/').append(32, '0');
-  key.write_hex(relative.data() + name_at);
-  relative[name_at - 3] = relative[name_at];
-  relative[name_at - 2] = relative[name_at + 1];
-  const std::string_view shard = std::string_view(relative).substr(0, name_at - 1);
-  const std::string_view hex = std::string_view(relative).substr(name_at);
+  const detail::EntryName entry = detail::entry_name(function, key);
+  const std::string& relative = entry.relative;
+  const std::string_view shard = entry.shard();
+  const std::string_view hex = entry.hex();
   const auto corrupt = [&](std::string problem, int error = 0) {
     result.status = LoadStatus::corrupt;
     result.problem = std::move(problem);
@@ -275,6 +268,18 @@ std::string shard_directory(const Store::State& state, std::string_view function
   directory += '/';
   directory.append(hex, 0, 2);
   return directory;
+}
+
+EntryName entry_name(std::string_view function, const Hash128& key) {
+  EntryName name;
+  name.relative.reserve(function.size() + 36);
+  name.relative.append(function).append(1, '/');
+  name.name_at = name.relative.size() + 3;
+  name.relative.append(2, '0').append(1, '/').append(32, '0');
+  key.write_hex(name.relative.data() + name.name_at);
+  name.relative[name.name_at - 3] = name.relative[name.name_at];
+  name.relative[name.name_at - 2] = name.relative[name.name_at + 1];
+  return name;
 }
 
 std::string relative_shard(std::string_view function, const std::string& hex) {
@@ -448,11 +453,9 @@ LoadResult Store::read(std::string_view function, const Hash128& key, bool touch
 
 std::optional<EntryMetadata> Store::metadata(std::string_view function, const Hash128& key) const {
   validate_function_name(function);
-  const std::string hex = key.hex();
   const int root = state_->directory.descriptor(false, false);
   if (root < 0) return std::nullopt;
-  FileDescriptor fd(
-      detail::open_beneath(root, detail::relative_shard(function, hex) + "/" + hex, O_RDONLY | O_NONBLOCK));
+  FileDescriptor fd(detail::open_beneath(root, detail::entry_name(function, key).relative, O_RDONLY | O_NONBLOCK));
   struct stat info {};
   if (!fd || fstat(fd.get(), &info) != 0 || !detail::unusable_file(info).empty()) return std::nullopt;
   try {

@@ -53,6 +53,15 @@ void touch_at(const Store::State& state, int fd, std::chrono::system_clock::time
 std::string shard_directory(const Store::State& state, std::string_view function, const std::string& hex);
 // "<function>/<xx>": the shard directory below the root.
 std::string relative_shard(std::string_view function, const std::string& hex);
+// An entry's name below the root, "<function>/<xx>/<32 hex>", built in one string (a hit's
+// lookup): the shard and the file name are views of it.
+struct EntryName {
+  std::string relative;
+  std::size_t name_at = 0;
+  std::string_view shard() const { return std::string_view(relative).substr(0, name_at - 1); }
+  std::string_view hex() const { return std::string_view(relative).substr(name_at); }
+};
+EntryName entry_name(std::string_view function, const Hash128& key);
 std::string lock_path_of(const std::string& entry_path);
 // Who holds a compute-once lock, as its content says (empty host and pid 0 when it does not).
 struct LockOwner {

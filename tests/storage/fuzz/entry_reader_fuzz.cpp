@@ -8,9 +8,6 @@
 //      checksums, so that the metadata decoder and payload decoding are reached;
 //   2: the bytes straight into the codec's decoder, as a few value types.
 
-#define XXH_STATIC_LINKING_ONLY
-#include <xxhash.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -20,6 +17,7 @@
 #include <vector>
 
 #include "entry_format.hpp"
+#include "entry_framing.hpp"
 #include "joblet/codec.hpp"
 #include "joblet/hash.hpp"
 
@@ -58,31 +56,6 @@ void read_entry(std::span<const std::byte> file) {
   }
 }
 
-// A file whose header is valid for `metadata` and `payload`, so mutations reach the decoders.
-std::vector<std::byte> framed(std::span<const std::byte> metadata, std::span<const std::byte> payload) {
-  const std::uint64_t metadata_size = metadata.size();
-  const std::uint64_t payload_offset = (64 + metadata_size + 63) / 64 * 64;
-  const std::uint64_t payload_size = payload.size();
-  std::vector<std::byte> file(payload_offset + payload_size, std::byte{0});
-  std::memcpy(file.data(), joblet::detail::kEntryMagic.data(), 8);
-  const std::uint32_t version = joblet::detail::kEntryFormatVersion;
-  const std::uint32_t header_size = 64;
-  std::memcpy(file.data() + 8, &version, 4);
-  std::memcpy(file.data() + 12, &header_size, 4);
-  std::memcpy(file.data() + 16, &metadata_size, 8);
-  std::memcpy(file.data() + 24, &payload_offset, 8);
-  std::memcpy(file.data() + 32, &payload_size, 8);
-  if (!metadata.empty()) std::memcpy(file.data() + 64, metadata.data(), metadata.size());
-  if (!payload.empty()) std::memcpy(file.data() + payload_offset, payload.data(), payload.size());
-  XXH3_state_t state;
-  XXH3_64bits_reset(&state);
-  XXH3_64bits_update(&state, file.data(), 48);
-  XXH3_64bits_update(&state, metadata.data(), metadata.size());
-  const std::uint64_t checksum = XXH3_64bits_digest(&state);
-  std::memcpy(file.data() + 48, &checksum, 8);
-  return file;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -95,7 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 1: {
       // Split the input: the first half is metadata, the rest payload.
       const std::size_t split = input.size() / 2;
-      read_entry(framed(input.first(split), input.subspan(split)));
+      read_entry(joblet::testing::framed_entry(input.first(split), input.subspan(split)));
       break;
     }
     default:

@@ -3,9 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#define XXH_STATIC_LINKING_ONLY
-#include <xxhash.h>
-
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -13,6 +10,7 @@
 #include <vector>
 
 #include "entry_format.hpp"
+#include "fuzz/entry_framing.hpp"
 #include "joblet/codec.hpp"
 #include "support.hpp"
 
@@ -141,34 +139,13 @@ struct RawRecord {
   }
 };
 
-// `file` with its header checksum made right again after an edit of its metadata.
-std::vector<std::byte> rechecksummed(std::vector<std::byte> file) {
-  std::uint64_t metadata_size = 0;
-  std::memcpy(&metadata_size, file.data() + 16, 8);
-  XXH3_state_t state;
-  XXH3_64bits_reset(&state);
-  XXH3_64bits_update(&state, file.data(), 48);
-  XXH3_64bits_update(&state, file.data() + 64, metadata_size);
-  const std::uint64_t checksum = XXH3_64bits_digest(&state);
-  std::memcpy(file.data() + 48, &checksum, 8);
-  return file;
-}
+using joblet::testing::framed_entry;
+using joblet::testing::rechecksummed;
 
 // An entry file, with an empty payload and a correct header, holding `record`.
 std::vector<std::byte> entry_holding(const RawRecord& record) {
   const std::string metadata = joblet::encode(record);
-  const std::uint64_t metadata_size = metadata.size();
-  const std::uint64_t payload_offset = (64 + metadata_size + 63) / 64 * 64;
-  std::vector<std::byte> file(payload_offset, std::byte{0});
-  std::memcpy(file.data(), joblet::detail::kEntryMagic.data(), 8);
-  const std::uint32_t version = joblet::detail::kEntryFormatVersion;
-  const std::uint32_t header_size = 64;
-  std::memcpy(file.data() + 8, &version, 4);
-  std::memcpy(file.data() + 12, &header_size, 4);
-  std::memcpy(file.data() + 16, &metadata_size, 8);
-  std::memcpy(file.data() + 24, &payload_offset, 8);
-  std::memcpy(file.data() + 64, metadata.data(), metadata.size());
-  return rechecksummed(std::move(file));
+  return framed_entry(std::as_bytes(std::span(metadata)), {});
 }
 
 // The "joblet.key" field (see entry_format.hpp), written by hand.
